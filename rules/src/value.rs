@@ -13,8 +13,9 @@ use rust_decimal::Decimal;
 use std::str::FromStr;
 
 /// A runtime value.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
+    #[default]
     Null,
     Bool(bool),
     Int(i64),

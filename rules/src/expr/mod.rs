@@ -1,0 +1,243 @@
+//! The rule expression language: a small, sandboxed, statically checked
+//! CEL/JavaScript-like language used in process definitions and rule files.
+//!
+//! Expressions are parsed with `pest` (grammar in `grammar.pest`, precedence by
+//! a Pratt parser), checked against declared variable types when a definition is
+//! loaded, and evaluated without IO against an [`Env`]. Numbers are exact
+//! decimals: `0.1 + 0.2 == 0.3` holds; `int op int` stays an int except `/`,
+//! which always yields a decimal.
+//!
+//! Operators, loosest first: `c ? a : b`; `||`/`or`; `&&`/`and`; `==` `!=`;
+//! `<` `<=` `>` `>=` `in`; `+` `-`; `*` `/` `%`; prefix `-` `!`/`not`;
+//! member `a.b` and index `xs[0]`.
+//!
+//! Limits: source ≤ [`parse::MAX_SOURCE_LEN`] bytes, tree depth ≤
+//! [`parse::MAX_DEPTH`], ≤ [`eval::MAX_STEPS`] operations per evaluation, lists
+//! built by an expression ≤ [`eval::MAX_LIST_LEN`] items.
+//!
+//! # Built-in functions
+//!
+//! | function | result | notes |
+//! |---|---|---|
+//! | `len(xs)` | int | items of a list, characters of a string |
+//! | `min(a, b)`, `min(xs)` | number/date | smallest; `max` likewise |
+//! | `abs(x)` | number | |
+//! | `round(x, places)` | decimal | half away from zero (`0.005` → `0.01`); places default 0 |
+//! | `floor(x, places)`, `ceil(x, places)` | decimal | towards −∞ / +∞ |
+//! | `sum(xs)`, `sum(xs, x => e)` | number | int while all items are ints |
+//! | `median(xs)` | decimal | mean of the two middle values for an even count |
+//! | `contains(xs, x)`, `contains(s, sub)` | bool | list membership or substring |
+//! | `date("YYYY-MM-DD")` | date | |
+//! | `datetime("RFC 3339")` | datetime | |
+//! | `date_of(t)` | date | the local date of a datetime |
+//! | `add_days(d, n)` | date/datetime | n may be negative |
+//! | `add_months(d, n)` | date/datetime | calendar months, clamped to month end (31 Jan + 1 = 28/29 Feb) |
+//! | `first_day_of_next_month(d)` | date | |
+//! | `year(d)`, `month(d)`, `day(d)` | int | |
+//! | `age(birth_date, as_of)` | int | whole years completed; a 29 Feb birthday counts on 1 Mar in common years |
+//! | `days_between(a, b)` | int | `b − a` in days |
+//! | `string(x)` | string | null → `""` |
+//! | `decimal(x)` | decimal | from a number or a decimal string |
+//! | `is_null(x)` | bool | |
+//! | `coalesce(a, b)` | a/b | `a` unless it is null |
+//! | `all(xs, x => p)`, `any(xs, x => p)` | bool | `all` of `[]` is true, `any` of `[]` false |
+//! | `filter(xs, x => p)` | list | |
+//! | `map(xs, x => e)` | list | |
+//! | `count(xs)`, `count(xs, x => p)` | int | |
+//! | `all_unable_to_work(household, as_of, flag?)` | bool | every member ≥ 60, < 18 or severely disabled (assess.md; `flag` = `severe_includes_grade3_intellectual_mental`, default true) — the yearly dibao review |
+//! | `committee_decision(votes)` | `{decision, amount, reasons}` | 一事一议: a strict majority of votes cast approves (a tie rejects); amount = median of approving amounts, the lower middle for an even count; reasons = the rejecting votes' reasons; amount null when rejected |
+//!
+//! Further functions (e.g. the assessment built-ins) are added to a
+//! [`Registry`] and used with [`Expr::compile_with`].
+
+mod ast;
+mod builtins;
+mod check;
+mod eval;
+mod parse;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, OnceLock};
+
+pub use ast::Span;
+pub use builtins::{
+    Builtin, CheckFn, Implementation, LambdaUse, ListFn, PlainFn, Registry, as_date, number,
+};
+pub use eval::{MAX_LIST_LEN, MAX_STEPS, compare, equal};
+pub use parse::{MAX_DEPTH, MAX_SOURCE_LEN};
+
+use crate::value::{Type, Value};
+
+/// Declared types of the variables an expression may read.
+pub trait TypeEnv {
+    fn var_type(&self, name: &str) -> Option<Type>;
+    /// Every declared name, for "did you mean" hints.
+    fn var_names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Values of the variables at evaluation time.
+pub trait Env {
+    fn var(&self, name: &str) -> Option<&Value>;
+}
+
+impl TypeEnv for BTreeMap<String, Type> {
+    fn var_type(&self, name: &str) -> Option<Type> {
+        self.get(name).cloned()
+    }
+    fn var_names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
+}
+
+impl TypeEnv for HashMap<String, Type> {
+    fn var_type(&self, name: &str) -> Option<Type> {
+        self.get(name).cloned()
+    }
+    fn var_names(&self) -> Vec<String> {
+        self.keys().cloned().collect()
+    }
+}
+
+impl Env for BTreeMap<String, Value> {
+    fn var(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
+impl Env for HashMap<String, Value> {
+    fn var(&self, name: &str) -> Option<&Value> {
+        self.get(name)
+    }
+}
+
+/// A load-time problem in an expression, located within its source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code} at {offset}: {message}")]
+pub struct ExprError {
+    /// Stable code: `E_EXPR_SYNTAX`, `E_TOO_LONG`, `E_TOO_DEEP`, `E_UNKNOWN_VARIABLE`,
+    /// `E_UNKNOWN_FIELD`, `E_UNKNOWN_FUNCTION`, `E_ARITY`, `E_TYPE`.
+    pub code: &'static str,
+    /// Byte offset within the expression source.
+    pub offset: usize,
+    /// Byte length of the offending text (0 for a position).
+    pub len: usize,
+    pub message: String,
+    /// e.g. "did you mean `household`?"
+    pub hint: Option<String>,
+}
+
+impl ExprError {
+    fn new(code: &'static str, span: Span, message: impl Into<String>) -> ExprError {
+        ExprError {
+            code,
+            offset: span.offset,
+            len: span.len,
+            message: message.into(),
+            hint: None,
+        }
+    }
+}
+
+/// A run-time failure of an evaluation (the expression was well typed, the data was not as hoped).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EvalError {
+    #[error("division by zero (at {offset})")]
+    DivisionByZero { offset: usize },
+    #[error("cannot read `{field}` of null (at {offset})")]
+    NullMember { field: String, offset: usize },
+    #[error("{message} (at {offset})")]
+    Type { message: String, offset: usize },
+    #[error("variable `{name}` has no value")]
+    UnknownVariable { name: String },
+    #[error("unknown function `{name}`")]
+    UnknownFunction { name: String },
+    #[error("index {index} is out of range for a list of {len} (at {offset})")]
+    IndexOutOfRange {
+        index: i64,
+        len: usize,
+        offset: usize,
+    },
+    #[error("arithmetic overflow (at {offset})")]
+    Overflow { offset: usize },
+    #[error("evaluation exceeded its budget of {limit} operations")]
+    BudgetExhausted { limit: usize },
+    #[error("a list would exceed {limit} items (at {offset})")]
+    ListTooLarge { limit: usize, offset: usize },
+    #[error("{function}: {message} (at {offset})")]
+    Function {
+        function: String,
+        message: String,
+        offset: usize,
+    },
+}
+
+/// The standard registry, shared by every expression compiled with [`Expr::compile`].
+pub fn standard_registry() -> Arc<Registry> {
+    static STANDARD: OnceLock<Arc<Registry>> = OnceLock::new();
+    STANDARD
+        .get_or_init(|| Arc::new(Registry::standard()))
+        .clone()
+}
+
+/// A parsed and type-checked expression, ready to evaluate many times.
+#[derive(Clone, Debug)]
+pub struct Expr {
+    source: String,
+    root: ast::Node,
+    result_type: Type,
+    variables: Vec<String>,
+    registry: Arc<Registry>,
+}
+
+impl Expr {
+    /// Parses and checks `src` with the standard functions.
+    pub fn compile(src: &str, env: &dyn TypeEnv) -> Result<Expr, Vec<ExprError>> {
+        Expr::compile_with(src, env, standard_registry())
+    }
+
+    /// Parses and checks `src` with the functions of `registry`.
+    pub fn compile_with(
+        src: &str,
+        env: &dyn TypeEnv,
+        registry: Arc<Registry>,
+    ) -> Result<Expr, Vec<ExprError>> {
+        let root = parse::parse(src).map_err(|e| vec![e])?;
+        let mut checker = check::Checker::new(env, &registry);
+        let result_type = checker.check(&root);
+        if !checker.errors.is_empty() {
+            let mut errors = checker.errors;
+            errors.sort_by_key(|e| e.offset);
+            return Err(errors);
+        }
+        let variables = checker.variables.into_iter().collect();
+        Ok(Expr {
+            source: src.to_string(),
+            root,
+            result_type,
+            variables,
+            registry,
+        })
+    }
+
+    pub fn result_type(&self) -> &Type {
+        &self.result_type
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Root variable names the expression reads (lambda parameters excluded), sorted.
+    pub fn variables(&self) -> Vec<String> {
+        self.variables.clone()
+    }
+
+    pub fn eval(&self, env: &dyn Env) -> Result<Value, EvalError> {
+        eval::Evaluator::new(env, &self.registry).eval(&self.root)
+    }
+}
+
+#[cfg(test)]
+mod tests;
