@@ -1,1 +1,4 @@
 //! The generic engine: process language, pure core, calendars, scenario runner, store and scheduler.
+
+pub mod calendar;
+pub mod duration;
