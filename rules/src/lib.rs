@@ -1,8 +1,17 @@
 //! Rules: the expression language, policy parameters, decision tables and the
 //! assessments of `spec/assess.md`. Pure evaluation: no IO, no clock (`as_of` is an argument).
 
+pub mod assessment;
+pub mod case;
 pub mod domain;
 pub mod expr;
+pub mod policy;
+pub mod ruleset;
 pub mod value;
+pub mod yaml;
 
+pub use assessment::{Assessment, Supplement, assess, check_policy_applies, money, try_assess};
+pub use case::{Case, InputError, parse_case};
+pub use policy::{Policy, PolicyError, PolicySet};
+pub use ruleset::{ProgramRules, RuleProblem, RuleSet, RulesError, TraceEntry};
 pub use value::{CoerceError, Type, Value};

@@ -63,6 +63,7 @@ pub use ast::Span;
 pub use builtins::{
     Builtin, CheckFn, Implementation, LambdaUse, ListFn, PlainFn, Registry, as_date, number,
 };
+pub use check::{did_you_mean, unify as unify_types};
 pub use eval::{MAX_LIST_LEN, MAX_STEPS, compare, equal};
 pub use parse::{MAX_DEPTH, MAX_SOURCE_LEN};
 
