@@ -1,4 +1,7 @@
 //! The generic engine: process language, pure core, calendars, scenario runner, store and scheduler.
 
 pub mod calendar;
+pub mod diagram;
 pub mod duration;
+pub mod lang;
+pub mod org;
