@@ -41,6 +41,15 @@ fn validate(path: &Path) -> (Vec<PathBuf>, Vec<Diagnostic>) {
         diagnostics.append(&mut problems);
         return (loaded.into_iter().map(|(p, _)| p).collect(), diagnostics);
     }
+    if path.file_name().is_some_and(|n| n == "org.yaml") {
+        // The org directory sits beside the definitions (so `processes/*.yaml` names it):
+        // it is checked as what it is. Its problems were reported by `context_for`.
+        return if diagnostics.is_empty() {
+            (vec![path.to_path_buf()], diagnostics)
+        } else {
+            (Vec::new(), diagnostics)
+        };
+    }
     let name = path.display().to_string();
     match lang::read_source(path).and_then(|src| {
         lang::load_definition(&src, &name, &context).map_err(|mut d| {

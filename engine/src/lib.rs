@@ -5,3 +5,7 @@ pub mod diagram;
 pub mod duration;
 pub mod lang;
 pub mod org;
+pub mod core;
+pub mod scenario;
+pub mod assessor;
+pub mod project;

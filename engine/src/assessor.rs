@@ -1,0 +1,74 @@
+//! Connects the core's rule steps to the rules crate: builds a case from
+//! process variables, picks the policy in force for the case's unit and date,
+//! and returns the assessment (with its trace) as a typed value.
+
+use std::collections::BTreeMap;
+
+use jiuzhu_rules::Value;
+use jiuzhu_rules::assessment::try_assess;
+use jiuzhu_rules::case::parse_case;
+use jiuzhu_rules::policy::{Policy, PolicySet};
+use jiuzhu_rules::ruleset::RuleSet;
+
+use crate::core::Assessor;
+use crate::lang::scope::assessment_type;
+
+/// Where the policy parameters come from.
+pub enum Policies {
+    /// One file for every case (`jiuzhu test --policy`, a scenario's `policy:`).
+    Fixed(Box<Policy>),
+    /// The project's files: the one in force for the case's unit and date.
+    Set(PolicySet),
+}
+
+/// The assessor the engine uses: declarative rule files plus policy parameters.
+pub struct RulesAssessor {
+    pub rules: RuleSet,
+    pub policies: Policies,
+}
+
+impl Assessor for RulesAssessor {
+    fn assess(&self, program: &str, inputs: &BTreeMap<String, Value>) -> Result<Value, String> {
+        let as_of = match inputs.get("as_of") {
+            Some(Value::Date(d)) => *d,
+            Some(Value::DateTime(t)) => t.date_naive(),
+            other => return Err(format!("as_of must be a date, found {other:?}")),
+        };
+        let mut case = serde_json::Map::new();
+        case.insert("program".into(), program.into());
+        case.insert("as_of".into(), as_of.format("%Y-%m-%d").to_string().into());
+        for key in ["area", "household"] {
+            let value = inputs
+                .get(key)
+                .ok_or_else(|| format!("the case has no {key}"))?;
+            case.insert(key.into(), value.to_json());
+        }
+        if program == "temporary_aid"
+            && let Some(request) = inputs.get("request")
+        {
+            case.insert("request".into(), request.to_json());
+        }
+        let case = parse_case(&serde_json::Value::Object(case)).map_err(|errors| {
+            errors
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        let unit = inputs
+            .get("unit")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let policy = match &self.policies {
+            Policies::Fixed(policy) => policy.as_ref(),
+            Policies::Set(set) => set
+                .select(unit, as_of)
+                .ok_or_else(|| format!("no policy in force for {unit} on {as_of}"))?,
+        };
+        let assessment = try_assess(&self.rules, policy, &case).map_err(|e| e.to_string())?;
+        let json = assessment.to_json_with_trace();
+        Value::from_json(&json)
+            .coerce(&assessment_type(), "$.assessment")
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,212 @@
+//! The persistent state of one instance, as the pure core reads and writes it.
+//!
+//! State is plain data: it serialises to JSON for the store and is re-typed
+//! against the definition's declared variables when loaded, so decimals and
+//! dates come back exact.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, FixedOffset};
+use jiuzhu_rules::{Type, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::lang::model::Definition;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Active,
+    Completed,
+    Terminated,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Completed => "completed",
+            Status::Terminated => "terminated",
+        }
+    }
+}
+
+/// A position of execution waiting at a node (task, timer, receive).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    pub id: u64,
+    pub node: String,
+}
+
+/// An open user task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenTask {
+    pub id: String,
+    pub node: String,
+    pub label: String,
+    pub token: u64,
+    pub roles: Vec<String>,
+    pub unit: String,
+    /// Only this user may complete it (multi-instance votes, explicit assignees).
+    pub assignee: Option<String>,
+    /// The user who claimed it; others get `conflict` until it is released.
+    pub claimed_by: Option<String>,
+    pub opened_at: DateTime<FixedOffset>,
+    pub due_at: Option<DateTime<FixedOffset>>,
+}
+
+/// Why a timer exists; what happens when it fires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TimerKind {
+    /// A `timer` node or a `receive` node's timeout, for the token waiting there.
+    Node {
+        token: u64,
+    },
+    TaskReminder {
+        task: String,
+    },
+    TaskDue {
+        task: String,
+    },
+    DeadlineReminder {
+        deadline: String,
+    },
+    DeadlineDue {
+        deadline: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timer {
+    pub id: String,
+    pub due_at: DateTime<FixedOffset>,
+    #[serde(flatten)]
+    pub kind: TimerKind,
+}
+
+/// An armed instance-wide deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineState {
+    pub id: String,
+    pub armed_at: DateTime<FixedOffset>,
+    pub due_at: DateTime<FixedOffset>,
+    /// False once disarmed by a `stop` node or the end of the case.
+    pub active: bool,
+    pub overdue: bool,
+}
+
+/// Everything the engine remembers about one case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceState {
+    pub id: String,
+    pub process: String,
+    pub status: Status,
+    pub outcome: Option<String>,
+    pub unit: String,
+    pub started_at: DateTime<FixedOffset>,
+    pub started_by: String,
+    #[serde(with = "value_map")]
+    pub vars: BTreeMap<String, Value>,
+    pub tokens: Vec<Token>,
+    pub tasks: Vec<OpenTask>,
+    pub timers: Vec<Timer>,
+    /// Arrivals counted at each join node.
+    pub joins: BTreeMap<String, usize>,
+    pub deadlines: Vec<DeadlineState>,
+    /// Users who completed each node (for separation of duties).
+    pub completed_by: BTreeMap<String, Vec<String>>,
+    /// Counter for ids of tasks, timers, tokens and effects, unique within the instance.
+    pub seq: u64,
+}
+
+impl InstanceState {
+    /// An empty state before the start event; `step` fills it.
+    pub fn new(id: &str, process: &str, now: DateTime<FixedOffset>) -> Self {
+        InstanceState {
+            id: id.to_string(),
+            process: process.to_string(),
+            status: Status::Active,
+            outcome: None,
+            unit: String::new(),
+            started_at: now,
+            started_by: String::new(),
+            vars: BTreeMap::new(),
+            tokens: Vec::new(),
+            tasks: Vec::new(),
+            timers: Vec::new(),
+            joins: BTreeMap::new(),
+            deadlines: Vec::new(),
+            completed_by: BTreeMap::new(),
+            seq: 0,
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Reads a stored state back and restores the declared types of its variables
+    /// (decimals and dates are stored as strings).
+    pub fn from_json(json: &serde_json::Value, def: &Definition) -> Result<Self, String> {
+        let mut state: InstanceState =
+            serde_json::from_value(json.clone()).map_err(|e| e.to_string())?;
+        state.retype(def);
+        Ok(state)
+    }
+
+    /// Coerces every declared variable to its declared type; leaves values it cannot convert as they are.
+    pub fn retype(&mut self, def: &Definition) {
+        for decl in &def.variables {
+            if let Some(value) = self.vars.get_mut(&decl.name) {
+                if decl.ty == Type::Any {
+                    continue;
+                }
+                if let Ok(typed) = value.clone().coerce(&decl.ty, &format!("$.{}", decl.name)) {
+                    *value = typed;
+                }
+            }
+        }
+    }
+
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// A new id unique within the instance and across instances: `{instance}-{kind}{seq}`
+    /// (`t` task, `w` timer, `e` effect). Effect ids are idempotency keys.
+    pub fn next_id(&mut self, kind: char) -> String {
+        let seq = self.next_seq();
+        format!("{}-{kind}{seq}", self.id)
+    }
+
+    pub fn task(&self, id: &str) -> Option<&OpenTask> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+}
+
+mod value_map {
+    use std::collections::BTreeMap;
+
+    use jiuzhu_rules::Value;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        map: &BTreeMap<String, Value>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let json: serde_json::Map<String, serde_json::Value> =
+            map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        json.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Value>, D::Error> {
+        let json = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        Ok(json
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from_json(v)))
+            .collect())
+    }
+}

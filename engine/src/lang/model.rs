@@ -1,0 +1,298 @@
+//! The compiled process definition: what the loader produces and the pure core runs.
+//!
+//! Names are resolved to indexes and every expression is parsed and type-checked
+//! against the declared variables before a definition reaches this form, so the
+//! core never meets an unknown node, variable or type at run time.
+
+use std::collections::BTreeMap;
+
+use jiuzhu_rules::expr::Expr;
+use jiuzhu_rules::{Type, Value};
+
+use crate::duration::Duration;
+
+/// Index of a node in [`Definition::nodes`].
+pub type NodeIdx = usize;
+
+/// A validated, compiled process definition.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    /// The process id (`dibao`), a contract with scenarios.
+    pub id: String,
+    /// Display name (Chinese).
+    pub name: String,
+    pub description: Option<String>,
+    /// Calendar id used for working-day durations (`cn` by default).
+    pub calendar: String,
+    /// Declared variables, in declaration order.
+    pub variables: Vec<VariableDecl>,
+    /// The node entered when an instance starts.
+    pub start: NodeIdx,
+    pub nodes: Vec<Node>,
+    /// Instance-wide deadlines (e.g. the 20 WD decision deadline).
+    pub deadlines: Vec<DeadlineDecl>,
+    /// Instance-wide messages that may arrive at any open step (withdraw, extend).
+    pub messages: Vec<MessageDecl>,
+    /// Recurring schedules declared by the definition (batch processes).
+    pub schedules: Vec<ScheduleDecl>,
+}
+
+impl Definition {
+    pub fn node_index(&self, id: &str) -> Option<NodeIdx> {
+        self.nodes.iter().position(|n| n.id == id)
+    }
+
+    pub fn variable(&self, name: &str) -> Option<&VariableDecl> {
+        self.variables.iter().find(|v| v.name == name)
+    }
+
+    pub fn message(&self, name: &str) -> Option<&MessageDecl> {
+        self.messages.iter().find(|m| m.name == name)
+    }
+}
+
+/// A declared, typed process variable.
+#[derive(Debug, Clone)]
+pub struct VariableDecl {
+    pub name: String,
+    pub ty: Type,
+    pub label: Option<String>,
+    /// Must be present in the start data.
+    pub required: bool,
+    /// Value when absent from the start data.
+    pub default: Option<Value>,
+}
+
+/// A typed field of a task form or message payload.
+#[derive(Debug, Clone)]
+pub struct FieldDecl {
+    pub name: String,
+    pub ty: Type,
+    pub label: Option<String>,
+    pub required: bool,
+    /// Required only when this condition (over `form`/`message` and the variables) holds.
+    pub required_when: Option<Expr>,
+    /// Value used when the field is absent; may be an expression over the variables.
+    pub default: Option<ValueTemplate>,
+    /// Inclusive numeric bounds.
+    pub min: Option<Value>,
+    pub max: Option<Value>,
+    /// For lists: the fewest items allowed.
+    pub min_items: Option<usize>,
+}
+
+/// A value written in YAML: a literal, an `=expression`, or a structure of those.
+#[derive(Debug, Clone)]
+pub enum ValueTemplate {
+    Literal(Value),
+    Expr(Expr),
+    List(Vec<ValueTemplate>),
+    Object(Vec<(String, ValueTemplate)>),
+}
+
+/// `variable = expression` run when a node completes.
+#[derive(Debug, Clone)]
+pub struct Assignment {
+    pub variable: String,
+    pub value: Expr,
+}
+
+/// One outgoing transition; the first whose condition holds is taken, in order.
+/// A transition without a condition is the default and is always last.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    pub condition: Option<Expr>,
+    pub target: NodeIdx,
+}
+
+/// What a node does after it completes: assignments, effects, outcome, next node.
+#[derive(Debug, Clone, Default)]
+pub struct Completion {
+    pub set: Vec<Assignment>,
+    pub emit: Vec<EffectTemplate>,
+    /// Records the case outcome without ending the instance (tekun stays active).
+    pub outcome: Option<String>,
+    /// Empty only for end nodes.
+    pub next: Vec<Transition>,
+}
+
+/// An outward effect declared in YAML (`emit:`), evaluated when the node completes.
+#[derive(Debug, Clone)]
+pub struct EffectTemplate {
+    pub kind: EffectKind,
+    /// Fields of the effect (template, to_role, amount, purpose, from, process, data, …).
+    pub fields: Vec<(String, ValueTemplate)>,
+    /// Emitted only when this condition holds.
+    pub condition: Option<Expr>,
+}
+
+/// The closed set of outward effect kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EffectKind {
+    Notification,
+    Payment,
+    PaymentStop,
+    StartProcess,
+    Escalation,
+}
+
+impl EffectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EffectKind::Notification => "notification",
+            EffectKind::Payment => "payment",
+            EffectKind::PaymentStop => "payment_stop",
+            EffectKind::StartProcess => "start_process",
+            EffectKind::Escalation => "escalation",
+        }
+    }
+}
+
+/// A node of the process graph.
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub id: String,
+    /// Display label (Chinese), e.g. 入户调查.
+    pub name: String,
+    pub kind: NodeKind,
+    pub completion: Completion,
+}
+
+// Nodes live once per definition and are read far more than moved, so the
+// size difference between a task and a choice costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum NodeKind {
+    /// A user task (or, with `multi`, one task per item).
+    Task(TaskDecl),
+    /// Calls an assessment program of the rules crate; `result` is in scope for `set`.
+    Rule(RuleDecl),
+    /// Only assignments and effects.
+    Compute,
+    /// Exclusive choice: only `completion.next` (conditions + default).
+    Choice,
+    /// Parallel split: one token per branch.
+    Parallel { branches: Vec<NodeIdx> },
+    /// Parallel join: waits for one token per branch of `split`.
+    Join { split: NodeIdx, expected: usize },
+    /// Waits for a duration or until a computed date/time.
+    Timer(TimerSpec),
+    /// Deferred choice: waits for one of several messages, or a timeout, whichever comes first.
+    Receive(ReceiveDecl),
+    /// Ends the instance.
+    End { status: EndStatus },
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskDecl {
+    /// Candidate roles (any of them may act).
+    pub roles: Vec<String>,
+    /// The unit the task belongs to; defaults to the case's `unit`.
+    pub unit: Option<Expr>,
+    /// A specific user (expression yielding a user id); otherwise claimable by role.
+    pub assignee: Option<Expr>,
+    pub form: Vec<FieldDecl>,
+    pub deadline: Option<TaskDeadline>,
+    /// The users who completed these nodes may not complete this one.
+    pub separate_from: Vec<NodeIdx>,
+    pub multi: Option<MultiInstance>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskDeadline {
+    pub due: Duration,
+    /// Lead time of the reminder before `due`.
+    pub remind_before: Option<Duration>,
+    /// Role that receives an escalation when the task is overdue.
+    pub escalate_to: Option<String>,
+}
+
+/// One task per item of a list (committee votes), completed by a condition.
+#[derive(Debug, Clone)]
+pub struct MultiInstance {
+    /// A list expression; each item (a user id) becomes a task assigned to that user.
+    pub for_each: Expr,
+    /// Variable that collects each completed task's form data plus `by` (user id).
+    pub collect: String,
+    /// Evaluated after each completion; when true, remaining tasks are cancelled.
+    pub complete_when: Expr,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleDecl {
+    /// Assessment program: dibao | low_income | tekun | temporary_aid.
+    pub program: String,
+    /// Inputs by name (household, area, as_of, request); each an expression.
+    pub inputs: Vec<(String, Expr)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TimerSpec {
+    After(Duration),
+    /// An expression yielding a date (start of that local day) or a date-time.
+    Until(Expr),
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceiveDecl {
+    pub handlers: Vec<MessageHandler>,
+    pub timeout: Option<(TimerSpec, Completion)>,
+}
+
+/// What happens when message `name` arrives while a `Receive` node waits.
+#[derive(Debug, Clone)]
+pub struct MessageHandler {
+    pub name: String,
+    /// Roles allowed to send it; empty means anyone (e.g. an objection from the public).
+    pub roles: Vec<String>,
+    pub form: Vec<FieldDecl>,
+    pub completion: Completion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndStatus {
+    Completed,
+    Terminated,
+}
+
+/// An instance-wide deadline: armed when `start` completes (or at instance start),
+/// disarmed when one of `stop` completes or the instance ends.
+#[derive(Debug, Clone)]
+pub struct DeadlineDecl {
+    pub id: String,
+    pub name: String,
+    /// `None`: armed when the instance starts.
+    pub start: Option<NodeIdx>,
+    pub due: Duration,
+    pub stop: Vec<NodeIdx>,
+    pub remind_before: Option<Duration>,
+    /// Effects at the reminder time.
+    pub remind: Vec<EffectTemplate>,
+    /// Assignments and effects when the deadline passes.
+    pub overdue_set: Vec<Assignment>,
+    pub overdue_emit: Vec<EffectTemplate>,
+}
+
+/// A message accepted at any open step of the instance.
+#[derive(Debug, Clone)]
+pub struct MessageDecl {
+    pub name: String,
+    pub label: Option<String>,
+    pub roles: Vec<String>,
+    pub form: Vec<FieldDecl>,
+    pub set: Vec<Assignment>,
+    pub emit: Vec<EffectTemplate>,
+    /// Interrupting: cancel every open task and timer and continue at this node.
+    pub goto: Option<NodeIdx>,
+    /// Moves deadlines: the named deadline becomes `duration` after its arming time.
+    pub reschedule: Vec<(usize, Duration)>,
+}
+
+/// A recurring schedule (cron) that starts an instance of this process.
+#[derive(Debug, Clone)]
+pub struct ScheduleDecl {
+    pub id: String,
+    /// Cron expression (seconds field included, as the `cron` crate reads it).
+    pub cron: String,
+    pub data: BTreeMap<String, ValueTemplate>,
+}

@@ -1,0 +1,410 @@
+//! `jiuzhu test`: scenario files run against a fresh in-memory engine with a manual clock.
+//!
+//! The format is the contract of `spec/scenarios.md`. Time moves only when a
+//! scenario says so; every timer due up to the new time fires, in due order,
+//! before the next step. Adapters are recorded: outward effects are kept and
+//! checked by `expect`, never delivered.
+
+mod format;
+mod matching;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone};
+use jiuzhu_rules::Value;
+
+use crate::calendar::Calendar;
+use crate::core::{
+    self, Actor, Assessor, Context, Effect, Event, InstanceState, StepError, TaskRef,
+};
+use crate::duration::Duration;
+use crate::lang::model::{Definition, EffectKind};
+pub use format::{Expect, LoadError, Scenario, ScenarioStart, Step, StepKind, parse_scenario};
+
+/// Where a scenario finds its definitions, calendars and assessment rules.
+pub trait World {
+    /// A definition by process id, or by a path relative to the scenario file.
+    fn definition(&self, process: &str, scenario_dir: &Path) -> Result<Arc<Definition>, String>;
+    fn calendar(&self, id: &str) -> Option<Calendar>;
+    /// The assessor for this scenario: `policy` (resolved path) overrides the project's policies.
+    fn assessor(&self, policy: Option<&Path>) -> Result<Box<dyn Assessor>, String>;
+}
+
+/// The result of one scenario.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub name: String,
+    /// `None` when it passed; else e.g. `step 4 (complete approve): expected tasks [publicity], found [approve]`.
+    pub failure: Option<String>,
+}
+
+struct Instance {
+    def: Arc<Definition>,
+    calendar: Calendar,
+    state: InstanceState,
+    /// Outward effects emitted, as JSON, and how many an `expect` has already looked at.
+    effects: Vec<serde_json::Value>,
+    seen: usize,
+}
+
+struct PendingStart {
+    at: DateTime<FixedOffset>,
+    process: String,
+    data: BTreeMap<String, Value>,
+    unit: String,
+    parent: String,
+}
+
+struct Runner<'w> {
+    world: &'w dyn World,
+    dir: PathBuf,
+    calendar_override: Option<crate::calendar::CalendarOverride>,
+    assessor: Box<dyn Assessor>,
+    now: DateTime<FixedOffset>,
+    instances: Vec<(String, Instance)>,
+    pending_starts: Vec<PendingStart>,
+    started: usize,
+}
+
+/// Runs one parsed scenario. `file` is the scenario's path (for relative `process`/`policy` paths).
+pub fn run(
+    scenario: &Scenario,
+    file: &Path,
+    world: &dyn World,
+    default_policy: Option<&Path>,
+) -> Outcome {
+    let failure = run_inner(scenario, file, world, default_policy).err();
+    Outcome {
+        name: scenario.name.clone(),
+        failure,
+    }
+}
+
+fn run_inner(
+    scenario: &Scenario,
+    file: &Path,
+    world: &dyn World,
+    default_policy: Option<&Path>,
+) -> Result<(), String> {
+    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let policy = scenario.policy.as_ref().map(|p| dir.join(p));
+    let assessor = world.assessor(policy.as_deref().or(default_policy))?;
+    let mut runner = Runner {
+        world,
+        dir,
+        calendar_override: scenario.calendar.clone(),
+        assessor,
+        now: scenario.start.at,
+        instances: Vec::new(),
+        pending_starts: Vec::new(),
+        started: 0,
+    };
+    let main_process = scenario
+        .start
+        .process
+        .clone()
+        .unwrap_or_else(|| scenario.process.clone());
+    runner
+        .start(&main_process, &scenario.start, "main")
+        .map_err(|e| format!("start: {e}"))?;
+    for (i, step) in scenario.steps.iter().enumerate() {
+        runner
+            .step(step)
+            .map_err(|e| format!("step {} ({}): {e}", i + 1, step.describe()))?;
+    }
+    Ok(())
+}
+
+impl Runner<'_> {
+    fn start(&mut self, process: &str, start: &ScenarioStart, name: &str) -> Result<(), String> {
+        if start.at > self.now {
+            self.advance_to(start.at)?;
+        }
+        let actor = start.by.clone();
+        let data = start.data.clone();
+        self.start_instance(process, actor, data, name)
+    }
+
+    fn start_instance(
+        &mut self,
+        process: &str,
+        actor: Actor,
+        data: BTreeMap<String, Value>,
+        name: &str,
+    ) -> Result<(), String> {
+        let def = self.world.definition(process, &self.dir)?;
+        let mut calendar = self
+            .world
+            .calendar(&def.calendar)
+            .ok_or_else(|| format!("process {} names unknown calendar {}", def.id, def.calendar))?;
+        if let Some(over) = &self.calendar_override {
+            calendar = calendar.merged(over).map_err(|e| e.to_string())?;
+        }
+        self.started += 1;
+        let id = format!("{}-{}", def.id, self.started);
+        let state = InstanceState::new(&id, &def.id, self.now);
+        let event = Event::Start { actor, data };
+        let ctx = Context {
+            calendar: &calendar,
+            assessor: self.assessor.as_ref(),
+        };
+        let transition =
+            core::step(&def, &state, &event, self.now, &ctx).map_err(|e| describe_error(&e))?;
+        let mut instance = Instance {
+            def,
+            calendar,
+            state: transition.state,
+            effects: Vec::new(),
+            seen: 0,
+        };
+        let outward = record(&mut instance, &transition.effects);
+        self.instances.push((name.to_string(), instance));
+        self.follow(outward)
+    }
+
+    /// Starts processes that effects ask for: now, or when the clock reaches `at`.
+    fn follow(&mut self, outward: Vec<(String, serde_json::Value)>) -> Result<(), String> {
+        for (parent, effect) in outward {
+            if effect.get("type").and_then(|t| t.as_str())
+                != Some(EffectKind::StartProcess.as_str())
+            {
+                continue;
+            }
+            let Some(process) = effect.get("process").and_then(|p| p.as_str()) else {
+                continue;
+            };
+            if self.world.definition(process, &self.dir).is_err() {
+                // Not part of this scenario's world: the effect stays recorded only.
+                continue;
+            }
+            let data = match effect.get("data").map(Value::from_json) {
+                Some(Value::Object(map)) => map,
+                _ => BTreeMap::new(),
+            };
+            let at = match effect.get("at").and_then(|a| a.as_str()) {
+                Some(text) => parse_time(text, self.now.offset())?,
+                None => self.now,
+            };
+            let unit = self
+                .instance_by_id(&parent)
+                .map(|i| i.state.unit.clone())
+                .unwrap_or_default();
+            self.pending_starts.push(PendingStart {
+                at,
+                process: process.to_string(),
+                data,
+                unit,
+                parent,
+            });
+        }
+        self.start_due(self.now)
+    }
+
+    fn start_due(&mut self, until: DateTime<FixedOffset>) -> Result<(), String> {
+        while let Some(pos) = self.pending_starts.iter().position(|p| p.at <= until) {
+            let pending = self.pending_starts.remove(pos);
+            let actor = Actor {
+                user: "system".into(),
+                roles: vec!["admin".into()],
+                unit: pending.unit,
+            };
+            let name = format!("{}@{}", pending.process, pending.parent);
+            self.start_instance(&pending.process, actor, pending.data, &name)
+                .map_err(|e| format!("starting {} for {}: {e}", pending.process, pending.parent))?;
+        }
+        Ok(())
+    }
+
+    fn instance_by_id(&self, id: &str) -> Option<&Instance> {
+        self.instances
+            .iter()
+            .map(|(_, i)| i)
+            .find(|i| i.state.id == id)
+    }
+
+    fn instance_index(&self, name: Option<&str>) -> Result<usize, String> {
+        let name = name.unwrap_or("main");
+        self.instances
+            .iter()
+            .position(|(n, i)| n == name || i.state.id == name)
+            .ok_or_else(|| format!("no instance named {name}"))
+    }
+
+    fn step(&mut self, step: &Step) -> Result<(), String> {
+        match &step.kind {
+            StepKind::Advance(target) => {
+                let to = match target {
+                    format::Advance::By(duration) => self.advance_target(duration)?,
+                    format::Advance::To(t) => *t,
+                };
+                self.advance_to(to)
+            }
+            StepKind::Start {
+                process,
+                start,
+                name,
+            } => self.start(process, start, name),
+            StepKind::Complete { node, by, data } => {
+                let event = Event::Complete {
+                    task: TaskRef::Node(node.clone()),
+                    actor: by.clone(),
+                    data: data.clone(),
+                };
+                self.deliver(step, event)
+            }
+            StepKind::Message { name, by, data } => {
+                let event = Event::Message {
+                    name: name.clone(),
+                    actor: by.clone(),
+                    data: data.clone(),
+                };
+                self.deliver(step, event)
+            }
+            StepKind::Expect(expect) => {
+                let idx = self.instance_index(step.instance.as_deref())?;
+                let instance = &mut self.instances[idx].1;
+                let result = matching::check(
+                    expect,
+                    &instance.state,
+                    &instance.effects[instance.seen..],
+                    &instance.calendar,
+                );
+                instance.seen = instance.effects.len();
+                result
+            }
+        }
+    }
+
+    fn deliver(&mut self, step: &Step, event: Event) -> Result<(), String> {
+        let idx = self.instance_index(step.instance.as_deref())?;
+        let now = self.now;
+        let instance = &mut self.instances[idx].1;
+        let ctx = Context {
+            calendar: &instance.calendar,
+            assessor: self.assessor.as_ref(),
+        };
+        match (
+            core::step(&instance.def, &instance.state, &event, now, &ctx),
+            &step.expect_error,
+        ) {
+            (Ok(_), Some(code)) => Err(format!("expected error {code}, but the step was accepted")),
+            (Err(e), Some(code)) if e.code() == code => Ok(()),
+            (Err(e), Some(code)) => {
+                Err(format!("expected error {code}, got {}", describe_error(&e)))
+            }
+            (Err(e), None) => Err(format!("refused: {}", describe_error(&e))),
+            (Ok(transition), None) => {
+                instance.state = transition.state;
+                let outward = record(instance, &transition.effects);
+                self.follow(outward)
+            }
+        }
+    }
+
+    fn advance_target(&self, duration: &Duration) -> Result<DateTime<FixedOffset>, String> {
+        let calendar = match self.instances.first() {
+            Some((_, instance)) => instance.calendar.clone(),
+            None => Calendar::china_national(),
+        };
+        duration
+            .add_to(self.now, &calendar)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Moves the clock to `to`, firing every timer due on the way in due order.
+    fn advance_to(&mut self, to: DateTime<FixedOffset>) -> Result<(), String> {
+        if to < self.now {
+            return Err(format!(
+                "cannot move the clock back from {} to {to}",
+                self.now
+            ));
+        }
+        loop {
+            let next_timer = self
+                .instances
+                .iter()
+                .enumerate()
+                .flat_map(|(i, (_, inst))| {
+                    inst.state
+                        .timers
+                        .iter()
+                        .map(move |t| (t.due_at, i, t.id.clone()))
+                })
+                .filter(|(due, _, _)| *due <= to)
+                .min_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+            let next_start = self
+                .pending_starts
+                .iter()
+                .map(|p| p.at)
+                .filter(|at| *at <= to)
+                .min();
+            match (next_timer, next_start) {
+                (Some((due, _, _)), Some(at)) if at < due => {
+                    self.now = self.now.max(at);
+                    self.start_due(at)?;
+                }
+                (None, Some(at)) => {
+                    self.now = self.now.max(at);
+                    self.start_due(at)?;
+                }
+                (Some((due, idx, timer_id)), _) => {
+                    self.now = self.now.max(due);
+                    let now = self.now;
+                    let instance = &mut self.instances[idx].1;
+                    let ctx = Context {
+                        calendar: &instance.calendar,
+                        assessor: self.assessor.as_ref(),
+                    };
+                    let event = Event::TimerFired {
+                        timer_id: timer_id.clone(),
+                    };
+                    let transition = core::step(&instance.def, &instance.state, &event, now, &ctx)
+                        .map_err(|e| {
+                            format!("timer {timer_id} at {due}: {}", describe_error(&e))
+                        })?;
+                    instance.state = transition.state;
+                    let outward = record(instance, &transition.effects);
+                    self.follow(outward)?;
+                }
+                (None, None) => break,
+            }
+        }
+        self.now = to;
+        Ok(())
+    }
+}
+
+/// Keeps the outward effects of a transition; returns them tagged with the instance id.
+fn record(instance: &mut Instance, effects: &[Effect]) -> Vec<(String, serde_json::Value)> {
+    let mut out = Vec::new();
+    for effect in effects {
+        if let Effect::Outward(o) = effect {
+            let json = o.to_json();
+            instance.effects.push(json.clone());
+            out.push((instance.state.id.clone(), json));
+        }
+    }
+    out
+}
+
+fn describe_error(e: &StepError) -> String {
+    format!("{}: {e}", e.code())
+}
+
+/// An ISO 8601 time with offset, or a date alone (that local day's start).
+pub fn parse_time(text: &str, offset: &FixedOffset) -> Result<DateTime<FixedOffset>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t);
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return offset
+            .from_local_datetime(&d.and_time(NaiveTime::MIN))
+            .single()
+            .ok_or_else(|| format!("{text} does not exist in offset {offset}"));
+    }
+    Err(format!(
+        "bad time {text:?}: expected ISO 8601 with offset, e.g. 2026-03-02T09:00:00+08:00, or a date YYYY-MM-DD"
+    ))
+}
