@@ -7,5 +7,8 @@ pub mod lang;
 pub mod org;
 pub mod core;
 pub mod scenario;
+pub mod store;
 pub mod assessor;
 pub mod project;
+pub mod clock;
+pub mod runtime;

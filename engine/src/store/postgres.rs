@@ -1,0 +1,152 @@
+//! The PostgreSQL backend: a connection pool shared by the engine nodes; due timers and
+//! outbox entries are claimed with `FOR UPDATE SKIP LOCKED` so concurrent nodes never block
+//! on, or double-claim, the same row.
+
+use super::shared::{self, EmbeddedMigrations, HeadCache};
+use super::{ConflictReason, StoreError, StoreOptions};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use std::str::FromStr;
+use std::sync::Arc;
+
+type DbConn = sqlx::PgConnection;
+type DbRow = sqlx::postgres::PgRow;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+)];
+
+const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2 \
+     FROM (SELECT id FROM timers WHERE available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
+     WHERE timers.id = due.id \
+     RETURNING timers.id, timers.instance_id, timers.due_at, timers.payload";
+
+const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by = $2 \
+     FROM (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
+     WHERE outbox.id = due.id \
+     RETURNING outbox.id, outbox.instance_id, outbox.kind, outbox.payload, outbox.created_at, outbox.attempts";
+
+#[derive(Debug, Clone)]
+pub(crate) struct PostgresStore {
+    writer: PgPool,
+    /// The same pool as `writer`: PostgreSQL needs no reader/writer split.
+    reader: PgPool,
+    heads: Arc<HeadCache>,
+}
+
+/// The URL without its password, for error messages.
+fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let authority_start = scheme_end + 3;
+    let authority_end = url[authority_start..]
+        .find('/')
+        .map_or(url.len(), |i| authority_start + i);
+    let authority = &url[authority_start..authority_end];
+    match authority.rfind('@') {
+        Some(at) => match authority[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..authority_start],
+                &authority[..colon],
+                &url[authority_start + at..]
+            ),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// Maps PostgreSQL's SQLSTATEs onto the store's error kinds.
+fn classify(error: sqlx::Error) -> StoreError {
+    let Some(database) = error.as_database_error() else {
+        return match error {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed => StoreError::Unreachable { source: error },
+            other => StoreError::Database(other),
+        };
+    };
+    let code = database.code().map(|code| code.into_owned());
+    match code.as_deref() {
+        Some("23505") => StoreError::Conflict {
+            reason: ConflictReason::Duplicate,
+            source: Some(error),
+        },
+        // serialization_failure, deadlock_detected
+        Some("40001" | "40P01") => StoreError::Conflict {
+            reason: ConflictReason::Serialization,
+            source: Some(error),
+        },
+        Some("23503") => StoreError::Dangling { source: error },
+        Some("55P03") => StoreError::Locked { source: error },
+        Some("53100") => StoreError::Full { source: error },
+        // connection exceptions, server shutting down or starting up
+        Some(code) if code.starts_with("08") || code.starts_with("57P") => {
+            StoreError::Unreachable { source: error }
+        }
+        _ => StoreError::Database(error),
+    }
+}
+
+impl PostgresStore {
+    pub(crate) async fn open(url: &str, options: &StoreOptions) -> Result<Self, StoreError> {
+        let connect = PgConnectOptions::from_str(url).map_err(|source| StoreError::InvalidUrl {
+            url: redact(url),
+            problem: "not a valid PostgreSQL URL",
+            source: Some(source),
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(classify)?;
+        // sqlx's migrator holds an advisory lock, so nodes starting together migrate once.
+        let migrator = Migrator::new(EmbeddedMigrations(MIGRATIONS))
+            .await
+            .map_err(|e| shared::migrate_error(e, classify))?;
+        migrator
+            .run(&pool)
+            .await
+            .map_err(|e| shared::migrate_error(e, classify))?;
+        Ok(PostgresStore {
+            writer: pool.clone(),
+            reader: pool,
+            heads: Arc::new(HeadCache::new()),
+        })
+    }
+
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+        self.writer.begin().await.map_err(classify)
+    }
+
+    shared::store_methods!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/jiuzhu?sslmode=require"),
+            "postgres://app:***@db:5432/jiuzhu?sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://app@db/jiuzhu"),
+            "postgres://app@db/jiuzhu"
+        );
+        assert_eq!(redact("postgres:///jiuzhu"), "postgres:///jiuzhu");
+    }
+
+    #[test]
+    fn migrations_reach_the_schema_version() {
+        assert_eq!(MIGRATIONS.last().map(|m| m.0), Some(shared::SCHEMA_VERSION));
+    }
+}

@@ -1,0 +1,1287 @@
+//! What the SQLite and PostgreSQL stores share: SQL text, row helpers, the chain-head cache,
+//! embedded migrations, and the store methods themselves.
+//!
+//! The two backends run the same SQL (sqlx's SQLite driver maps `$N` placeholders to the
+//! N-th argument, as PostgreSQL does), so the method bodies are written once, in
+//! [`store_methods!`], and stamped into each backend's `impl` with that backend's concrete
+//! connection and row types. Writing them generically over `sqlx::Database` would need a wall
+//! of higher-ranked bounds for every bound type; the macro keeps the bodies plain.
+
+use super::{CommitProblem, StepCommit, StoreError};
+use chrono::{DateTime, Utc};
+use lru::LruCache;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType};
+use std::borrow::Cow;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::pin::Pin;
+use std::sync::Mutex;
+
+/// The newest schema version this binary knows (the last embedded migration, both databases).
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// Rows per multi-row statement: keeps bound parameters (≤ 12 a row) far below both
+/// databases' limits while still writing a large group in a handful of statements.
+pub(crate) const ROWS_PER_STATEMENT: usize = 200;
+
+pub(crate) const INSTANCE_COLUMNS: &str = "id, process_id, process_version, status, outcome, unit, state, version, created_at, updated_at, history_hash";
+pub(crate) const TASK_COLUMNS: &str =
+    "id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form";
+pub(crate) const DEPLOYMENT_COLUMNS: &str = "process_id, version, hash, source, deployed_at";
+
+/// Migrations compiled into the binary, handed to sqlx's migrator.
+#[derive(Debug)]
+pub(crate) struct EmbeddedMigrations(pub &'static [(i64, &'static str, &'static str)]);
+
+impl MigrationSource<'static> for EmbeddedMigrations {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 'static>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// A migration error, recognising a database written by a newer binary.
+pub(crate) fn migrate_error(
+    error: sqlx::migrate::MigrateError,
+    classify: fn(sqlx::Error) -> StoreError,
+) -> StoreError {
+    use sqlx::migrate::MigrateError;
+    match error {
+        MigrateError::VersionMissing(found) if found > SCHEMA_VERSION => StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        },
+        MigrateError::Execute(source) => classify(source),
+        other => StoreError::Migration(other),
+    }
+}
+
+pub(crate) fn ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+pub(crate) fn from_ms(millis: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(millis).ok_or(StoreError::Corrupt {
+        what: "timestamp",
+        source: None,
+    })
+}
+
+pub(crate) fn from_ms_opt(millis: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    millis.map(from_ms).transpose()
+}
+
+/// `INSERT INTO <head> VALUES ($1, ..), ($k, ..)` for `rows` rows of `columns` values.
+pub(crate) fn multi_row_insert(head: &str, columns: usize, rows: usize) -> String {
+    let mut sql = String::with_capacity(head.len() + rows * columns * 5 + 16);
+    sql.push_str("INSERT INTO ");
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    push_value_rows(&mut sql, 1, columns, rows);
+    sql
+}
+
+/// Appends `($start, ..), (..)` placeholder rows; returns the next free placeholder number.
+pub(crate) fn push_value_rows(
+    sql: &mut String,
+    start: usize,
+    columns: usize,
+    rows: usize,
+) -> usize {
+    use std::fmt::Write as _;
+    let mut next = start;
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            let _ = write!(sql, "${next}");
+            next += 1;
+        }
+        sql.push(')');
+    }
+    next
+}
+
+/// The smallest string greater than every path below `unit` (`unit + "/" ...`): '0' follows
+/// '/' in byte order, so `[unit + "/", unit + "0")` is exactly the subtree.
+pub(crate) fn subtree_bounds(unit: &str) -> (String, String, String) {
+    let unit = unit.trim_end_matches('/');
+    (unit.to_owned(), format!("{unit}/"), format!("{unit}0"))
+}
+
+/// Checks what can be checked without the database.
+pub(crate) fn check_step(step: &StepCommit) -> Result<(), StoreError> {
+    let instance = &step.instance;
+    let invalid = |problem| StoreError::InvalidCommit {
+        instance_id: instance.id.clone(),
+        problem,
+    };
+    if instance.version != step.expected_version.unwrap_or(0) + 1 {
+        return Err(invalid(CommitProblem::VersionNotNext));
+    }
+    let foreign = step
+        .tasks_opened
+        .iter()
+        .any(|t| t.instance_id != instance.id)
+        || step.timers_set.iter().any(|t| t.instance_id != instance.id)
+        || step.outbox.iter().any(|o| o.instance_id != instance.id);
+    if foreign {
+        return Err(invalid(CommitProblem::ForeignInstance));
+    }
+    Ok(())
+}
+
+/// True for errors that one step of a group caused (and that should fail that step alone).
+pub(crate) fn is_step_error(error: &StoreError) -> bool {
+    matches!(
+        error,
+        StoreError::Conflict { .. } | StoreError::Dangling { .. }
+    )
+}
+
+/// What one step will write once its instance row is in: its link in the history chain.
+pub(crate) struct PreparedStep {
+    pub index: usize,
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+    pub data_json: String,
+}
+
+pub(crate) enum StepPlan {
+    Write(PreparedStep),
+    Reject(StoreError),
+}
+
+/// Heads of recently written history chains, keyed by instance id: `(version, hash)`.
+///
+/// A step must link its history row to the previous hash. Reading it back costs a
+/// statement per step; the runner has just loaded or committed the instance, so the head
+/// is almost always here. An entry is only trusted for the exact version it records and
+/// the instance UPDATE re-checks the hash, so a stale entry costs a conflict, never a
+/// broken chain.
+pub(crate) struct HeadCache(Mutex<LruCache<String, (i64, String)>>);
+
+impl std::fmt::Debug for HeadCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HeadCache")
+    }
+}
+
+const HEAD_CACHE_ENTRIES: NonZeroUsize = match NonZeroUsize::new(65_536) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
+
+impl HeadCache {
+    pub fn new() -> Self {
+        HeadCache(Mutex::new(LruCache::new(HEAD_CACHE_ENTRIES)))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut LruCache<String, (i64, String)>) -> T) -> T {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        let mut guard = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut guard)
+    }
+
+    pub fn get(&self, instance_id: &str, version: i64) -> Option<String> {
+        self.with(|cache| match cache.get(instance_id) {
+            Some((cached_version, hash)) if *cached_version == version => Some(hash.clone()),
+            _ => None,
+        })
+    }
+
+    pub fn put(&self, instance_id: String, version: i64, hash: String) {
+        self.with(|cache| {
+            cache.put(instance_id, (version, hash));
+        });
+    }
+
+    pub fn forget(&self, instance_id: &str) {
+        self.with(|cache| {
+            cache.pop(instance_id);
+        });
+    }
+}
+
+/// The store methods, written once for both backends. Expanded inside `impl <Backend>`;
+/// expects in scope: `DbConn`, `DbRow`, `classify`, `CLAIM_TIMERS_SQL`, `CLAIM_OUTBOX_SQL`,
+/// and on `self`: `reader`, `writer` (pools), `heads` ([`HeadCache`]) and `begin_write()`.
+macro_rules! store_methods {
+    () => {
+        pub(crate) async fn commit_group(
+            &self,
+            steps: &[$crate::store::StepCommit],
+        ) -> Result<Vec<Result<(), $crate::store::StoreError>>, $crate::store::StoreError> {
+            let mut outcomes: Vec<Option<Result<(), $crate::store::StoreError>>> = steps
+                .iter()
+                .map(|step| shared::check_step(step).err().map(Err))
+                .collect();
+            // Take instance rows in one order across all groups, so two groups on PostgreSQL
+            // cannot deadlock; the sort is stable, so one instance's steps keep their order.
+            let mut order: Vec<usize> = (0..steps.len())
+                .filter(|&i| outcomes[i].is_none())
+                .collect();
+            order.sort_by(|&a, &b| steps[a].instance.id.cmp(&steps[b].instance.id));
+            if !order.is_empty() {
+                let written = match self.write_group_fast(steps, &order).await? {
+                    Some(written) => written,
+                    None => self.write_group_isolated(steps, &order).await?,
+                };
+                for (index, outcome) in written {
+                    outcomes[index] = Some(outcome);
+                }
+            }
+            Ok(outcomes
+                .into_iter()
+                .map(|outcome| outcome.unwrap_or(Ok(())))
+                .collect())
+        }
+
+        /// The whole group in one transaction with multi-row statements. `None` when one
+        /// step hit a key or reference violation: the caller retries with a savepoint per step.
+        async fn write_group_fast(
+            &self,
+            steps: &[$crate::store::StepCommit],
+            order: &[usize],
+        ) -> Result<
+            Option<Vec<(usize, Result<(), $crate::store::StoreError>)>>,
+            $crate::store::StoreError,
+        > {
+            let mut tx = self.begin_write().await?;
+            let mut heads = std::collections::HashMap::new();
+            let mut outcomes = Vec::with_capacity(order.len());
+            let mut prepared = Vec::with_capacity(order.len());
+            let mut failure = None;
+            for &index in order {
+                match self.apply_instance(&mut *tx, steps, index, &mut heads).await {
+                    Ok(shared::StepPlan::Write(step)) => prepared.push(step),
+                    Ok(shared::StepPlan::Reject(error)) => outcomes.push((index, Err(error))),
+                    Err(error) => {
+                        failure = Some(classify(error));
+                        break;
+                    }
+                }
+            }
+            if failure.is_none() {
+                if let Err(error) = Self::insert_effects(&mut *tx, steps, &prepared).await {
+                    failure = Some(classify(error));
+                }
+            }
+            if let Some(error) = failure {
+                // Nothing of the group is kept; a rollback failure changes nothing for the caller.
+                let _ = tx.rollback().await;
+                return match (shared::is_step_error(&error), order) {
+                    (true, [only]) => Ok(Some(vec![(*only, Err(error))])),
+                    (true, _) => Ok(None),
+                    (false, _) => Err(error),
+                };
+            }
+            tx.commit().await.map_err(classify)?;
+            for (instance_id, (version, hash)) in heads {
+                self.heads.put(instance_id, version, hash);
+            }
+            outcomes.extend(prepared.iter().map(|step| (step.index, Ok(()))));
+            Ok(Some(outcomes))
+        }
+
+        /// The slow path after a violation: one savepoint per step, so the offending step
+        /// fails alone and the rest still share one durable commit.
+        async fn write_group_isolated(
+            &self,
+            steps: &[$crate::store::StepCommit],
+            order: &[usize],
+        ) -> Result<Vec<(usize, Result<(), $crate::store::StoreError>)>, $crate::store::StoreError>
+        {
+            let mut tx = self.begin_write().await?;
+            let mut heads = std::collections::HashMap::new();
+            let mut outcomes = Vec::with_capacity(order.len());
+            for &index in order {
+                let instance_id = &steps[index].instance.id;
+                let head_before = heads.get(instance_id).cloned();
+                let mut savepoint = sqlx::Connection::begin(&mut *tx).await.map_err(classify)?;
+                let result = match self.apply_instance(&mut *savepoint, steps, index, &mut heads).await {
+                    Ok(shared::StepPlan::Write(step)) => {
+                        Self::insert_effects(&mut *savepoint, steps, std::slice::from_ref(&step))
+                            .await
+                            .map(|()| Ok(()))
+                    }
+                    Ok(shared::StepPlan::Reject(error)) => Ok(Err(error)),
+                    Err(error) => Err(error),
+                };
+                let outcome = match result {
+                    Ok(Ok(())) => {
+                        savepoint.commit().await.map_err(classify)?;
+                        Ok(())
+                    }
+                    Ok(Err(rejected)) => {
+                        savepoint.rollback().await.map_err(classify)?;
+                        Err(rejected)
+                    }
+                    Err(error) => {
+                        let error = classify(error);
+                        if !shared::is_step_error(&error) {
+                            return Err(error);
+                        }
+                        savepoint.rollback().await.map_err(classify)?;
+                        Err(error)
+                    }
+                };
+                if outcome.is_err() {
+                    match head_before {
+                        Some(head) => heads.insert(instance_id.clone(), head),
+                        None => heads.remove(instance_id),
+                    };
+                    self.heads.forget(instance_id);
+                }
+                outcomes.push((index, outcome));
+            }
+            tx.commit().await.map_err(classify)?;
+            for (instance_id, (version, hash)) in heads {
+                self.heads.put(instance_id, version, hash);
+            }
+            Ok(outcomes)
+        }
+
+        /// Writes the instance row (insert, or update with the version check) and works out
+        /// the step's history link. A lost race is a `Reject`, not an error.
+        async fn apply_instance(
+            &self,
+            conn: &mut DbConn,
+            steps: &[$crate::store::StepCommit],
+            index: usize,
+            heads: &mut std::collections::HashMap<String, (i64, String)>,
+        ) -> Result<shared::StepPlan, sqlx::Error> {
+            use $crate::store::{ConflictReason, StoreError};
+            use sqlx::Row as _;
+            let step = &steps[index];
+            let instance = &step.instance;
+            let conflict = |reason| StoreError::Conflict {
+                reason,
+                source: None,
+            };
+            let prev_hash = match step.expected_version {
+                None => $crate::store::GENESIS_HASH.to_owned(),
+                Some(expected) => {
+                    let known = match heads.get(&instance.id) {
+                        Some((version, hash)) if *version == expected => Some(hash.clone()),
+                        Some(_) => {
+                            return Ok(shared::StepPlan::Reject(conflict(
+                                ConflictReason::VersionMismatch,
+                            )));
+                        }
+                        None => self.heads.get(&instance.id, expected),
+                    };
+                    match known {
+                        Some(hash) => hash,
+                        None => {
+                            let row = sqlx::query(
+                                "SELECT version, history_hash FROM instances WHERE id = $1",
+                            )
+                            .bind(&instance.id)
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                            let Some(row) = row else {
+                                return Ok(shared::StepPlan::Reject(StoreError::NotFound {
+                                    what: "instance",
+                                    id: instance.id.clone(),
+                                }));
+                            };
+                            if row.try_get::<i64, _>(0)? != expected {
+                                return Ok(shared::StepPlan::Reject(conflict(
+                                    ConflictReason::VersionMismatch,
+                                )));
+                            }
+                            row.try_get::<String, _>(1)?
+                        }
+                    }
+                }
+            };
+            let data_json = $crate::store::canonical_json(&step.history.data);
+            let seq = instance.version;
+            let hash = $crate::store::chain::row_hash(
+                &prev_hash,
+                &$crate::store::chain::ChainedRow {
+                    seq,
+                    at_ms: shared::ms(step.history.at),
+                    actor: step.history.actor.as_deref(),
+                    event: &step.history.event,
+                    node: step.history.node.as_deref(),
+                    data_json: &data_json,
+                },
+            );
+            let state = sqlx::types::Json(&instance.state);
+            let written = match step.expected_version {
+                None => sqlx::query(
+                    "INSERT INTO instances (id, process_id, process_version, status, outcome, unit, state, version, created_at, updated_at, history_hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&instance.id)
+                .bind(&instance.process_id)
+                .bind(instance.process_version)
+                .bind(&instance.status)
+                .bind(instance.outcome.as_deref())
+                .bind(&instance.unit)
+                .bind(state)
+                .bind(instance.version)
+                .bind(shared::ms(instance.created_at))
+                .bind(shared::ms(instance.updated_at))
+                .bind(&hash)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected(),
+                Some(expected) => sqlx::query(
+                    "UPDATE instances SET status = $1, outcome = $2, unit = $3, state = $4, version = $5, updated_at = $6, history_hash = $7 \
+                     WHERE id = $8 AND version = $9 AND history_hash = $10",
+                )
+                .bind(&instance.status)
+                .bind(instance.outcome.as_deref())
+                .bind(&instance.unit)
+                .bind(state)
+                .bind(instance.version)
+                .bind(shared::ms(instance.updated_at))
+                .bind(&hash)
+                .bind(&instance.id)
+                .bind(expected)
+                .bind(&prev_hash)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected(),
+            };
+            if written != 1 {
+                self.heads.forget(&instance.id);
+                let reason = match step.expected_version {
+                    None => ConflictReason::Duplicate,
+                    Some(_) => ConflictReason::VersionMismatch,
+                };
+                return Ok(shared::StepPlan::Reject(conflict(reason)));
+            }
+            heads.insert(instance.id.clone(), (instance.version, hash.clone()));
+            Ok(shared::StepPlan::Write(shared::PreparedStep {
+                index,
+                seq,
+                prev_hash,
+                hash,
+                data_json,
+            }))
+        }
+
+        /// History, tasks, timers and outbox of the prepared steps, a few multi-row
+        /// statements for the whole group. Inserts run before closes and cancels so a task
+        /// or timer opened and closed within one group ends up closed.
+        async fn insert_effects(
+            conn: &mut DbConn,
+            steps: &[$crate::store::StepCommit],
+            prepared: &[shared::PreparedStep],
+        ) -> Result<(), sqlx::Error> {
+            use shared::{ROWS_PER_STATEMENT, ms};
+            for chunk in prepared.chunks(ROWS_PER_STATEMENT) {
+                let sql = shared::multi_row_insert(
+                    "history (instance_id, seq, at, actor, event, node, data, prev_hash, hash)",
+                    9,
+                    chunk.len(),
+                );
+                let mut query = sqlx::query(&sql);
+                for link in chunk {
+                    let step = &steps[link.index];
+                    query = query
+                        .bind(&step.instance.id)
+                        .bind(link.seq)
+                        .bind(ms(step.history.at))
+                        .bind(step.history.actor.as_deref())
+                        .bind(&step.history.event)
+                        .bind(step.history.node.as_deref())
+                        .bind(&link.data_json)
+                        .bind(&link.prev_hash)
+                        .bind(&link.hash);
+                }
+                query.execute(&mut *conn).await?;
+            }
+
+            let tasks: Vec<&$crate::store::TaskRow> = prepared
+                .iter()
+                .flat_map(|link| &steps[link.index].tasks_opened)
+                .collect();
+            for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
+                let sql = shared::multi_row_insert(
+                    "tasks (id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form)",
+                    10,
+                    chunk.len(),
+                );
+                let mut query = sqlx::query(&sql);
+                for task in chunk {
+                    query = query
+                        .bind(&task.id)
+                        .bind(&task.instance_id)
+                        .bind(&task.node_id)
+                        .bind(&task.label)
+                        .bind(&task.role)
+                        .bind(&task.unit)
+                        .bind(task.assignee.as_deref())
+                        .bind(task.due_at.map(ms))
+                        .bind(ms(task.created_at))
+                        .bind(sqlx::types::Json(&task.form));
+                }
+                query.execute(&mut *conn).await?;
+            }
+
+            let timers: Vec<&$crate::store::TimerRow> = prepared
+                .iter()
+                .flat_map(|link| &steps[link.index].timers_set)
+                .collect();
+            for chunk in timers.chunks(ROWS_PER_STATEMENT) {
+                let sql = shared::multi_row_insert(
+                    "timers (id, instance_id, due_at, payload, available_at)",
+                    5,
+                    chunk.len(),
+                );
+                let mut query = sqlx::query(&sql);
+                for timer in chunk {
+                    query = query
+                        .bind(&timer.id)
+                        .bind(&timer.instance_id)
+                        .bind(ms(timer.due_at))
+                        .bind(sqlx::types::Json(&timer.payload))
+                        .bind(ms(timer.due_at));
+                }
+                query.execute(&mut *conn).await?;
+            }
+
+            let outbox: Vec<&$crate::store::OutboxRow> = prepared
+                .iter()
+                .flat_map(|link| &steps[link.index].outbox)
+                .collect();
+            for chunk in outbox.chunks(ROWS_PER_STATEMENT) {
+                let sql = shared::multi_row_insert(
+                    "outbox (id, instance_id, kind, payload, created_at, available_at)",
+                    6,
+                    chunk.len(),
+                );
+                let mut query = sqlx::query(&sql);
+                for entry in chunk {
+                    query = query
+                        .bind(&entry.id)
+                        .bind(&entry.instance_id)
+                        .bind(&entry.kind)
+                        .bind(sqlx::types::Json(&entry.payload))
+                        .bind(ms(entry.created_at))
+                        .bind(ms(entry.created_at));
+                }
+                query.execute(&mut *conn).await?;
+            }
+
+            // Closing is scoped to the step's own instance: a step cannot close another
+            // case's task. closed_at is the step's history time.
+            let closes: Vec<(&str, i64, &str)> = prepared
+                .iter()
+                .flat_map(|link| {
+                    let step = &steps[link.index];
+                    step.tasks_closed.iter().map(move |task_id| {
+                        (task_id.as_str(), ms(step.history.at), step.instance.id.as_str())
+                    })
+                })
+                .collect();
+            for chunk in closes.chunks(ROWS_PER_STATEMENT) {
+                let mut sql = String::from("UPDATE tasks SET closed_at = closing.column2 FROM (VALUES ");
+                shared::push_value_rows(&mut sql, 1, 3, chunk.len());
+                sql.push_str(
+                    ") AS closing WHERE tasks.id = closing.column1 AND tasks.instance_id = closing.column3 AND tasks.closed_at IS NULL",
+                );
+                let mut query = sqlx::query(&sql);
+                for (task_id, at, instance_id) in chunk {
+                    query = query.bind(*task_id).bind(*at).bind(*instance_id);
+                }
+                query.execute(&mut *conn).await?;
+            }
+
+            let cancels: Vec<(&str, &str)> = prepared
+                .iter()
+                .flat_map(|link| {
+                    let step = &steps[link.index];
+                    step.timers_cancelled
+                        .iter()
+                        .map(move |timer_id| (timer_id.as_str(), step.instance.id.as_str()))
+                })
+                .collect();
+            for chunk in cancels.chunks(ROWS_PER_STATEMENT) {
+                let mut sql = String::from("DELETE FROM timers WHERE (id, instance_id) IN (VALUES ");
+                shared::push_value_rows(&mut sql, 1, 2, chunk.len());
+                sql.push(')');
+                let mut query = sqlx::query(&sql);
+                for (timer_id, instance_id) in chunk {
+                    query = query.bind(*timer_id).bind(*instance_id);
+                }
+                query.execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        pub(crate) async fn deploy(
+            &self,
+            deployments: &[$crate::store::NewDeployment],
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> Result<Vec<$crate::store::Deployment>, $crate::store::StoreError> {
+            use $crate::store::{Deployment, StoreError};
+            for new in deployments {
+                if $crate::store::sha256_hex(new.source.as_bytes()) != new.hash.to_ascii_lowercase() {
+                    return Err(StoreError::HashMismatch {
+                        process_id: new.process_id.clone(),
+                    });
+                }
+            }
+            let mut tx = self.begin_write().await?;
+            let mut deployed = Vec::with_capacity(deployments.len());
+            for new in deployments {
+                let latest = sqlx::query(&format!(
+                    "SELECT {} FROM deployments WHERE process_id = $1 ORDER BY version DESC LIMIT 1",
+                    shared::DEPLOYMENT_COLUMNS
+                ))
+                .bind(&new.process_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?
+                .map(|row| Self::deployment_from_row(&row))
+                .transpose()?;
+                let hash = new.hash.to_ascii_lowercase();
+                match latest {
+                    Some(latest) if latest.hash == hash => deployed.push(latest),
+                    latest => {
+                        let version = latest.map_or(1, |latest| latest.version + 1);
+                        sqlx::query(
+                            "INSERT INTO deployments (process_id, version, hash, source, deployed_at) VALUES ($1, $2, $3, $4, $5)",
+                        )
+                        .bind(&new.process_id)
+                        .bind(version)
+                        .bind(&hash)
+                        .bind(&new.source)
+                        .bind(shared::ms(now))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(classify)?;
+                        deployed.push(Deployment {
+                            process_id: new.process_id.clone(),
+                            version,
+                            hash,
+                            source: new.source.clone(),
+                            deployed_at: shared::from_ms(shared::ms(now))?,
+                        });
+                    }
+                }
+            }
+            tx.commit().await.map_err(classify)?;
+            Ok(deployed)
+        }
+
+        fn deployment_from_row(
+            row: &DbRow,
+        ) -> Result<$crate::store::Deployment, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            Ok($crate::store::Deployment {
+                process_id: row.try_get("process_id").map_err(classify)?,
+                version: row.try_get("version").map_err(classify)?,
+                hash: row.try_get("hash").map_err(classify)?,
+                source: row.try_get("source").map_err(classify)?,
+                deployed_at: shared::from_ms(row.try_get("deployed_at").map_err(classify)?)?,
+            })
+        }
+
+        pub(crate) async fn latest_deployment(
+            &self,
+            process_id: &str,
+        ) -> Result<Option<$crate::store::Deployment>, $crate::store::StoreError> {
+            sqlx::query(&format!(
+                "SELECT {} FROM deployments WHERE process_id = $1 ORDER BY version DESC LIMIT 1",
+                shared::DEPLOYMENT_COLUMNS
+            ))
+            .bind(process_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify)?
+            .map(|row| Self::deployment_from_row(&row))
+            .transpose()
+        }
+
+        pub(crate) async fn deployment(
+            &self,
+            process_id: &str,
+            version: i64,
+        ) -> Result<Option<$crate::store::Deployment>, $crate::store::StoreError> {
+            sqlx::query(&format!(
+                "SELECT {} FROM deployments WHERE process_id = $1 AND version = $2",
+                shared::DEPLOYMENT_COLUMNS
+            ))
+            .bind(process_id)
+            .bind(version)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify)?
+            .map(|row| Self::deployment_from_row(&row))
+            .transpose()
+        }
+
+        pub(crate) async fn deployments(
+            &self,
+        ) -> Result<Vec<$crate::store::Deployment>, $crate::store::StoreError> {
+            sqlx::query(&format!(
+                "SELECT {} FROM deployments ORDER BY process_id, version",
+                shared::DEPLOYMENT_COLUMNS
+            ))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(classify)?
+            .iter()
+            .map(Self::deployment_from_row)
+            .collect()
+        }
+
+        /// An instance row and its history head.
+        fn instance_from_row(
+            row: &DbRow,
+        ) -> Result<($crate::store::InstanceRow, String), $crate::store::StoreError> {
+            use sqlx::Row as _;
+            let state: sqlx::types::Json<serde_json::Value> =
+                row.try_get("state").map_err(classify)?;
+            Ok((
+                $crate::store::InstanceRow {
+                    id: row.try_get("id").map_err(classify)?,
+                    process_id: row.try_get("process_id").map_err(classify)?,
+                    process_version: row.try_get("process_version").map_err(classify)?,
+                    status: row.try_get("status").map_err(classify)?,
+                    outcome: row.try_get("outcome").map_err(classify)?,
+                    unit: row.try_get("unit").map_err(classify)?,
+                    state: state.0,
+                    version: row.try_get("version").map_err(classify)?,
+                    created_at: shared::from_ms(row.try_get("created_at").map_err(classify)?)?,
+                    updated_at: shared::from_ms(row.try_get("updated_at").map_err(classify)?)?,
+                },
+                row.try_get("history_hash").map_err(classify)?,
+            ))
+        }
+
+        pub(crate) async fn load_instance(
+            &self,
+            id: &str,
+        ) -> Result<Option<$crate::store::InstanceRow>, $crate::store::StoreError> {
+            let row = sqlx::query(&format!(
+                "SELECT {} FROM instances WHERE id = $1",
+                shared::INSTANCE_COLUMNS
+            ))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify)?;
+            let Some(row) = row else { return Ok(None) };
+            let (instance, head) = Self::instance_from_row(&row)?;
+            // The runner's next step on this instance links to this head without a read.
+            self.heads.put(instance.id.clone(), instance.version, head);
+            Ok(Some(instance))
+        }
+
+        pub(crate) async fn list_instances(
+            &self,
+            filter: &$crate::store::InstanceFilter,
+        ) -> Result<Vec<$crate::store::InstanceRow>, $crate::store::StoreError> {
+            let mut sql = format!("SELECT {} FROM instances WHERE 1 = 1", shared::INSTANCE_COLUMNS);
+            let mut next = 1;
+            if filter.process_id.is_some() {
+                sql.push_str(&format!(" AND process_id = ${next}"));
+                next += 1;
+            }
+            if filter.status.is_some() {
+                sql.push_str(&format!(" AND status = ${next}"));
+                next += 1;
+            }
+            let bounds = filter.unit.as_deref().map(shared::subtree_bounds);
+            if bounds.is_some() {
+                sql.push_str(&format!(
+                    " AND (unit = ${} OR (unit >= ${} AND unit < ${}))",
+                    next,
+                    next + 1,
+                    next + 2
+                ));
+                next += 3;
+            }
+            sql.push_str(&format!(
+                " ORDER BY created_at, id LIMIT ${} OFFSET ${}",
+                next,
+                next + 1
+            ));
+            let mut query = sqlx::query(&sql);
+            if let Some(process_id) = &filter.process_id {
+                query = query.bind(process_id);
+            }
+            if let Some(status) = &filter.status {
+                query = query.bind(status);
+            }
+            if let Some((unit, low, high)) = &bounds {
+                query = query.bind(unit).bind(low).bind(high);
+            }
+            query = query
+                .bind(i64::from(filter.limit))
+                .bind(i64::from(filter.offset));
+            query
+                .fetch_all(&self.reader)
+                .await
+                .map_err(classify)?
+                .iter()
+                .map(|row| Self::instance_from_row(row).map(|(instance, _)| instance))
+                .collect()
+        }
+
+        fn task_from_row(
+            row: &DbRow,
+        ) -> Result<$crate::store::TaskRow, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            let form: sqlx::types::Json<serde_json::Value> =
+                row.try_get("form").map_err(classify)?;
+            Ok($crate::store::TaskRow {
+                id: row.try_get("id").map_err(classify)?,
+                instance_id: row.try_get("instance_id").map_err(classify)?,
+                node_id: row.try_get("node_id").map_err(classify)?,
+                label: row.try_get("label").map_err(classify)?,
+                role: row.try_get("role").map_err(classify)?,
+                unit: row.try_get("unit").map_err(classify)?,
+                assignee: row.try_get("assignee").map_err(classify)?,
+                due_at: shared::from_ms_opt(row.try_get("due_at").map_err(classify)?)?,
+                created_at: shared::from_ms(row.try_get("created_at").map_err(classify)?)?,
+                form: form.0,
+            })
+        }
+
+        pub(crate) async fn tasks_for(
+            &self,
+            roles: &[String],
+            units: &[String],
+            user: &str,
+            limit: u32,
+        ) -> Result<Vec<$crate::store::TaskRow>, $crate::store::StoreError> {
+            if roles.is_empty() || units.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut sql = format!(
+                "SELECT {} FROM tasks WHERE closed_at IS NULL AND (assignee IS NULL OR assignee = $1) AND role IN (",
+                shared::TASK_COLUMNS
+            );
+            let mut next = 2;
+            for i in 0..roles.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${next}"));
+                next += 1;
+            }
+            sql.push_str(") AND (");
+            let bounds: Vec<_> = units.iter().map(|unit| shared::subtree_bounds(unit)).collect();
+            for i in 0..bounds.len() {
+                if i > 0 {
+                    sql.push_str(" OR ");
+                }
+                sql.push_str(&format!(
+                    "unit = ${} OR (unit >= ${} AND unit < ${})",
+                    next,
+                    next + 1,
+                    next + 2
+                ));
+                next += 3;
+            }
+            sql.push_str(&format!(
+                ") ORDER BY due_at ASC NULLS LAST, created_at, id LIMIT ${next}"
+            ));
+            let mut query = sqlx::query(&sql).bind(user);
+            for role in roles {
+                query = query.bind(role);
+            }
+            for (unit, low, high) in &bounds {
+                query = query.bind(unit).bind(low).bind(high);
+            }
+            query
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(classify)?
+                .iter()
+                .map(Self::task_from_row)
+                .collect()
+        }
+
+        pub(crate) async fn claim_task(
+            &self,
+            task_id: &str,
+            user: &str,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> Result<$crate::store::TaskRow, $crate::store::StoreError> {
+            use $crate::store::{ConflictReason, StoreError};
+            use sqlx::Row as _;
+            let claimed = sqlx::query(&format!(
+                "UPDATE tasks SET assignee = $1, claimed_at = CASE WHEN assignee IS NULL THEN $2 ELSE claimed_at END \
+                 WHERE id = $3 AND closed_at IS NULL AND (assignee IS NULL OR assignee = $1) RETURNING {}",
+                shared::TASK_COLUMNS
+            ))
+            .bind(user)
+            .bind(shared::ms(now))
+            .bind(task_id)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(classify)?;
+            if let Some(row) = claimed {
+                return Self::task_from_row(&row);
+            }
+            // Lost: find out why, for a useful error.
+            let row = sqlx::query("SELECT closed_at FROM tasks WHERE id = $1")
+                .bind(task_id)
+                .fetch_optional(&self.writer)
+                .await
+                .map_err(classify)?;
+            let reason = match row {
+                None => {
+                    return Err(StoreError::NotFound {
+                        what: "task",
+                        id: task_id.to_owned(),
+                    });
+                }
+                Some(row) => match row.try_get::<Option<i64>, _>(0).map_err(classify)? {
+                    Some(_) => ConflictReason::TaskClosed,
+                    None => ConflictReason::ClaimedByOther,
+                },
+            };
+            Err(StoreError::Conflict {
+                reason,
+                source: None,
+            })
+        }
+
+        pub(crate) async fn task(
+            &self,
+            id: &str,
+        ) -> Result<Option<$crate::store::TaskRow>, $crate::store::StoreError> {
+            sqlx::query(&format!("SELECT {} FROM tasks WHERE id = $1", shared::TASK_COLUMNS))
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(classify)?
+                .map(|row| Self::task_from_row(&row))
+                .transpose()
+        }
+
+        pub(crate) async fn claim_due_timers(
+            &self,
+            node_id: &str,
+            now: chrono::DateTime<chrono::Utc>,
+            lease: chrono::Duration,
+            limit: u32,
+        ) -> Result<Vec<$crate::store::TimerRow>, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            let rows = sqlx::query(CLAIM_TIMERS_SQL)
+                .bind(shared::ms(now) + lease.num_milliseconds())
+                .bind(node_id)
+                .bind(shared::ms(now))
+                .bind(i64::from(limit))
+                .fetch_all(&self.writer)
+                .await
+                .map_err(classify)?;
+            let mut timers = rows
+                .iter()
+                .map(|row| {
+                    let payload: sqlx::types::Json<serde_json::Value> =
+                        row.try_get("payload").map_err(classify)?;
+                    Ok($crate::store::TimerRow {
+                        id: row.try_get("id").map_err(classify)?,
+                        instance_id: row.try_get("instance_id").map_err(classify)?,
+                        due_at: shared::from_ms(row.try_get("due_at").map_err(classify)?)?,
+                        payload: payload.0,
+                    })
+                })
+                .collect::<Result<Vec<_>, $crate::store::StoreError>>()?;
+            // RETURNING has no order; hand timers out oldest first.
+            timers.sort_by(|a, b| (a.due_at, &a.id).cmp(&(b.due_at, &b.id)));
+            Ok(timers)
+        }
+
+        pub(crate) async fn complete_timer(&self, id: &str) -> Result<bool, $crate::store::StoreError> {
+            Ok(sqlx::query("DELETE FROM timers WHERE id = $1")
+                .bind(id)
+                .execute(&self.writer)
+                .await
+                .map_err(classify)?
+                .rows_affected()
+                == 1)
+        }
+
+        pub(crate) async fn oldest_due_timer_lag(
+            &self,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> Result<Option<chrono::Duration>, $crate::store::StoreError> {
+            let oldest: Option<i64> = sqlx::query_scalar("SELECT MIN(available_at) FROM timers")
+                .fetch_one(&self.reader)
+                .await
+                .map_err(classify)?;
+            let now_ms = shared::ms(now);
+            Ok(oldest
+                .filter(|&oldest| oldest <= now_ms)
+                .map(|oldest| chrono::Duration::milliseconds(now_ms - oldest)))
+        }
+
+        pub(crate) async fn claim_outbox(
+            &self,
+            node_id: &str,
+            now: chrono::DateTime<chrono::Utc>,
+            lease: chrono::Duration,
+            limit: u32,
+        ) -> Result<Vec<$crate::store::ClaimedOutbox>, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            let rows = sqlx::query(CLAIM_OUTBOX_SQL)
+                .bind(shared::ms(now) + lease.num_milliseconds())
+                .bind(node_id)
+                .bind(shared::ms(now))
+                .bind(i64::from(limit))
+                .fetch_all(&self.writer)
+                .await
+                .map_err(classify)?;
+            let mut claimed = rows
+                .iter()
+                .map(|row| {
+                    let payload: sqlx::types::Json<serde_json::Value> =
+                        row.try_get("payload").map_err(classify)?;
+                    Ok($crate::store::ClaimedOutbox {
+                        entry: $crate::store::OutboxRow {
+                            id: row.try_get("id").map_err(classify)?,
+                            instance_id: row.try_get("instance_id").map_err(classify)?,
+                            kind: row.try_get("kind").map_err(classify)?,
+                            payload: payload.0,
+                            created_at: shared::from_ms(
+                                row.try_get("created_at").map_err(classify)?,
+                            )?,
+                        },
+                        attempts: row.try_get("attempts").map_err(classify)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, $crate::store::StoreError>>()?;
+            claimed.sort_by(|a, b| {
+                (a.entry.created_at, &a.entry.id).cmp(&(b.entry.created_at, &b.entry.id))
+            });
+            Ok(claimed)
+        }
+
+        pub(crate) async fn mark_delivered(
+            &self,
+            id: &str,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> Result<(), $crate::store::StoreError> {
+            let updated = sqlx::query(
+                "UPDATE outbox SET status = 'delivered', delivered_at = $2, claimed_by = NULL WHERE id = $1",
+            )
+            .bind(id)
+            .bind(shared::ms(now))
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+            Self::found(updated, "outbox entry", id)
+        }
+
+        pub(crate) async fn mark_failed(
+            &self,
+            id: &str,
+            error: &str,
+            next_attempt_at: chrono::DateTime<chrono::Utc>,
+            dead: bool,
+        ) -> Result<(), $crate::store::StoreError> {
+            let updated = sqlx::query(
+                "UPDATE outbox SET status = $2, attempts = attempts + 1, last_error = $3, available_at = $4, claimed_by = NULL WHERE id = $1",
+            )
+            .bind(id)
+            .bind(if dead { "dead" } else { "pending" })
+            .bind(error)
+            .bind(shared::ms(next_attempt_at))
+            .execute(&self.writer)
+            .await
+            .map_err(classify)?
+            .rows_affected();
+            Self::found(updated, "outbox entry", id)
+        }
+
+        fn found(
+            rows: u64,
+            what: &'static str,
+            id: &str,
+        ) -> Result<(), $crate::store::StoreError> {
+            if rows == 0 {
+                Err($crate::store::StoreError::NotFound {
+                    what,
+                    id: id.to_owned(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+
+        /// The instance's head `(version, history_hash)`, then its rows up to that version:
+        /// read in this order, a step committed in between cannot look like tampering.
+        async fn chain_rows(
+            &self,
+            instance_id: &str,
+        ) -> Result<(String, Vec<DbRow>), $crate::store::StoreError> {
+            use sqlx::Row as _;
+            let head = sqlx::query("SELECT version, history_hash FROM instances WHERE id = $1")
+                .bind(instance_id)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(classify)?
+                .ok_or_else(|| $crate::store::StoreError::NotFound {
+                    what: "instance",
+                    id: instance_id.to_owned(),
+                })?;
+            let version: i64 = head.try_get(0).map_err(classify)?;
+            let head_hash: String = head.try_get(1).map_err(classify)?;
+            let rows = sqlx::query(
+                "SELECT seq, at, actor, event, node, data, prev_hash, hash FROM history \
+                 WHERE instance_id = $1 AND seq <= $2 ORDER BY seq",
+            )
+            .bind(instance_id)
+            .bind(version)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(classify)?;
+            Ok((head_hash, rows))
+        }
+
+        pub(crate) async fn history(
+            &self,
+            instance_id: &str,
+        ) -> Result<Vec<$crate::store::HistoryRecord>, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            let (_, rows) = self.chain_rows(instance_id).await?;
+            rows.iter()
+                .map(|row| {
+                    let data: String = row.try_get("data").map_err(classify)?;
+                    Ok($crate::store::HistoryRecord {
+                        seq: row.try_get("seq").map_err(classify)?,
+                        at: shared::from_ms(row.try_get("at").map_err(classify)?)?,
+                        actor: row.try_get("actor").map_err(classify)?,
+                        event: row.try_get("event").map_err(classify)?,
+                        node: row.try_get("node").map_err(classify)?,
+                        data: serde_json::from_str(&data).map_err(|source| {
+                            $crate::store::StoreError::Corrupt {
+                                what: "history data",
+                                source: Some(source),
+                            }
+                        })?,
+                        prev_hash: row.try_get("prev_hash").map_err(classify)?,
+                        hash: row.try_get("hash").map_err(classify)?,
+                    })
+                })
+                .collect()
+        }
+
+        pub(crate) async fn verify_history(
+            &self,
+            instance_id: &str,
+        ) -> Result<(), $crate::store::StoreError> {
+            use sqlx::Row as _;
+            struct Owned {
+                seq: i64,
+                at: i64,
+                actor: Option<String>,
+                event: String,
+                node: Option<String>,
+                data: String,
+                prev_hash: String,
+                hash: String,
+            }
+            let (head, rows) = self.chain_rows(instance_id).await?;
+            let owned = rows
+                .iter()
+                .map(|row| {
+                    Ok(Owned {
+                        seq: row.try_get("seq")?,
+                        at: row.try_get("at")?,
+                        actor: row.try_get("actor")?,
+                        event: row.try_get("event")?,
+                        node: row.try_get("node")?,
+                        data: row.try_get("data")?,
+                        prev_hash: row.try_get("prev_hash")?,
+                        hash: row.try_get("hash")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, sqlx::Error>>()
+                .map_err(classify)?;
+            let links: Vec<_> = owned
+                .iter()
+                .map(|row| $crate::store::chain::StoredLink {
+                    row: $crate::store::chain::ChainedRow {
+                        seq: row.seq,
+                        at_ms: row.at,
+                        actor: row.actor.as_deref(),
+                        event: &row.event,
+                        node: row.node.as_deref(),
+                        data_json: &row.data,
+                    },
+                    prev_hash: &row.prev_hash,
+                    hash: &row.hash,
+                })
+                .collect();
+            $crate::store::chain::verify_chain(instance_id, &links, &head)?;
+            Ok(())
+        }
+
+        pub(crate) async fn close(&self) {
+            self.reader.close().await;
+            self.writer.close().await;
+        }
+    };
+}
+
+pub(crate) use store_methods;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_number_rows_in_order() {
+        assert_eq!(
+            multi_row_insert("t (a, b)", 2, 2),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+    }
+
+    #[test]
+    fn subtree_bounds_cover_exactly_the_units_below() {
+        let (unit, low, high) = subtree_bounds("gd/sz/");
+        assert_eq!(unit, "gd/sz");
+        let inside = |candidate: &str| {
+            candidate == unit || (candidate >= low.as_str() && candidate < high.as_str())
+        };
+        assert!(inside("gd/sz"));
+        assert!(inside("gd/sz/futian"));
+        assert!(inside("gd/sz/futian/x"));
+        assert!(!inside("gd/szx"));
+        assert!(!inside("gd/sz0"));
+        assert!(!inside("gd/s"));
+        assert!(!inside("gd"));
+    }
+}

@@ -1,0 +1,268 @@
+//! The SQLite backend: one database file in WAL mode, one writer connection (SQLite admits one
+//! writer at a time, so queueing in-process beats contending on the file lock) and a pool of
+//! read-only connections that WAL lets run beside the writer.
+
+use super::shared::{self, EmbeddedMigrations, HeadCache};
+use super::{ConflictReason, StoreError, StoreOptions, Synchronous};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+type DbConn = sqlx::SqliteConnection;
+type DbRow = sqlx::sqlite::SqliteRow;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+)];
+
+/// SQLite has one writer, so the claim needs no row locks: one UPDATE picks and leases.
+const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2 \
+     WHERE id IN (SELECT id FROM timers WHERE available_at <= $3 ORDER BY available_at LIMIT $4) \
+     RETURNING id, instance_id, due_at, payload";
+
+const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by = $2 \
+     WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 ORDER BY available_at LIMIT $4) \
+     RETURNING id, instance_id, kind, payload, created_at, attempts";
+
+#[derive(Debug, Clone)]
+pub(crate) struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    heads: Arc<HeadCache>,
+}
+
+#[derive(Debug, PartialEq)]
+enum Location {
+    File(PathBuf),
+    Memory,
+}
+
+/// `sqlite:path`, `sqlite://path`, `sqlite::memory:` or a plain path, with optional
+/// `?synchronous=off|normal|full|extra&busy_timeout_ms=N` overriding `options`.
+fn parse_url(url: &str, options: &mut StoreOptions) -> Result<Location, StoreError> {
+    let invalid = |problem| StoreError::InvalidUrl {
+        url: url.to_owned(),
+        problem,
+        source: None,
+    };
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    for pair in query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| invalid("query parameters are written key=value"))?;
+        match key {
+            "synchronous" => {
+                options.synchronous = match value.to_ascii_lowercase().as_str() {
+                    "off" => Synchronous::Off,
+                    "normal" => Synchronous::Normal,
+                    "full" => Synchronous::Full,
+                    "extra" => Synchronous::Extra,
+                    _ => return Err(invalid("synchronous is one of off, normal, full, extra")),
+                }
+            }
+            "busy_timeout_ms" => {
+                let millis = value
+                    .parse()
+                    .map_err(|_| invalid("busy_timeout_ms is a whole number of milliseconds"))?;
+                options.busy_timeout = Duration::from_millis(millis);
+            }
+            _ => {
+                return Err(invalid(
+                    "unknown parameter (known: synchronous, busy_timeout_ms)",
+                ));
+            }
+        }
+    }
+    match path {
+        "" => Err(invalid("no database file given")),
+        ":memory:" => Ok(Location::Memory),
+        path => Ok(Location::File(PathBuf::from(path))),
+    }
+}
+
+/// Maps SQLite's result codes onto the store's error kinds.
+fn classify(error: sqlx::Error) -> StoreError {
+    use sqlx::error::ErrorKind;
+    let Some(database) = error.as_database_error() else {
+        return match error {
+            // The single writer connection stayed busy past the acquire timeout.
+            sqlx::Error::PoolTimedOut => StoreError::Locked { source: error },
+            sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                StoreError::Unreachable { source: error }
+            }
+            other => StoreError::Database(other),
+        };
+    };
+    let kind = database.kind();
+    // Extended result code; the low byte is the primary code.
+    let primary = database
+        .code()
+        .and_then(|code| code.parse::<i64>().ok())
+        .map(|code| code & 0xff);
+    match (kind, primary) {
+        (ErrorKind::UniqueViolation, _) => StoreError::Conflict {
+            reason: ConflictReason::Duplicate,
+            source: Some(error),
+        },
+        (ErrorKind::ForeignKeyViolation, _) => StoreError::Dangling { source: error },
+        // SQLITE_BUSY, SQLITE_LOCKED
+        (_, Some(5 | 6)) => StoreError::Locked { source: error },
+        // SQLITE_FULL
+        (_, Some(13)) => StoreError::Full { source: error },
+        // SQLITE_CANTOPEN
+        (_, Some(14)) => StoreError::Unreachable { source: error },
+        _ => StoreError::Database(error),
+    }
+}
+
+async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    let migrator = Migrator::new(EmbeddedMigrations(MIGRATIONS))
+        .await
+        .map_err(|e| shared::migrate_error(e, classify))?;
+    migrator
+        .run(pool)
+        .await
+        .map_err(|e| shared::migrate_error(e, classify))
+}
+
+impl SqliteStore {
+    pub(crate) async fn open(url: &str, mut options: StoreOptions) -> Result<Self, StoreError> {
+        let location = parse_url(url, &mut options)?;
+        let synchronous = match options.synchronous {
+            Synchronous::Off => SqliteSynchronous::Off,
+            Synchronous::Normal => SqliteSynchronous::Normal,
+            Synchronous::Full => SqliteSynchronous::Full,
+            Synchronous::Extra => SqliteSynchronous::Extra,
+        };
+        // The writer is kept open for the life of the store: it is the in-memory
+        // database's only connection, and reconnecting the file's writer costs a step.
+        let writer_pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(options.acquire_timeout);
+        let heads = Arc::new(HeadCache::new());
+        match location {
+            Location::Memory => {
+                let connect = SqliteConnectOptions::from_str("sqlite::memory:")
+                    .map_err(classify)?
+                    .foreign_keys(true);
+                let pool = writer_pool.connect_with(connect).await.map_err(classify)?;
+                migrate(&pool).await?;
+                Ok(SqliteStore {
+                    writer: pool.clone(),
+                    reader: pool,
+                    heads,
+                })
+            }
+            Location::File(path) => {
+                let base = SqliteConnectOptions::new()
+                    .filename(&path)
+                    .foreign_keys(true)
+                    .busy_timeout(options.busy_timeout);
+                let writer_options = base
+                    .clone()
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(synchronous);
+                let writer = writer_pool
+                    .connect_with(writer_options)
+                    .await
+                    .map_err(classify)?;
+                migrate(&writer).await?;
+                let reader = SqlitePoolOptions::new()
+                    .max_connections(options.max_connections.max(1))
+                    .acquire_timeout(options.acquire_timeout)
+                    .connect_with(base.read_only(true))
+                    .await
+                    .map_err(classify)?;
+                Ok(SqliteStore {
+                    writer,
+                    reader,
+                    heads,
+                })
+            }
+        }
+    }
+
+    /// IMMEDIATE takes the write lock up front, so a step never fails half-way when
+    /// upgrading a read lock (another process may share the file).
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)
+    }
+
+    shared::store_methods!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_a_file_or_memory_and_may_tune_durability() {
+        let mut options = StoreOptions::default();
+        assert_eq!(
+            parse_url("sqlite:data/jiuzhu.db", &mut options).ok(),
+            Some(Location::File(PathBuf::from("data/jiuzhu.db")))
+        );
+        assert_eq!(
+            parse_url(
+                "sqlite:///var/x.db?synchronous=normal&busy_timeout_ms=250",
+                &mut options
+            )
+            .ok(),
+            Some(Location::File(PathBuf::from("/var/x.db")))
+        );
+        assert_eq!(options.synchronous, Synchronous::Normal);
+        assert_eq!(options.busy_timeout, Duration::from_millis(250));
+        assert_eq!(
+            parse_url("plain.db", &mut options).ok(),
+            Some(Location::File(PathBuf::from("plain.db")))
+        );
+        assert_eq!(
+            parse_url("sqlite::memory:", &mut options).ok(),
+            Some(Location::Memory)
+        );
+        for bad in [
+            "sqlite:x.db?synchronous=sometimes",
+            "sqlite:x.db?cache=1",
+            "sqlite:",
+            "x.db?busy_timeout_ms=soon",
+        ] {
+            assert!(
+                matches!(
+                    parse_url(bad, &mut options),
+                    Err(StoreError::InvalidUrl { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn migrations_reach_the_schema_version() {
+        assert_eq!(MIGRATIONS.last().map(|m| m.0), Some(shared::SCHEMA_VERSION));
+    }
+}

@@ -1,0 +1,1202 @@
+//! The store's one test suite, run against SQLite (a temp file) and PostgreSQL alike.
+//!
+//! PostgreSQL comes from `JIUZHU_TEST_PG` (default `postgres://postgres@127.0.0.1:5432/test`);
+//! each test gets a fresh schema (via `search_path`) that is dropped afterwards. When no
+//! server answers, the PostgreSQL half fails and says how to start one.
+
+use anyhow::{Context, Result, bail, ensure};
+use chrono::{DateTime, Duration, Utc};
+use jiuzhu_engine::store::{
+    CommitProblem, ConflictReason, Deployment, HistoryEntry, InstanceFilter, InstanceRow,
+    NewDeployment, OutboxRow, StepCommit, Store, StoreError, TamperKind, TaskRow, TimerRow,
+    sha256_hex,
+};
+use serde_json::json;
+use sqlx::{Connection as _, Executor as _};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// What a test body gets: the store, and the means to open more nodes and to reach the
+/// database behind the store's back.
+#[derive(Clone)]
+struct Ctx {
+    db: Db,
+    store: Store,
+    url: String,
+    /// The same database with commits that skip the fsync (for bulk tests).
+    fast_url: String,
+}
+
+impl Ctx {
+    /// Another engine node on the same database.
+    async fn node(&self) -> Result<Store> {
+        Ok(Store::open(&self.url).await?)
+    }
+
+    /// Runs SQL on a connection of its own (tampering, fault injection).
+    ///
+    /// A plain `&str` runs unprepared, so one call may hold several statements.
+    /// (`sqlx::raw_sql(..).execute(..)` would do the same, but its future cannot be
+    /// proven `Send`, and test bodies are spawned.)
+    async fn raw(&self, sql: &str) -> Result<()> {
+        match self.db {
+            Db::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
+                conn.execute(sql).await?;
+                conn.close().await?;
+            }
+            Db::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+                conn.execute(sql).await?;
+                conn.close().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn pg_base() -> String {
+    std::env::var("JIUZHU_TEST_PG").unwrap_or_else(|_| DEFAULT_PG.to_owned())
+}
+
+static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(0);
+
+async fn connect_pg_admin(base: &str) -> sqlx::PgConnection {
+    match sqlx::PgConnection::connect(base).await {
+        Ok(conn) => conn,
+        Err(error) => panic!(
+            "cannot connect to PostgreSQL at {base}: {error}\n\
+             The store suite needs a PostgreSQL server. Start one, e.g.\n  \
+             pg_ctlcluster 15 main start            (Debian's postgresql package)\n  \
+             docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust -e POSTGRES_DB=test postgres:16\n\
+             or point JIUZHU_TEST_PG at one (postgres://user@host:port/database)."
+        ),
+    }
+}
+
+/// What to clean up after a test: the temp dir (dropped) and the PostgreSQL schema.
+struct Teardown {
+    _dir: tempfile::TempDir,
+    schema: Option<(String, String)>,
+    store: Store,
+}
+
+/// Creates the test database and opens a store on it.
+async fn setup(db: Db) -> (Ctx, Teardown) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (url, fast_url, schema) = match db {
+        Db::Sqlite => {
+            let path = dir.path().join("jiuzhu.db");
+            let url = format!("sqlite:{}", path.display());
+            (url.clone(), format!("{url}?synchronous=normal"), None)
+        }
+        Db::Postgres => {
+            let base = pg_base();
+            let schema = format!(
+                "jiuzhu_test_{}_{}",
+                std::process::id(),
+                NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
+            );
+            let mut admin = connect_pg_admin(&base).await;
+            admin
+                .execute(
+                    format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+                        .as_str(),
+                )
+                .await
+                .expect("create test schema");
+            let separator = if base.contains('?') { '&' } else { '?' };
+            let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+            let fast_url = format!("{url}%20-c%20synchronous_commit%3Doff");
+            (url, fast_url, Some((base, schema)))
+        }
+    };
+    let store = Store::open(&url).await.expect("open store");
+    let ctx = Ctx {
+        db,
+        store: store.clone(),
+        url,
+        fast_url,
+    };
+    (
+        ctx,
+        Teardown {
+            _dir: dir,
+            schema,
+            store,
+        },
+    )
+}
+
+/// Cleans up (whatever the outcome), then reports the test body's outcome.
+async fn finish(db: Db, teardown: Teardown, outcome: Result<Result<()>, tokio::task::JoinError>) {
+    teardown.store.close().await;
+    if let Some((base, schema)) = &teardown.schema {
+        let mut admin = connect_pg_admin(base).await;
+        admin
+            .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+            .await
+            .expect("drop test schema");
+    }
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => panic!("{db:?}: {error:?}"),
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        Err(join) => panic!("{db:?}: test task failed: {join}"),
+    }
+}
+
+/// Every test below runs once per database.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (ctx, teardown) = super::setup(super::Db::Sqlite).await;
+                    // Spawned, so a panicking body still gets its database cleaned up.
+                    let outcome = tokio::spawn(super::$name(ctx)).await;
+                    super::finish(super::Db::Sqlite, teardown, outcome).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (ctx, teardown) = super::setup(super::Db::Postgres).await;
+                    let outcome = tokio::spawn(super::$name(ctx)).await;
+                    super::finish(super::Db::Postgres, teardown, outcome).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_databases!(
+    deploy_unchanged_keeps_version_and_changed_gets_next,
+    deploy_is_all_or_nothing,
+    commit_and_load_round_trip,
+    same_expected_version_exactly_one_wins,
+    concurrent_commits_on_one_instance_exactly_one_wins,
+    group_commit_fails_conflicting_steps_alone,
+    invalid_commits_are_refused,
+    claim_task_race_has_one_winner,
+    tasks_for_filters_by_unit_role_and_orders_by_due_date,
+    timer_leases_hold_until_expiry,
+    outbox_claim_deliver_and_fail,
+    history_chain_verifies_and_detects_tampering,
+    schema_too_new_is_refused,
+    three_nodes_claim_ten_thousand_timers_exactly_once,
+);
+
+// ---------------------------------------------------------------- fixtures
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    // 2025-01-01T00:00:00Z; whole milliseconds, the precision the store keeps.
+    DateTime::from_timestamp(1_735_689_600 + seconds, 0).expect("valid time")
+}
+
+fn new_deployment(process_id: &str, source: &str) -> NewDeployment {
+    NewDeployment {
+        process_id: process_id.to_owned(),
+        source: source.to_owned(),
+        hash: sha256_hex(source.as_bytes()),
+    }
+}
+
+async fn deploy_dibao(store: &Store) -> Result<Deployment> {
+    let mut deployed = store
+        .deploy(&[new_deployment("dibao", "id: dibao\nnodes: []\n")], at(0))
+        .await?;
+    deployed.pop().context("one deployment back")
+}
+
+fn instance(id: &str, unit: &str) -> InstanceRow {
+    InstanceRow {
+        id: id.to_owned(),
+        process_id: "dibao".to_owned(),
+        process_version: 1,
+        status: "running".to_owned(),
+        outcome: None,
+        unit: unit.to_owned(),
+        state: json!({"household": {"size": 3, "income": "1250.50"}, "node": "intake"}),
+        version: 1,
+        created_at: at(10),
+        updated_at: at(10),
+    }
+}
+
+fn history(event: &str, when: DateTime<Utc>) -> HistoryEntry {
+    HistoryEntry {
+        at: when,
+        actor: Some("clerk-li".to_owned()),
+        event: event.to_owned(),
+        node: Some("intake".to_owned()),
+        data: json!({"z": 1, "a": [1, 2, {"k": "v"}], "note": "申请"}),
+    }
+}
+
+/// The first step of a new instance.
+fn start(id: &str, unit: &str) -> StepCommit {
+    StepCommit {
+        instance: instance(id, unit),
+        expected_version: None,
+        history: history("started", at(10)),
+        tasks_opened: vec![],
+        tasks_closed: vec![],
+        timers_set: vec![],
+        timers_cancelled: vec![],
+        outbox: vec![],
+    }
+}
+
+/// A follow-up step on `previous`.
+fn next(previous: &InstanceRow, event: &str, when: DateTime<Utc>) -> StepCommit {
+    let mut instance = previous.clone();
+    instance.version += 1;
+    instance.updated_at = when;
+    instance.state["last"] = json!(event);
+    StepCommit {
+        instance,
+        expected_version: Some(previous.version),
+        history: history(event, when),
+        tasks_opened: vec![],
+        tasks_closed: vec![],
+        timers_set: vec![],
+        timers_cancelled: vec![],
+        outbox: vec![],
+    }
+}
+
+fn task(id: &str, instance_id: &str, role: &str, unit: &str, due: Option<i64>) -> TaskRow {
+    TaskRow {
+        id: id.to_owned(),
+        instance_id: instance_id.to_owned(),
+        node_id: "review".to_owned(),
+        label: format!("Review {instance_id}"),
+        role: role.to_owned(),
+        unit: unit.to_owned(),
+        assignee: None,
+        due_at: due.map(at),
+        created_at: at(10),
+        form: json!({"fields": ["income"]}),
+    }
+}
+
+fn timer(id: &str, instance_id: &str, due: i64) -> TimerRow {
+    TimerRow {
+        id: id.to_owned(),
+        instance_id: instance_id.to_owned(),
+        due_at: at(due),
+        payload: json!({"timer": id}),
+    }
+}
+
+fn outbox(id: &str, instance_id: &str) -> OutboxRow {
+    OutboxRow {
+        id: id.to_owned(),
+        instance_id: instance_id.to_owned(),
+        kind: "notify".to_owned(),
+        payload: json!({"to": "applicant", "template": "received"}),
+        created_at: at(10),
+    }
+}
+
+fn conflict_reason(result: &Result<(), StoreError>) -> Option<ConflictReason> {
+    match result {
+        Err(StoreError::Conflict { reason, .. }) => Some(*reason),
+        _ => None,
+    }
+}
+
+// ---------------------------------------------------------------- deployments
+
+async fn deploy_unchanged_keeps_version_and_changed_gets_next(ctx: Ctx) -> Result<()> {
+    let store = &ctx.store;
+    let first = store
+        .deploy(&[new_deployment("dibao", "v: 1")], at(0))
+        .await?;
+    assert_eq!(first[0].version, 1);
+    assert_eq!(first[0].deployed_at, at(0));
+
+    let again = store
+        .deploy(&[new_deployment("dibao", "v: 1")], at(5))
+        .await?;
+    assert_eq!(again, first, "unchanged source keeps version and time");
+
+    let changed = store
+        .deploy(
+            &[
+                new_deployment("dibao", "v: 2"),
+                new_deployment("tekun", "t: 1"),
+            ],
+            at(9),
+        )
+        .await?;
+    assert_eq!(
+        changed
+            .iter()
+            .map(|d| (d.process_id.as_str(), d.version))
+            .collect::<Vec<_>>(),
+        [("dibao", 2), ("tekun", 1)]
+    );
+
+    assert_eq!(
+        store.latest_deployment("dibao").await?.map(|d| d.version),
+        Some(2)
+    );
+    assert_eq!(
+        store.deployment("dibao", 1).await?.map(|d| d.source),
+        Some("v: 1".to_owned())
+    );
+    assert_eq!(store.deployment("dibao", 3).await?, None);
+    assert_eq!(store.latest_deployment("linshi").await?, None);
+    assert_eq!(store.deployments().await?.len(), 3);
+    Ok(())
+}
+
+async fn deploy_is_all_or_nothing(ctx: Ctx) -> Result<()> {
+    let store = &ctx.store;
+    let mut wrong = new_deployment("dibao", "v: 1");
+    wrong.hash = sha256_hex(b"something else");
+    let refused = store
+        .deploy(&[new_deployment("tekun", "t: 1"), wrong], at(0))
+        .await;
+    ensure!(
+        matches!(refused, Err(StoreError::HashMismatch { .. })),
+        "{refused:?}"
+    );
+    ensure!(store.deployments().await?.is_empty());
+
+    // A failure inside the transaction, after the first row was written, keeps nothing.
+    match ctx.db {
+        Db::Sqlite => {
+            ctx.raw(
+                "CREATE TRIGGER poison BEFORE INSERT ON deployments WHEN NEW.process_id = 'poison' \
+                 BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+            )
+            .await?
+        }
+        Db::Postgres => {
+            ctx.raw(
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN IF NEW.process_id = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; RETURN NEW; END $$; \
+                 CREATE TRIGGER poison BEFORE INSERT ON deployments FOR EACH ROW EXECUTE FUNCTION poison();",
+            )
+            .await?
+        }
+    }
+    let failed = store
+        .deploy(
+            &[
+                new_deployment("tekun", "t: 1"),
+                new_deployment("poison", "p"),
+            ],
+            at(0),
+        )
+        .await;
+    ensure!(failed.is_err(), "{failed:?}");
+    ensure!(
+        store.deployments().await?.is_empty(),
+        "first row was rolled back"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- commits
+
+async fn commit_and_load_round_trip(ctx: Ctx) -> Result<()> {
+    let store = &ctx.store;
+    deploy_dibao(store).await?;
+    let mut step = start("case-1", "gd/sz/futian");
+    step.tasks_opened = vec![
+        task("t1", "case-1", "clerk", "gd/sz/futian", Some(100)),
+        task("t2", "case-1", "clerk", "gd/sz/futian", None),
+    ];
+    step.timers_set = vec![timer("tm1", "case-1", 500)];
+    step.outbox = vec![outbox("case-1/notify/1", "case-1")];
+    store.commit(&step).await?;
+
+    let loaded = store.load_instance("case-1").await?.context("instance")?;
+    assert_eq!(loaded, step.instance);
+    assert_eq!(store.task("t1").await?, Some(step.tasks_opened[0].clone()));
+    assert_eq!(store.task("t2").await?, Some(step.tasks_opened[1].clone()));
+    assert_eq!(store.load_instance("nope").await?, None);
+
+    let records = store.history("case-1").await?;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].seq, 1);
+    assert_eq!(records[0].data, step.history.data);
+    assert_eq!(records[0].actor.as_deref(), Some("clerk-li"));
+
+    // The second step closes a task, cancels the timer, opens another task.
+    let mut second = next(&loaded, "reviewed", at(20));
+    second.instance.status = "done".to_owned();
+    second.instance.outcome = Some("approved".to_owned());
+    second.tasks_closed = vec!["t1".to_owned()];
+    second.timers_cancelled = vec!["tm1".to_owned()];
+    second.tasks_opened = vec![task("t3", "case-1", "head", "gd/sz", Some(50))];
+    store.commit(&second).await?;
+    assert_eq!(
+        store.load_instance("case-1").await?,
+        Some(second.instance.clone())
+    );
+    assert_eq!(
+        store
+            .claim_due_timers("n1", at(10_000), Duration::seconds(30), 10)
+            .await?,
+        vec![],
+        "cancelled timer is gone"
+    );
+    let inbox = store
+        .tasks_for(&["clerk".to_owned()], &["gd".to_owned()], "li", 10)
+        .await?;
+    assert_eq!(
+        inbox.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        ["t2"]
+    );
+
+    store.commit(&start("case-2", "gd/gz")).await?;
+    let filtered = |filter: InstanceFilter| async move {
+        Ok::<_, StoreError>(
+            store
+                .list_instances(&filter)
+                .await?
+                .into_iter()
+                .map(|i| i.id)
+                .collect::<Vec<_>>(),
+        )
+    };
+    assert_eq!(
+        filtered(InstanceFilter::default()).await?,
+        ["case-1", "case-2"]
+    );
+    assert_eq!(
+        filtered(InstanceFilter {
+            status: Some("running".to_owned()),
+            ..InstanceFilter::default()
+        })
+        .await?,
+        ["case-2"]
+    );
+    assert_eq!(
+        filtered(InstanceFilter {
+            unit: Some("gd/sz".to_owned()),
+            process_id: Some("dibao".to_owned()),
+            ..InstanceFilter::default()
+        })
+        .await?,
+        ["case-1"]
+    );
+    assert_eq!(
+        filtered(InstanceFilter {
+            limit: 1,
+            offset: 1,
+            ..InstanceFilter::default()
+        })
+        .await?,
+        ["case-2"]
+    );
+    store.verify_history("case-1").await?;
+    Ok(())
+}
+
+async fn same_expected_version_exactly_one_wins(ctx: Ctx) -> Result<()> {
+    let store = &ctx.store;
+    deploy_dibao(store).await?;
+    let first = start("case-1", "gd");
+    store.commit(&first).await?;
+    let duplicate = store.commit(&first).await;
+    assert_eq!(conflict_reason(&duplicate), Some(ConflictReason::Duplicate));
+
+    let mut winner = next(&first.instance, "approve", at(20));
+    winner.tasks_opened = vec![task("win", "case-1", "clerk", "gd", None)];
+    let mut loser = next(&first.instance, "reject", at(21));
+    loser.tasks_opened = vec![task("lose", "case-1", "clerk", "gd", None)];
+    loser.outbox = vec![outbox("lose-notice", "case-1")];
+    store.commit(&winner).await?;
+    let lost = store.commit(&loser).await;
+    assert_eq!(
+        conflict_reason(&lost),
+        Some(ConflictReason::VersionMismatch)
+    );
+
+    // Nothing of the loser was kept.
+    assert_eq!(
+        store.load_instance("case-1").await?,
+        Some(winner.instance.clone())
+    );
+    assert_eq!(store.task("lose").await?, None);
+    assert!(store.task("win").await?.is_some());
+    assert!(
+        store
+            .claim_outbox("n", at(100), Duration::seconds(5), 10)
+            .await?
+            .is_empty()
+    );
+    assert_eq!(store.history("case-1").await?.len(), 2);
+
+    // The loser's node, with an empty head cache, also loses.
+    let other = ctx.node().await?;
+    let stale = other.commit(&loser).await;
+    assert_eq!(
+        conflict_reason(&stale),
+        Some(ConflictReason::VersionMismatch)
+    );
+    // And that node continues the chain after a fresh load.
+    let reloaded = other.load_instance("case-1").await?.context("instance")?;
+    other.commit(&next(&reloaded, "pay", at(30))).await?;
+    other.close().await;
+    store.verify_history("case-1").await?;
+    Ok(())
+}
+
+async fn concurrent_commits_on_one_instance_exactly_one_wins(ctx: Ctx) -> Result<()> {
+    let store = ctx.store.clone();
+    deploy_dibao(&store).await?;
+    let node_b = ctx.node().await?;
+    let mut current = start("case-1", "gd").instance;
+    store.commit(&start("case-1", "gd")).await?;
+    for round in 0..20_i64 {
+        let mut left = next(&current, "left", at(100 + round));
+        left.tasks_opened = vec![task(&format!("left-{round}"), "case-1", "r", "gd", None)];
+        let mut right = next(&current, "right", at(100 + round));
+        right.tasks_opened = vec![task(&format!("right-{round}"), "case-1", "r", "gd", None)];
+        let (a, b) = (store.clone(), node_b.clone());
+        let (left_step, right_step) = (left.clone(), right.clone());
+        let left_task = tokio::spawn(async move { a.commit(&left_step).await });
+        let right_task = tokio::spawn(async move { b.commit(&right_step).await });
+        let outcomes = [left_task.await?, right_task.await?];
+        let wins = outcomes.iter().filter(|o| o.is_ok()).count();
+        ensure!(wins == 1, "round {round}: {outcomes:?}");
+        for outcome in &outcomes {
+            if let Err(error) = outcome {
+                ensure!(error.is_conflict(), "round {round}: {error:?}");
+            }
+        }
+        current = if outcomes[0].is_ok() {
+            left.instance
+        } else {
+            right.instance
+        };
+        assert_eq!(store.load_instance("case-1").await?, Some(current.clone()));
+    }
+    assert_eq!(store.history("case-1").await?.len(), 21);
+    store.verify_history("case-1").await?;
+    node_b.close().await;
+    Ok(())
+}
+
+async fn group_commit_fails_conflicting_steps_alone(ctx: Ctx) -> Result<()> {
+    let store = &ctx.store;
+    deploy_dibao(store).await?;
+    for id in ["a", "b", "c"] {
+        let mut step = start(id, "gd");
+        step.outbox = vec![outbox(&format!("{id}-0"), id)];
+        store.commit(&step).await?;
+    }
+    let a = store.load_instance("a").await?.context("a")?;
+    let b = store.load_instance("b").await?.context("b")?;
+    let c = store.load_instance("c").await?.context("c")?;
+
+    // Only version conflicts: the fast path.
+    let a2 = next(&a, "a2", at(20));
+    let a3 = next(&a2.instance, "a3", at(21));
+    let mut stale_b = next(&b, "stale", at(20));
+    stale_b.expected_version = Some(7);
+    stale_b.instance.version = 8;
+    let results = store
+        .commit_group(&[a2.clone(), stale_b, a3.clone(), start("d", "gd")])
+        .await?;
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(
+        conflict_reason(&results[1]),
+        Some(ConflictReason::VersionMismatch)
+    );
+    assert!(
+        results[2].is_ok(),
+        "same instance twice, in order: {results:?}"
+    );
+    assert!(results[3].is_ok(), "{results:?}");
+    assert_eq!(store.load_instance("a").await?.map(|i| i.version), Some(3));
+
+    // A key violation in one step (duplicate outbox key) fails that step alone.
+    let b2 = next(&b, "b2", at(30));
+    let mut c2_duplicate = next(&c, "c2", at(30));
+    c2_duplicate.outbox = vec![outbox("c-0", "c")];
+    c2_duplicate.tasks_opened = vec![task("c-task", "c", "r", "gd", None)];
+    let a4 = next(&a3.instance, "a4", at(30));
+    let results = store
+        .commit_group(&[b2.clone(), c2_duplicate, a4.clone(), start("a", "gd")])
+        .await?;
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(
+        conflict_reason(&results[1]),
+        Some(ConflictReason::Duplicate)
+    );
+    assert!(results[2].is_ok(), "{results:?}");
+    assert_eq!(
+        conflict_reason(&results[3]),
+        Some(ConflictReason::Duplicate)
+    );
+    assert_eq!(store.load_instance("b").await?, Some(b2.instance));
+    assert_eq!(store.load_instance("c").await?, Some(c));
+    assert_eq!(store.load_instance("a").await?, Some(a4.instance));
+    assert_eq!(store.task("c-task").await?, None);
+    for id in ["a", "b", "c", "d"] {
+        store.verify_history(id).await?;
+    }
+    assert!(store.commit_group(&[]).await?.is_empty());
+    Ok(())
+}
+
+async fn invalid_commits_are_refused(ctx: Ctx) -> Result<()> {
+    let store = &ctx.store;
+    let undeployed = store.commit(&start("case-1", "gd")).await;
+    ensure!(
+        matches!(undeployed, Err(StoreError::Dangling { .. })),
+        "{undeployed:?}"
+    );
+    deploy_dibao(store).await?;
+    let mut skipping = start("case-1", "gd");
+    skipping.instance.version = 2;
+    let refused = store.commit(&skipping).await;
+    ensure!(
+        matches!(
+            refused,
+            Err(StoreError::InvalidCommit {
+                problem: CommitProblem::VersionNotNext,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let mut foreign = start("case-1", "gd");
+    foreign.timers_set = vec![timer("t", "case-9", 5)];
+    let refused = store.commit(&foreign).await;
+    ensure!(
+        matches!(
+            refused,
+            Err(StoreError::InvalidCommit {
+                problem: CommitProblem::ForeignInstance,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let missing = store
+        .commit(&next(&instance("ghost", "gd"), "x", at(20)))
+        .await;
+    ensure!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    ensure!(store.load_instance("case-1").await?.is_none());
+    Ok(())
+}
+
+// ---------------------------------------------------------------- tasks
+
+async fn claim_task_race_has_one_winner(ctx: Ctx) -> Result<()> {
+    let store = ctx.store.clone();
+    deploy_dibao(&store).await?;
+    let mut step = start("case-1", "gd");
+    step.tasks_opened = (0..10)
+        .map(|i| task(&format!("t{i}"), "case-1", "clerk", "gd", None))
+        .collect();
+    store.commit(&step).await?;
+    let node_b = ctx.node().await?;
+    for i in 0..10 {
+        let id = format!("t{i}");
+        let (a, b) = (store.clone(), node_b.clone());
+        let (id_a, id_b) = (id.clone(), id.clone());
+        let wang = tokio::spawn(async move { a.claim_task(&id_a, "wang", at(50)).await });
+        let zhao = tokio::spawn(async move { b.claim_task(&id_b, "zhao", at(50)).await });
+        let outcomes = [wang.await?, zhao.await?];
+        let winners: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+        ensure!(winners.len() == 1, "{id}: {outcomes:?}");
+        let winner = winners[0].assignee.clone().context("assignee")?;
+        for outcome in &outcomes {
+            if let Err(error) = outcome {
+                ensure!(
+                    matches!(
+                        error,
+                        StoreError::Conflict {
+                            reason: ConflictReason::ClaimedByOther,
+                            ..
+                        }
+                    ),
+                    "{error:?}"
+                );
+            }
+        }
+        assert_eq!(
+            store.task(&id).await?.and_then(|t| t.assignee),
+            Some(winner.clone())
+        );
+        // Claiming again as the winner is harmless.
+        assert_eq!(
+            store.claim_task(&id, &winner, at(60)).await?.assignee,
+            Some(winner)
+        );
+    }
+    let mut close = next(&step.instance, "done", at(70));
+    close.tasks_closed = vec!["t0".to_owned()];
+    store.commit(&close).await?;
+    let closed = store.claim_task("t0", "wang", at(80)).await;
+    ensure!(
+        matches!(
+            closed,
+            Err(StoreError::Conflict {
+                reason: ConflictReason::TaskClosed,
+                ..
+            })
+        ),
+        "{closed:?}"
+    );
+    let missing = store.claim_task("nope", "wang", at(80)).await;
+    ensure!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    node_b.close().await;
+    Ok(())
+}
+
+async fn tasks_for_filters_by_unit_role_and_orders_by_due_date(ctx: Ctx) -> Result<()> {
+    let store = &ctx.store;
+    deploy_dibao(store).await?;
+    let mut step = start("case-1", "gd/sz");
+    step.tasks_opened = vec![
+        task("no-due", "case-1", "clerk", "gd/sz", None),
+        task("late", "case-1", "clerk", "gd/sz/futian", Some(300)),
+        task("early", "case-1", "clerk", "gd/sz/futian/street", Some(100)),
+        task("other-role", "case-1", "head", "gd/sz", Some(50)),
+        task("sibling-prefix", "case-1", "clerk", "gd/szx", Some(10)),
+        task("parent", "case-1", "clerk", "gd", Some(20)),
+        task("mine", "case-1", "clerk", "gd/sz", Some(200)),
+        task("theirs", "case-1", "clerk", "gd/sz", Some(150)),
+        task("other-unit", "case-1", "clerk", "gd/gz", Some(30)),
+        task("closed", "case-1", "clerk", "gd/sz", Some(40)),
+    ];
+    store.commit(&step).await?;
+    store.claim_task("mine", "li", at(50)).await?;
+    store.claim_task("theirs", "wang", at(50)).await?;
+    let mut close = next(&step.instance, "closed one", at(60));
+    close.tasks_closed = vec!["closed".to_owned()];
+    store.commit(&close).await?;
+
+    let ids = |tasks: Vec<TaskRow>| tasks.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let clerk = vec!["clerk".to_owned()];
+    assert_eq!(
+        ids(store
+            .tasks_for(&clerk, &["gd/sz".to_owned()], "li", 50)
+            .await?),
+        ["early", "mine", "late", "no-due"]
+    );
+    assert_eq!(
+        ids(store
+            .tasks_for(&clerk, &["gd/sz".to_owned()], "li", 2)
+            .await?),
+        ["early", "mine"]
+    );
+    assert_eq!(
+        ids(store
+            .tasks_for(
+                &["clerk".to_owned(), "head".to_owned()],
+                &["gd/sz/".to_owned(), "gd/gz".to_owned()],
+                "wang",
+                50
+            )
+            .await?),
+        [
+            "other-unit",
+            "other-role",
+            "early",
+            "theirs",
+            "late",
+            "no-due"
+        ]
+    );
+    assert_eq!(
+        ids(store
+            .tasks_for(&clerk, &["gd/sz/futian".to_owned()], "li", 50)
+            .await?),
+        ["early", "late"]
+    );
+    assert!(store.tasks_for(&clerk, &[], "li", 50).await?.is_empty());
+    assert!(
+        store
+            .tasks_for(&[], &["gd".to_owned()], "li", 50)
+            .await?
+            .is_empty()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- timers and outbox
+
+async fn timer_leases_hold_until_expiry(ctx: Ctx) -> Result<()> {
+    let store = &ctx.store;
+    deploy_dibao(store).await?;
+    let mut step = start("case-1", "gd");
+    step.timers_set = vec![
+        timer("remind", "case-1", 100),
+        timer("escalate", "case-1", 200),
+        timer("later", "case-1", 10_000),
+    ];
+    store.commit(&step).await?;
+    let lease = Duration::seconds(30);
+    let ids = |timers: Vec<TimerRow>| timers.into_iter().map(|t| t.id).collect::<Vec<_>>();
+
+    assert_eq!(store.oldest_due_timer_lag(at(50)).await?, None);
+    assert_eq!(
+        store.oldest_due_timer_lag(at(250)).await?,
+        Some(Duration::seconds(150))
+    );
+    let claimed = store.claim_due_timers("node-a", at(250), lease, 10).await?;
+    assert_eq!(claimed[0], step.timers_set[0]);
+    assert_eq!(ids(claimed), ["remind", "escalate"]);
+    assert_eq!(
+        store.oldest_due_timer_lag(at(250)).await?,
+        None,
+        "all in hand"
+    );
+
+    // Held by node-a until the lease runs out, for every node.
+    let node_b = ctx.node().await?;
+    assert!(
+        node_b
+            .claim_due_timers("node-b", at(250), lease, 10)
+            .await?
+            .is_empty()
+    );
+    assert!(
+        node_b
+            .claim_due_timers("node-b", at(279), lease, 10)
+            .await?
+            .is_empty()
+    );
+
+    // node-a completes one; the other's lease expires and node-b takes it over.
+    assert!(store.complete_timer("remind").await?);
+    assert!(!store.complete_timer("remind").await?);
+    assert_eq!(
+        ids(node_b
+            .claim_due_timers("node-b", at(280), lease, 10)
+            .await?),
+        ["escalate"]
+    );
+    assert!(
+        store
+            .claim_due_timers("node-a", at(300), lease, 10)
+            .await?
+            .is_empty()
+    );
+    assert_eq!(
+        ids(store
+            .claim_due_timers("node-a", at(10_000), lease, 1)
+            .await?),
+        ["escalate"]
+    );
+    node_b.close().await;
+    Ok(())
+}
+
+async fn outbox_claim_deliver_and_fail(ctx: Ctx) -> Result<()> {
+    let store = &ctx.store;
+    deploy_dibao(store).await?;
+    let mut step = start("case-1", "gd");
+    step.outbox = vec![
+        outbox("pay-1", "case-1"),
+        outbox("notify-1", "case-1"),
+        outbox("webhook-1", "case-1"),
+    ];
+    store.commit(&step).await?;
+    let lease = Duration::seconds(60);
+    let claimed = store.claim_outbox("node-a", at(20), lease, 10).await?;
+    assert_eq!(claimed.len(), 3);
+    assert!(claimed.iter().all(|c| c.attempts == 0));
+    let payment = claimed
+        .iter()
+        .find(|c| c.entry.id == "pay-1")
+        .context("pay-1 claimed")?;
+    assert_eq!(payment.entry, step.outbox[0]);
+    assert!(
+        store
+            .claim_outbox("node-b", at(50), lease, 10)
+            .await?
+            .is_empty()
+    );
+
+    store.mark_delivered("pay-1", at(21)).await?;
+    store
+        .mark_failed("notify-1", "smtp: 451 try later", at(100), false)
+        .await?;
+    store
+        .mark_failed("webhook-1", "410 gone", at(100), true)
+        .await?;
+
+    assert!(
+        store
+            .claim_outbox("node-b", at(99), lease, 10)
+            .await?
+            .is_empty()
+    );
+    let retried = store.claim_outbox("node-b", at(100), lease, 10).await?;
+    assert_eq!(
+        retried
+            .iter()
+            .map(|c| (c.entry.id.as_str(), c.attempts))
+            .collect::<Vec<_>>(),
+        [("notify-1", 1)]
+    );
+    // Lease over without a verdict (node-b died): handed out again.
+    let again = store.claim_outbox("node-a", at(160), lease, 10).await?;
+    assert_eq!(again.len(), 1);
+    store.mark_delivered("notify-1", at(161)).await?;
+    assert!(
+        store
+            .claim_outbox("node-a", at(100_000), lease, 10)
+            .await?
+            .is_empty()
+    );
+    let missing = store.mark_delivered("nope", at(1)).await;
+    ensure!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- history
+
+async fn history_chain_verifies_and_detects_tampering(ctx: Ctx) -> Result<()> {
+    let store = &ctx.store;
+    deploy_dibao(store).await?;
+    let first = start("case-1", "gd");
+    store.commit(&first).await?;
+    let second = next(&first.instance, "reviewed", at(20));
+    store.commit(&second).await?;
+    let third = next(&second.instance, "approved", at(30));
+    store.commit(&third).await?;
+    let mut other = start("case-2", "gd");
+    other.history.actor = None;
+    other.history.node = None;
+    store.commit(&other).await?;
+
+    let records = store.history("case-1").await?;
+    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(records[0].prev_hash, jiuzhu_engine::store::GENESIS_HASH);
+    assert_eq!(records[1].prev_hash, records[0].hash);
+    assert_eq!(records[2].prev_hash, records[1].hash);
+    assert_eq!(records[2].event, "approved");
+    assert_eq!(records[2].at, at(30));
+    store.verify_history("case-1").await?;
+    store.verify_history("case-2").await?;
+
+    ctx.raw("UPDATE history SET event = 'rejected' WHERE instance_id = 'case-1' AND seq = 2")
+        .await?;
+    match store.verify_history("case-1").await {
+        Err(StoreError::Tampered(tamper)) => {
+            assert_eq!((tamper.seq, tamper.kind), (2, TamperKind::HashMismatch));
+            assert_eq!(tamper.instance_id, "case-1");
+        }
+        other => bail!("tampering not detected: {other:?}"),
+    }
+    store.verify_history("case-2").await?;
+
+    ctx.raw("DELETE FROM history WHERE instance_id = 'case-2'")
+        .await?;
+    match store.verify_history("case-2").await {
+        Err(StoreError::Tampered(tamper)) => {
+            assert_eq!((tamper.seq, tamper.kind), (1, TamperKind::Truncated));
+        }
+        other => bail!("deletion not detected: {other:?}"),
+    }
+    let missing = store.verify_history("nope").await;
+    ensure!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- schema
+
+async fn schema_too_new_is_refused(ctx: Ctx) -> Result<()> {
+    // Reopening at the same version is fine.
+    ctx.node().await?.close().await;
+    match ctx.db {
+        Db::Sqlite => {
+            ctx.raw(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (999, 'from a newer jiuzhu', TRUE, x'00', 0)",
+            )
+            .await?
+        }
+        Db::Postgres => {
+            ctx.raw(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (999, 'from a newer jiuzhu', TRUE, '\\x00'::bytea, 0)",
+            )
+            .await?
+        }
+    }
+    match Store::open(&ctx.url).await {
+        Err(StoreError::SchemaTooNew { found, supported }) => {
+            assert_eq!((found, supported), (999, Store::schema_version()));
+            let message = StoreError::SchemaTooNew { found, supported }.to_string();
+            ensure!(message.contains("newer"), "{message}");
+        }
+        other => bail!("expected SchemaTooNew, got {other:?}"),
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- several nodes
+
+async fn three_nodes_claim_ten_thousand_timers_exactly_once(ctx: Ctx) -> Result<()> {
+    const TIMERS: usize = 10_000;
+    let store = Store::open(&ctx.fast_url).await?;
+    deploy_dibao(&store).await?;
+    // Ten instances, a thousand timers each, written by one group commit.
+    let steps: Vec<StepCommit> = (0..10)
+        .map(|i| {
+            let id = format!("case-{i}");
+            let mut step = start(&id, "gd");
+            step.timers_set = (0..TIMERS / 10)
+                .map(|j| timer(&format!("{id}/timer-{j}"), &id, (j % 97) as i64))
+                .collect();
+            step
+        })
+        .collect();
+    for outcome in store.commit_group(&steps).await? {
+        outcome?;
+    }
+
+    let mut nodes = Vec::new();
+    for n in 0..3 {
+        let node = Store::open(&ctx.fast_url).await?;
+        nodes.push(tokio::spawn(async move {
+            let name = format!("node-{n}");
+            let mut claimed = Vec::new();
+            let mut completed = Vec::new();
+            loop {
+                let batch = node
+                    .claim_due_timers(&name, at(1_000), Duration::minutes(10), 50)
+                    .await?;
+                if batch.is_empty() {
+                    break;
+                }
+                for timer in batch {
+                    if node.complete_timer(&timer.id).await? {
+                        completed.push(timer.id.clone());
+                    }
+                    claimed.push(timer.id);
+                }
+            }
+            node.close().await;
+            Ok::<_, StoreError>((claimed, completed))
+        }));
+    }
+    let mut claims: HashMap<String, usize> = HashMap::new();
+    let mut completions: HashMap<String, usize> = HashMap::new();
+    let mut per_node = Vec::new();
+    for node in nodes {
+        let (claimed, completed) = node.await??;
+        per_node.push(claimed.len());
+        for id in claimed {
+            *claims.entry(id).or_default() += 1;
+        }
+        for id in completed {
+            *completions.entry(id).or_default() += 1;
+        }
+    }
+    let expected: HashSet<String> = steps
+        .iter()
+        .flat_map(|s| s.timers_set.iter().map(|t| t.id.clone()))
+        .collect();
+    assert_eq!(claims.len(), TIMERS, "per node: {per_node:?}");
+    assert_eq!(claims.keys().cloned().collect::<HashSet<_>>(), expected);
+    assert!(
+        claims.values().all(|&n| n == 1),
+        "a timer was claimed twice"
+    );
+    assert_eq!(completions.len(), TIMERS);
+    assert!(completions.values().all(|&n| n == 1));
+    assert!(
+        store
+            .claim_due_timers("late", at(100_000), Duration::minutes(1), 10)
+            .await?
+            .is_empty()
+    );
+    store.close().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- single-database behaviour
+
+#[tokio::test]
+async fn sqlite_writer_held_elsewhere_is_reported_as_locked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("locked.db");
+    let store = Store::open(&format!("sqlite:{}?busy_timeout_ms=50", path.display()))
+        .await
+        .expect("open");
+    deploy_dibao(&store).await.expect("deploy");
+    let mut holder = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .expect("second connection");
+    holder
+        .execute("BEGIN IMMEDIATE")
+        .await
+        .expect("take the write lock");
+    let outcome = store.commit(&start("case-1", "gd")).await;
+    assert!(
+        matches!(outcome, Err(StoreError::Locked { .. })),
+        "{outcome:?}"
+    );
+    holder.execute("ROLLBACK").await.expect("release");
+    store
+        .commit(&start("case-1", "gd"))
+        .await
+        .expect("commits once released");
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_store_works() {
+    let store = Store::open("sqlite::memory:").await.expect("open");
+    deploy_dibao(&store).await.expect("deploy");
+    store.commit(&start("case-1", "gd")).await.expect("commit");
+    assert_eq!(
+        store.load_instance("case-1").await.expect("load"),
+        Some(start("case-1", "gd").instance)
+    );
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_a_clear_error() {
+    // Port 1 on loopback: nothing listens there.
+    let outcome = Store::open_with(
+        "postgres://postgres@127.0.0.1:1/test",
+        jiuzhu_engine::store::StoreOptions {
+            acquire_timeout: std::time::Duration::from_secs(5),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(
+        matches!(outcome, Err(StoreError::Unreachable { .. })),
+        "{outcome:?}"
+    );
+}
