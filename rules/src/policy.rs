@@ -223,12 +223,12 @@ impl Reader {
     fn positive(&mut self, parent: Option<&Node>, key: &str, path: &str) -> Decimal {
         let value = self.amount(parent, key, path);
         let node = self.child(parent, key);
-        if value.is_zero()
-            && node.is_some_and(|n| {
-                n.as_scalar()
-                    .is_some_and(|s| Decimal::from_str(s.trim()).is_ok())
-            })
-        {
+        // Only a value written as zero: a negative one was already reported as such.
+        let written_zero = node
+            .and_then(Node::as_scalar)
+            .and_then(|s| Decimal::from_str(s.trim()).ok())
+            .is_some_and(|d| d.is_zero());
+        if written_zero {
             self.problem(&join(path, key), node, "must be > 0");
         }
         value
