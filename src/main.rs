@@ -1,6 +1,8 @@
 //! The `jiuzhu` command: thin wiring of the engine, rules and adapters crates.
 
+mod assess_cmd;
 mod diagram_cmd;
+mod lifecycle;
 mod test_cmd;
 mod validate_cmd;
 
@@ -22,6 +24,96 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Seed a fresh database with the procedures and demo cases, then show the queues.
+    Demo {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Assess a household's eligibility and amount (spec/assess.md); prints one JSON object.
+    Assess {
+        #[arg(long)]
+        policy: PathBuf,
+        #[arg(long)]
+        case: PathBuf,
+        /// Rule files that replace the shipped ones (a folder of *.yaml).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Add a trace: each rule that fired, its inputs and result, with Chinese labels.
+        #[arg(long)]
+        explain: bool,
+    },
+    /// Store every definition of the project; a changed one gets a new version.
+    Deploy {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Start a case of PROCESS with start data from FILE (JSON or YAML).
+    Start {
+        process: String,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long = "as")]
+        user: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// The queue of USER: claimable and claimed tasks in their units for their roles, due date first.
+    Tasks {
+        #[arg(long = "as")]
+        user: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Claim a task so nobody else completes it.
+    Claim {
+        task: String,
+        #[arg(long = "as")]
+        user: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Complete a task with form data from FILE.
+    Complete {
+        task: String,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long = "as")]
+        user: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Deliver message NAME (objection, withdraw, extend, …) to an instance.
+    Message {
+        instance: String,
+        name: String,
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long = "as")]
+        user: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// An instance: state, variables, open tasks, timers.
+    Show {
+        instance: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// The audit trail of an instance; --verify checks its hash chain.
+    History {
+        instance: String,
+        #[arg(long)]
+        verify: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// The scheduler: fire due timers (every second, or --once).
+    Run {
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Check process definitions; every problem as file:line:column: CODE: message.
     Validate {
         /// Definition files or folders.
@@ -49,9 +141,69 @@ enum Command {
     },
 }
 
+/// Which database and which definitions a lifecycle command uses.
+#[derive(clap::Args)]
+struct DbArgs {
+    /// Database: a SQLite file path or `postgres://…` (default: $JIUZHU_DB, else data/jiuzhu.db).
+    #[arg(long)]
+    db: Option<String>,
+    #[arg(long, default_value = "processes")]
+    definitions: PathBuf,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
+        Command::Assess {
+            policy,
+            case,
+            rules,
+            explain,
+        } => assess_cmd::run(&policy, &case, rules.as_deref(), explain),
+        Command::Demo { db } => lifecycle_cmd(&db, async |s| lifecycle::demo(s).await),
+        Command::Deploy { db } => lifecycle_cmd(&db, async |s| lifecycle::deploy(s).await),
+        Command::Start {
+            process,
+            data,
+            user,
+            db,
+        } => lifecycle_cmd(&db, async |s| {
+            lifecycle::start(s, &process, data.as_deref(), &user).await
+        }),
+        Command::Tasks { user, db } => {
+            lifecycle_cmd(&db, async |s| lifecycle::tasks(s, &user).await)
+        }
+        Command::Claim { task, user, db } => {
+            lifecycle_cmd(&db, async |s| lifecycle::claim(s, &task, &user).await)
+        }
+        Command::Complete {
+            task,
+            data,
+            user,
+            db,
+        } => lifecycle_cmd(&db, async |s| {
+            lifecycle::complete(s, &task, data.as_deref(), &user).await
+        }),
+        Command::Message {
+            instance,
+            name,
+            data,
+            user,
+            db,
+        } => lifecycle_cmd(&db, async |s| {
+            lifecycle::message(s, &instance, &name, data.as_deref(), user.as_deref()).await
+        }),
+        Command::Show { instance, db } => {
+            lifecycle_cmd(&db, async |s| lifecycle::show(s, &instance).await)
+        }
+        Command::History {
+            instance,
+            verify,
+            db,
+        } => lifecycle_cmd(&db, async |s| {
+            lifecycle::history(s, &instance, verify).await
+        }),
+        Command::Run { once, db } => lifecycle_cmd(&db, async |s| lifecycle::run(s, once).await),
         Command::Validate { paths } => validate_cmd::run(&paths),
         Command::Diagram {
             process,
@@ -64,4 +216,39 @@ fn main() -> ExitCode {
         } => test_cmd::run(&definitions, policy.as_deref(), &paths),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// Opens the database and runs one lifecycle command on a tokio runtime.
+fn lifecycle_cmd(
+    args: &DbArgs,
+    command: impl AsyncFnOnce(&lifecycle::Session) -> anyhow::Result<i32>,
+) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async {
+        let session = match lifecycle::Session::open(args.db.as_deref(), &args.definitions).await {
+            Ok(session) => session,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return 2;
+            }
+        };
+        let code = match command(&session).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        };
+        session.engine.store.close().await;
+        code
+    })
 }

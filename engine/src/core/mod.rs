@@ -77,18 +77,18 @@ pub struct Transition {
 /// Why an event was refused. `code()` is the stable code scenarios and the API use.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StepError {
-    #[error("forbidden: {0}")]
+    #[error("{0}")]
     Forbidden(String),
-    #[error("separation of duties: {0}")]
+    #[error("{0}")]
     SeparationOfDuties(String),
-    #[error("not found: {0}")]
+    #[error("{0}")]
     NotFound(String),
-    #[error("invalid data: {path}: {message}")]
+    #[error("{path}: {message}")]
     InvalidData { path: String, message: String },
-    #[error("conflict: {0}")]
+    #[error("{0}")]
     Conflict(String),
     /// An expression or rule failed at run time: the step is refused and an incident raised.
-    #[error("incident at node {node}: {message}")]
+    #[error("at node {node}: {message}")]
     Incident { node: String, message: String },
 }
 

@@ -1,0 +1,552 @@
+//! The durable engine: runs the pure core against the store, one transaction per step.
+//!
+//! For every event: load the instance, run `core::step`, and commit the new
+//! state, the history row, task and timer rows and the outbox effects in ONE
+//! transaction with an optimistic version check. A lost race is `conflict`;
+//! a refused event changes nothing. Compiled definitions are cached by
+//! `process@version`; running instances keep the version they started on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, FixedOffset, Utc};
+use jiuzhu_rules::Value;
+use sha2::{Digest, Sha256};
+
+use crate::assessor::RulesAssessor;
+use crate::calendar::Calendar;
+use crate::clock::Clock;
+use crate::core::{
+    self, Actor, Context, Effect, Event, InstanceState, StepError, TaskRef, Transition,
+};
+use crate::lang::load_definition;
+use crate::lang::model::Definition;
+use crate::project::Project;
+use crate::store::{
+    Deployment, HistoryEntry, InstanceRow, NewDeployment, OutboxRow, StepCommit, Store, StoreError,
+    TaskRow, TimerRow,
+};
+
+/// Why an engine operation did not happen. `code()` is the stable code the CLI and API print.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Step(#[from] StepError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("deployment refused:\n{0}")]
+    Invalid(String),
+}
+
+impl EngineError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Step(e) => e.code(),
+            EngineError::Store(e) if e.is_conflict() => "conflict",
+            EngineError::Store(StoreError::NotFound { .. }) => "not_found",
+            EngineError::Store(_) => "store",
+            EngineError::NotFound(_) => "not_found",
+            EngineError::Conflict(_) => "conflict",
+            EngineError::Invalid(_) => "invalid_definition",
+        }
+    }
+}
+
+/// The engine of one node: a store, the project's definitions and rules, and a clock.
+pub struct Engine {
+    pub store: Store,
+    pub project: Arc<Project>,
+    assessor: RulesAssessor,
+    clock: Arc<dyn Clock>,
+    definitions: Mutex<HashMap<(String, i64), Arc<Definition>>>,
+    /// Identifies this node in timer and outbox leases.
+    pub node_id: String,
+}
+
+/// What a step did, for the caller to show.
+#[derive(Debug, Clone)]
+pub struct StepReport {
+    pub instance: InstanceRow,
+    pub tasks_opened: Vec<TaskRow>,
+    pub outbox: Vec<OutboxRow>,
+}
+
+impl Engine {
+    pub fn new(
+        store: Store,
+        project: Arc<Project>,
+        clock: Arc<dyn Clock>,
+        node_id: &str,
+    ) -> Result<Engine, EngineError> {
+        let assessor = project.assessor(None).map_err(EngineError::Invalid)?;
+        Ok(Engine {
+            store,
+            project,
+            assessor,
+            clock,
+            definitions: Mutex::new(HashMap::new()),
+            node_id: node_id.to_string(),
+        })
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Deploys every definition of the project at once: a new version for each changed
+    /// source, none for an unchanged one; nothing when any definition is invalid
+    /// (the project only loads when all of them validate).
+    pub async fn deploy(&self) -> Result<Vec<Deployment>, EngineError> {
+        let mut batch = Vec::new();
+        for (process_id, path) in &self.project.files {
+            let source = std::fs::read_to_string(path)
+                .map_err(|e| EngineError::Invalid(format!("{}: {e}", path.display())))?;
+            let hash = hex(&Sha256::digest(source.as_bytes()));
+            batch.push(NewDeployment {
+                process_id: process_id.clone(),
+                source,
+                hash,
+            });
+        }
+        Ok(self.store.deploy(&batch, self.now()).await?)
+    }
+
+    /// The compiled definition of `process@version`, compiled once from its deployed source.
+    pub async fn definition(
+        &self,
+        process: &str,
+        version: i64,
+    ) -> Result<Arc<Definition>, EngineError> {
+        let key = (process.to_string(), version);
+        if let Some(def) = self.cached(&key) {
+            return Ok(def);
+        }
+        let deployment = self
+            .store
+            .deployment(process, version)
+            .await?
+            .ok_or_else(|| {
+                EngineError::NotFound(format!(
+                    "process {process} version {version} is not deployed"
+                ))
+            })?;
+        let file = format!("{process}@{version}");
+        let def = load_definition(&deployment.source, &file, &self.project.context).map_err(
+            |diagnostics| {
+                EngineError::Invalid(
+                    diagnostics
+                        .iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n"),
+                )
+            },
+        )?;
+        let def = Arc::new(def);
+        if let Ok(mut cache) = self.definitions.lock() {
+            cache.insert(key, def.clone());
+        }
+        Ok(def)
+    }
+
+    fn cached(&self, key: &(String, i64)) -> Option<Arc<Definition>> {
+        self.definitions
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(key).cloned())
+    }
+
+    fn calendar(&self, def: &Definition) -> Calendar {
+        self.project
+            .calendars
+            .get(&def.calendar)
+            .cloned()
+            .unwrap_or_else(Calendar::china_national)
+    }
+
+    /// Starts a case of the latest deployed version of `process`.
+    pub async fn start(
+        &self,
+        process: &str,
+        actor: &Actor,
+        data: BTreeMap<String, Value>,
+    ) -> Result<StepReport, EngineError> {
+        let deployment = self
+            .store
+            .latest_deployment(process)
+            .await?
+            .ok_or_else(|| {
+                EngineError::NotFound(format!(
+                    "process {process} is not deployed (run `jiuzhu deploy`)"
+                ))
+            })?;
+        let def = self.definition(process, deployment.version).await?;
+        let id = new_instance_id(process);
+        let calendar = self.calendar(&def);
+        let now = self.local_now(&calendar);
+        let state = InstanceState::new(&id, process, now);
+        let event = Event::Start {
+            actor: actor.clone(),
+            data: data.clone(),
+        };
+        let ctx = Context {
+            calendar: &calendar,
+            assessor: &self.assessor,
+        };
+        let transition = core::step(&def, &state, &event, now, &ctx)?;
+        let commit = self.to_commit(
+            &def,
+            deployment.version,
+            None,
+            &state,
+            transition,
+            "start",
+            Some(actor),
+            &data,
+            None,
+        );
+        self.store.commit(&commit).await?;
+        Ok(report(commit))
+    }
+
+    /// Loads an instance with its definition and state.
+    pub async fn load(
+        &self,
+        instance_id: &str,
+    ) -> Result<(InstanceRow, Arc<Definition>, InstanceState), EngineError> {
+        let row = self
+            .store
+            .load_instance(instance_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("no instance {instance_id}")))?;
+        let def = self
+            .definition(&row.process_id, row.process_version)
+            .await?;
+        let state = InstanceState::from_json(&row.state, &def)
+            .map_err(|e| EngineError::Invalid(format!("stored state of {instance_id}: {e}")))?;
+        Ok((row, def, state))
+    }
+
+    /// Applies one event to an instance and commits it; `fired_timer` is removed with the step.
+    async fn apply(
+        &self,
+        instance_id: &str,
+        event: Event,
+        kind: &str,
+        actor: Option<&Actor>,
+        data: &BTreeMap<String, Value>,
+        fired_timer: Option<&str>,
+    ) -> Result<StepReport, EngineError> {
+        let (row, def, state) = self.load(instance_id).await?;
+        let calendar = self.calendar(&def);
+        let now = self.local_now(&calendar);
+        let ctx = Context {
+            calendar: &calendar,
+            assessor: &self.assessor,
+        };
+        let transition = core::step(&def, &state, &event, now, &ctx)?;
+        let commit = self.to_commit(
+            &def,
+            row.process_version,
+            Some(row.version),
+            &state,
+            transition,
+            kind,
+            actor,
+            data,
+            fired_timer,
+        );
+        self.store.commit(&commit).await.map_err(|e| {
+            if e.is_conflict() {
+                EngineError::Conflict(format!(
+                    "{instance_id} changed while this step ran; reload and try again"
+                ))
+            } else {
+                EngineError::Store(e)
+            }
+        })?;
+        Ok(report(commit))
+    }
+
+    /// Claims a task for `actor` (who must be allowed to complete it).
+    pub async fn claim(&self, task_id: &str, actor: &Actor) -> Result<TaskRow, EngineError> {
+        let task = self.task(task_id).await?;
+        let (_, def, state) = self.load(&task.instance_id).await?;
+        let calendar = self.calendar(&def);
+        let ctx = Context {
+            calendar: &calendar,
+            assessor: &self.assessor,
+        };
+        let event = Event::Claim {
+            task: TaskRef::Id(task_id.to_string()),
+            actor: actor.clone(),
+        };
+        core::step(&def, &state, &event, self.local_now(&calendar), &ctx)?;
+        Ok(self
+            .store
+            .claim_task(task_id, &actor.user, self.now())
+            .await?)
+    }
+
+    /// Completes a task with form data.
+    pub async fn complete(
+        &self,
+        task_id: &str,
+        actor: &Actor,
+        data: BTreeMap<String, Value>,
+    ) -> Result<StepReport, EngineError> {
+        let task = self.task(task_id).await?;
+        if let Some(holder) = &task.assignee
+            && holder != &actor.user
+        {
+            return Err(EngineError::Conflict(format!(
+                "task {task_id} is claimed by {holder}"
+            )));
+        }
+        let event = Event::Complete {
+            task: TaskRef::Id(task_id.to_string()),
+            actor: actor.clone(),
+            data: data.clone(),
+        };
+        self.apply(
+            &task.instance_id,
+            event,
+            "complete",
+            Some(actor),
+            &data,
+            None,
+        )
+        .await
+    }
+
+    /// Delivers a named message to an instance.
+    pub async fn message(
+        &self,
+        instance_id: &str,
+        name: &str,
+        actor: Option<&Actor>,
+        data: BTreeMap<String, Value>,
+    ) -> Result<StepReport, EngineError> {
+        let event = Event::Message {
+            name: name.to_string(),
+            actor: actor.cloned(),
+            data: data.clone(),
+        };
+        self.apply(
+            instance_id,
+            event,
+            &format!("message:{name}"),
+            actor,
+            &data,
+            None,
+        )
+        .await
+    }
+
+    async fn task(&self, task_id: &str) -> Result<TaskRow, EngineError> {
+        self.store
+            .task(task_id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("no open task {task_id}")))
+    }
+
+    /// Fires the timers due now (claimed with a lease, so several nodes never fire one twice).
+    /// Returns how many fired.
+    pub async fn fire_due_timers(&self, limit: u32) -> Result<usize, EngineError> {
+        let now = self.now();
+        let due = self
+            .store
+            .claim_due_timers(&self.node_id, now, chrono::Duration::seconds(60), limit)
+            .await?;
+        let mut fired = 0;
+        for timer in due {
+            let event = Event::TimerFired {
+                timer_id: timer.id.clone(),
+            };
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match self
+                    .apply(
+                        &timer.instance_id,
+                        event.clone(),
+                        "timer",
+                        None,
+                        &BTreeMap::new(),
+                        Some(&timer.id),
+                    )
+                    .await
+                {
+                    Ok(_) => {
+                        fired += 1;
+                        break;
+                    }
+                    // A user's step won the race: reload and fire again on the new state.
+                    Err(EngineError::Conflict(_)) if attempts < 5 => continue,
+                    // The step that owned it cancelled it meanwhile, or the case ended: drop the row.
+                    Err(EngineError::Step(StepError::NotFound(_)))
+                    | Err(EngineError::NotFound(_)) => {
+                        self.store.complete_timer(&timer.id).await?;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(fired)
+    }
+
+    fn local_now(&self, calendar: &Calendar) -> DateTime<FixedOffset> {
+        self.now().with_timezone(&calendar.utc_offset())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn to_commit(
+        &self,
+        def: &Definition,
+        version: i64,
+        expected_version: Option<i64>,
+        before: &InstanceState,
+        transition: Transition,
+        kind: &str,
+        actor: Option<&Actor>,
+        data: &BTreeMap<String, Value>,
+        fired_timer: Option<&str>,
+    ) -> StepCommit {
+        let now = self.now();
+        let state = transition.state;
+        let mut commit = StepCommit {
+            instance: InstanceRow {
+                id: state.id.clone(),
+                process_id: def.id.clone(),
+                process_version: version,
+                status: state.status.as_str().to_string(),
+                outcome: state.outcome.clone(),
+                unit: state.unit.clone(),
+                state: state.to_json(),
+                version: expected_version.unwrap_or(0) + 1,
+                created_at: state.started_at.with_timezone(&Utc),
+                updated_at: now,
+            },
+            expected_version,
+            history: HistoryEntry {
+                at: now,
+                actor: actor.map(|a| a.user.clone()),
+                event: kind.to_string(),
+                node: transition.node.clone(),
+                data: serde_json::json!({
+                    "input": Value::Object(data.clone()).to_json(),
+                    "changed": changed_variables(before, &state),
+                }),
+            },
+            tasks_opened: Vec::new(),
+            tasks_closed: Vec::new(),
+            timers_set: Vec::new(),
+            timers_cancelled: fired_timer.map(|t| vec![t.to_string()]).unwrap_or_default(),
+            outbox: Vec::new(),
+        };
+        for effect in transition.effects {
+            match effect {
+                Effect::OpenTask(task) => commit.tasks_opened.push(TaskRow {
+                    id: task.id.clone(),
+                    instance_id: state.id.clone(),
+                    node_id: task.node.clone(),
+                    label: task.label.clone(),
+                    role: task.roles.first().cloned().unwrap_or_default(),
+                    unit: task.unit.clone(),
+                    assignee: task.assignee.clone(),
+                    due_at: task.due_at.map(|t| t.with_timezone(&Utc)),
+                    created_at: now,
+                    form: form_json(def, &task.node),
+                }),
+                Effect::CloseTask { task_id, .. } => {
+                    // A task opened and closed in the same step never reaches the inbox.
+                    if let Some(pos) = commit.tasks_opened.iter().position(|t| t.id == task_id) {
+                        commit.tasks_opened.remove(pos);
+                    } else {
+                        commit.tasks_closed.push(task_id);
+                    }
+                }
+                Effect::ScheduleTimer(timer) => commit.timers_set.push(TimerRow {
+                    id: timer.id.clone(),
+                    instance_id: state.id.clone(),
+                    due_at: timer.due_at.with_timezone(&Utc),
+                    payload: serde_json::to_value(&timer.kind).unwrap_or_default(),
+                }),
+                Effect::CancelTimer { timer_id } => {
+                    if let Some(pos) = commit.timers_set.iter().position(|t| t.id == timer_id) {
+                        commit.timers_set.remove(pos);
+                    } else if !commit.timers_cancelled.contains(&timer_id) {
+                        commit.timers_cancelled.push(timer_id);
+                    }
+                }
+                Effect::Outward(outward) => commit.outbox.push(OutboxRow {
+                    id: outward.id.clone(),
+                    instance_id: state.id.clone(),
+                    kind: outward.kind.as_str().to_string(),
+                    payload: outward.to_json(),
+                    created_at: now,
+                }),
+            }
+        }
+        commit
+    }
+}
+
+fn report(commit: StepCommit) -> StepReport {
+    StepReport {
+        instance: commit.instance,
+        tasks_opened: commit.tasks_opened,
+        outbox: commit.outbox,
+    }
+}
+
+/// Variables whose value the step changed, with their new values (the audit trail's data diff).
+fn changed_variables(before: &InstanceState, after: &InstanceState) -> serde_json::Value {
+    let mut changed = serde_json::Map::new();
+    for (name, value) in &after.vars {
+        if before.vars.get(name) != Some(value) {
+            changed.insert(name.clone(), value.to_json());
+        }
+    }
+    for name in before.vars.keys() {
+        if !after.vars.contains_key(name) {
+            changed.insert(name.clone(), serde_json::Value::Null);
+        }
+    }
+    serde_json::Value::Object(changed)
+}
+
+/// The form of a task node, for clients that render it.
+fn form_json(def: &Definition, node: &str) -> serde_json::Value {
+    use crate::lang::model::NodeKind;
+    let Some(NodeKind::Task(task)) = def.node_index(node).map(|i| &def.nodes[i].kind) else {
+        return serde_json::Value::Null;
+    };
+    serde_json::Value::Array(
+        task.form
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "name": f.name,
+                    "type": f.ty.to_string(),
+                    "label": f.label,
+                    "required": f.required,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// A new, unique, time-ordered instance id: `dibao-0192f7c3…`.
+fn new_instance_id(process: &str) -> String {
+    format!("{process}-{}", uuid::Uuid::now_v7().simple())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
