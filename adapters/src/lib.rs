@@ -1,1 +1,4 @@
 //! Adapters: everything that talks to the outside world (notifications, payments, HTTP). Filled in by the adapters issue.
+pub mod notify;
+pub mod retry;
+pub mod secrets;

@@ -34,6 +34,9 @@ pub struct User {
     pub name: String,
     pub roles: Vec<String>,
     pub unit: String,
+    /// Where notifications to this user go (optional: not every user gets mail).
+    pub email: Option<String>,
+    pub phone: Option<String>,
 }
 
 impl User {
@@ -64,6 +67,10 @@ struct RawUser {
     name: String,
     roles: Vec<Spanned<String>>,
     unit: String,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    phone: Option<String>,
 }
 
 impl Org {
@@ -132,6 +139,8 @@ impl Org {
                 name: user.name,
                 roles: user.roles.into_iter().map(|r| r.value).collect(),
                 unit: user.unit,
+                email: user.email,
+                phone: user.phone,
             });
         }
         Ok(Org {

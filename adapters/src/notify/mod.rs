@@ -1,0 +1,217 @@
+//! Notifications: render a `notification` effect with its template, resolve
+//! who it goes to, and deliver it over email or a webhook.
+//!
+//! The dispatcher (which owns the outbox and the loop) uses [`Notifier`] in
+//! two steps: [`Notifier::prepare`] turns an effect into one [`Delivery`] per
+//! channel — a failure there is a problem of data, templates or the org file
+//! and is permanent — and [`Notifier::send`] delivers one, reporting whether
+//! a failure is worth retrying by [`crate::retry::RetryPolicy`]. Each
+//! delivery has its own key (`<effect id>:<channel>`), so a retry of the
+//! webhook does not send the email again.
+
+pub mod channel;
+pub mod config;
+pub mod recipients;
+pub mod smtp;
+pub mod template;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use jiuzhu_engine::org::Org;
+use serde_json::Value as Json;
+
+pub use channel::{Channel, DeliveryError, Disposition, Message};
+pub use config::{
+    ChannelName, ConfigError, NotifyConfig, Routes, SmtpConfig, TlsMode, WebhookConfig,
+};
+pub use recipients::{Recipient, RecipientError, RecipientKind, Recipients};
+pub use smtp::SmtpChannel;
+pub use template::{Rendered, TemplateError, TemplateProblem, TemplateSet};
+pub use webhook::WebhookChannel;
+
+/// Why an effect cannot be turned into deliveries. None of these heals by
+/// waiting: the effect goes to the dead letters with this message.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("not a notification effect: {0}")]
+    NotANotification(String),
+    #[error(transparent)]
+    Recipients(#[from] RecipientError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("notification {effect}: no configured channel reaches {who}")]
+    Unreachable { effect: String, who: String },
+}
+
+/// One message over one channel: the unit the dispatcher retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// `<effect id>:<channel>`: stable, unique per effect and channel.
+    pub key: String,
+    pub channel: ChannelName,
+    pub message: Message,
+}
+
+/// What [`Notifier::prepare`] found: the deliveries, and the recipients
+/// that no configured channel reaches (staff without an address, say), for
+/// the dispatcher to log or show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub deliveries: Vec<Delivery>,
+    pub unreachable: Vec<Recipient>,
+}
+
+/// Templates, org, channels and routes together.
+pub struct Notifier {
+    templates: TemplateSet,
+    org: Org,
+    routes: Routes,
+    channels: BTreeMap<ChannelName, Arc<dyn Channel>>,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("templates", &self.templates)
+            .field("routes", &self.routes)
+            .field("channels", &self.channels.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    /// A notifier without channels; add them with [`Notifier::with_channel`].
+    pub fn new(mut templates: TemplateSet, org: Org, routes: Routes) -> Notifier {
+        templates.set_org(&org);
+        Notifier {
+            templates,
+            org,
+            routes,
+            channels: BTreeMap::new(),
+        }
+    }
+
+    /// Builds the configured channels, loading their secrets.
+    pub fn from_config(
+        config: &NotifyConfig,
+        templates: TemplateSet,
+        org: Org,
+    ) -> Result<Notifier, ConfigError> {
+        config.check()?;
+        let mut notifier = Notifier::new(templates, org, config.routes.clone());
+        if let Some(smtp) = &config.smtp {
+            let password = smtp.password.as_ref().map(|p| p.load()).transpose()?;
+            let channel = SmtpChannel::new(smtp, password.as_ref())?;
+            notifier = notifier.with_channel(ChannelName::Email, Arc::new(channel));
+        }
+        if let Some(webhook) = &config.webhook {
+            let channel = WebhookChannel::new(webhook, webhook.secret.load()?)?;
+            notifier = notifier.with_channel(ChannelName::Webhook, Arc::new(channel));
+        }
+        Ok(notifier)
+    }
+
+    pub fn with_channel(mut self, name: ChannelName, channel: Arc<dyn Channel>) -> Notifier {
+        self.channels.insert(name, channel);
+        self
+    }
+
+    pub fn templates(&self) -> &TemplateSet {
+        &self.templates
+    }
+
+    /// Renders `effect` and splits its recipients over the routed channels.
+    pub fn prepare(&self, effect: &Json, instance_vars: &Json) -> Result<Plan, NotifyError> {
+        let kind = effect.get("type").and_then(Json::as_str);
+        if kind.is_some_and(|k| k != "notification") {
+            return Err(NotifyError::NotANotification(format!(
+                "effect type `{}`",
+                kind.unwrap_or_default()
+            )));
+        }
+        let effect_id = effect
+            .get("id")
+            .and_then(Json::as_str)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| NotifyError::NotANotification("the effect has no `id`".into()))?;
+        let template = effect
+            .get("template")
+            .and_then(Json::as_str)
+            .ok_or_else(|| {
+                NotifyError::NotANotification(format!("effect {effect_id} has no `template`"))
+            })?;
+        let recipients = Recipients::resolve(effect, instance_vars, &self.org)?;
+        let rendered = self.templates.render(template, effect, instance_vars)?;
+
+        let mut per_channel: BTreeMap<ChannelName, Vec<Recipient>> = BTreeMap::new();
+        let mut unreachable = Vec::new();
+        for recipient in recipients {
+            let routes = match recipient.kind {
+                RecipientKind::Applicant => &self.routes.applicant,
+                RecipientKind::Staff => &self.routes.staff,
+            };
+            let mut reached = false;
+            for name in routes {
+                if let Some(channel) = self.channels.get(name)
+                    && channel.reaches(&recipient)
+                {
+                    per_channel
+                        .entry(*name)
+                        .or_default()
+                        .push(recipient.clone());
+                    reached = true;
+                }
+            }
+            if !reached {
+                unreachable.push(recipient);
+            }
+        }
+        if per_channel.is_empty() && !unreachable.is_empty() {
+            return Err(NotifyError::Unreachable {
+                effect: effect_id.to_string(),
+                who: unreachable
+                    .iter()
+                    .map(|r| r.user_id.clone().unwrap_or_else(|| r.name.clone()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let instance = effect
+            .get("instance")
+            .and_then(Json::as_str)
+            .map(str::to_string);
+        let deliveries = per_channel
+            .into_iter()
+            .map(|(channel, recipients)| Delivery {
+                key: format!("{effect_id}:{}", channel.as_str()),
+                channel,
+                message: Message {
+                    effect_id: effect_id.to_string(),
+                    instance: instance.clone(),
+                    template: template.to_string(),
+                    subject: rendered.subject.clone(),
+                    body: rendered.body.clone(),
+                    recipients,
+                    effect: effect.clone(),
+                },
+            })
+            .collect();
+        Ok(Plan {
+            deliveries,
+            unreachable,
+        })
+    }
+
+    /// Sends one delivery over its channel.
+    pub async fn send(&self, delivery: &Delivery) -> Result<(), DeliveryError> {
+        let channel =
+            self.channels
+                .get(&delivery.channel)
+                .ok_or_else(|| DeliveryError::NotConfigured {
+                    channel: delivery.channel.as_str().to_string(),
+                })?;
+        channel.send(&delivery.message).await
+    }
+}
