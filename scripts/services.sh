@@ -6,6 +6,17 @@
 # unreachable.
 set -euo pipefail
 
+# Debian packages the tests use: aiosmtpd is the real SMTP server the email
+# tests start on a loopback port.
+need=()
+dpkg -s python3-aiosmtpd >/dev/null 2>&1 || need+=(python3-aiosmtpd)
+command -v pg_isready >/dev/null 2>&1 || need+=(postgresql-client)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "services: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
 pg_url=${JIUZHU_TEST_PG:-postgres://postgres@127.0.0.1:5432/test}
 
 pg_ready() {
