@@ -525,6 +525,7 @@ impl<'a> Run<'a> {
                         Value::List(open.roles.iter().cloned().map(Value::Str).collect()),
                     ),
                     ("task".to_string(), Value::Str(open.node.clone())),
+                    ("task_label".to_string(), Value::Str(open.label.clone())),
                     (
                         "due_at".to_string(),
                         open.due_at.map(Value::DateTime).unwrap_or(Value::Null),
@@ -544,6 +545,7 @@ impl<'a> Run<'a> {
                     let fields = BTreeMap::from([
                         ("to_role".to_string(), Value::Str(target)),
                         ("task".to_string(), Value::Str(open.node.clone())),
+                        ("task_label".to_string(), Value::Str(open.label.clone())),
                         (
                             "reason".to_string(),
                             Value::Str(format!("{} 超过办理时限", open.label)),
