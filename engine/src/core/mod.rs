@@ -131,6 +131,7 @@ pub fn step(
     ctx: &Context<'_>,
 ) -> Result<Transition, StepError> {
     let mut run = Run {
+        builtins: BTreeMap::new(),
         def,
         st: state.clone(),
         now,
@@ -138,6 +139,7 @@ pub fn step(
         effects: Vec::new(),
         entries: 0,
     };
+    run.refresh_builtins();
     let node = run.apply(event)?;
     Ok(Transition {
         state: run.st,
@@ -159,6 +161,9 @@ struct Run<'a> {
     ctx: &'a Context<'a>,
     effects: Vec<Effect>,
     entries: usize,
+    /// Built-in variables (`now`, `unit`, `open_task_roles` …), rebuilt only when
+    /// what they show changes, not on every expression evaluation.
+    builtins: BTreeMap<String, Value>,
 }
 
 /// Variables visible to an expression: context extras, built-ins, then the instance's variables.
@@ -247,6 +252,7 @@ impl<'a> Run<'a> {
                 return Err(invalid(&format!("$.{}", decl.name), "required"));
             }
         }
+        self.refresh_builtins();
         for i in 0..self.def.deadlines.len() {
             if self.def.deadlines[i].start.is_none() {
                 self.arm_deadline(i)?;
@@ -363,10 +369,9 @@ impl<'a> Run<'a> {
             return Err(StepError::NotFound(format!("{} is not a task", task.node)));
         };
         let form = {
-            let builtins = self.builtins();
             let scope = Scope {
                 extras: &[],
-                builtins: &builtins,
+                builtins: &self.builtins,
                 vars: &self.st.vars,
             };
             form::check(&decl.form, data, &scope, "form")
@@ -418,26 +423,29 @@ impl<'a> Run<'a> {
         actor: Option<&Actor>,
         data: &BTreeMap<String, Value>,
     ) -> Result<Option<String>, StepError> {
-        // A receive node waiting for this message takes it first.
+        // A receive node, or an open task with an interrupting `on:` handler,
+        // waiting for this message takes it first.
+        let def = self.def;
+        let handlers_of = |idx: NodeIdx| match &def.nodes[idx].kind {
+            NodeKind::Receive(recv) => Some(&recv.handlers),
+            NodeKind::Task(task) => Some(&task.on),
+            _ => None,
+        };
         let waiting = self.st.tokens.iter().find_map(|token| {
-            let idx = self.def.node_index(&token.node)?;
-            match &self.def.nodes[idx].kind {
-                NodeKind::Receive(recv) => recv
-                    .handlers
-                    .iter()
-                    .position(|h| h.name == name)
-                    .map(|h| (token.id, idx, h)),
-                _ => None,
-            }
+            let idx = def.node_index(&token.node)?;
+            let handler = handlers_of(idx)?.iter().find(|h| h.name == name)?;
+            Some((token.id, idx, handler))
         });
-        if let Some((token, node_idx, handler_idx)) = waiting {
-            let NodeKind::Receive(recv) = &self.def.nodes[node_idx].kind else {
-                return Err(StepError::NotFound(name.to_string()));
-            };
-            let handler = &recv.handlers[handler_idx];
+        if let Some((token, node_idx, handler)) = waiting {
             self.authorize_message(name, &handler.roles, actor)?;
-            let node_id = self.def.nodes[node_idx].id.clone();
+            let node_id = def.nodes[node_idx].id.clone();
             let payload = self.check_message_form(&handler.form, data, &node_id)?;
+            // An interrupted task (all of it, for a multi-instance node) is cancelled.
+            for i in (0..self.st.tasks.len()).rev() {
+                if self.st.tasks[i].token == token {
+                    self.close_task(i, true);
+                }
+            }
             self.cancel_node_timers(token);
             self.remove_token(token);
             self.finish(
@@ -654,6 +662,7 @@ impl<'a> Run<'a> {
                         due_at,
                     };
                     self.st.tasks.push(task.clone());
+                    self.refresh_builtins();
                     self.effects.push(Effect::OpenTask(task));
                     if let (Some(deadline), Some(due)) = (&decl.deadline, due_at) {
                         if let Some(lead) = &deadline.remind_before {
@@ -786,6 +795,7 @@ impl<'a> Run<'a> {
         self.emit(&completion.emit, extras, node_id)?;
         if let Some(outcome) = &completion.outcome {
             self.st.outcome = Some(outcome.clone());
+            self.refresh_builtins();
         }
         for transition in &completion.next {
             let taken = match &transition.condition {
@@ -921,6 +931,7 @@ impl<'a> Run<'a> {
 
     fn close_task(&mut self, idx: usize, cancelled: bool) {
         let task = self.st.tasks.remove(idx);
+        self.refresh_builtins();
         let timers: Vec<String> = self
             .st
             .timers
@@ -1038,7 +1049,11 @@ impl<'a> Run<'a> {
         back.ok_or_else(|| incident(node_id, &format!("{d} before {t} is out of range")))
     }
 
-    fn builtins(&self) -> BTreeMap<String, Value> {
+    fn refresh_builtins(&mut self) {
+        self.builtins = self.compute_builtins();
+    }
+
+    fn compute_builtins(&self) -> BTreeMap<String, Value> {
         let mut roles: Vec<Value> = Vec::new();
         for task in &self.st.tasks {
             for role in &task.roles {
@@ -1079,10 +1094,9 @@ impl<'a> Run<'a> {
         extras: &[(&str, &Value)],
         node_id: &str,
     ) -> Result<Value, StepError> {
-        let builtins = self.builtins();
         let scope = Scope {
             extras,
-            builtins: &builtins,
+            builtins: &self.builtins,
             vars: &self.st.vars,
         };
         expr.eval(&scope)
@@ -1185,10 +1199,9 @@ impl<'a> Run<'a> {
         extras: &[(&str, &Value)],
         node_id: &str,
     ) -> Result<Value, StepError> {
-        let builtins = self.builtins();
         let scope = Scope {
             extras,
-            builtins: &builtins,
+            builtins: &self.builtins,
             vars: &self.st.vars,
         };
         render_template(template, &scope).map_err(|message| incident(node_id, &message))
@@ -1232,10 +1245,9 @@ impl<'a> Run<'a> {
         data: &BTreeMap<String, Value>,
         node_id: &str,
     ) -> Result<Value, StepError> {
-        let builtins = self.builtins();
         let scope = Scope {
             extras: &[],
-            builtins: &builtins,
+            builtins: &self.builtins,
             vars: &self.st.vars,
         };
         form::check(fields, data, &scope, "message").map_err(|e| self.eval_or_invalid(e, node_id))
