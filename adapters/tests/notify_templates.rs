@@ -53,6 +53,13 @@ fn sample_effect(template: &str) -> Json {
             "task": "survey",
             "due_at": "2026-03-09T09:30:00+00:00"
         }),
+        "escalation" => json!({
+            "type": "escalation",
+            "to": null,
+            "to_role": "county_staff",
+            "task_label": "审核确认",
+            "reason": "低保审核确认超过办理时限"
+        }),
         other => panic!("no sample effect for {other}"),
     };
     if let (Some(effect), Some(extra)) = (effect.as_object_mut(), extra.as_object()) {

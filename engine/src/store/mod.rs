@@ -531,3 +531,23 @@ impl Store {
         delegate!(self, s => s.verify_history(instance_id).await)
     }
 }
+
+/// The connection pool behind a [`Store`], for adapters (the payments ledger) that keep
+/// their own tables in the same database, migrated with the store's.
+#[derive(Debug, Clone)]
+pub enum StorePool {
+    /// SQLite's single writer connection: writing through it queues behind the engine's
+    /// steps instead of contending for the file lock.
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Store {
+    /// The pool that writes to this store's database.
+    pub fn pool(&self) -> StorePool {
+        match &self.backend {
+            Backend::Sqlite(s) => StorePool::Sqlite(s.write_pool().clone()),
+            Backend::Postgres(s) => StorePool::Postgres(s.write_pool().clone()),
+        }
+    }
+}

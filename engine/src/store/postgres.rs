@@ -12,11 +12,18 @@ use std::sync::Arc;
 type DbConn = sqlx::PgConnection;
 type DbRow = sqlx::postgres::PgRow;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/postgres/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        3,
+        "payments",
+        include_str!("../../migrations/postgres/0003_payments.sql"),
+    ),
+];
 
 const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2 \
      FROM (SELECT id FROM timers WHERE available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
@@ -126,6 +133,13 @@ impl PostgresStore {
     }
 
     shared::store_methods!();
+}
+
+impl PostgresStore {
+    /// The pool that writes, for adapters keeping their tables in this database.
+    pub(crate) fn write_pool(&self) -> &PgPool {
+        &self.writer
+    }
 }
 
 #[cfg(test)]

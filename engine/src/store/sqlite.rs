@@ -16,11 +16,18 @@ use std::time::Duration;
 type DbConn = sqlx::SqliteConnection;
 type DbRow = sqlx::sqlite::SqliteRow;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        3,
+        "payments",
+        include_str!("../../migrations/sqlite/0003_payments.sql"),
+    ),
+];
 
 /// SQLite has one writer, so the claim needs no row locks: one UPDATE picks and leases.
 const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2 \
@@ -214,6 +221,13 @@ impl SqliteStore {
     }
 
     shared::store_methods!();
+}
+
+impl SqliteStore {
+    /// The pool that writes, for adapters keeping their tables in this database.
+    pub(crate) fn write_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
 }
 
 #[cfg(test)]

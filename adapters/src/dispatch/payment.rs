@@ -1,0 +1,86 @@
+//! Where `payment` and `payment_stop` effects go: a [`PaymentSink`], which the
+//! payments [`Ledger`] implements.
+//!
+//! The outbox delivers at least once, and a node may die between applying an
+//! effect and marking it delivered, so a sink must make a second application of
+//! the same effect id a no-op: that is what keeps a payment from being made twice.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use jiuzhu_engine::store::{OutboxRow, StoreError};
+
+use crate::payments::{Ledger, PaymentError};
+
+/// The future a sink returns; boxed so sinks can live behind `dyn`.
+pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), PaymentSinkError>> + Send + 'a>>;
+
+/// Takes payment effects: outbox rows whose payload is
+/// `{"type": "payment" | "payment_stop", "id": …, …}`.
+pub trait PaymentSink: Send + Sync {
+    /// Applies one effect at `now`. Applying an effect id a second time must change
+    /// nothing and succeed.
+    fn apply_payment<'a>(&'a self, entry: &'a OutboxRow, now: DateTime<Utc>) -> ApplyFuture<'a>;
+}
+
+/// A payment effect the sink did not take, and whether trying again may help.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct PaymentSinkError {
+    /// True for passing conditions (the database busy or unreachable, a lost race);
+    /// false when the effect itself is wrong (no amount, an unknown schedule), which
+    /// waits for a person.
+    pub retryable: bool,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl PaymentSinkError {
+    pub fn retryable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        PaymentSinkError {
+            retryable: true,
+            source: source.into(),
+        }
+    }
+
+    pub fn permanent(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        PaymentSinkError {
+            retryable: false,
+            source: source.into(),
+        }
+    }
+}
+
+/// Whether a ledger failure may pass by itself.
+fn ledger_failure_is_retryable(error: &PaymentError) -> bool {
+    match error {
+        PaymentError::Conflict(_) | PaymentError::Database(_) => true,
+        PaymentError::Store(store) => matches!(
+            store,
+            StoreError::Conflict { .. }
+                | StoreError::Locked { .. }
+                | StoreError::Unreachable { .. }
+                | StoreError::Full { .. }
+                | StoreError::Database(_)
+        ),
+        // Malformed effects, unknown instances, corrupt rows: a person has to look.
+        _ => false,
+    }
+}
+
+impl PaymentSink for Ledger {
+    fn apply_payment<'a>(&'a self, entry: &'a OutboxRow, now: DateTime<Utc>) -> ApplyFuture<'a> {
+        Box::pin(async move {
+            // `Applied::Duplicate` is the second delivery of an effect already applied:
+            // success, with nothing changed.
+            self.apply_outbox(entry, now)
+                .await
+                .map(|_applied| ())
+                .map_err(|error| PaymentSinkError {
+                    retryable: ledger_failure_is_retryable(&error),
+                    source: Box::new(error),
+                })
+        })
+    }
+}

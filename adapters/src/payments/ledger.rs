@@ -1,0 +1,634 @@
+//! The ledger API: applying payment effects, the monthly run, bank file export with crash
+//! recovery, gateway sending, reconciliation and the monthly report.
+//!
+//! SQL lives in `db` (written once, compiled for SQLite and PostgreSQL); this module holds
+//! the types and the steps that span a database transaction and the outside world.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use jiuzhu_engine::core::Actor;
+use jiuzhu_engine::runtime::Engine;
+use jiuzhu_engine::store::{OutboxRow, Store, StorePool};
+use jiuzhu_rules::Value;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::PaymentError;
+use super::bank_file::{BankFileConfig, write_bank_file};
+use super::db::{postgres_ops, sqlite_ops};
+use super::effect::LedgerEffect;
+use super::gateway::{GatewayOutcome, HttpGateway};
+use super::model::{BenefitEntry, Payee, YearMonth};
+use super::results::{FIX_PROCESS, PaymentResult, ReconcileSummary, ResultOutcome};
+use super::schedule::{BEIJING, RunSchedule};
+
+/// Where an instruction came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstructionKind {
+    /// A month of a benefit, created by the monthly run.
+    Monthly,
+    /// A one-off payment.
+    Once,
+    /// One of a staged series (一次审批、分阶段救助).
+    Installment,
+    /// 先行救助: paid before approval, to be covered by it.
+    Advance,
+    /// A failed payment paid again after its account was fixed.
+    Reissue,
+}
+
+impl InstructionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstructionKind::Monthly => "monthly",
+            InstructionKind::Once => "once",
+            InstructionKind::Installment => "installment",
+            InstructionKind::Advance => "advance",
+            InstructionKind::Reissue => "reissue",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<InstructionKind> {
+        Some(match text {
+            "monthly" => InstructionKind::Monthly,
+            "once" => InstructionKind::Once,
+            "installment" => InstructionKind::Installment,
+            "advance" => InstructionKind::Advance,
+            "reissue" => InstructionKind::Reissue,
+            _ => return None,
+        })
+    }
+}
+
+/// Where an instruction is on its way to the payee.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstructionStatus {
+    /// Waiting for its due date and a bank file or gateway call.
+    Scheduled,
+    /// Handed to the bank; waiting for its result.
+    Sent,
+    Paid,
+    Failed,
+    /// Stopped before it was sent.
+    Cancelled,
+}
+
+impl InstructionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstructionStatus::Scheduled => "scheduled",
+            InstructionStatus::Sent => "sent",
+            InstructionStatus::Paid => "paid",
+            InstructionStatus::Failed => "failed",
+            InstructionStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<InstructionStatus> {
+        Some(match text {
+            "scheduled" => InstructionStatus::Scheduled,
+            "sent" => InstructionStatus::Sent,
+            "paid" => InstructionStatus::Paid,
+            "failed" => InstructionStatus::Failed,
+            "cancelled" => InstructionStatus::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// One payment to make.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Instruction {
+    /// The idempotency key sent to the bank: `{benefit}:{YYYY-MM}` or the effect id.
+    pub reference: String,
+    pub kind: InstructionKind,
+    pub benefit_id: Option<String>,
+    /// The month it is paid for (monthly) or due in (one-off).
+    pub month: YearMonth,
+    pub case_id: String,
+    pub program: String,
+    pub unit: String,
+    pub payee: Payee,
+    pub amount: Decimal,
+    pub due_on: NaiveDate,
+    pub installment: Option<u32>,
+    pub installments: Option<u32>,
+    pub effect_id: Option<String>,
+    pub reissue_of: Option<String>,
+    pub status: InstructionStatus,
+    /// `bank_file` or `gateway` once sent.
+    pub channel: Option<String>,
+    pub batch_id: Option<String>,
+    pub failure_reason: Option<String>,
+}
+
+/// What applying an effect did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The effect id was applied before: nothing changed.
+    Duplicate,
+    BenefitCreated {
+        benefit: String,
+    },
+    /// A new entry on an existing benefit (amount change from its month).
+    BenefitChanged {
+        benefit: String,
+    },
+    /// One-off instructions scheduled, by reference.
+    Scheduled {
+        references: Vec<String>,
+    },
+    /// A stop entry (when the case has that benefit) and the unsent instructions cancelled.
+    Stopped {
+        benefit: Option<String>,
+        cancelled: Vec<String>,
+    },
+}
+
+/// What a monthly run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub month: YearMonth,
+    /// Instructions created now.
+    pub created: u64,
+    /// Active benefits whose instruction for the month existed already (a rerun).
+    pub existing: u64,
+}
+
+/// Instructions reserved for one bank file, in reference order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedBatch {
+    pub batch_id: String,
+    pub instructions: Vec<Instruction>,
+}
+
+/// A bank file written and acknowledged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchFile {
+    pub batch_id: String,
+    pub path: PathBuf,
+    pub count: usize,
+    pub total: Decimal,
+    /// Rewritten from a batch whose acknowledgement was lost (a crash after the write).
+    pub resumed: bool,
+}
+
+/// What an export did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ExportSummary {
+    pub files: Vec<BatchFile>,
+    /// Due instructions held back because no bank account is known.
+    pub without_account: Vec<String>,
+}
+
+/// What a gateway round did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct GatewaySummary {
+    pub sent: Vec<String>,
+    /// Refused by the gateway for good; recorded as failed (a fix task is opened).
+    pub rejected: Vec<String>,
+    /// Not reached after retries; still scheduled, sent again next round with the same key.
+    pub unavailable: Vec<String>,
+    pub without_account: Vec<String>,
+}
+
+/// Totals of one program in one unit for a month.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportLine {
+    pub program: String,
+    pub unit: String,
+    pub count: u64,
+    /// Sum of all instructions not cancelled.
+    pub total: Decimal,
+    pub paid: Decimal,
+    pub failed: Decimal,
+    /// Scheduled or sent, no result yet.
+    pub outstanding: Decimal,
+}
+
+/// `jiuzhu payments report --month`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MonthReport {
+    pub month: YearMonth,
+    pub lines: Vec<ReportLine>,
+    pub count: u64,
+    pub total: Decimal,
+}
+
+/// The payments ledger on the engine's database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    store: Store,
+    pool: StorePool,
+    offset: FixedOffset,
+}
+
+/// Runs one `db` operation on whichever database the ledger is on.
+macro_rules! on_db {
+    ($self:ident, |$pool:ident, $ops:ident| $call:expr) => {
+        match &$self.pool {
+            StorePool::Sqlite($pool) => {
+                use sqlite_ops as $ops;
+                $call.await
+            }
+            StorePool::Postgres($pool) => {
+                use postgres_ops as $ops;
+                $call.await
+            }
+        }
+    };
+}
+
+impl Ledger {
+    /// The ledger on `store`'s database (its tables come with the store's migrations).
+    /// Dates are local to UTC+08:00 unless [`Ledger::with_utc_offset`] says otherwise.
+    pub fn new(store: &Store) -> Ledger {
+        Ledger {
+            store: store.clone(),
+            pool: store.pool(),
+            offset: BEIJING,
+        }
+    }
+
+    pub fn with_utc_offset(mut self, offset: FixedOffset) -> Ledger {
+        self.offset = offset;
+        self
+    }
+
+    fn today(&self, now: DateTime<Utc>) -> NaiveDate {
+        now.with_timezone(&self.offset).date_naive()
+    }
+
+    /// Applies a `payment` or `payment_stop` effect (outbox JSON) once per effect id.
+    /// The effect's `instance` may be absent when given by `default_instance`.
+    pub async fn apply_effect(
+        &self,
+        effect: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, PaymentError> {
+        self.apply(effect, None, now).await
+    }
+
+    /// [`Ledger::apply_effect`] for an outbox row (its instance id completes the effect).
+    pub async fn apply_outbox(
+        &self,
+        row: &OutboxRow,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, PaymentError> {
+        self.apply(&row.payload, Some(&row.instance_id), now).await
+    }
+
+    async fn apply(
+        &self,
+        json: &serde_json::Value,
+        default_instance: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, PaymentError> {
+        let effect = LedgerEffect::parse(json, default_instance)?;
+        let unit = match &effect {
+            LedgerEffect::Payment(p) => p.unit.clone(),
+            LedgerEffect::Stop(s) => s.unit.clone(),
+        };
+        let unit = match unit {
+            Some(unit) => unit,
+            None => self.unit_of(&effect).await?,
+        };
+        let payload = json.to_string();
+        let today = self.today(now);
+        let at = now.timestamp_millis();
+        on_db!(self, |pool, ops| ops::apply_effect(
+            pool, &effect, &unit, &payload, today, at
+        ))
+    }
+
+    async fn unit_of(&self, effect: &LedgerEffect) -> Result<String, PaymentError> {
+        Ok(self
+            .store
+            .load_instance(effect.instance())
+            .await?
+            .ok_or_else(|| PaymentError::UnknownInstance {
+                effect_id: effect.id().to_owned(),
+                instance: effect.instance().to_owned(),
+            })?
+            .unit)
+    }
+
+    /// A benefit's entries in the order recorded.
+    pub async fn entries(&self, benefit_id: &str) -> Result<Vec<BenefitEntry>, PaymentError> {
+        on_db!(self, |pool, ops| ops::entries(pool, benefit_id))
+    }
+
+    /// Creates this month's instruction for every benefit active in `month`. Unique per
+    /// (benefit, month): running a month again creates nothing new.
+    pub async fn run_month(
+        &self,
+        month: YearMonth,
+        now: DateTime<Utc>,
+    ) -> Result<RunSummary, PaymentError> {
+        let at = now.timestamp_millis();
+        on_db!(self, |pool, ops| ops::run_month(pool, month, at))
+    }
+
+    /// The cron-triggered run: when `schedule`'s occurrence this month has passed and the
+    /// month has not been run, runs it.
+    pub async fn run_due(
+        &self,
+        schedule: &RunSchedule,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RunSummary>, PaymentError> {
+        let Some(month) = schedule.due_month(now, self.offset) else {
+            return Ok(None);
+        };
+        if on_db!(self, |pool, ops| ops::has_run(pool, month))? {
+            return Ok(None);
+        }
+        self.run_month(month, now).await.map(Some)
+    }
+
+    /// Instructions of a month and/or a case, by reference.
+    pub async fn instructions(
+        &self,
+        month: Option<YearMonth>,
+        case_id: Option<&str>,
+    ) -> Result<Vec<Instruction>, PaymentError> {
+        on_db!(self, |pool, ops| ops::instructions(pool, month, case_id))
+    }
+
+    pub async fn instruction(&self, reference: &str) -> Result<Option<Instruction>, PaymentError> {
+        on_db!(self, |pool, ops| ops::instruction(pool, reference))
+    }
+
+    /// 先行救助 advances paid or on their way for a case: what its approval must cover.
+    pub async fn advances(&self, case_id: &str) -> Result<Decimal, PaymentError> {
+        Ok(self
+            .instructions(None, Some(case_id))
+            .await?
+            .iter()
+            .filter(|i| {
+                i.kind == InstructionKind::Advance
+                    && !matches!(
+                        i.status,
+                        InstructionStatus::Cancelled | InstructionStatus::Failed
+                    )
+            })
+            .map(|i| i.amount)
+            .sum())
+    }
+
+    /// Reserves every due, unsent instruction with an account for a new bank file (step 1
+    /// of an export). The reservation is durable before any file exists, so a crash later
+    /// leads to the same file being rewritten, never to new instructions.
+    pub async fn prepare_batch(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<(Option<PreparedBatch>, Vec<String>), PaymentError> {
+        let today = self.today(now);
+        let at = now.timestamp_millis();
+        on_db!(self, |pool, ops| ops::prepare_batch(pool, today, at))
+    }
+
+    /// Batches reserved but not acknowledged (their file may or may not exist).
+    pub async fn pending_batches(&self) -> Result<Vec<PreparedBatch>, PaymentError> {
+        on_db!(self, |pool, ops| ops::pending_batches(pool))
+    }
+
+    /// Step 3 of an export, after the file is safely written: marks the batch and its
+    /// instructions sent in one transaction.
+    pub async fn acknowledge_batch(
+        &self,
+        batch_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), PaymentError> {
+        let at = now.timestamp_millis();
+        on_db!(self, |pool, ops| ops::acknowledge_batch(pool, batch_id, at))
+    }
+
+    /// Writes bank files: first rewrites any batch whose acknowledgement was lost, then
+    /// reserves the due instructions for a new file, writes it atomically to `dir` and
+    /// acknowledges it.
+    pub async fn export_bank_file(
+        &self,
+        dir: &Path,
+        config: &BankFileConfig,
+        now: DateTime<Utc>,
+    ) -> Result<ExportSummary, PaymentError> {
+        let mut summary = ExportSummary::default();
+        for batch in self.pending_batches().await? {
+            summary.files.push(
+                self.write_and_acknowledge(&batch, dir, config, now, true)
+                    .await?,
+            );
+        }
+        let (batch, without_account) = self.prepare_batch(now).await?;
+        summary.without_account = without_account;
+        if let Some(batch) = batch {
+            summary.files.push(
+                self.write_and_acknowledge(&batch, dir, config, now, false)
+                    .await?,
+            );
+        }
+        Ok(summary)
+    }
+
+    async fn write_and_acknowledge(
+        &self,
+        batch: &PreparedBatch,
+        dir: &Path,
+        config: &BankFileConfig,
+        now: DateTime<Utc>,
+        resumed: bool,
+    ) -> Result<BatchFile, PaymentError> {
+        let path = write_bank_file(dir, &batch.batch_id, &batch.instructions, config)?;
+        self.acknowledge_batch(&batch.batch_id, now).await?;
+        Ok(BatchFile {
+            batch_id: batch.batch_id.clone(),
+            path,
+            count: batch.instructions.len(),
+            total: batch.instructions.iter().map(|i| i.amount).sum(),
+            resumed,
+        })
+    }
+
+    /// Sends every due, unsent instruction through the payment gateway, one request each
+    /// with its reference as `Idempotency-Key` (a resend after a crash is safe). A refusal
+    /// is recorded as a failed result and opens a fix task through `engine`.
+    pub async fn send_via_gateway(
+        &self,
+        gateway: &HttpGateway,
+        engine: &Engine,
+        now: DateTime<Utc>,
+    ) -> Result<GatewaySummary, PaymentError> {
+        let today = self.today(now);
+        let due = on_db!(self, |pool, ops| ops::due_unbatched(pool, today))?;
+        let mut summary = GatewaySummary::default();
+        let mut refusals = Vec::new();
+        for instruction in due {
+            if instruction.payee.account.is_none() {
+                summary.without_account.push(instruction.reference);
+                continue;
+            }
+            match gateway.send(&instruction).await {
+                Ok(GatewayOutcome::Accepted { .. }) => {
+                    let reference = instruction.reference.as_str();
+                    let at = now.timestamp_millis();
+                    on_db!(self, |pool, ops| ops::mark_sent(
+                        pool, reference, "gateway", at
+                    ))?;
+                    summary.sent.push(instruction.reference);
+                }
+                Ok(GatewayOutcome::Rejected { status, reason }) => {
+                    let reason = format!("gateway refused ({status}): {reason}");
+                    refusals.push(PaymentResult {
+                        reference: instruction.reference.clone(),
+                        outcome: ResultOutcome::Failed,
+                        reason: Some(reason),
+                    });
+                    summary.rejected.push(instruction.reference);
+                }
+                Err(_) => summary.unavailable.push(instruction.reference),
+            }
+        }
+        if !refusals.is_empty() {
+            self.record_results(&refusals, "gateway", engine, now)
+                .await?;
+        }
+        Ok(summary)
+    }
+
+    /// Records the bank's verdicts. The first report of a reference wins; a repeat changes
+    /// nothing. Each failure opens a `payment_fix` task for the township staff of the
+    /// case's unit (and a failure whose task was not opened before, e.g. after a crash,
+    /// gets it now).
+    pub async fn record_results(
+        &self,
+        results: &[PaymentResult],
+        source: &str,
+        engine: &Engine,
+        now: DateTime<Utc>,
+    ) -> Result<ReconcileSummary, PaymentError> {
+        let mut summary = ReconcileSummary::default();
+        let at = now.timestamp_millis();
+        for result in results {
+            let recorded = on_db!(self, |pool, ops| ops::record_result(
+                pool, result, source, at
+            ))?;
+            match recorded {
+                ops_outcome::Recorded::Unknown => summary.unknown.push(result.reference.clone()),
+                ops_outcome::Recorded::Repeat { same: true } => {
+                    summary.repeated.push(result.reference.clone())
+                }
+                ops_outcome::Recorded::Repeat { same: false } => {
+                    summary.contradicting.push(result.reference.clone())
+                }
+                ops_outcome::Recorded::New => match result.outcome {
+                    ResultOutcome::Paid => summary.paid.push(result.reference.clone()),
+                    ResultOutcome::Failed => summary.failed.push(result.reference.clone()),
+                },
+            }
+        }
+        // Every failure without its task, including ones left by an interrupted import.
+        let open = on_db!(self, |pool, ops| ops::failures_without_fix(pool))?;
+        for (instruction, reason) in open {
+            let fix = self.open_fix(engine, &instruction, &reason).await?;
+            let reference = instruction.reference.as_str();
+            let fix_id = fix.as_str();
+            on_db!(self, |pool, ops| ops::set_fix_instance(
+                pool, reference, fix_id
+            ))?;
+            summary.fix_tasks.push((instruction.reference, fix));
+        }
+        Ok(summary)
+    }
+
+    /// Starts `payment_fix` for a failed instruction, in the case's unit, as the system.
+    async fn open_fix(
+        &self,
+        engine: &Engine,
+        instruction: &Instruction,
+        reason: &str,
+    ) -> Result<String, PaymentError> {
+        let actor = Actor {
+            user: "system:payments".to_owned(),
+            roles: vec!["admin".to_owned()],
+            unit: instruction.unit.clone(),
+        };
+        let text = |s: &str| Value::Str(s.to_owned());
+        let mut data = BTreeMap::from([
+            ("failed_reference".to_owned(), text(&instruction.reference)),
+            ("amount".to_owned(), Value::Decimal(instruction.amount)),
+            ("purpose".to_owned(), text(&instruction.program)),
+            ("payee".to_owned(), text(&instruction.payee.name)),
+            ("case".to_owned(), text(&instruction.case_id)),
+            ("failure_reason".to_owned(), text(reason)),
+        ]);
+        if let Some(id_number) = &instruction.payee.id_number {
+            data.insert("id_number".to_owned(), text(id_number));
+        }
+        if let Some(account) = &instruction.payee.account {
+            data.insert("old_account".to_owned(), text(account));
+        }
+        let report = engine
+            .start(FIX_PROCESS, &actor, data)
+            .await
+            .map_err(|source| PaymentError::OpenFix {
+                reference: instruction.reference.clone(),
+                source,
+            })?;
+        Ok(report.instance.id)
+    }
+
+    /// Totals per program and unit of the month's instructions (cancelled ones excluded).
+    pub async fn month_report(&self, month: YearMonth) -> Result<MonthReport, PaymentError> {
+        let instructions = self.instructions(Some(month), None).await?;
+        let mut lines: BTreeMap<(String, String), ReportLine> = BTreeMap::new();
+        for instruction in instructions
+            .iter()
+            .filter(|i| i.status != InstructionStatus::Cancelled)
+        {
+            let line = lines
+                .entry((instruction.program.clone(), instruction.unit.clone()))
+                .or_insert_with(|| ReportLine {
+                    program: instruction.program.clone(),
+                    unit: instruction.unit.clone(),
+                    count: 0,
+                    total: Decimal::ZERO,
+                    paid: Decimal::ZERO,
+                    failed: Decimal::ZERO,
+                    outstanding: Decimal::ZERO,
+                });
+            line.count += 1;
+            line.total += instruction.amount;
+            match instruction.status {
+                InstructionStatus::Paid => line.paid += instruction.amount,
+                InstructionStatus::Failed => line.failed += instruction.amount,
+                _ => line.outstanding += instruction.amount,
+            }
+        }
+        let lines: Vec<ReportLine> = lines.into_values().collect();
+        Ok(MonthReport {
+            month,
+            count: lines.iter().map(|l| l.count).sum(),
+            total: lines.iter().map(|l| l.total).sum(),
+            lines,
+        })
+    }
+}
+
+/// Outcomes shared by both databases' operations.
+pub(super) mod ops_outcome {
+    /// What recording one result did.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Recorded {
+        New,
+        /// Reported before; `same` when with the same verdict.
+        Repeat {
+            same: bool,
+        },
+        /// No such reference.
+        Unknown,
+    }
+}

@@ -1,0 +1,56 @@
+//! `jiuzhu incidents` and `jiuzhu retry ID`: the effects the dispatcher gave up on, and
+//! giving one of them a fresh start.
+//!
+//! An incident is a dead outbox entry: its last error, attempts and times say what went
+//! wrong; once the cause is fixed (an address corrected, a receiver back up, a process
+//! deployed), `retry` puts it back in the outbox with a new attempt budget and the next
+//! dispatcher tick delivers it.
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use jiuzhu_adapters::dispatch::{Incident, incidents};
+use jiuzhu_engine::store::{OutboxStatus, Store, StoreError};
+
+/// Prints the incidents, oldest first: text blocks, or with `json` one JSON array.
+/// Exit code 0 (an empty list is not an error).
+pub async fn incidents(store: &Store, json: bool, limit: u32, offset: u32) -> Result<i32> {
+    let dead = store
+        .dead_outbox(limit, offset)
+        .await
+        .context("listing the incidents")?;
+    let listed: Vec<Incident> = dead.iter().map(Incident::from).collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listed)?);
+    } else {
+        print!("{}", incidents::render_text(&listed));
+    }
+    Ok(0)
+}
+
+/// Puts the dead effect `id` back in the outbox, due at `now` with a new attempt budget.
+/// Exit code 1 with `not_found: …` when `id` is no incident (unknown, or not dead).
+pub async fn retry(store: &Store, id: &str, now: DateTime<Utc>) -> Result<i32> {
+    match store.retry_outbox(id, now).await {
+        Ok(()) => {
+            println!("{id}: back in the outbox; the next dispatcher tick delivers it");
+            Ok(0)
+        }
+        Err(StoreError::NotFound { .. }) => {
+            let why = match store.outbox_entry(id).await? {
+                None => "no effect has this id".to_string(),
+                Some(entry) => match entry.status {
+                    OutboxStatus::Pending => {
+                        "it is not an incident: it is still being tried".to_string()
+                    }
+                    OutboxStatus::Delivered => "it is not an incident: it was delivered".into(),
+                    // Dead again by now? Only another operator's retry and a failure in
+                    // between could do that; say so rather than guess.
+                    OutboxStatus::Dead => "it changed while retrying; run the command again".into(),
+                },
+            };
+            eprintln!("not_found: {id}: {why} (see `jiuzhu incidents`)");
+            Ok(1)
+        }
+        Err(error) => Err(error).with_context(|| format!("retrying {id}")),
+    }
+}
