@@ -123,6 +123,7 @@ struct Ctx {
     db: Db,
     url: String,
     clock: Arc<ManualClock>,
+    project: Arc<Project>,
     engine: Arc<Engine>,
 }
 
@@ -273,15 +274,16 @@ where
     let outcome = async {
         let store = Store::open(&url).await?;
         let project =
-            Project::load(&project_dir).map_err(|problems| anyhow!(problems.join("\n")))?;
+            Arc::new(Project::load(&project_dir).map_err(|problems| anyhow!(problems.join("\n")))?);
         let clock = Arc::new(ManualClock::new(t0()));
-        let engine = Engine::new(store.clone(), Arc::new(project), clock.clone(), "node-a")
+        let engine = Engine::new(store.clone(), project.clone(), clock.clone(), "node-a")
             .map_err(|e| anyhow!("{e}"))?;
         engine.deploy().await?;
         let ctx = Ctx {
             db,
             url: url.clone(),
             clock,
+            project,
             engine: Arc::new(engine),
         };
         let result = tokio::spawn(body(ctx)).await;
@@ -330,6 +332,7 @@ on_both_databases!(
     a_process_to_start_later_waits_for_its_date_and_starts_once,
     a_payment_applied_before_a_crash_is_not_paid_again,
     an_escalation_is_mailed_to_the_role_over_the_case,
+    two_nodes_ticking_together_deliver_each_effect_once,
 );
 
 fn webhook_channel(url: String) -> Result<WebhookChannel> {
@@ -722,5 +725,71 @@ async fn an_escalation_is_mailed_to_the_role_over_the_case(ctx: Ctx) -> Result<(
         "the role in Chinese: {body}"
     );
     ensure!(smtp.stop().await?.is_empty(), "one message");
+    Ok(())
+}
+
+async fn two_nodes_ticking_together_deliver_each_effect_once(ctx: Ctx) -> Result<()> {
+    const CASES: usize = 12;
+    let webhook = WebhookSink::start(0, 500).await?;
+    let notifier = |url: String| -> Result<Arc<Notifier>> {
+        let routes = Routes {
+            applicant: vec![ChannelName::Webhook],
+            staff: vec![],
+        };
+        Ok(Arc::new(
+            Notifier::new(shipped_templates(), shipped_org(), routes)
+                .with_channel(ChannelName::Webhook, Arc::new(webhook_channel(url)?)),
+        ))
+    };
+    let mut effects = Vec::new();
+    for _ in 0..CASES {
+        effects.push(ctx.start_probe("notice", &[]).await?.1);
+    }
+    // A second node: its own connections to the same database, its own engine.
+    let other_store = Store::open(&ctx.url).await?;
+    let other_engine = Engine::new(
+        other_store.clone(),
+        ctx.project.clone(),
+        ctx.clock.clone(),
+        "node-b",
+    )
+    .map_err(|e| anyhow!("{e}"))?;
+    let mut config = DispatchConfig::new("node-b");
+    config.batch = 4;
+    let node_b =
+        Dispatcher::new(Arc::new(other_engine), config).with_notifier(notifier(webhook.url())?);
+    let mut config = DispatchConfig::new("node-a");
+    config.batch = 4;
+    let node_a =
+        Dispatcher::new(ctx.engine.clone(), config).with_notifier(notifier(webhook.url())?);
+
+    let mut delivered = Vec::new();
+    for _ in 0..CASES {
+        let (a, b) = tokio::join!(node_a.tick(t0()), node_b.tick(t0()));
+        let (a, b) = (a?, b?);
+        for report in [a, b] {
+            for entry in report.entries {
+                ensure!(entry.outcome == Outcome::Delivered, "{entry:?}");
+                delivered.push(entry.id);
+            }
+        }
+        if delivered.len() == CASES {
+            break;
+        }
+    }
+    other_store.close().await;
+    delivered.sort();
+    effects.sort();
+    ensure!(
+        delivered == effects,
+        "each effect delivered by exactly one node"
+    );
+    let mut keys: Vec<String> = webhook
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("Idempotency-Key").map(str::to_string))
+        .collect();
+    keys.sort();
+    ensure!(keys == effects, "each effect sent once: {keys:?}");
     Ok(())
 }
