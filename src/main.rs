@@ -3,6 +3,7 @@
 mod assess_cmd;
 mod diagram_cmd;
 mod lifecycle;
+mod payments_cmd;
 mod test_cmd;
 mod validate_cmd;
 
@@ -114,6 +115,15 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Payments: monthly run and bank file, gateway, the bank's results, the monthly report.
+    Payments {
+        #[command(subcommand)]
+        command: payments_cmd::PaymentsCommand,
+        #[command(flatten)]
+        options: payments_cmd::PaymentsOptions,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Check process definitions; every problem as file:line:column: CODE: message.
     Validate {
         /// Definition files or folders.
@@ -204,6 +214,13 @@ fn main() -> ExitCode {
             lifecycle::history(s, &instance, verify).await
         }),
         Command::Run { once, db } => lifecycle_cmd(&db, async |s| lifecycle::run(s, once).await),
+        Command::Payments {
+            command,
+            options,
+            db,
+        } => lifecycle_cmd(&db, async |s| {
+            payments_cmd::run(s, &command, &options).await
+        }),
         Command::Validate { paths } => validate_cmd::run(&paths),
         Command::Diagram {
             process,

@@ -1,0 +1,196 @@
+//! `jiuzhu payments …`: the monthly run with its bank file, export, gateway sending, the
+//! bank's result import and the monthly report, on the payments ledger.
+
+use std::path::PathBuf;
+
+use anyhow::{Context as _, Result};
+use jiuzhu_adapters::payments::{
+    HttpGateway, Ledger, MonthReport, PaymentsConfig, YearMonth, read_result_file,
+};
+
+use crate::lifecycle::Session;
+
+#[derive(clap::Subcommand)]
+pub enum PaymentsCommand {
+    /// Create one instruction per active benefit for MONTH (default: the month whose run the
+    /// schedule says is due), then write the due instructions to a bank file.
+    Run {
+        /// YYYY-MM
+        #[arg(long)]
+        month: Option<String>,
+        /// Folder for the bank file (default: the config's bank_dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only create the instructions.
+        #[arg(long)]
+        no_file: bool,
+    },
+    /// Write due, unsent instructions to a bank file (and rewrite an interrupted one).
+    Export {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Send due, unsent instructions through the configured payment gateway.
+    Send,
+    /// Record the bank's result file (reference,status,reason); failures open fix tasks.
+    ImportResult { file: PathBuf },
+    /// Totals per program and unit for a month.
+    Report {
+        /// YYYY-MM
+        #[arg(long)]
+        month: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options every `payments` subcommand takes.
+#[derive(clap::Args)]
+pub struct PaymentsOptions {
+    /// payments.yaml: run schedule, bank file columns and folder, gateway (all optional).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+}
+
+fn month(text: &str) -> Result<YearMonth> {
+    text.parse()
+        .with_context(|| format!("invalid_data: --month {text:?}"))
+}
+
+pub async fn run(
+    session: &Session,
+    command: &PaymentsCommand,
+    options: &PaymentsOptions,
+) -> Result<i32> {
+    let config = match &options.config {
+        Some(path) => PaymentsConfig::load(path)?,
+        None => PaymentsConfig::default(),
+    };
+    let engine = &session.engine;
+    let ledger = Ledger::new(&engine.store).with_utc_offset(config.utc_offset());
+    let now = engine.now();
+    match command {
+        PaymentsCommand::Run {
+            month: chosen,
+            out,
+            no_file,
+        } => {
+            let summary = match chosen {
+                Some(text) => Some(ledger.run_month(month(text)?, now).await?),
+                None => ledger.run_due(&config.run_schedule, now).await?,
+            };
+            match summary {
+                Some(s) => println!(
+                    "run {}: {} instructions created, {} already there",
+                    s.month, s.created, s.existing
+                ),
+                None => println!(
+                    "no run due (schedule {:?}, or this month ran already)",
+                    config.run_schedule.expression()
+                ),
+            }
+            if !no_file {
+                export(&ledger, &config, out.as_ref(), now).await?;
+            }
+        }
+        PaymentsCommand::Export { out } => export(&ledger, &config, out.as_ref(), now).await?,
+        PaymentsCommand::Send => {
+            let gateway_config = config
+                .gateway
+                .clone()
+                .context("no `gateway` in the payments config")?;
+            let gateway = HttpGateway::new(gateway_config)?;
+            let summary = ledger.send_via_gateway(&gateway, engine, now).await?;
+            println!(
+                "sent {}, refused {}, unreachable {}, without account {}",
+                summary.sent.len(),
+                summary.rejected.len(),
+                summary.unavailable.len(),
+                summary.without_account.len()
+            );
+            for reference in &summary.rejected {
+                println!("refused {reference}");
+            }
+            if !summary.unavailable.is_empty() {
+                return Ok(1);
+            }
+        }
+        PaymentsCommand::ImportResult { file } => {
+            let results = read_result_file(file)?;
+            let source = file.display().to_string();
+            let summary = ledger
+                .record_results(&results, &source, engine, now)
+                .await?;
+            println!(
+                "paid {}, failed {}, repeated {}, contradicting {}, unknown {}",
+                summary.paid.len(),
+                summary.failed.len(),
+                summary.repeated.len(),
+                summary.contradicting.len(),
+                summary.unknown.len()
+            );
+            for (reference, instance) in &summary.fix_tasks {
+                println!("fix task {instance} for {reference}");
+            }
+            for reference in &summary.contradicting {
+                println!("contradicting result kept as first reported: {reference}");
+            }
+            for reference in &summary.unknown {
+                println!("unknown reference: {reference}");
+            }
+        }
+        PaymentsCommand::Report { month: text, json } => {
+            let report = ledger.month_report(month(text)?).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_report(&report);
+            }
+        }
+    }
+    Ok(0)
+}
+
+async fn export(
+    ledger: &Ledger,
+    config: &PaymentsConfig,
+    out: Option<&PathBuf>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let dir = out.unwrap_or(&config.bank_dir);
+    let summary = ledger.export_bank_file(dir, &config.bank_file, now).await?;
+    for file in &summary.files {
+        println!(
+            "{} {}: {} payments, total {}",
+            if file.resumed { "rewrote" } else { "wrote" },
+            file.path.display(),
+            file.count,
+            file.total
+        );
+    }
+    if summary.files.is_empty() {
+        println!("no payments due for a bank file");
+    }
+    for reference in &summary.without_account {
+        println!("held back (no bank account): {reference}");
+    }
+    Ok(())
+}
+
+fn print_report(report: &MonthReport) {
+    println!("payments {}", report.month);
+    println!("program\tunit\tcount\ttotal\tpaid\tfailed\toutstanding");
+    for line in &report.lines {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            line.program,
+            line.unit,
+            line.count,
+            line.total,
+            line.paid,
+            line.failed,
+            line.outstanding
+        );
+    }
+    println!("TOTAL\t\t{}\t{}", report.count, report.total);
+}
