@@ -10,6 +10,7 @@ use jiuzhu_engine::clock::{Clock, SystemClock};
 use jiuzhu_engine::core::{Actor, InstanceState};
 use jiuzhu_engine::project::Project;
 use jiuzhu_engine::runtime::{Engine, EngineError};
+use jiuzhu_engine::scheduler::{Scheduler, TickReport};
 use jiuzhu_engine::store::Store;
 use jiuzhu_rules::Value;
 
@@ -348,17 +349,14 @@ pub async fn history(session: &Session, instance: &str, verify: bool) -> Result<
     Ok(0)
 }
 
-/// The scheduler loop: fires due timers every second until interrupted.
+/// The scheduler loop: every second, fires due timers and starts due cron occurrences
+/// (see `jiuzhu_engine::scheduler`), printing what it did and how late the oldest due
+/// timer is, until interrupted.
 pub async fn run(session: &Session, once: bool) -> Result<i32> {
+    let scheduler = Scheduler::new(&session.engine);
     loop {
-        let fired = session
-            .engine
-            .fire_due_timers(500)
-            .await
-            .map_err(|e| anyhow!(e))?;
-        if fired > 0 {
-            println!("fired {fired} timer(s)");
-        }
+        let report = scheduler.tick().await.map_err(|e| anyhow!(e))?;
+        print_tick(&report);
         if once {
             return Ok(0);
         }
@@ -367,6 +365,104 @@ pub async fn run(session: &Session, once: bool) -> Result<i32> {
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// One line per started occurrence and failure, one summary line when timers moved or
+/// are waiting; nothing for an idle tick with no backlog.
+fn print_tick(report: &TickReport) {
+    for start in &report.started {
+        println!(
+            "started {} ({} schedule {}, occurrence {})",
+            start.instance_id,
+            start.process_id,
+            start.schedule_id,
+            start.occurrence.to_rfc3339()
+        );
+    }
+    for failure in &report.schedule_failures {
+        eprintln!(
+            "schedule {} {}: {}",
+            failure.process_id, failure.schedule_id, failure.error
+        );
+    }
+    for failure in &report.timer_failures {
+        eprintln!(
+            "timer {} of {}: {}: {}",
+            failure.timer_id,
+            failure.instance_id,
+            failure.error.code(),
+            failure.error
+        );
+    }
+    let moved = !report.fired.is_empty() || report.stale > 0 || report.busy > 0;
+    if moved || report.oldest_due_timer_lag.is_some() {
+        println!(
+            "fired {} timer(s), {} stale, {} busy; oldest due timer {}",
+            report.fired.len(),
+            report.stale,
+            report.busy,
+            lag_text(report.oldest_due_timer_lag)
+        );
+    }
+}
+
+fn lag_text(lag: Option<chrono::Duration>) -> String {
+    match lag {
+        None => "none waiting".to_string(),
+        Some(lag) => {
+            let millis = lag.num_milliseconds();
+            format!("{}.{}s late", millis / 1000, (millis % 1000) / 100)
+        }
+    }
+}
+
+/// A time as offices read it (+08:00), falling back to UTC.
+fn beijing(at: chrono::DateTime<chrono::Utc>) -> String {
+    chrono::FixedOffset::east_opt(8 * 3600)
+        .map(|offset| at.with_timezone(&offset).to_rfc3339())
+        .unwrap_or_else(|| at.to_rfc3339())
+}
+
+/// What the database holds: deployments, active cases per process, open tasks, pending
+/// timers and outbox, the cron schedules and how late the oldest due timer is.
+pub async fn status(session: &Session) -> Result<i32> {
+    let engine = &session.engine;
+    let store = &engine.store;
+    let now = engine.now();
+    let summary = store.summary().await?;
+    let active: BTreeMap<String, i64> = summary.active_instances.into_iter().collect();
+    println!("deployments:");
+    let versions = store.latest_versions().await?;
+    if versions.is_empty() {
+        println!("  (none: run `jiuzhu deploy`)");
+    }
+    for (process, version) in versions {
+        println!(
+            "  {process}@{version}  active instances: {}",
+            active.get(&process).copied().unwrap_or(0)
+        );
+    }
+    println!("open tasks: {}", summary.open_tasks);
+    println!("pending timers: {}", summary.pending_timers);
+    println!("pending outbox effects: {}", summary.pending_outbox);
+    println!(
+        "oldest due timer: {}",
+        lag_text(store.oldest_due_timer_lag(now).await?)
+    );
+    let schedules = store.schedules().await?;
+    if !schedules.is_empty() {
+        println!("schedules:");
+    }
+    for schedule in schedules {
+        println!(
+            "  {} {} `{}` next {}",
+            schedule.process_id,
+            schedule.schedule_id,
+            schedule.cron,
+            beijing(schedule.next_due_at)
+        );
+    }
+    Ok(0)
 }
 
 /// Seeds a fresh database with the shipped procedures and a few dibao cases at

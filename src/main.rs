@@ -3,6 +3,7 @@
 mod assess_cmd;
 mod diagram_cmd;
 mod lifecycle;
+mod load_cmd;
 mod payments_cmd;
 mod test_cmd;
 mod validate_cmd;
@@ -108,7 +109,7 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
-    /// The scheduler: fire due timers (every second, or --once).
+    /// The scheduler: fire due timers and start due cron schedules (every second, or --once).
     Run {
         #[arg(long)]
         once: bool,
@@ -121,6 +122,19 @@ enum Command {
         command: payments_cmd::PaymentsCommand,
         #[command(flatten)]
         options: payments_cmd::PaymentsOptions,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Deployments, active cases per process, open tasks, pending timers, the oldest due timer's lag.
+    Status {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Drive N dibao cases to their end, one `ack` line per committed step (crash testing).
+    #[command(hide = true)]
+    Load {
+        #[arg(long)]
+        instances: usize,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -214,6 +228,12 @@ fn main() -> ExitCode {
             lifecycle::history(s, &instance, verify).await
         }),
         Command::Run { once, db } => lifecycle_cmd(&db, async |s| lifecycle::run(s, once).await),
+        Command::Status { db } => lifecycle_cmd(&db, async |s| lifecycle::status(s).await),
+        Command::Load { instances, db } => load_cmd::run(
+            &lifecycle::database_url(db.db.as_deref()),
+            &db.definitions,
+            instances,
+        ),
         Command::Payments {
             command,
             options,

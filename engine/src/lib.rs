@@ -11,4 +11,5 @@ pub mod org;
 pub mod project;
 pub mod runtime;
 pub mod scenario;
+pub mod scheduler;
 pub mod store;

@@ -2,13 +2,12 @@
 //! event sequences (right and wrong actors, good and bad data, stray messages
 //! and timers, time passing) never panic and never break the instance invariants.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono::{DateTime, FixedOffset, TimeDelta};
 use jiuzhu_engine::calendar::Calendar;
-use jiuzhu_engine::core::{self, Actor, Context, Event, InstanceState, Status, TaskRef, TimerKind};
-use jiuzhu_engine::lang::model::{Definition, NodeKind};
+use jiuzhu_engine::core::{self, Actor, Context, Event, InstanceState, TaskRef};
 use jiuzhu_engine::project::Project;
 use jiuzhu_rules::Value;
 use proptest::prelude::*;
@@ -124,70 +123,6 @@ fn action() -> impl Strategy<Value = Action> {
     ]
 }
 
-/// The invariants every reachable state keeps.
-fn check_invariants(def: &Definition, st: &InstanceState) -> Result<(), String> {
-    let tokens: BTreeSet<u64> = st.tokens.iter().map(|t| t.id).collect();
-    if tokens.len() != st.tokens.len() {
-        return Err("duplicate token ids".into());
-    }
-    for token in &st.tokens {
-        let idx = def.node_index(&token.node).ok_or("token at unknown node")?;
-        match &def.nodes[idx].kind {
-            NodeKind::Task(_) => {
-                if !st.tasks.iter().any(|t| t.token == token.id) {
-                    return Err(format!(
-                        "token at task node {} without an open task",
-                        token.node
-                    ));
-                }
-            }
-            NodeKind::Timer(_) | NodeKind::Receive(_) => {}
-            other => {
-                return Err(format!(
-                    "token resting at a node that does not wait: {} {other:?}",
-                    token.node
-                ));
-            }
-        }
-    }
-    let mut task_ids = BTreeSet::new();
-    for task in &st.tasks {
-        if !task_ids.insert(&task.id) {
-            return Err(format!("duplicate task id {}", task.id));
-        }
-        if !st
-            .tokens
-            .iter()
-            .any(|t| t.id == task.token && t.node == task.node)
-        {
-            return Err(format!("task {} has no token at its node", task.id));
-        }
-    }
-    for timer in &st.timers {
-        let ok = match &timer.kind {
-            TimerKind::Node { token } => tokens.contains(token),
-            TimerKind::TaskReminder { task } | TimerKind::TaskDue { task } => {
-                st.tasks.iter().any(|t| &t.id == task)
-            }
-            TimerKind::DeadlineReminder { deadline } | TimerKind::DeadlineDue { deadline } => {
-                st.deadlines.iter().any(|d| &d.id == deadline && d.active)
-            }
-        };
-        if !ok {
-            return Err(format!("dangling timer {timer:?}"));
-        }
-    }
-    match st.status {
-        Status::Active if st.tokens.is_empty() => Err("active instance waits nowhere".into()),
-        Status::Completed | Status::Terminated
-            if !(st.tokens.is_empty() && st.tasks.is_empty() && st.timers.is_empty()) =>
-        {
-            Err("ended instance still has tokens, tasks or timers".into())
-        }
-        _ => Ok(()),
-    }
-}
-
 fn run(actions: &[Action]) -> Result<(), TestCaseError> {
     let project = project();
     let def = project
@@ -226,7 +161,9 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
     )
     .map_err(|e| TestCaseError::fail(e.to_string()))?
     .state;
-    check_invariants(&def, &state).map_err(TestCaseError::fail)?;
+    state
+        .check_invariants(&def)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     for action in actions {
         let events: Vec<Event> = match action {
             Action::Complete { node, actor, data } => vec![Event::Complete {
@@ -267,7 +204,9 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
         for event in events {
             match core::step(&def, &state, &event, now, &ctx) {
                 Ok(transition) => {
-                    check_invariants(&def, &transition.state)
+                    transition
+                        .state
+                        .check_invariants(&def)
                         .map_err(|e| TestCaseError::fail(format!("after {event:?}: {e}")))?;
                     state = transition.state;
                 }

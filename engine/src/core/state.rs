@@ -185,6 +185,99 @@ impl InstanceState {
     }
 }
 
+/// A state that no run of its definition can reach: a broken invariant, named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("instance {instance}: {problem}")]
+pub struct InvariantViolation {
+    pub instance: String,
+    pub problem: String,
+}
+
+impl InstanceState {
+    /// Checks the invariants every reachable state keeps: tokens rest only at nodes that
+    /// wait (a task node with its open task, a timer or receive node); every task has its
+    /// token; every timer belongs to a live token, task or armed deadline; an active
+    /// instance waits somewhere and an ended one waits nowhere. Property tests and the
+    /// crash test check stored states with it.
+    pub fn check_invariants(&self, def: &Definition) -> Result<(), InvariantViolation> {
+        use crate::lang::model::NodeKind;
+        use std::collections::BTreeSet;
+        let violation = |problem: String| InvariantViolation {
+            instance: self.id.clone(),
+            problem,
+        };
+        let tokens: BTreeSet<u64> = self.tokens.iter().map(|t| t.id).collect();
+        if tokens.len() != self.tokens.len() {
+            return Err(violation("duplicate token ids".into()));
+        }
+        for token in &self.tokens {
+            let idx = def
+                .node_index(&token.node)
+                .ok_or_else(|| violation(format!("token at unknown node {}", token.node)))?;
+            match &def.nodes[idx].kind {
+                NodeKind::Task(_) => {
+                    if !self.tasks.iter().any(|t| t.token == token.id) {
+                        return Err(violation(format!(
+                            "token at task node {} without an open task",
+                            token.node
+                        )));
+                    }
+                }
+                NodeKind::Timer(_) | NodeKind::Receive(_) => {}
+                other => {
+                    return Err(violation(format!(
+                        "token resting at a node that does not wait: {} {other:?}",
+                        token.node
+                    )));
+                }
+            }
+        }
+        let mut task_ids = BTreeSet::new();
+        for task in &self.tasks {
+            if !task_ids.insert(&task.id) {
+                return Err(violation(format!("duplicate task id {}", task.id)));
+            }
+            if !self
+                .tokens
+                .iter()
+                .any(|t| t.id == task.token && t.node == task.node)
+            {
+                return Err(violation(format!(
+                    "task {} has no token at its node",
+                    task.id
+                )));
+            }
+        }
+        for timer in &self.timers {
+            let ok = match &timer.kind {
+                TimerKind::Node { token } => tokens.contains(token),
+                TimerKind::TaskReminder { task } | TimerKind::TaskDue { task } => {
+                    self.tasks.iter().any(|t| &t.id == task)
+                }
+                TimerKind::DeadlineReminder { deadline } | TimerKind::DeadlineDue { deadline } => {
+                    self.deadlines.iter().any(|d| &d.id == deadline && d.active)
+                }
+            };
+            if !ok {
+                return Err(violation(format!("dangling timer {timer:?}")));
+            }
+        }
+        match self.status {
+            Status::Active if self.tokens.is_empty() => {
+                Err(violation("active instance waits nowhere".into()))
+            }
+            Status::Completed | Status::Terminated
+                if !(self.tokens.is_empty() && self.tasks.is_empty() && self.timers.is_empty()) =>
+            {
+                Err(violation(
+                    "ended instance still has tokens, tasks or timers".into(),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 mod value_map {
     use std::collections::BTreeMap;
 

@@ -12,6 +12,7 @@
 
 mod chain;
 mod postgres;
+mod schedules;
 mod shared;
 mod sqlite;
 
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 pub use chain::{GENESIS_HASH, TamperError, TamperKind, canonical_json, sha256_hex};
+pub use schedules::{ScheduleRow, StoreSummary};
 
 /// A process definition to deploy: its id and YAML source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

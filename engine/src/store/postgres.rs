@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0001_initial.sql"),
     ),
     (
+        2,
+        "schedules",
+        include_str!("../../migrations/postgres/0002_schedules.sql"),
+    ),
+    (
         3,
         "payments",
         include_str!("../../migrations/postgres/0003_payments.sql"),
@@ -34,6 +39,11 @@ const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by 
      FROM (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
      WHERE outbox.id = due.id \
      RETURNING outbox.id, outbox.instance_id, outbox.kind, outbox.payload, outbox.created_at, outbox.attempts";
+
+const CLAIM_SCHEDULES_SQL: &str = "UPDATE schedules SET available_at = $1, claimed_by = $2 \
+     FROM (SELECT process_id, schedule_id FROM schedules WHERE available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
+     WHERE schedules.process_id = due.process_id AND schedules.schedule_id = due.schedule_id \
+     RETURNING schedules.process_id, schedules.schedule_id, schedules.cron, schedules.next_due_at, schedules.claimed_by, schedules.last_started_at";
 
 #[derive(Debug, Clone)]
 pub(crate) struct PostgresStore {
@@ -133,6 +143,7 @@ impl PostgresStore {
     }
 
     shared::store_methods!();
+    super::schedules::schedule_methods!();
 }
 
 impl PostgresStore {

@@ -23,6 +23,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0001_initial.sql"),
     ),
     (
+        2,
+        "schedules",
+        include_str!("../../migrations/sqlite/0002_schedules.sql"),
+    ),
+    (
         3,
         "payments",
         include_str!("../../migrations/sqlite/0003_payments.sql"),
@@ -37,6 +42,10 @@ const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by 
 const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by = $2 \
      WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 ORDER BY available_at LIMIT $4) \
      RETURNING id, instance_id, kind, payload, created_at, attempts";
+
+const CLAIM_SCHEDULES_SQL: &str = "UPDATE schedules SET available_at = $1, claimed_by = $2 \
+     WHERE (process_id, schedule_id) IN (SELECT process_id, schedule_id FROM schedules WHERE available_at <= $3 ORDER BY available_at LIMIT $4) \
+     RETURNING process_id, schedule_id, cron, next_due_at, claimed_by, last_started_at";
 
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteStore {
@@ -221,6 +230,7 @@ impl SqliteStore {
     }
 
     shared::store_methods!();
+    super::schedules::schedule_methods!();
 }
 
 impl SqliteStore {

@@ -1,0 +1,595 @@
+//! The scheduler: one `tick` fires the timers that are due, starts the cron occurrences
+//! that are due, and measures how late the oldest due timer is.
+//!
+//! Several nodes may tick against one database at once. Each timer fires once because it
+//! is claimed with a lease and its firing is a step with the instance's version check (a
+//! node whose lease ran out finds the timer gone from the state and drops it). Each cron
+//! occurrence starts once because the instance it starts has an id made from the
+//! occurrence (a second start is a duplicate key) and the schedule row moves on only by a
+//! compare-and-set on the occurrence just started. Time is the engine's clock; cron
+//! expressions are read in the UTC offset of the process's calendar (+08:00 in China).
+
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, FixedOffset, Utc};
+use futures_util::StreamExt as _;
+use jiuzhu_rules::Value;
+use jiuzhu_rules::expr::EvalError;
+
+use crate::core::Actor;
+use crate::lang::model::{Definition, ScheduleDecl, ValueTemplate};
+use crate::runtime::{Engine, EngineError, TimerFiring};
+use crate::store::{ConflictReason, ScheduleRow, StoreError, TimerRow};
+
+/// The user recorded as the starter of instances a cron schedule starts.
+pub const SCHEDULER_USER: &str = "scheduler";
+
+/// Why a tick, or one schedule within it, failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The loader checks cron expressions, so this means a stored definition was changed
+    /// behind its back.
+    #[error("bad cron expression `{cron}`")]
+    BadCron {
+        cron: String,
+        #[source]
+        source: cron::error::Error,
+    },
+    #[error("start data `{field}`: `{expression}`")]
+    BadData {
+        field: String,
+        expression: String,
+        #[source]
+        source: EvalError,
+    },
+}
+
+/// How much one tick does, and how long its leases last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerOptions {
+    /// Timers claimed per round trip.
+    pub timer_batch: u32,
+    /// How long a claimed timer or schedule stays with this node before others may take it.
+    pub lease: chrono::Duration,
+    /// Most timers one tick handles; the rest wait for the next tick.
+    pub max_timers_per_tick: usize,
+    /// Most cron occurrences one tick starts (a node that was down works off missed
+    /// occurrences a bounded number at a time).
+    pub max_starts_per_tick: usize,
+}
+
+impl Default for SchedulerOptions {
+    fn default() -> Self {
+        SchedulerOptions {
+            timer_batch: 200,
+            lease: chrono::Duration::seconds(60),
+            max_timers_per_tick: 10_000,
+            max_starts_per_tick: 100,
+        }
+    }
+}
+
+/// A timer this tick fired: its step is committed at `version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FiredTimer {
+    pub timer_id: String,
+    pub instance_id: String,
+    pub version: i64,
+}
+
+/// A timer whose firing failed (an incident in the definition, a broken stored state);
+/// it keeps its lease and is tried again when the lease ends.
+#[derive(Debug)]
+pub struct TimerFailure {
+    pub timer_id: String,
+    pub instance_id: String,
+    pub error: EngineError,
+}
+
+/// A cron occurrence this tick started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledStart {
+    pub process_id: String,
+    pub schedule_id: String,
+    /// The occurrence, in the calendar's offset.
+    pub occurrence: DateTime<FixedOffset>,
+    pub instance_id: String,
+}
+
+/// A schedule that could not start its occurrence; it is tried again when its lease ends.
+#[derive(Debug)]
+pub struct ScheduleFailure {
+    pub process_id: String,
+    pub schedule_id: String,
+    pub error: SchedulerError,
+}
+
+/// What one tick did.
+#[derive(Debug, Default)]
+pub struct TickReport {
+    pub fired: Vec<FiredTimer>,
+    /// Claimed timers the instance no longer waited for (dropped).
+    pub stale: usize,
+    /// Claimed timers that kept losing races with other steps (retried after the lease).
+    pub busy: usize,
+    pub timer_failures: Vec<TimerFailure>,
+    pub started: Vec<ScheduledStart>,
+    pub schedule_failures: Vec<ScheduleFailure>,
+    /// How late the oldest claimable due timer is after the tick (`None`: none waiting).
+    pub oldest_due_timer_lag: Option<chrono::Duration>,
+}
+
+impl TickReport {
+    /// True when the tick changed nothing.
+    pub fn is_idle(&self) -> bool {
+        self.fired.is_empty()
+            && self.stale == 0
+            && self.busy == 0
+            && self.timer_failures.is_empty()
+            && self.started.is_empty()
+            && self.schedule_failures.is_empty()
+    }
+}
+
+/// The scheduler of one engine node.
+pub struct Scheduler<'e> {
+    engine: &'e Engine,
+    options: SchedulerOptions,
+    /// Parsed cron expressions by their text.
+    crons: Mutex<HashMap<String, Arc<cron::Schedule>>>,
+}
+
+/// A schedule as the latest deployment of its process declares it.
+struct Declared {
+    version: i64,
+    definition: Arc<Definition>,
+    index: usize,
+}
+
+impl Declared {
+    fn decl(&self) -> &ScheduleDecl {
+        &self.definition.schedules[self.index]
+    }
+}
+
+impl<'e> Scheduler<'e> {
+    pub fn new(engine: &'e Engine) -> Scheduler<'e> {
+        Scheduler::with_options(engine, SchedulerOptions::default())
+    }
+
+    pub fn with_options(engine: &'e Engine, options: SchedulerOptions) -> Scheduler<'e> {
+        Scheduler {
+            engine,
+            options,
+            crons: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// One round: fire due timers, start due cron occurrences, measure the timer backlog.
+    /// An error means the database failed; a problem with one timer or schedule is
+    /// reported in the [`TickReport`] and the rest still run.
+    pub async fn tick(&self) -> Result<TickReport, SchedulerError> {
+        let mut report = TickReport::default();
+        self.fire_due_timers(&mut report).await?;
+        self.start_due_schedules(&mut report).await?;
+        report.oldest_due_timer_lag = self
+            .engine
+            .store
+            .oldest_due_timer_lag(self.engine.now())
+            .await?;
+        Ok(report)
+    }
+
+    async fn fire_due_timers(&self, report: &mut TickReport) -> Result<(), SchedulerError> {
+        let engine = self.engine;
+        let mut handled = 0;
+        while handled < self.options.max_timers_per_tick {
+            let room = self.options.max_timers_per_tick - handled;
+            let batch = self
+                .options
+                .timer_batch
+                .min(u32::try_from(room).unwrap_or(u32::MAX));
+            let claimed = engine
+                .store
+                .claim_due_timers(&engine.node_id, engine.now(), self.options.lease, batch)
+                .await?;
+            handled += claimed.len();
+            let exhausted = claimed.len() < batch as usize;
+            // One instance's timers fire in due order, one after another; different
+            // instances' timers fire side by side (and share commits under group commit).
+            let mut per_instance: Vec<Vec<TimerRow>> = Vec::new();
+            let mut slot: HashMap<String, usize> = HashMap::new();
+            for timer in claimed {
+                match slot.get(&timer.instance_id) {
+                    Some(&index) => per_instance[index].push(timer),
+                    None => {
+                        slot.insert(timer.instance_id.clone(), per_instance.len());
+                        per_instance.push(vec![timer]);
+                    }
+                }
+            }
+            let mut firing = futures_util::stream::iter(per_instance)
+                .map(|timers| async move {
+                    let mut outcomes = Vec::with_capacity(timers.len());
+                    for timer in timers {
+                        let outcome = engine.fire_timer(&timer).await;
+                        outcomes.push((timer, outcome));
+                    }
+                    outcomes
+                })
+                .buffer_unordered(engine.timer_concurrency());
+            while let Some(outcomes) = firing.next().await {
+                for (timer, outcome) in outcomes {
+                    match outcome {
+                        Ok(TimerFiring::Fired(step)) => report.fired.push(FiredTimer {
+                            timer_id: timer.id,
+                            instance_id: step.instance.id,
+                            version: step.instance.version,
+                        }),
+                        Ok(TimerFiring::Stale) => report.stale += 1,
+                        Ok(TimerFiring::Busy) => report.busy += 1,
+                        // The database itself failed: stop the tick, leases bring the rest back.
+                        Err(EngineError::Store(error)) if !error.is_conflict() => {
+                            return Err(error.into());
+                        }
+                        Err(error) => report.timer_failures.push(TimerFailure {
+                            timer_id: timer.id,
+                            instance_id: timer.instance_id,
+                            error,
+                        }),
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    async fn start_due_schedules(&self, report: &mut TickReport) -> Result<(), SchedulerError> {
+        let declared = self.sync_schedules(report).await?;
+        let engine = self.engine;
+        let mut started = 0;
+        while started < self.options.max_starts_per_tick {
+            let claimed = engine
+                .store
+                .claim_due_schedules(&engine.node_id, engine.now(), self.options.lease, 16)
+                .await?;
+            if claimed.is_empty() {
+                break;
+            }
+            for row in claimed {
+                let key = (row.process_id.clone(), row.schedule_id.clone());
+                let Some(declared) = declared.get(&key) else {
+                    // The latest deployment no longer declares it.
+                    engine
+                        .store
+                        .remove_schedule(&row.process_id, &row.schedule_id)
+                        .await?;
+                    continue;
+                };
+                match self.start_occurrence(&row, declared).await {
+                    Ok(Some(start)) => {
+                        started += 1;
+                        report.started.push(start);
+                    }
+                    Ok(None) => {}
+                    Err(error) => report.schedule_failures.push(ScheduleFailure {
+                        process_id: row.process_id,
+                        schedule_id: row.schedule_id,
+                        error,
+                    }),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives every schedule of the latest deployments a row (its first occurrence after
+    /// now) and resets rows whose cron expression a redeployment changed.
+    async fn sync_schedules(
+        &self,
+        report: &mut TickReport,
+    ) -> Result<HashMap<(String, String), Declared>, SchedulerError> {
+        let engine = self.engine;
+        let now = engine.now();
+        let rows: HashMap<(String, String), ScheduleRow> = engine
+            .store
+            .schedules()
+            .await?
+            .into_iter()
+            .map(|row| ((row.process_id.clone(), row.schedule_id.clone()), row))
+            .collect();
+        let mut declared = HashMap::new();
+        for (process, version) in engine.store.latest_versions().await? {
+            let definition = match engine.definition(&process, version).await {
+                Ok(definition) => definition,
+                Err(EngineError::Store(error)) => return Err(error.into()),
+                Err(error) => {
+                    // A deployment that no longer compiles cannot run its schedules.
+                    report.schedule_failures.push(ScheduleFailure {
+                        process_id: process.clone(),
+                        schedule_id: String::new(),
+                        error: error.into(),
+                    });
+                    continue;
+                }
+            };
+            let offset = engine.utc_offset(&definition);
+            for (index, decl) in definition.schedules.iter().enumerate() {
+                let key = (process.clone(), decl.id.clone());
+                let first = match self.cron(&decl.cron) {
+                    Ok(cron) => next_occurrence(&cron, now, offset),
+                    Err(error) => {
+                        report.schedule_failures.push(ScheduleFailure {
+                            process_id: process.clone(),
+                            schedule_id: decl.id.clone(),
+                            error,
+                        });
+                        continue;
+                    }
+                };
+                match (rows.get(&key), first) {
+                    (None, Some(first)) => {
+                        engine
+                            .store
+                            .register_schedule(&process, &decl.id, &decl.cron, first)
+                            .await?;
+                    }
+                    (Some(row), Some(first)) if row.cron != decl.cron => {
+                        engine
+                            .store
+                            .reset_schedule(&process, &decl.id, &row.cron, &decl.cron, first)
+                            .await?;
+                    }
+                    // No occurrence left (a cron with a year that has passed).
+                    (Some(_), None) => {
+                        engine.store.remove_schedule(&process, &decl.id).await?;
+                    }
+                    _ => {}
+                }
+                declared.insert(
+                    key,
+                    Declared {
+                        version,
+                        definition: definition.clone(),
+                        index,
+                    },
+                );
+            }
+        }
+        Ok(declared)
+    }
+
+    /// Starts the occurrence `row` is at and moves the row on. `None` when another node
+    /// started it first, or the row changed under this node.
+    async fn start_occurrence(
+        &self,
+        row: &ScheduleRow,
+        declared: &Declared,
+    ) -> Result<Option<ScheduledStart>, SchedulerError> {
+        let engine = self.engine;
+        let decl = declared.decl();
+        let cron = self.cron(&decl.cron)?;
+        let offset = engine.utc_offset(&declared.definition);
+        if row.cron != decl.cron {
+            // Claimed before this node's sync reset it: reset now, start nothing.
+            if let Some(first) = next_occurrence(&cron, engine.now(), offset) {
+                engine
+                    .store
+                    .reset_schedule(
+                        &row.process_id,
+                        &row.schedule_id,
+                        &row.cron,
+                        &decl.cron,
+                        first,
+                    )
+                    .await?;
+            }
+            return Ok(None);
+        }
+        let occurrence = row.next_due_at.with_timezone(&offset);
+        let instance_id = occurrence_instance_id(&row.process_id, &row.schedule_id, occurrence);
+        let data = render_start_data(decl, &row.process_id, &instance_id, occurrence)?;
+        let actor = Actor {
+            user: SCHEDULER_USER.to_string(),
+            roles: Vec::new(),
+            unit: match data.get("unit") {
+                Some(Value::Str(unit)) => unit.clone(),
+                _ => String::new(),
+            },
+        };
+        let outcome = engine
+            .start_with_id(
+                &instance_id,
+                &row.process_id,
+                declared.version,
+                &actor,
+                data,
+            )
+            .await;
+        let fresh = match outcome {
+            Ok(_) => true,
+            // Started already: by a node whose lease ran out, or by this one before a crash.
+            Err(EngineError::Store(StoreError::Conflict {
+                reason: ConflictReason::Duplicate,
+                ..
+            })) => false,
+            Err(error) => return Err(error.into()),
+        };
+        let started_at = row.next_due_at;
+        match cron.after(&occurrence).next() {
+            Some(next) => {
+                engine
+                    .store
+                    .advance_schedule(
+                        &row.process_id,
+                        &row.schedule_id,
+                        started_at,
+                        next.with_timezone(&Utc),
+                    )
+                    .await?;
+            }
+            None => {
+                engine
+                    .store
+                    .remove_schedule(&row.process_id, &row.schedule_id)
+                    .await?;
+            }
+        }
+        Ok(fresh.then(|| ScheduledStart {
+            process_id: row.process_id.clone(),
+            schedule_id: row.schedule_id.clone(),
+            occurrence,
+            instance_id,
+        }))
+    }
+
+    fn cron(&self, expression: &str) -> Result<Arc<cron::Schedule>, SchedulerError> {
+        if let Some(cron) = self
+            .crons
+            .lock()
+            .ok()
+            .and_then(|crons| crons.get(expression).cloned())
+        {
+            return Ok(cron);
+        }
+        let cron = Arc::new(cron::Schedule::from_str(expression).map_err(|source| {
+            SchedulerError::BadCron {
+                cron: expression.to_string(),
+                source,
+            }
+        })?);
+        if let Ok(mut crons) = self.crons.lock() {
+            crons.insert(expression.to_string(), cron.clone());
+        }
+        Ok(cron)
+    }
+}
+
+/// The first occurrence strictly after `now`, read in `offset`.
+fn next_occurrence(
+    cron: &cron::Schedule,
+    now: DateTime<Utc>,
+    offset: FixedOffset,
+) -> Option<DateTime<Utc>> {
+    cron.after(&now.with_timezone(&offset))
+        .next()
+        .map(|next| next.with_timezone(&Utc))
+}
+
+/// `heating_aid-yearly-20261015T090000`: one id per occurrence, so starting it twice is a
+/// duplicate key on every database.
+pub fn occurrence_instance_id(
+    process: &str,
+    schedule: &str,
+    occurrence: DateTime<FixedOffset>,
+) -> String {
+    format!(
+        "{process}-{schedule}-{}",
+        occurrence.format("%Y%m%dT%H%M%S")
+    )
+}
+
+/// Evaluates a schedule's `data`: `now` and `started_at` are the occurrence (not the
+/// moment a late node got round to it), so the data of an occurrence never varies.
+fn render_start_data(
+    decl: &ScheduleDecl,
+    process: &str,
+    instance_id: &str,
+    occurrence: DateTime<FixedOffset>,
+) -> Result<BTreeMap<String, Value>, SchedulerError> {
+    let env: BTreeMap<String, Value> = BTreeMap::from([
+        ("now".to_string(), Value::DateTime(occurrence)),
+        ("started_at".to_string(), Value::DateTime(occurrence)),
+        ("process".to_string(), Value::Str(process.to_string())),
+        (
+            "instance_id".to_string(),
+            Value::Str(instance_id.to_string()),
+        ),
+        (
+            "started_by".to_string(),
+            Value::Str(SCHEDULER_USER.to_string()),
+        ),
+    ]);
+    decl.data
+        .iter()
+        .map(|(field, template)| Ok((field.clone(), render(template, &env, field)?)))
+        .collect()
+}
+
+fn render(
+    template: &ValueTemplate,
+    env: &BTreeMap<String, Value>,
+    field: &str,
+) -> Result<Value, SchedulerError> {
+    Ok(match template {
+        ValueTemplate::Literal(value) => value.clone(),
+        ValueTemplate::Expr(expr) => expr.eval(env).map_err(|source| SchedulerError::BadData {
+            field: field.to_string(),
+            expression: expr.source().to_string(),
+            source,
+        })?,
+        ValueTemplate::List(items) => Value::List(
+            items
+                .iter()
+                .map(|item| render(item, env, field))
+                .collect::<Result<_, _>>()?,
+        ),
+        ValueTemplate::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(key, value)| Ok((key.clone(), render(value, env, field)?)))
+                .collect::<Result<_, SchedulerError>>()?,
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offset() -> FixedOffset {
+        FixedOffset::east_opt(8 * 3600).expect("valid offset")
+    }
+
+    #[test]
+    fn cron_times_are_read_in_the_calendar_offset() {
+        // 09:00 on 15 October, Beijing time.
+        let cron = cron::Schedule::from_str("0 0 9 15 10 *").expect("valid cron");
+        let now = DateTime::parse_from_rfc3339("2026-10-15T00:30:00Z")
+            .expect("valid time")
+            .with_timezone(&Utc);
+        // 00:30Z is 08:30 in Beijing: today's 09:00 is still ahead, at 01:00Z.
+        let next = next_occurrence(&cron, now, offset()).expect("an occurrence");
+        assert_eq!(next.to_rfc3339(), "2026-10-15T01:00:00+00:00");
+        // Strictly after: at the occurrence itself, the next one is a year on.
+        let after = next_occurrence(&cron, next, offset()).expect("an occurrence");
+        assert_eq!(after.to_rfc3339(), "2027-10-15T01:00:00+00:00");
+    }
+
+    #[test]
+    fn occurrence_ids_name_the_local_time() {
+        let at = DateTime::parse_from_rfc3339("2026-10-15T09:00:00+08:00").expect("valid time");
+        assert_eq!(
+            occurrence_instance_id("heating_aid", "yearly", at),
+            "heating_aid-yearly-20261015T090000"
+        );
+    }
+
+    #[test]
+    fn a_year_bounded_cron_runs_out() {
+        let cron = cron::Schedule::from_str("0 0 9 15 10 * 2026").expect("valid cron");
+        let now = DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z")
+            .expect("valid time")
+            .with_timezone(&Utc);
+        assert_eq!(next_occurrence(&cron, now, offset()), None);
+    }
+}

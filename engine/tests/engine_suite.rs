@@ -1,0 +1,861 @@
+//! The engine's one test suite — deploy, cases end to end, races, refusals, the audit
+//! chain and the scheduler — run against SQLite (a temp file) and PostgreSQL alike.
+//!
+//! PostgreSQL comes from `JIUZHU_TEST_PG` (default `postgres://postgres@127.0.0.1:5432/test`);
+//! each test gets a fresh schema (via `search_path`) that is dropped afterwards. When no
+//! server answers, the PostgreSQL half fails and says how to start one. Time is a manual
+//! clock: nothing here sleeps.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context as _, Result, bail, ensure};
+use chrono::{DateTime, Duration, Utc};
+use jiuzhu_engine::clock::ManualClock;
+use jiuzhu_engine::core::Actor;
+use jiuzhu_engine::project::Project;
+use jiuzhu_engine::runtime::{Engine, EngineError, StepReport};
+use jiuzhu_engine::scheduler::{Scheduler, occurrence_instance_id};
+use jiuzhu_engine::store::{InstanceFilter, Store, StoreError};
+use jiuzhu_rules::Value;
+use sqlx::{Connection as _, Executor as _};
+
+const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// What a test body gets: a database, a clock, and the means to open engine nodes on them.
+#[derive(Clone)]
+struct Ctx {
+    db: Db,
+    url: String,
+    clock: Arc<ManualClock>,
+    project: Arc<Project>,
+}
+
+impl Ctx {
+    /// An engine node on the test database, with its own connections.
+    async fn node(&self, name: &str) -> Result<Engine> {
+        self.node_on(name, self.project.clone()).await
+    }
+
+    async fn node_on(&self, name: &str, project: Arc<Project>) -> Result<Engine> {
+        let store = Store::open(&self.url).await?;
+        Engine::new(store, project, self.clock.clone(), name).map_err(|e| anyhow::anyhow!(e))
+    }
+
+    fn actor(&self, user: &str) -> Result<Actor> {
+        let org = self.project.org.as_ref().context("org.yaml")?;
+        let user = org.user(user).with_context(|| format!("no user {user}"))?;
+        Ok(Actor {
+            user: user.id.clone(),
+            roles: user.roles.clone(),
+            unit: user.unit.clone(),
+        })
+    }
+
+    /// Runs SQL on a connection of its own, behind the engine's back.
+    async fn raw(&self, sql: &str) -> Result<()> {
+        match self.db {
+            Db::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
+                conn.execute(sql).await?;
+                conn.close().await?;
+            }
+            Db::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+                conn.execute(sql).await?;
+                conn.close().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn processes_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../processes")
+}
+
+fn load_project(dir: &Path) -> Arc<Project> {
+    Arc::new(Project::load(dir).unwrap_or_else(|problems| {
+        panic!("{} does not load:\n{}", dir.display(), problems.join("\n"))
+    }))
+}
+
+fn pg_base() -> String {
+    std::env::var("JIUZHU_TEST_PG").unwrap_or_else(|_| DEFAULT_PG.to_owned())
+}
+
+static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(0);
+
+async fn connect_pg_admin(base: &str) -> sqlx::PgConnection {
+    match sqlx::PgConnection::connect(base).await {
+        Ok(conn) => conn,
+        Err(error) => panic!(
+            "cannot connect to PostgreSQL at {base}: {error}\n\
+             The engine suite needs a PostgreSQL server. Start one, e.g.\n  \
+             pg_ctlcluster 15 main start            (Debian's postgresql package)\n  \
+             docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust -e POSTGRES_DB=test postgres:16\n\
+             or point JIUZHU_TEST_PG at one (postgres://user@host:port/database)."
+        ),
+    }
+}
+
+struct Teardown {
+    _dir: tempfile::TempDir,
+    schema: Option<(String, String)>,
+}
+
+/// 2026-03-02 09:00 Beijing time, a Monday.
+fn monday_morning() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00")
+        .expect("valid time")
+        .with_timezone(&Utc)
+}
+
+async fn setup(db: Db) -> (Ctx, Teardown) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (url, schema) = match db {
+        Db::Sqlite => (
+            format!("sqlite:{}", dir.path().join("jiuzhu.db").display()),
+            None,
+        ),
+        Db::Postgres => {
+            let base = pg_base();
+            let schema = format!(
+                "jiuzhu_engine_{}_{}",
+                std::process::id(),
+                NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
+            );
+            let mut admin = connect_pg_admin(&base).await;
+            admin
+                .execute(
+                    format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
+                        .as_str(),
+                )
+                .await
+                .expect("create test schema");
+            let separator = if base.contains('?') { '&' } else { '?' };
+            let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
+            (url, Some((base, schema)))
+        }
+    };
+    let ctx = Ctx {
+        db,
+        url,
+        clock: Arc::new(ManualClock::new(monday_morning())),
+        project: load_project(&processes_dir()),
+    };
+    (ctx, Teardown { _dir: dir, schema })
+}
+
+async fn finish(db: Db, teardown: Teardown, outcome: Result<Result<()>, tokio::task::JoinError>) {
+    if let Some((base, schema)) = &teardown.schema {
+        let mut admin = connect_pg_admin(base).await;
+        admin
+            .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+            .await
+            .expect("drop test schema");
+    }
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => panic!("{db:?}: {error:?}"),
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        Err(join) => panic!("{db:?}: test task failed: {join}"),
+    }
+}
+
+/// Every test below runs once per database.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (ctx, teardown) = super::setup(super::Db::Sqlite).await;
+                    // Spawned, so a panicking body still gets its database cleaned up.
+                    let outcome = tokio::spawn(super::$name(ctx)).await;
+                    super::finish(super::Db::Sqlite, teardown, outcome).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (ctx, teardown) = super::setup(super::Db::Postgres).await;
+                    let outcome = tokio::spawn(super::$name(ctx)).await;
+                    super::finish(super::Db::Postgres, teardown, outcome).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_databases!(
+    deploy_keeps_unchanged_versions_and_running_instances_keep_theirs,
+    dibao_case_end_to_end_with_publicity_fired_by_the_scheduler,
+    concurrent_completions_of_one_task_have_exactly_one_winner,
+    bad_form_data_is_refused_and_changes_nothing,
+    unknown_task_instance_and_message_are_not_found,
+    history_chain_verifies_and_detects_tampering,
+    expired_timer_leases_are_claimed_again,
+    cron_schedule_starts_each_occurrence_once,
+    redeployed_cron_expression_moves_the_schedule,
+);
+
+// ---------------------------------------------------------------- fixtures
+
+fn data(json: serde_json::Value) -> BTreeMap<String, Value> {
+    match Value::from_json(&json) {
+        Value::Object(map) => map,
+        _ => BTreeMap::new(),
+    }
+}
+
+fn application(wage: &str) -> BTreeMap<String, Value> {
+    data(serde_json::json!({
+        "applicant_name": "张秀兰",
+        "area": "urban",
+        "household": {
+            "members": [
+                {"id": "m1", "birth_date": "1950-05-01", "income": [{"kind": "pension_basic", "monthly": "180.00"}]},
+                {"id": "m2", "birth_date": "1978-09-12", "income": [{"kind": "wage", "monthly": wage}]}
+            ],
+            "savings": "6000.00"
+        }
+    }))
+}
+
+fn task_of<'r>(report: &'r StepReport, node: &str) -> Result<&'r str> {
+    report
+        .tasks_opened
+        .iter()
+        .find(|t| t.node_id == node)
+        .map(|t| t.id.as_str())
+        .with_context(|| format!("no {node} task opened by this step"))
+}
+
+/// Open tasks of an instance by node id (from the inbox table, as staff see them).
+async fn open_tasks(engine: &Engine, instance: &str) -> Result<BTreeMap<String, String>> {
+    let (_, _, state) = engine.load(instance).await.map_err(anyhow::Error::new)?;
+    Ok(state
+        .tasks
+        .iter()
+        .map(|t| (t.node.clone(), t.id.clone()))
+        .collect())
+}
+
+/// Starts a dibao case and takes it to the open `survey` task; returns (instance, survey task).
+async fn case_at_survey(ctx: &Ctx, engine: &Engine) -> Result<(String, String)> {
+    let clerk = ctx.actor("zx_clerk")?;
+    let started = engine
+        .start("dibao", &clerk, application("1000.00"))
+        .await?;
+    let accept = task_of(&started, "accept")?.to_string();
+    let accepted = engine
+        .complete(&accept, &clerk, data(serde_json::json!({"complete": true})))
+        .await?;
+    Ok((
+        started.instance.id.clone(),
+        task_of(&accepted, "survey")?.to_string(),
+    ))
+}
+
+fn code<T: std::fmt::Debug>(result: &Result<T, EngineError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) => e.code(),
+    }
+}
+
+// ---------------------------------------------------------------- deploy
+
+async fn deploy_keeps_unchanged_versions_and_running_instances_keep_theirs(ctx: Ctx) -> Result<()> {
+    let engine = ctx.node("n1").await?;
+    let first = engine.deploy().await?;
+    ensure!(!first.is_empty(), "nothing deployed");
+    ensure!(first.iter().all(|d| d.version == 1), "{first:?}");
+    let again = engine.deploy().await?;
+    ensure!(
+        again
+            .iter()
+            .map(|d| (&d.process_id, d.version))
+            .collect::<Vec<_>>()
+            == first
+                .iter()
+                .map(|d| (&d.process_id, d.version))
+                .collect::<Vec<_>>(),
+        "an unchanged deploy made new versions: {again:?}"
+    );
+
+    let clerk = ctx.actor("zx_clerk")?;
+    let old_case = engine
+        .start("dibao", &clerk, application("1000.00"))
+        .await?;
+    ensure!(old_case.instance.process_version == 1);
+
+    // The same project with dibao renamed: a new version of dibao only.
+    let dir = tempfile::tempdir()?;
+    copy_dir(&processes_dir(), dir.path())?;
+    let dibao = dir.path().join("dibao.yaml");
+    let source = std::fs::read_to_string(&dibao)?;
+    let renamed = source.replacen(
+        "name: 最低生活保障审核确认",
+        "name: 最低生活保障审核确认（修订）",
+        1,
+    );
+    ensure!(renamed != source, "the rename did not apply");
+    std::fs::write(&dibao, renamed)?;
+    let changed = ctx.node_on("n2", load_project(dir.path())).await?;
+    let deployed = changed.deploy().await?;
+    for d in &deployed {
+        let expected = if d.process_id == "dibao" { 2 } else { 1 };
+        ensure!(d.version == expected, "{}@{}", d.process_id, d.version);
+    }
+
+    let new_case = changed
+        .start("dibao", &clerk, application("1000.00"))
+        .await?;
+    ensure!(new_case.instance.process_version == 2);
+    // The running case stays on version 1, whichever node moves it on.
+    let accept = task_of(&old_case, "accept")?;
+    let step = changed
+        .complete(accept, &clerk, data(serde_json::json!({"complete": true})))
+        .await?;
+    ensure!(step.instance.process_version == 1);
+    let (_, old_def, _) = changed.load(&old_case.instance.id).await?;
+    let (_, new_def, _) = changed.load(&new_case.instance.id).await?;
+    ensure!(old_def.name == "最低生活保障审核确认", "{}", old_def.name);
+    ensure!(
+        new_def.name == "最低生活保障审核确认（修订）",
+        "{}",
+        new_def.name
+    );
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- a case end to end
+
+async fn dibao_case_end_to_end_with_publicity_fired_by_the_scheduler(ctx: Ctx) -> Result<()> {
+    let engine = ctx.node("n1").await?;
+    engine.deploy().await?;
+    let scheduler = Scheduler::new(&engine);
+    let (instance, survey) = case_at_survey(&ctx, &engine).await?;
+    let tasks = open_tasks(&engine, &instance).await?;
+    ensure!(
+        tasks.keys().cloned().collect::<Vec<_>>() == ["survey", "verify"],
+        "{tasks:?}"
+    );
+    // The inbox shows the survey to township staff of the unit.
+    let staff = ctx.actor("zx_staff1")?;
+    let inbox = engine
+        .store
+        .tasks_for(
+            &staff.roles,
+            std::slice::from_ref(&staff.unit),
+            &staff.user,
+            50,
+        )
+        .await?;
+    ensure!(inbox.iter().any(|t| t.id == survey), "{inbox:?}");
+
+    engine
+        .complete(
+            &survey,
+            &staff,
+            data(serde_json::json!({"surveyors": ["李强", "赵敏"]})),
+        )
+        .await?;
+    let verify = open_tasks(&engine, &instance).await?["verify"].clone();
+    let step = engine
+        .complete(
+            &verify,
+            &ctx.actor("county_staff1")?,
+            data(serde_json::json!({"verification_ok": true})),
+        )
+        .await?;
+    let opinion = task_of(&step, "initial_opinion")?.to_string();
+    ctx.clock.advance(Duration::hours(2));
+    let step = engine
+        .complete(
+            &opinion,
+            &ctx.actor("zx_staff2")?,
+            data(serde_json::json!({"proposal": "approve"})),
+        )
+        .await?;
+    ensure!(step.tasks_opened.is_empty(), "publicity opens no task");
+
+    // Six days on, publicity is still running.
+    ctx.clock.advance(Duration::days(6));
+    let tick = scheduler.tick().await?;
+    ensure!(
+        tick.fired.iter().all(|f| f.instance_id == instance),
+        "{tick:?}"
+    );
+    ensure!(
+        !open_tasks(&engine, &instance)
+            .await?
+            .contains_key("approve")
+    );
+
+    // A day later the publicity timer fires and the approval opens.
+    ctx.clock.advance(Duration::days(1));
+    let tick = scheduler.tick().await?;
+    ensure!(!tick.fired.is_empty(), "no timer fired: {tick:?}");
+    ensure!(tick.timer_failures.is_empty(), "{tick:?}");
+    ensure!(
+        tick.oldest_due_timer_lag.is_none(),
+        "due timers left: {tick:?}"
+    );
+    let approve = open_tasks(&engine, &instance).await?["approve"].clone();
+    let step = engine
+        .complete(
+            &approve,
+            &ctx.actor("zx_head")?,
+            data(serde_json::json!({"decision": "approve"})),
+        )
+        .await?;
+    ensure!(step.instance.status == "completed", "{:?}", step.instance);
+    ensure!(step.instance.outcome.as_deref() == Some("approved"));
+
+    // The decision's effects wait in the outbox, each once.
+    let outbox = engine
+        .store
+        .claim_outbox("dispatcher", engine.now(), Duration::seconds(30), 100)
+        .await?;
+    let kinds: BTreeMap<&str, usize> = outbox
+        .iter()
+        .filter(|o| o.entry.instance_id == instance)
+        .fold(BTreeMap::new(), |mut kinds, o| {
+            *kinds.entry(o.entry.kind.as_str()).or_default() += 1;
+            kinds
+        });
+    for kind in ["payment", "start_process"] {
+        ensure!(kinds.get(kind) == Some(&1), "{kind}: {kinds:?}");
+    }
+    let payment = outbox
+        .iter()
+        .find(|o| o.entry.kind == "payment")
+        .context("payment")?;
+    ensure!(
+        payment.entry.payload["purpose"] == "dibao"
+            && payment.entry.payload["schedule"] == "monthly",
+        "{}",
+        payment.entry.payload
+    );
+    ensure!(
+        payment.entry.payload["id"] == payment.entry.id.as_str(),
+        "the effect id is the idempotency key"
+    );
+
+    // The audit trail: start, four completions, the timer, the approval.
+    let history = engine.store.history(&instance).await?;
+    let events: Vec<&str> = history.iter().map(|h| h.event.as_str()).collect();
+    ensure!(
+        events
+            == [
+                "start", "complete", "complete", "complete", "complete", "timer", "complete"
+            ],
+        "{events:?}"
+    );
+    let timer_row = &history[5];
+    ensure!(timer_row.actor.is_none(), "a timer acts for nobody");
+    ensure!(
+        timer_row.data["input"]["timer"].is_string(),
+        "the fired timer is named: {}",
+        timer_row.data
+    );
+    engine.store.verify_history(&instance).await?;
+    let (_, def, state) = engine.load(&instance).await?;
+    state.check_invariants(&def)?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- races and refusals
+
+async fn concurrent_completions_of_one_task_have_exactly_one_winner(ctx: Ctx) -> Result<()> {
+    let setup = ctx.node("n0").await?;
+    setup.deploy().await?;
+    // Two nodes, two users of the same role, racing on the same task, several times over.
+    let first = Arc::new(ctx.node("n1").await?);
+    let second = Arc::new(ctx.node("n2").await?);
+    let staff1 = ctx.actor("zx_staff1")?;
+    let staff2 = ctx.actor("zx_staff2")?;
+    for _ in 0..8 {
+        let (instance, survey) = case_at_survey(&ctx, &setup).await?;
+        let form = data(serde_json::json!({"surveyors": ["李强", "赵敏"]}));
+        let barrier = Arc::new(tokio::sync::Barrier::new(2));
+        let race = |engine: Arc<Engine>, actor: Actor| {
+            let (survey, form, barrier) = (survey.clone(), form.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                engine.complete(&survey, &actor, form).await
+            })
+        };
+        let one = race(first.clone(), staff1.clone());
+        let two = race(second.clone(), staff2.clone());
+        let outcomes = [one.await?, two.await?];
+        let codes: Vec<&str> = outcomes.iter().map(code).collect();
+        let winners = codes.iter().filter(|c| **c == "ok").count();
+        ensure!(winners == 1, "expected exactly one winner: {codes:?}");
+        ensure!(
+            codes
+                .iter()
+                .all(|c| matches!(*c, "ok" | "conflict" | "not_found")),
+            "{codes:?}"
+        );
+        // The case took the step once: start, accept, survey.
+        let history = setup.store.history(&instance).await?;
+        ensure!(history.len() == 3, "{} history rows", history.len());
+        let tasks = open_tasks(&setup, &instance).await?;
+        ensure!(!tasks.contains_key("survey"), "{tasks:?}");
+        setup.store.verify_history(&instance).await?;
+    }
+    Ok(())
+}
+
+async fn bad_form_data_is_refused_and_changes_nothing(ctx: Ctx) -> Result<()> {
+    let engine = ctx.node("n1").await?;
+    engine.deploy().await?;
+    let (instance, survey) = case_at_survey(&ctx, &engine).await?;
+    let before = engine
+        .store
+        .load_instance(&instance)
+        .await?
+        .context("row")?;
+    let history_before = engine.store.history(&instance).await?;
+    let staff = ctx.actor("zx_staff1")?;
+    for bad in [
+        serde_json::json!({"surveyors": ["李强"]}),
+        serde_json::json!({"surveyors": "李强"}),
+        serde_json::json!({}),
+        serde_json::json!({"surveyors": ["李强", "赵敏"], "bogus": 1}),
+    ] {
+        let outcome = engine.complete(&survey, &staff, data(bad.clone())).await;
+        ensure!(code(&outcome) == "invalid_data", "{bad}: {outcome:?}");
+    }
+    let after = engine
+        .store
+        .load_instance(&instance)
+        .await?
+        .context("row")?;
+    ensure!(after == before, "the instance changed");
+    ensure!(engine.store.history(&instance).await? == history_before);
+    ensure!(engine.store.task(&survey).await?.is_some());
+    ensure!(open_tasks(&engine, &instance).await?.contains_key("survey"));
+    // The same task still takes good data.
+    engine
+        .complete(
+            &survey,
+            &staff,
+            data(serde_json::json!({"surveyors": ["李强", "赵敏"]})),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn unknown_task_instance_and_message_are_not_found(ctx: Ctx) -> Result<()> {
+    let engine = ctx.node("n1").await?;
+    engine.deploy().await?;
+    let (instance, survey) = case_at_survey(&ctx, &engine).await?;
+    let staff = ctx.actor("zx_staff1")?;
+    let outcomes = [
+        (
+            "unknown task",
+            code(
+                &engine
+                    .complete("dibao-nope-t1", &staff, BTreeMap::new())
+                    .await,
+            ),
+        ),
+        (
+            "unknown instance",
+            code(
+                &engine
+                    .message("dibao-nope", "withdraw", None, BTreeMap::new())
+                    .await,
+            ),
+        ),
+        (
+            "unknown message",
+            code(
+                &engine
+                    .message(&instance, "bogus", None, BTreeMap::new())
+                    .await,
+            ),
+        ),
+        (
+            "load of unknown instance",
+            code(&engine.load("dibao-nope").await),
+        ),
+        (
+            "unknown process",
+            code(&engine.start("nope", &staff, BTreeMap::new()).await),
+        ),
+    ];
+    for (what, code) in outcomes {
+        ensure!(code == "not_found", "{what}: {code}");
+    }
+    // A task that was completed is gone for the next user.
+    let form = data(serde_json::json!({"surveyors": ["李强", "赵敏"]}));
+    engine.complete(&survey, &staff, form.clone()).await?;
+    let again = engine
+        .complete(&survey, &ctx.actor("zx_staff2")?, form)
+        .await;
+    ensure!(
+        matches!(code(&again), "not_found" | "conflict"),
+        "{again:?}"
+    );
+    Ok(())
+}
+
+async fn history_chain_verifies_and_detects_tampering(ctx: Ctx) -> Result<()> {
+    let engine = ctx.node("n1").await?;
+    engine.deploy().await?;
+    let (instance, survey) = case_at_survey(&ctx, &engine).await?;
+    engine
+        .complete(
+            &survey,
+            &ctx.actor("zx_staff1")?,
+            data(serde_json::json!({"surveyors": ["李强", "赵敏"]})),
+        )
+        .await?;
+    let history = engine.store.history(&instance).await?;
+    ensure!(history.len() == 3);
+    for pair in history.windows(2) {
+        ensure!(
+            pair[1].prev_hash == pair[0].hash,
+            "broken link at {}",
+            pair[1].seq
+        );
+    }
+    engine.store.verify_history(&instance).await?;
+    // Someone edits who completed the survey, straight in the database.
+    ctx.raw(&format!(
+        "UPDATE history SET actor = 'zx_staff2' WHERE instance_id = '{instance}' AND seq = 3"
+    ))
+    .await?;
+    match engine.store.verify_history(&instance).await {
+        Err(StoreError::Tampered(_)) => Ok(()),
+        other => bail!("tampering went unnoticed: {other:?}"),
+    }
+}
+
+// ---------------------------------------------------------------- scheduler
+
+async fn expired_timer_leases_are_claimed_again(ctx: Ctx) -> Result<()> {
+    let engine = ctx.node("n1").await?;
+    engine.deploy().await?;
+    let (instance, _) = case_at_survey(&ctx, &engine).await?;
+    // The survey's reminder (4 working days on) and more become due.
+    ctx.clock.advance(Duration::days(30));
+    // A node claims every due timer, then dies before firing any.
+    let crashed = ctx.node("crashed").await?;
+    let claimed = crashed
+        .store
+        .claim_due_timers("crashed", ctx.clock_now(), Duration::seconds(60), 1000)
+        .await?;
+    ensure!(!claimed.is_empty(), "nothing was due");
+    let claimed_ids: BTreeSet<String> = claimed.iter().map(|t| t.id.clone()).collect();
+
+    let survivor = ctx.node("survivor").await?;
+    let scheduler = Scheduler::new(&survivor);
+    let tick = scheduler.tick().await?;
+    ensure!(
+        tick.fired.is_empty(),
+        "fired under another node's lease: {tick:?}"
+    );
+    ensure!(
+        tick.oldest_due_timer_lag.is_none(),
+        "leased timers are not claimable, so not late yet"
+    );
+
+    // The lease runs out: now they are late, and the survivor fires them.
+    ctx.clock.advance(Duration::seconds(61));
+    let lag = survivor.store.oldest_due_timer_lag(ctx.clock_now()).await?;
+    ensure!(
+        lag.is_some_and(|lag| lag >= Duration::seconds(1)),
+        "{lag:?}"
+    );
+    let tick = scheduler.tick().await?;
+    let fired: BTreeSet<String> = tick.fired.iter().map(|f| f.timer_id.clone()).collect();
+    ensure!(
+        claimed_ids.is_subset(&fired),
+        "claimed {claimed_ids:?}, fired {fired:?}, stale {}",
+        tick.stale
+    );
+    ensure!(tick.oldest_due_timer_lag.is_none(), "{tick:?}");
+    // Every timer event is in the history once.
+    let history = survivor.store.history(&instance).await?;
+    let mut seen = BTreeSet::new();
+    for row in history.iter().filter(|h| h.event == "timer") {
+        let timer = row.data["input"]["timer"].as_str().context("timer id")?;
+        ensure!(seen.insert(timer.to_string()), "{timer} fired twice");
+    }
+    ensure!(seen == fired, "history {seen:?} vs fired {fired:?}");
+    let (_, def, state) = survivor.load(&instance).await?;
+    state.check_invariants(&def)?;
+    Ok(())
+}
+
+impl Ctx {
+    fn clock_now(&self) -> DateTime<Utc> {
+        use jiuzhu_engine::clock::Clock as _;
+        self.clock.now()
+    }
+}
+
+fn beijing(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .expect("valid time")
+        .with_timezone(&Utc)
+}
+
+async fn cron_schedule_starts_each_occurrence_once(ctx: Ctx) -> Result<()> {
+    ctx.clock.set(beijing("2026-10-01T09:00:00+08:00"));
+    let nodes = [
+        Arc::new(ctx.node("n1").await?),
+        Arc::new(ctx.node("n2").await?),
+        Arc::new(ctx.node("n3").await?),
+    ];
+    nodes[0].deploy().await?;
+    let tick_all = async || -> Result<Vec<String>> {
+        let mut handles = Vec::new();
+        for node in &nodes {
+            let node = node.clone();
+            handles.push(tokio::spawn(async move {
+                Scheduler::new(&node).tick().await.map(|report| {
+                    report
+                        .started
+                        .into_iter()
+                        .map(|s| s.instance_id)
+                        .collect::<Vec<_>>()
+                })
+            }));
+        }
+        let mut started = Vec::new();
+        for handle in handles {
+            started.extend(handle.await??);
+        }
+        started.sort();
+        Ok(started)
+    };
+
+    // Before the first occurrence nothing starts; the schedule is registered once.
+    ensure!(tick_all().await?.is_empty());
+    let rows = nodes[0].store.schedules().await?;
+    ensure!(rows.len() == 1, "{rows:?}");
+    ensure!(rows[0].process_id == "heating_aid" && rows[0].schedule_id == "yearly");
+    ensure!(
+        rows[0].next_due_at == beijing("2026-10-15T09:00:00+08:00"),
+        "cron read in +08:00: {}",
+        rows[0].next_due_at
+    );
+
+    // One second early: nothing. On the dot: exactly one start across three nodes.
+    ctx.clock.set(beijing("2026-10-15T08:59:59+08:00"));
+    ensure!(tick_all().await?.is_empty());
+    ctx.clock.set(beijing("2026-10-15T09:00:00+08:00"));
+    let occurrence = DateTime::parse_from_rfc3339("2026-10-15T09:00:00+08:00")?;
+    let expected = occurrence_instance_id("heating_aid", "yearly", occurrence);
+    ensure!(tick_all().await? == std::slice::from_ref(&expected));
+    ensure!(tick_all().await?.is_empty(), "started twice");
+
+    let (row, def, state) = nodes[1].load(&expected).await?;
+    ensure!(row.unit == "双鸭山市/尖山区", "{}", row.unit);
+    ensure!(state.vars.get("season") == Some(&Value::Int(2026)));
+    ensure!(state.started_by == "scheduler");
+    state.check_invariants(&def)?;
+    let county = ctx.actor("county_staff1")?;
+    let inbox = nodes[1]
+        .store
+        .tasks_for(
+            &county.roles,
+            std::slice::from_ref(&county.unit),
+            &county.user,
+            50,
+        )
+        .await?;
+    ensure!(
+        inbox
+            .iter()
+            .any(|t| t.instance_id == expected && t.node_id == "prepare_roster"),
+        "{inbox:?}"
+    );
+
+    // The nodes were down for three seasons: each missed occurrence starts once.
+    ctx.clock.set(beijing("2029-11-01T09:00:00+08:00"));
+    let started = tick_all().await?;
+    ensure!(
+        started
+            == [
+                "heating_aid-yearly-20271015T090000",
+                "heating_aid-yearly-20281015T090000",
+                "heating_aid-yearly-20291015T090000",
+            ],
+        "{started:?}"
+    );
+    ensure!(tick_all().await?.is_empty());
+    let all = nodes[0]
+        .store
+        .list_instances(&InstanceFilter {
+            process_id: Some("heating_aid".into()),
+            ..InstanceFilter::default()
+        })
+        .await?;
+    ensure!(all.len() == 4, "{} instances", all.len());
+    let rows = nodes[0].store.schedules().await?;
+    ensure!(rows[0].next_due_at == beijing("2030-10-15T09:00:00+08:00"));
+    ensure!(rows[0].last_started_at == Some(beijing("2029-10-15T09:00:00+08:00")));
+    Ok(())
+}
+
+async fn redeployed_cron_expression_moves_the_schedule(ctx: Ctx) -> Result<()> {
+    ctx.clock.set(beijing("2026-10-01T09:00:00+08:00"));
+    let engine = ctx.node("n1").await?;
+    engine.deploy().await?;
+    Scheduler::new(&engine).tick().await?;
+
+    // The office moves the batch to 1 October; the new version replaces the schedule.
+    let dir = tempfile::tempdir()?;
+    copy_dir(&processes_dir(), dir.path())?;
+    let file = dir.path().join("heating_aid.yaml");
+    let source = std::fs::read_to_string(&file)?;
+    let moved = source.replacen("cron: \"0 0 9 15 10 *\"", "cron: \"0 0 9 1 10 *\"", 1);
+    ensure!(moved != source, "the cron edit did not apply");
+    std::fs::write(&file, moved)?;
+    let changed = ctx.node_on("n2", load_project(dir.path())).await?;
+    changed.deploy().await?;
+    let tick = Scheduler::new(&changed).tick().await?;
+    ensure!(tick.started.is_empty(), "{tick:?}");
+    let rows = changed.store.schedules().await?;
+    ensure!(rows[0].cron == "0 0 9 1 10 *", "{rows:?}");
+    // 1 October 09:00 is now, not after now: next year's.
+    ensure!(
+        rows[0].next_due_at == beijing("2027-10-01T09:00:00+08:00"),
+        "{}",
+        rows[0].next_due_at
+    );
+    Ok(())
+}
