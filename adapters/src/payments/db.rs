@@ -126,12 +126,14 @@ fn one_off_instructions(order: &PaymentOrder, unit: &str, today: NaiveDate) -> V
 }
 
 macro_rules! backend_ops {
-    ($module:ident, $db:ty) => {
+    ($module:ident, $db:ty, $begin:literal) => {
         pub(super) mod $module {
             use super::*;
             use sqlx::{QueryBuilder, Row as _};
 
             type Db = $db;
+            /// How a writing transaction starts (see the invocations below).
+            const BEGIN: &str = $begin;
             type Pool = sqlx::Pool<Db>;
             type Tx = sqlx::Transaction<'static, Db>;
             type DbRow = <Db as sqlx::Database>::Row;
@@ -293,7 +295,7 @@ macro_rules! backend_ops {
                 today: NaiveDate,
                 at: i64,
             ) -> Result<Applied, PaymentError> {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with(BEGIN).await?;
                 let fresh = sqlx::query(
                     "INSERT INTO payment_effects (effect_id, instance_id, kind, payload, applied_at) \
                      VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
@@ -477,7 +479,7 @@ macro_rules! backend_ops {
                 month: YearMonth,
                 at: i64,
             ) -> Result<RunSummary, PaymentError> {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with(BEGIN).await?;
                 let rows = sqlx::query(&format!(
                     "SELECT b.id, b.case_id, b.program, b.unit, {ENTRY_COLUMNS} \
                      FROM benefits b JOIN benefit_entries e ON e.benefit_id = b.id \
@@ -598,7 +600,7 @@ macro_rules! backend_ops {
                 today: NaiveDate,
                 at: i64,
             ) -> Result<(Option<PreparedBatch>, Vec<String>), PaymentError> {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with(BEGIN).await?;
                 let due = sqlx::query(&format!(
                     "SELECT {INSTRUCTION_COLUMNS} FROM payment_instructions \
                      WHERE status = 'scheduled' AND batch_id IS NULL AND due_on <= $1 ORDER BY id"
@@ -664,7 +666,7 @@ macro_rules! backend_ops {
             }
 
             pub(crate) async fn pending_batches(pool: &Pool) -> Result<Vec<PreparedBatch>, PaymentError> {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with(BEGIN).await?;
                 let ids = sqlx::query(
                     "SELECT id FROM payment_batches WHERE status = 'writing' ORDER BY id",
                 )
@@ -690,7 +692,7 @@ macro_rules! backend_ops {
                 batch_id: &str,
                 at: i64,
             ) -> Result<(), PaymentError> {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with(BEGIN).await?;
                 sqlx::query(
                     "UPDATE payment_instructions SET status = 'sent', channel = 'bank_file', updated_at = $1 \
                      WHERE batch_id = $2 AND status = 'scheduled'",
@@ -748,7 +750,7 @@ macro_rules! backend_ops {
                 source: &str,
                 at: i64,
             ) -> Result<Recorded, PaymentError> {
-                let mut tx = pool.begin().await?;
+                let mut tx = pool.begin_with(BEGIN).await?;
                 let known = sqlx::query("SELECT 1 FROM payment_instructions WHERE id = $1")
                     .bind(&result.reference)
                     .fetch_optional(&mut *tx)
@@ -841,5 +843,8 @@ macro_rules! backend_ops {
     };
 }
 
-backend_ops!(sqlite_ops, sqlx::Sqlite);
-backend_ops!(postgres_ops, sqlx::Postgres);
+// SQLite: IMMEDIATE takes the write lock up front. A deferred transaction that reads and
+// then writes fails at once with SQLITE_BUSY (no busy wait) when another connection to
+// the file, e.g. a second node, wrote meanwhile.
+backend_ops!(sqlite_ops, sqlx::Sqlite, "BEGIN IMMEDIATE");
+backend_ops!(postgres_ops, sqlx::Postgres, "BEGIN");
