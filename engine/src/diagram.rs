@@ -65,6 +65,19 @@ pub fn mermaid(definition: &Definition) -> String {
                     transitions(&mut out, &from, definition, completion, Some(&label));
                 }
             }
+            NodeKind::Task(task) => {
+                transitions(&mut out, &from, definition, &node.completion, None);
+                for handler in &task.on {
+                    let label = format!("{}（中断）", handler.name);
+                    transitions(
+                        &mut out,
+                        &from,
+                        definition,
+                        &handler.completion,
+                        Some(&label),
+                    );
+                }
+            }
             _ => transitions(&mut out, &from, definition, &node.completion, None),
         }
     }

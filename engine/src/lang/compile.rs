@@ -1266,6 +1266,10 @@ impl<'c, 's> Compiler<'c, 's> {
                 "name the role whose users may claim it",
             );
         }
+        let on = match f.get("on") {
+            Some(y) => self.handlers(y, base),
+            None => Vec::new(),
+        };
         let completion = self.completion(f, &form_scope, true);
         (
             NodeKind::Task(TaskDecl {
@@ -1276,6 +1280,7 @@ impl<'c, 's> Compiler<'c, 's> {
                 deadline,
                 separate_from,
                 multi,
+                on,
             }),
             completion,
         )
@@ -1446,38 +1451,45 @@ impl<'c, 's> Compiler<'c, 's> {
         )
     }
 
+    /// The message handlers of an `on:` map (a receive node's, or a task's interrupting ones).
+    fn handlers(&mut self, on: &Yaml, base: &BTreeMap<String, Type>) -> Vec<MessageHandler> {
+        let mut handlers = Vec::new();
+        for (key, body) in self.ctx.entries(on, "on") {
+            let what = format!("message `{}`", key.name);
+            let Some(mut h) = self.ctx.fields(body, &what) else {
+                continue;
+            };
+            let roles = h
+                .get("roles")
+                .map(|r| self.roles(r, "roles"))
+                .unwrap_or_default();
+            let (form, form_ty) = match h.get("form") {
+                Some(y) => self.form(y, "form"),
+                None => (
+                    Vec::new(),
+                    Type::Object {
+                        fields: BTreeMap::new(),
+                        open: false,
+                    },
+                ),
+            };
+            let scope = Scope::new(base).with("message", form_ty);
+            let completion = self.completion(&mut h, &scope, true);
+            h.finish(self.ctx);
+            handlers.push(MessageHandler {
+                name: key.name.clone(),
+                roles,
+                form,
+                completion,
+            });
+        }
+        handlers
+    }
+
     fn receive(&mut self, f: &mut Fields<'_>, base: &BTreeMap<String, Type>) -> ReceiveDecl {
         let mut handlers = Vec::new();
         if let Some(on) = f.required(self.ctx, "on") {
-            for (key, body) in self.ctx.entries(on, "on") {
-                let what = format!("message `{}`", key.name);
-                let Some(mut h) = self.ctx.fields(body, &what) else {
-                    continue;
-                };
-                let roles = h
-                    .get("roles")
-                    .map(|r| self.roles(r, "roles"))
-                    .unwrap_or_default();
-                let (form, form_ty) = match h.get("form") {
-                    Some(y) => self.form(y, "form"),
-                    None => (
-                        Vec::new(),
-                        Type::Object {
-                            fields: BTreeMap::new(),
-                            open: false,
-                        },
-                    ),
-                };
-                let scope = Scope::new(base).with("message", form_ty);
-                let completion = self.completion(&mut h, &scope, true);
-                h.finish(self.ctx);
-                handlers.push(MessageHandler {
-                    name: key.name.clone(),
-                    roles,
-                    form,
-                    completion,
-                });
-            }
+            handlers = self.handlers(on, base);
             if handlers.is_empty() && matches!(on.value, YamlValue::Map(_)) {
                 self.ctx.error(
                     &on.at,

@@ -17,6 +17,11 @@ pub fn successors(node: &Node) -> Vec<NodeIdx> {
     let mut out: Vec<NodeIdx> = node.completion.next.iter().map(|t| t.target).collect();
     match &node.kind {
         NodeKind::Parallel { branches } => out.extend(branches),
+        NodeKind::Task(task) => out.extend(
+            task.on
+                .iter()
+                .flat_map(|h| h.completion.next.iter().map(|t| t.target)),
+        ),
         NodeKind::Receive(receive) => {
             out.extend(
                 receive

@@ -196,6 +196,10 @@ pub struct TaskDecl {
     /// The users who completed these nodes may not complete this one.
     pub separate_from: Vec<NodeIdx>,
     pub multi: Option<MultiInstance>,
+    /// Interrupting messages (`on:`): while the task is open, such a message
+    /// cancels the node's open tasks and continues at the handler's `next`
+    /// (e.g. `stop_installments` during a `follow_up`).
+    pub on: Vec<MessageHandler>,
 }
 
 #[derive(Debug, Clone)]
@@ -239,7 +243,8 @@ pub struct ReceiveDecl {
     pub timeout: Option<(TimerSpec, Completion)>,
 }
 
-/// What happens when message `name` arrives while a `Receive` node waits.
+/// What happens when message `name` arrives while a `Receive` node (or a task
+/// with `on:`) waits.
 #[derive(Debug, Clone)]
 pub struct MessageHandler {
     pub name: String,
