@@ -368,6 +368,27 @@ fn standard_builtins() -> Vec<Builtin> {
             all_unable_to_work,
         ),
         plain(
+            "stable_percent",
+            "stable_percent(key: string) -> int",
+            (1, 1),
+            check_stable_percent,
+            stable_percent,
+        ),
+        plain(
+            "birthday",
+            "birthday(birth_date: date, years: int) -> date",
+            (2, 2),
+            check_birthday,
+            birthday,
+        ),
+        plain(
+            "with",
+            "with(object, field: string, value) -> object",
+            (3, 3),
+            check_with,
+            with_field,
+        ),
+        plain(
             "committee_decision",
             "committee_decision(votes: list<{decision, amount, reason}>) -> {decision, amount, reasons}",
             (1, 1),
@@ -568,6 +589,36 @@ fn check_all_unable_to_work(t: &[Type]) -> Result<Type, String> {
         return Err(format!("expected a bool flag, found {flag}"));
     }
     Ok(Type::Bool)
+}
+
+fn check_stable_percent(t: &[Type]) -> Result<Type, String> {
+    if is_string(&t[0]) || matches!(t[0], Type::Enum(_)) {
+        Ok(Type::Int)
+    } else {
+        Err(format!("expected a string key, found {}", t[0]))
+    }
+}
+
+fn check_birthday(t: &[Type]) -> Result<Type, String> {
+    if !is_datelike(&t[0]) && !is_string(&t[0]) {
+        return Err(format!("expected a birth date, found {}", t[0]));
+    }
+    if !matches!(t[1], Type::Int | Type::Any) {
+        return Err(format!("expected an int number of years, found {}", t[1]));
+    }
+    Ok(Type::Date)
+}
+
+fn check_with(t: &[Type]) -> Result<Type, String> {
+    if !matches!(t[0], Type::Object { .. } | Type::Any) {
+        return Err(format!("expected an object, found {}", t[0]));
+    }
+    if !is_string(&t[1]) {
+        return Err(format!("expected a field name, found {}", t[1]));
+    }
+    // The object keeps its type; a value that does not fit the field is caught
+    // when the result is stored (variables are coerced to their declared type).
+    Ok(t[0].clone())
 }
 
 /// The result type of `committee_decision`.
@@ -944,4 +995,63 @@ fn committee_decision(a: &[Value]) -> Result<Value, String> {
         ]
         .into(),
     ))
+}
+
+/// FNV-1a (64 bit) of the key's UTF-8 bytes, modulo 100: a stable 0..=99 for
+/// sampling (≥ 30 % of tekun approvals get a spot check). Its constants are
+/// fixed by the FNV specification, so the same key gives the same number on
+/// every machine and every release, which `std`'s `DefaultHasher` does not promise.
+pub fn stable_percent_of(key: &str) -> i64 {
+    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let hash = key.bytes().fold(OFFSET_BASIS, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
+    });
+    // `hash % 100` is below 100, so it always fits.
+    i64::try_from(hash % 100).unwrap_or(0)
+}
+
+fn stable_percent(a: &[Value]) -> Result<Value, String> {
+    match &a[0] {
+        Value::Str(key) => Ok(Value::Int(stable_percent_of(key))),
+        other => Err(format!(
+            "expected a string key, found {}",
+            other.type_name()
+        )),
+    }
+}
+
+/// The date a person born on `birth_date` completes `years` years, by the rule
+/// of `age`: a 29 February birthday falls on 1 March in common years.
+fn birthday(a: &[Value]) -> Result<Value, String> {
+    let birth = as_date(&a[0])?;
+    let years = want_int(&a[1])?;
+    let months = years
+        .checked_mul(12)
+        .and_then(|m| u32::try_from(m).ok())
+        .ok_or_else(|| format!("years must be between 0 and 1000, found {years}"))?;
+    // Shift the day before the birth date and add one day back, so that a
+    // 29 February birth lands on 1 March (not 28 February) in a common year.
+    birth
+        .pred_opt()
+        .and_then(|eve| eve.checked_add_months(Months::new(months)))
+        .and_then(|eve| eve.succ_opt())
+        .map(Value::Date)
+        .ok_or_else(|| "the resulting date is out of range".to_string())
+}
+
+/// A copy of an object with one field set (added or replaced); used to update
+/// a member inside a household (`with(m, 'adl_not_met', 2)`).
+fn with_field(a: &[Value]) -> Result<Value, String> {
+    let Value::Str(field) = &a[1] else {
+        return Err(format!("expected a field name, found {}", a[1].type_name()));
+    };
+    match &a[0] {
+        Value::Object(map) => {
+            let mut map = map.clone();
+            map.insert(field.clone(), a[2].clone());
+            Ok(Value::Object(map))
+        }
+        other => Err(format!("expected an object, found {}", other.type_name())),
+    }
 }

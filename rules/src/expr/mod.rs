@@ -45,6 +45,9 @@
 //! | `map(xs, x => e)` | list | |
 //! | `count(xs)`, `count(xs, x => p)` | int | |
 //! | `all_unable_to_work(household, as_of, flag?)` | bool | every member ≥ 60, < 18 or severely disabled (assess.md; `flag` = `severe_includes_grade3_intellectual_mental`, default true) — the yearly dibao review |
+//! | `stable_percent(key)` | int | 0..=99, the same for the same key on every machine and release (FNV-1a 64 of the UTF-8 bytes, mod 100) — deterministic sampling, e.g. `stable_percent(instance_id) < 30` |
+//! | `birthday(birth_date, years)` | date | the day `years` are completed (as `age` counts: 29 Feb → 1 Mar in common years) — a review at the 18th birthday |
+//! | `with(object, field, value)` | object | a copy with `field` set — `map(h.members, m => with(m, 'adl_not_met', 2))` |
 //! | `committee_decision(votes)` | `{decision, amount, reasons}` | 一事一议: a strict majority of votes cast approves (a tie rejects); amount = median of approving amounts, the lower middle for an even count; reasons = the rejecting votes' reasons; amount null when rejected |
 //!
 //! Further functions (e.g. the assessment built-ins) are added to a

@@ -408,3 +408,57 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn stable_percent_is_fnv1a_of_the_key_mod_100() {
+    // Published FNV-1a 64-bit test vectors (the FNV reference's test suite).
+    let vectors: &[(&str, u64)] = &[
+        ("", 0xcbf2_9ce4_8422_2325),
+        ("a", 0xaf63_dc4c_8601_ec8c),
+        ("foobar", 0x8594_4171_f739_67e8),
+    ];
+    for (key, hash) in vectors {
+        let want = i64::try_from(hash % 100).expect("below 100");
+        assert_eq!(builtins::stable_percent_of(key), want, "{key:?}");
+        assert_eq!(
+            show(&format!("stable_percent('{key}')")),
+            want.to_string(),
+            "{key:?}"
+        );
+    }
+    // Non-ASCII keys hash their UTF-8 bytes; every result is a percentage.
+    for key in ["tekun-1", "特困-双鸭山", "x".repeat(500).as_str()] {
+        let p = builtins::stable_percent_of(key);
+        assert!((0..100).contains(&p), "{key}: {p}");
+    }
+    assert!(show("stable_percent(n)").starts_with("error: [ExprError { code: \"E_TYPE\""));
+}
+
+#[test]
+fn birthday_and_with() {
+    let cases: &[(&str, &str)] = &[
+        ("birthday(date('2008-05-10'), 18)", "\"2026-05-10\""),
+        // A 29 February birthday is completed on 1 March in a common year, as `age` counts.
+        ("birthday(date('2008-02-29'), 18)", "\"2026-03-01\""),
+        ("birthday(date('2008-02-29'), 16)", "\"2024-02-29\""),
+        ("birthday(date('2008-03-01'), 18)", "\"2026-03-01\""),
+        ("birthday(date('2008-12-31'), 18)", "\"2026-12-31\""),
+        ("birthday(date('2008-05-10'), 0)", "\"2008-05-10\""),
+        (
+            "age(date('2008-02-29'), birthday(date('2008-02-29'), 18))",
+            "18",
+        ),
+        ("birthday(date('2008-05-10'), -1)", "error: birthday: years"),
+        ("with(form, 'reason', 'flood').reason", "\"flood\""),
+        ("with(form, 'extra', 3).extra", "3"),
+        ("map(household.members, m => with(m, 'age', 1))[2].age", "1"),
+        ("with(form, 'extra', 3).reason", "\"fire\""),
+        ("with(n, 'x', 1)", "error: [ExprError { code: \"E_TYPE\""),
+    ];
+    for (src, want) in cases {
+        let got = show(src);
+        assert!(got.starts_with(want), "{src}: got {got}, want {want}");
+    }
+    // The household itself is left as it was: `with` returns a copy.
+    assert_eq!(show("household.members[2].age"), "12");
+}
