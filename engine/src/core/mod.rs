@@ -250,6 +250,10 @@ impl<'a> Run<'a> {
                 self.st.vars.insert(decl.name.clone(), default.clone());
             } else if decl.required {
                 return Err(invalid(&format!("$.{}", decl.name), "required"));
+            } else {
+                // Declared but not given: null, so `coalesce(contact, …)` and
+                // `is_null(…)` work instead of the step failing on a missing name.
+                self.st.vars.insert(decl.name.clone(), Value::Null);
             }
         }
         self.refresh_builtins();
