@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, anyhow, bail};
+use jiuzhu_adapters::dispatch::{DispatchConfig, Dispatcher};
+use jiuzhu_adapters::notify::{Notifier, NotifyConfig, TemplateSet};
+use jiuzhu_adapters::payments::Ledger;
 use jiuzhu_engine::clock::{Clock, SystemClock};
 use jiuzhu_engine::core::{Actor, InstanceState};
 use jiuzhu_engine::project::Project;
@@ -31,7 +34,8 @@ pub fn database_url(db: Option<&str>) -> String {
 }
 
 pub struct Session {
-    pub engine: Engine,
+    /// Shared with the dispatcher, which starts processes for `start_process` effects.
+    pub engine: Arc<Engine>,
 }
 
 impl Session {
@@ -58,7 +62,9 @@ impl Session {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let engine =
             Engine::new(store, Arc::new(project), clock, &node_name()).map_err(|e| anyhow!(e))?;
-        Ok(Session { engine })
+        Ok(Session {
+            engine: Arc::new(engine),
+        })
     }
 
     /// A user of the org directory, as an actor.
@@ -352,11 +358,27 @@ pub async fn history(session: &Session, instance: &str, verify: bool) -> Result<
 /// The scheduler loop: every second, fires due timers and starts due cron occurrences
 /// (see `jiuzhu_engine::scheduler`), printing what it did and how late the oldest due
 /// timer is, until interrupted.
-pub async fn run(session: &Session, once: bool) -> Result<i32> {
+/// The node's loop: fire due timers and cron occurrences, then deliver the
+/// outbox (notifications, payments into the ledger, process starts), every second.
+pub async fn run(session: &Session, once: bool, notify_config: Option<&Path>) -> Result<i32> {
     let scheduler = Scheduler::new(&session.engine);
+    let dispatcher = dispatcher(session, notify_config)?;
     loop {
         let report = scheduler.tick().await.map_err(|e| anyhow!(e))?;
         print_tick(&report);
+        let delivered = dispatcher
+            .tick(session.engine.now())
+            .await
+            .map_err(|e| anyhow!(e))?;
+        if delivered.claimed() > 0 {
+            println!(
+                "outbox: {} delivered, {} deferred, {} retrying, {} dead (see `jiuzhu incidents`)",
+                delivered.delivered(),
+                delivered.deferred(),
+                delivered.retrying(),
+                delivered.dead()
+            );
+        }
         if once {
             return Ok(0);
         }
@@ -365,6 +387,45 @@ pub async fn run(session: &Session, once: bool) -> Result<i32> {
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
         }
     }
+}
+
+/// The outbox dispatcher of this node: notification channels from `--notify-config`
+/// (or `JIUZHU_NOTIFY_*` variables), templates from `templates/` beside the
+/// definitions, and the payments ledger in the same database.
+fn dispatcher(session: &Session, notify_config: Option<&Path>) -> Result<Dispatcher> {
+    let engine = &session.engine;
+    let configured = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
+    let config = match notify_config {
+        Some(path) => Some(NotifyConfig::load(path).map_err(|e| anyhow!(e))?),
+        None if configured("JIUZHU_NOTIFY_SMTP_HOST")
+            || configured("JIUZHU_NOTIFY_WEBHOOK_URL") =>
+        {
+            Some(NotifyConfig::from_env(|name| std::env::var(name).ok()).map_err(|e| anyhow!(e))?)
+        }
+        None => None,
+    };
+    let mut dispatch = DispatchConfig::new(&engine.node_id);
+    let mut dispatcher = match config {
+        Some(config) => {
+            let templates = TemplateSet::load_dir(&engine.project.dir.join("templates"))
+                .map_err(|e| anyhow!(e))?;
+            let org = engine.project.org.clone().unwrap_or_default();
+            let notifier =
+                Notifier::from_config(&config, templates, org).map_err(|e| anyhow!(e))?;
+            dispatch.retry = config.retry;
+            Dispatcher::new(engine.clone(), dispatch).with_notifier(Arc::new(notifier))
+        }
+        None => {
+            eprintln!(
+                "warning: no notification channel configured (--notify-config FILE or \
+                 JIUZHU_NOTIFY_SMTP_HOST / JIUZHU_NOTIFY_WEBHOOK_URL): notifications are \
+                 retried, then listed by `jiuzhu incidents`"
+            );
+            Dispatcher::new(engine.clone(), dispatch)
+        }
+    };
+    dispatcher = dispatcher.with_payments(Arc::new(Ledger::new(&engine.store)));
+    Ok(dispatcher)
 }
 
 /// One line per started occurrence and failure, one summary line when timers moved or

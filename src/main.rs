@@ -1,7 +1,9 @@
 //! The `jiuzhu` command: thin wiring of the engine, rules and adapters crates.
 
 mod assess_cmd;
+mod bench;
 mod diagram_cmd;
+mod incidents_cmd;
 mod lifecycle;
 mod load_cmd;
 mod payments_cmd;
@@ -113,18 +115,31 @@ enum Command {
     Run {
         #[arg(long)]
         once: bool,
+        /// Notification channels (SMTP, webhook) and retry settings; default: JIUZHU_NOTIFY_* variables.
+        #[arg(long)]
+        notify_config: Option<PathBuf>,
         #[command(flatten)]
         db: DbArgs,
     },
-    /// Payments: monthly run and bank file, gateway, the bank's results, the monthly report.
-    Payments {
-        #[command(subcommand)]
-        command: payments_cmd::PaymentsCommand,
-        #[command(flatten)]
-        options: payments_cmd::PaymentsOptions,
+    /// Effects the dispatcher gave up on, with the last error, attempts and times.
+    Incidents {
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[arg(long, default_value_t = 0)]
+        offset: u32,
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Put a dead effect back in the outbox with a fresh attempt budget.
+    Retry {
+        id: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Measure the engine on a fixed workload (dibao-lite, timers, inbox); prints one JSON object.
+    Bench(bench::BenchArgs),
     /// Deployments, active cases per process, open tasks, pending timers, the oldest due timer's lag.
     Status {
         #[command(flatten)]
@@ -135,6 +150,15 @@ enum Command {
     Load {
         #[arg(long)]
         instances: usize,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Payments: monthly run and bank file, gateway, the bank's results, the monthly report.
+    Payments {
+        #[command(subcommand)]
+        command: payments_cmd::PaymentsCommand,
+        #[command(flatten)]
+        options: payments_cmd::PaymentsOptions,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -227,13 +251,31 @@ fn main() -> ExitCode {
         } => lifecycle_cmd(&db, async |s| {
             lifecycle::history(s, &instance, verify).await
         }),
-        Command::Run { once, db } => lifecycle_cmd(&db, async |s| lifecycle::run(s, once).await),
+        Command::Run {
+            once,
+            notify_config,
+            db,
+        } => lifecycle_cmd(&db, async |s| {
+            lifecycle::run(s, once, notify_config.as_deref()).await
+        }),
+        Command::Incidents {
+            json,
+            limit,
+            offset,
+            db,
+        } => lifecycle_cmd(&db, async |s| {
+            incidents_cmd::incidents(&s.engine.store, json, limit, offset).await
+        }),
+        Command::Retry { id, db } => lifecycle_cmd(&db, async |s| {
+            incidents_cmd::retry(&s.engine.store, &id, s.engine.now()).await
+        }),
         Command::Status { db } => lifecycle_cmd(&db, async |s| lifecycle::status(s).await),
         Command::Load { instances, db } => load_cmd::run(
             &lifecycle::database_url(db.db.as_deref()),
             &db.definitions,
             instances,
         ),
+        Command::Bench(args) => bench::run(args),
         Command::Payments {
             command,
             options,

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod core;
 pub mod diagram;
 pub mod duration;
+pub mod group_commit;
 pub mod lang;
 pub mod org;
 pub mod project;

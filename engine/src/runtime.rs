@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::core::{
     self, Actor, Context, Effect, Event, InstanceState, StepError, TaskRef, Transition,
 };
+use crate::group_commit::GroupCommitter;
 use crate::lang::load_definition;
 use crate::lang::model::Definition;
 use crate::project::Project;
@@ -65,6 +66,10 @@ pub struct Engine {
     definitions: Mutex<HashMap<(String, i64), Arc<Definition>>>,
     /// Identifies this node in timer and outbox leases.
     pub node_id: String,
+    /// When set, steps are committed in groups with concurrent ones (see [`GroupCommitter`]).
+    committer: Option<GroupCommitter>,
+    /// Instances whose due timers fire at the same time (1 without group commit).
+    timer_concurrency: usize,
 }
 
 /// What a step did, for the caller to show.
@@ -90,7 +95,38 @@ impl Engine {
             clock,
             definitions: Mutex::new(HashMap::new()),
             node_id: node_id.to_string(),
+            committer: None,
+            timer_concurrency: 1,
         })
+    }
+
+    /// Commits every step through `committer`, so concurrent steps share one durable
+    /// transaction, and fires the due timers of up to `timer_concurrency` instances at once
+    /// (each instance's own timers still fire one after another).
+    pub fn with_group_commit(
+        mut self,
+        committer: GroupCommitter,
+        timer_concurrency: usize,
+    ) -> Self {
+        self.committer = Some(committer);
+        self.timer_concurrency = timer_concurrency.max(1);
+        self
+    }
+
+    /// The group committer, when steps are committed in groups.
+    pub fn group_committer(&self) -> Option<&GroupCommitter> {
+        self.committer.as_ref()
+    }
+
+    /// Commits one step: in the next group when group commit is on, else on its own.
+    async fn commit_step(&self, commit: StepCommit) -> Result<StepCommit, StoreError> {
+        match &self.committer {
+            Some(committer) => committer.commit(commit).await,
+            None => {
+                self.store.commit(&commit).await?;
+                Ok(commit)
+            }
+        }
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -185,10 +221,24 @@ impl Engine {
                 ))
             })?;
         let def = self.definition(process, deployment.version).await?;
-        let id = new_instance_id(process);
-        let calendar = self.calendar(&def);
+        let commit = self.plan_start(&def, deployment.version, actor, data)?;
+        let commit = self.commit_step(commit).await?;
+        Ok(report(commit))
+    }
+
+    /// The first step of a new case of `def` (deployed as `version`), through the core but
+    /// not committed: what [`Engine::start`] commits.
+    pub fn plan_start(
+        &self,
+        def: &Definition,
+        version: i64,
+        actor: &Actor,
+        data: BTreeMap<String, Value>,
+    ) -> Result<StepCommit, EngineError> {
+        let id = new_instance_id(&def.id);
+        let calendar = self.calendar(def);
         let now = self.local_now(&calendar);
-        let state = InstanceState::new(&id, process, now);
+        let state = InstanceState::new(&id, &def.id, now);
         let event = Event::Start {
             actor: actor.clone(),
             data: data.clone(),
@@ -197,10 +247,10 @@ impl Engine {
             calendar: &calendar,
             assessor: &self.assessor,
         };
-        let transition = core::step(&def, &state, &event, now, &ctx)?;
-        let commit = self.to_commit(
-            &def,
-            deployment.version,
+        let transition = core::step(def, &state, &event, now, &ctx)?;
+        Ok(self.to_commit(
+            def,
+            version,
             None,
             &state,
             transition,
@@ -208,9 +258,7 @@ impl Engine {
             Some(actor),
             &data,
             None,
-        );
-        self.store.commit(&commit).await?;
-        Ok(report(commit))
+        ))
     }
 
     /// Loads an instance with its definition and state.
@@ -244,11 +292,15 @@ impl Engine {
         let (row, def, state) = self.load(instance_id).await?;
         let calendar = self.calendar(&def);
         let now = self.local_now(&calendar);
-        let ctx = Context {
-            calendar: &calendar,
-            assessor: &self.assessor,
+        // The context borrows the (not `Sync`) assessor: it must not live across the commit's
+        // await, or the step's future could not move between threads.
+        let transition = {
+            let ctx = Context {
+                calendar: &calendar,
+                assessor: &self.assessor,
+            };
+            core::step(&def, &state, &event, now, &ctx)?
         };
-        let transition = core::step(&def, &state, &event, now, &ctx)?;
         let commit = self.to_commit(
             &def,
             row.process_version,
@@ -260,7 +312,7 @@ impl Engine {
             data,
             fired_timer,
         );
-        self.store.commit(&commit).await.map_err(|e| {
+        let commit = self.commit_step(commit).await.map_err(|e| {
             if e.is_conflict() {
                 EngineError::Conflict(format!(
                     "{instance_id} changed while this step ran; reload and try again"
@@ -277,15 +329,17 @@ impl Engine {
         let task = self.task(task_id).await?;
         let (_, def, state) = self.load(&task.instance_id).await?;
         let calendar = self.calendar(&def);
-        let ctx = Context {
-            calendar: &calendar,
-            assessor: &self.assessor,
-        };
         let event = Event::Claim {
             task: TaskRef::Id(task_id.to_string()),
             actor: actor.clone(),
         };
-        core::step(&def, &state, &event, self.local_now(&calendar), &ctx)?;
+        {
+            let ctx = Context {
+                calendar: &calendar,
+                assessor: &self.assessor,
+            };
+            core::step(&def, &state, &event, self.local_now(&calendar), &ctx)?;
+        }
         Ok(self
             .store
             .claim_task(task_id, &actor.user, self.now())
@@ -355,15 +409,42 @@ impl Engine {
     }
 
     /// Fires the timers due now (claimed with a lease, so several nodes never fire one twice).
-    /// Returns how many fired.
+    /// Returns how many fired. With group commit, the timers of up to `timer_concurrency`
+    /// instances fire at once and their steps share commits; one instance's timers always
+    /// fire in due order, one after another.
     pub async fn fire_due_timers(&self, limit: u32) -> Result<usize, EngineError> {
+        use futures_util::StreamExt as _;
         let now = self.now();
         let due = self
             .store
             .claim_due_timers(&self.node_id, now, chrono::Duration::seconds(60), limit)
             .await?;
-        let mut fired = 0;
+        // Group by instance, keeping the claim's (due date) order within and across groups.
+        let mut per_instance: Vec<Vec<TimerRow>> = Vec::new();
+        let mut slot: HashMap<String, usize> = HashMap::new();
         for timer in due {
+            match slot.get(&timer.instance_id) {
+                Some(&index) => per_instance[index].push(timer),
+                None => {
+                    slot.insert(timer.instance_id.clone(), per_instance.len());
+                    per_instance.push(vec![timer]);
+                }
+            }
+        }
+        let mut firing = futures_util::stream::iter(per_instance)
+            .map(|timers| self.fire_instance_timers(timers))
+            .buffer_unordered(self.timer_concurrency);
+        let mut fired = 0;
+        while let Some(outcome) = firing.next().await {
+            fired += outcome?;
+        }
+        Ok(fired)
+    }
+
+    /// Fires one instance's claimed timers in order; returns how many fired.
+    async fn fire_instance_timers(&self, timers: Vec<TimerRow>) -> Result<usize, EngineError> {
+        let mut fired = 0;
+        for timer in timers {
             let event = Event::TimerFired {
                 timer_id: timer.id.clone(),
             };
@@ -646,13 +727,13 @@ impl Engine {
             &data,
             None,
         );
-        self.store.commit(&commit).await?;
+        let commit = self.commit_step(commit).await?;
         Ok(report(commit))
     }
 
     /// How many instances' due timers this node fires at once.
     pub fn timer_concurrency(&self) -> usize {
-        1
+        self.timer_concurrency
     }
 
     /// The UTC offset of the calendar `def` runs on (cron times and local dates use it).

@@ -10,7 +10,9 @@
 //!
 //! All times are stored as epoch milliseconds UTC, so they keep millisecond precision.
 
+mod bench;
 mod chain;
+mod outbox;
 mod postgres;
 mod schedules;
 mod shared;
@@ -20,7 +22,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+pub use bench::{BenchCounts, BenchDatabase};
 pub use chain::{GENESIS_HASH, TamperError, TamperKind, canonical_json, sha256_hex};
+pub use outbox::{OutboxEntry, OutboxStatus};
 pub use schedules::{ScheduleRow, StoreSummary};
 
 /// A process definition to deploy: its id and YAML source.

@@ -28,6 +28,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "payments",
         include_str!("../../migrations/postgres/0003_payments.sql"),
     ),
+    (
+        4,
+        "dispatch",
+        include_str!("../../migrations/postgres/0004_dispatch.sql"),
+    ),
 ];
 
 const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2 \
@@ -47,9 +52,9 @@ const CLAIM_SCHEDULES_SQL: &str = "UPDATE schedules SET available_at = $1, claim
 
 #[derive(Debug, Clone)]
 pub(crate) struct PostgresStore {
-    writer: PgPool,
+    pub(super) writer: PgPool,
     /// The same pool as `writer`: PostgreSQL needs no reader/writer split.
-    reader: PgPool,
+    pub(super) reader: PgPool,
     heads: Arc<HeadCache>,
 }
 
@@ -78,7 +83,7 @@ fn redact(url: &str) -> String {
 }
 
 /// Maps PostgreSQL's SQLSTATEs onto the store's error kinds.
-fn classify(error: sqlx::Error) -> StoreError {
+pub(super) fn classify(error: sqlx::Error) -> StoreError {
     let Some(database) = error.as_database_error() else {
         return match error {
             sqlx::Error::Io(_)
@@ -138,7 +143,9 @@ impl PostgresStore {
         })
     }
 
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
+    pub(super) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, StoreError> {
         self.writer.begin().await.map_err(classify)
     }
 

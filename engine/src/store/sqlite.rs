@@ -32,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "payments",
         include_str!("../../migrations/sqlite/0003_payments.sql"),
     ),
+    (
+        4,
+        "dispatch",
+        include_str!("../../migrations/sqlite/0004_dispatch.sql"),
+    ),
 ];
 
 /// SQLite has one writer, so the claim needs no row locks: one UPDATE picks and leases.
@@ -49,8 +54,8 @@ const CLAIM_SCHEDULES_SQL: &str = "UPDATE schedules SET available_at = $1, claim
 
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    pub(super) writer: SqlitePool,
+    pub(super) reader: SqlitePool,
     heads: Arc<HeadCache>,
 }
 
@@ -115,7 +120,7 @@ fn parse_url(url: &str, options: &mut StoreOptions) -> Result<Location, StoreErr
 }
 
 /// Maps SQLite's result codes onto the store's error kinds.
-fn classify(error: sqlx::Error) -> StoreError {
+pub(super) fn classify(error: sqlx::Error) -> StoreError {
     use sqlx::error::ErrorKind;
     let Some(database) = error.as_database_error() else {
         return match error {
@@ -222,7 +227,9 @@ impl SqliteStore {
 
     /// IMMEDIATE takes the write lock up front, so a step never fails half-way when
     /// upgrading a read lock (another process may share the file).
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+    pub(super) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
         self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
