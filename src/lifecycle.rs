@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, Result, anyhow, bail};
 use jiuzhu_adapters::dispatch::{DispatchConfig, Dispatcher};
 use jiuzhu_adapters::notify::{Notifier, NotifyConfig, TemplateSet};
-use jiuzhu_adapters::payments::Ledger;
+use jiuzhu_adapters::payments::{Ledger, PaymentsConfig};
 use jiuzhu_engine::clock::{Clock, SystemClock};
 use jiuzhu_engine::core::{Actor, InstanceState};
 use jiuzhu_engine::project::Project;
@@ -116,6 +116,27 @@ pub fn fail(e: &EngineError) -> i32 {
 }
 
 pub async fn deploy(session: &Session) -> Result<i32> {
+    // Notices are checked now, not at 3 a.m.: every template must load (no unknown
+    // variables) and every template a definition names must exist.
+    let templates_dir = session.engine.project.dir.join("templates");
+    if templates_dir.is_dir() {
+        let templates = match TemplateSet::load_dir(&templates_dir) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("invalid_definition: {e}\nnothing deployed");
+                return Ok(1);
+            }
+        };
+        let mut used: Vec<String> = vec!["task_reminder".into(), "escalation".into()];
+        for def in session.engine.project.definitions.values() {
+            used.extend(def.notification_templates());
+        }
+        let names: Vec<&str> = used.iter().map(String::as_str).collect();
+        if let Err(e) = templates.check_names(&names) {
+            eprintln!("invalid_definition: {e}\nnothing deployed");
+            return Ok(1);
+        }
+    }
     let deployments = match session.engine.deploy().await {
         Ok(d) => d,
         Err(e) => return Ok(fail(&e)),
@@ -360,12 +381,33 @@ pub async fn history(session: &Session, instance: &str, verify: bool) -> Result<
 /// timer is, until interrupted.
 /// The node's loop: fire due timers and cron occurrences, then deliver the
 /// outbox (notifications, payments into the ledger, process starts), every second.
-pub async fn run(session: &Session, once: bool, notify_config: Option<&Path>) -> Result<i32> {
+pub async fn run(
+    session: &Session,
+    once: bool,
+    notify_config: Option<&Path>,
+    payments_config: Option<&Path>,
+) -> Result<i32> {
     let scheduler = Scheduler::new(&session.engine);
     let dispatcher = dispatcher(session, notify_config)?;
+    let payments = match payments_config {
+        Some(path) => PaymentsConfig::load(path).map_err(|e| anyhow!(e))?,
+        None => PaymentsConfig::default(),
+    };
+    let ledger = Ledger::new(&session.engine.store);
     loop {
         let report = scheduler.tick().await.map_err(|e| anyhow!(e))?;
         print_tick(&report);
+        // The monthly payment run, once its cron occurrence of the month has passed.
+        if let Some(run) = ledger
+            .run_due(&payments.run_schedule, session.engine.now())
+            .await
+            .map_err(|e| anyhow!(e))?
+        {
+            println!(
+                "payment run {}: {} instruction(s) created, {} already there",
+                run.month, run.created, run.existing
+            );
+        }
         let delivered = dispatcher
             .tick(session.engine.now())
             .await

@@ -118,6 +118,9 @@ enum Command {
         /// Notification channels (SMTP, webhook) and retry settings; default: JIUZHU_NOTIFY_* variables.
         #[arg(long)]
         notify_config: Option<PathBuf>,
+        /// The monthly run's schedule and bank-file settings (default: 09:00 on the 5th).
+        #[arg(long)]
+        payments_config: Option<PathBuf>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -200,6 +203,7 @@ struct DbArgs {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Assess {
@@ -254,9 +258,16 @@ fn main() -> ExitCode {
         Command::Run {
             once,
             notify_config,
+            payments_config,
             db,
         } => lifecycle_cmd(&db, async |s| {
-            lifecycle::run(s, once, notify_config.as_deref()).await
+            lifecycle::run(
+                s,
+                once,
+                notify_config.as_deref(),
+                payments_config.as_deref(),
+            )
+            .await
         }),
         Command::Incidents {
             json,
@@ -295,6 +306,18 @@ fn main() -> ExitCode {
         } => test_cmd::run(&definitions, policy.as_deref(), &paths),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// `jiuzhu tasks --as x | head` should end quietly when `head` has read enough, as
+/// other command-line tools do, instead of panicking on a broken pipe: Rust ignores
+/// SIGPIPE by default, so restore the default action.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread exists; it only resets
+    // the disposition of one signal to its default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// Opens the database and runs one lifecycle command on a tokio runtime.

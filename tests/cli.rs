@@ -333,3 +333,54 @@ fn a_database_from_a_newer_schema_is_refused_clearly() {
         text(&out.stderr)
     );
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy file");
+        }
+    }
+}
+
+#[test]
+fn deploy_refuses_a_notice_without_a_template_and_deploys_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let definitions = dir.path().join("processes");
+    copy_dir(&root().join("processes"), &definitions);
+    let dibao = definitions.join("dibao.yaml");
+    let src = std::fs::read_to_string(&dibao).expect("dibao.yaml");
+    std::fs::write(
+        &dibao,
+        src.replace("template: dibao_approved", "template: dibao_aproved"),
+    )
+    .expect("write");
+    let db = dir.path().join("jiuzhu.db").display().to_string();
+    let defs = definitions.display().to_string();
+    let out = jiuzhu(&["deploy", "--db", &db, "--definitions", &defs], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("dibao_aproved") && err.contains("nothing deployed"),
+        "{err}"
+    );
+    let status = jiuzhu(
+        &[
+            "status",
+            "--db",
+            &db,
+            "--definitions",
+            &root().join("processes").display().to_string(),
+        ],
+        &[],
+    );
+    assert!(
+        !text(&status.stdout).contains("dibao@"),
+        "{}",
+        text(&status.stdout)
+    );
+}

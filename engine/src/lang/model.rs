@@ -49,6 +49,56 @@ impl Definition {
     pub fn message(&self, name: &str) -> Option<&MessageDecl> {
         self.messages.iter().find(|m| m.name == name)
     }
+
+    /// Every effect template the definition can emit, wherever it is declared.
+    pub fn effect_templates(&self) -> Vec<&EffectTemplate> {
+        let mut out: Vec<&EffectTemplate> = Vec::new();
+        for node in &self.nodes {
+            out.extend(&node.completion.emit);
+            match &node.kind {
+                NodeKind::Receive(recv) => {
+                    for handler in &recv.handlers {
+                        out.extend(&handler.completion.emit);
+                    }
+                    if let Some((_, completion)) = &recv.timeout {
+                        out.extend(&completion.emit);
+                    }
+                }
+                NodeKind::Task(task) => {
+                    for handler in &task.on {
+                        out.extend(&handler.completion.emit);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for deadline in &self.deadlines {
+            out.extend(&deadline.remind);
+            out.extend(&deadline.overdue_emit);
+        }
+        for message in &self.messages {
+            out.extend(&message.emit);
+        }
+        out
+    }
+
+    /// The notification templates the definition names (literal `template:` fields),
+    /// so a deployment can refuse a definition whose notice has no template.
+    pub fn notification_templates(&self) -> std::collections::BTreeSet<String> {
+        self.effect_templates()
+            .into_iter()
+            .filter(|t| t.kind == EffectKind::Notification)
+            .filter_map(|t| {
+                t.fields
+                    .iter()
+                    .find(|(name, _)| name == "template")
+                    .and_then(|(_, value)| match value {
+                        ValueTemplate::Literal(Value::Str(name)) => Some(name.clone()),
+                        _ => None,
+                    })
+            })
+            .collect()
+    }
 }
 
 /// A declared, typed process variable.
