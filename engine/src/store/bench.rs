@@ -383,10 +383,15 @@ impl BenchDatabase {
         let mut conn = sqlx::PgConnection::connect(&self.admin_url)
             .await
             .map_err(postgres::classify)?;
-        sqlx::query(&format!("DROP DATABASE IF EXISTS {}", self.name))
-            .execute(&mut conn)
-            .await
-            .map_err(postgres::classify)?;
+        // FORCE: the server may still be tearing down the run's sessions a moment after
+        // the pool closed them (PostgreSQL 13+).
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .map_err(postgres::classify)?;
         let _ = conn.close().await;
         Ok(())
     }

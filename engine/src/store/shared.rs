@@ -900,8 +900,12 @@ macro_rules! store_methods {
                 if i > 0 {
                     sql.push_str(" OR ");
                 }
+                // One range per unit, [unit, unit + "0"), that the inbox index on (role, unit)
+                // can seek; with a bare `unit = .. OR (..)` SQLite scans every task of the
+                // role. The exact subtree test then drops the neighbours the range also
+                // holds (`unit-x`, `unit.x`: bytes below '0').
                 sql.push_str(&format!(
-                    "unit = ${} OR (unit >= ${} AND unit < ${})",
+                    "(unit >= ${0} AND unit < ${2} AND (unit = ${0} OR unit >= ${1}))",
                     next,
                     next + 1,
                     next + 2
