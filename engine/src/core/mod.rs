@@ -373,11 +373,7 @@ impl<'a> Run<'a> {
             return Err(StepError::NotFound(format!("{} is not a task", task.node)));
         };
         let form = {
-            let scope = Scope {
-                extras: &[],
-                builtins: &self.builtins,
-                vars: &self.st.vars,
-            };
+            let scope = self.scope(&[]);
             form::check(&decl.form, data, &scope, "form")
                 .map_err(|e| self.eval_or_invalid(e, &task.node))?
         };
@@ -1092,17 +1088,22 @@ impl<'a> Run<'a> {
         ])
     }
 
+    /// What an expression sees: `extras` (form, message, result …), then built-ins, then variables.
+    fn scope<'s>(&'s self, extras: &'s [(&'s str, &'s Value)]) -> Scope<'s> {
+        Scope {
+            extras,
+            builtins: &self.builtins,
+            vars: &self.st.vars,
+        }
+    }
+
     fn eval(
         &self,
         expr: &Expr,
         extras: &[(&str, &Value)],
         node_id: &str,
     ) -> Result<Value, StepError> {
-        let scope = Scope {
-            extras,
-            builtins: &self.builtins,
-            vars: &self.st.vars,
-        };
+        let scope = self.scope(extras);
         expr.eval(&scope)
             .map_err(|e| incident(node_id, &format!("`{}`: {e}", expr.source())))
     }
@@ -1203,11 +1204,7 @@ impl<'a> Run<'a> {
         extras: &[(&str, &Value)],
         node_id: &str,
     ) -> Result<Value, StepError> {
-        let scope = Scope {
-            extras,
-            builtins: &self.builtins,
-            vars: &self.st.vars,
-        };
+        let scope = self.scope(extras);
         render_template(template, &scope).map_err(|message| incident(node_id, &message))
     }
 
@@ -1249,11 +1246,7 @@ impl<'a> Run<'a> {
         data: &BTreeMap<String, Value>,
         node_id: &str,
     ) -> Result<Value, StepError> {
-        let scope = Scope {
-            extras: &[],
-            builtins: &self.builtins,
-            vars: &self.st.vars,
-        };
+        let scope = self.scope(&[]);
         form::check(fields, data, &scope, "message").map_err(|e| self.eval_or_invalid(e, node_id))
     }
 
