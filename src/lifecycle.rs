@@ -14,7 +14,7 @@ use jiuzhu_engine::core::{Actor, InstanceState};
 use jiuzhu_engine::project::Project;
 use jiuzhu_engine::runtime::{Engine, EngineError};
 use jiuzhu_engine::scheduler::{Scheduler, TickReport};
-use jiuzhu_engine::store::Store;
+use jiuzhu_engine::store::{InstanceFilter, Store};
 use jiuzhu_rules::Value;
 
 /// Where the database is: `--db`, else `JIUZHU_DB`, else `data/jiuzhu.db` under the data directory.
@@ -570,9 +570,44 @@ pub async fn status(session: &Session) -> Result<i32> {
 
 /// Seeds a fresh database with the shipped procedures and a few dibao cases at
 /// different stages, then prints each user's queue and what to try next.
-pub async fn demo(session: &Session) -> Result<i32> {
+pub async fn demo(session: &Session, seed_only: bool) -> Result<i32> {
     println!("Jiuzhu demo · database {}", database_url(None));
-    deploy(session).await?;
+    if deploy(session).await? != 0 {
+        return Ok(1);
+    }
+    let existing = session
+        .engine
+        .store
+        .list_instances(&InstanceFilter {
+            limit: 1,
+            ..InstanceFilter::default()
+        })
+        .await?;
+    let example = if existing.is_empty() {
+        seed_demo(session).await?
+    } else {
+        println!("\n(demo data already present: nothing seeded)");
+        existing[0].id.clone()
+    };
+    for user in ["zx_clerk", "zx_staff1", "zx_head", "county_staff1"] {
+        println!("\nqueue of {user}:");
+        tasks(session, user).await?;
+    }
+    println!(
+        "\nin another terminal: cargo run -- show {example}\n                      cargo run -- history {example} --verify\n                      cargo run -- tasks --as zx_staff1"
+    );
+    if seed_only {
+        return Ok(0);
+    }
+    println!(
+        "\nJiuzhu is running: timers, cron schedules and the outbox are served every second. Ctrl-C stops it."
+    );
+    run(session, false, None, None).await
+}
+
+/// Two dibao cases: one just applied, one surveyed, verified and assessed.
+/// Returns the id of the second.
+async fn seed_demo(session: &Session) -> Result<String> {
     let household = |wage: &str| {
         serde_json::json!({
             "applicant_name": "张秀兰",
@@ -632,13 +667,5 @@ pub async fn demo(session: &Session) -> Result<i32> {
         "\ncases: {} (new), {} (surveyed and assessed)",
         first.instance.id, second.instance.id
     );
-    for user in ["zx_clerk", "zx_staff1", "zx_head", "county_staff1"] {
-        println!("\nqueue of {user}:");
-        tasks(session, user).await?;
-    }
-    println!(
-        "\nnext: cargo run -- show {id}\n      cargo run -- history {id} --verify\n      cargo run -- tasks --as zx_staff1",
-        id = second.instance.id
-    );
-    Ok(0)
+    Ok(second.instance.id)
 }

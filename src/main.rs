@@ -30,6 +30,9 @@ struct Cli {
 enum Command {
     /// Seed a fresh database with the procedures and demo cases, then show the queues.
     Demo {
+        /// Seed and show the queues, then exit instead of serving.
+        #[arg(long)]
+        seed_only: bool,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -212,7 +215,9 @@ fn main() -> ExitCode {
             rules,
             explain,
         } => assess_cmd::run(&policy, &case, rules.as_deref(), explain),
-        Command::Demo { db } => lifecycle_cmd(&db, async |s| lifecycle::demo(s).await),
+        Command::Demo { seed_only, db } => {
+            lifecycle_cmd(&db, async |s| lifecycle::demo(s, seed_only).await)
+        }
         Command::Deploy { db } => lifecycle_cmd(&db, async |s| lifecycle::deploy(s).await),
         Command::Start {
             process,
