@@ -149,6 +149,21 @@ fn lifecycle(db: &Path, args: &[&str]) -> Output {
     jiuzhu(&all, &[])
 }
 
+/// `jiuzhu complete TASK --data FILE --as USER` on `db`.
+fn complete_as(db: &Path, task: &str, data: &Path, user: &str) -> Output {
+    lifecycle(
+        db,
+        &[
+            "complete",
+            task,
+            "--data",
+            &data.display().to_string(),
+            "--as",
+            user,
+        ],
+    )
+}
+
 #[test]
 fn a_case_runs_through_the_lifecycle_on_sqlite() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -208,17 +223,7 @@ fn a_case_runs_through_the_lifecycle_on_sqlite() {
 
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, r#"{"complete": "yes"}"#).expect("write");
-    let refused = lifecycle(
-        &db,
-        &[
-            "complete",
-            &task,
-            "--data",
-            &bad.display().to_string(),
-            "--as",
-            "zx_clerk",
-        ],
-    );
+    let refused = complete_as(&db, &task, &bad, "zx_clerk");
     assert_eq!(refused.status.code(), Some(1));
     assert!(
         text(&refused.stderr).starts_with("invalid_data: $.complete"),
@@ -226,17 +231,7 @@ fn a_case_runs_through_the_lifecycle_on_sqlite() {
         text(&refused.stderr)
     );
 
-    let forbidden = lifecycle(
-        &db,
-        &[
-            "complete",
-            &task,
-            "--data",
-            &bad.display().to_string(),
-            "--as",
-            "fa_clerk",
-        ],
-    );
+    let forbidden = complete_as(&db, &task, &bad, "fa_clerk");
     assert!(
         text(&forbidden.stderr).starts_with("forbidden:"),
         "{}",
@@ -245,17 +240,7 @@ fn a_case_runs_through_the_lifecycle_on_sqlite() {
 
     let good = dir.path().join("good.json");
     std::fs::write(&good, r#"{"complete": true}"#).expect("write");
-    let done = lifecycle(
-        &db,
-        &[
-            "complete",
-            &task,
-            "--data",
-            &good.display().to_string(),
-            "--as",
-            "zx_clerk",
-        ],
-    );
+    let done = complete_as(&db, &task, &good, "zx_clerk");
     assert!(done.status.success(), "{}", text(&done.stderr));
     assert!(
         text(&done.stdout).contains("入户调查"),
@@ -263,17 +248,7 @@ fn a_case_runs_through_the_lifecycle_on_sqlite() {
         text(&done.stdout)
     );
     // The same task again: it is closed.
-    let twice = lifecycle(
-        &db,
-        &[
-            "complete",
-            &task,
-            "--data",
-            &good.display().to_string(),
-            "--as",
-            "zx_clerk",
-        ],
-    );
+    let twice = complete_as(&db, &task, &good, "zx_clerk");
     assert!(
         text(&twice.stderr).starts_with("not_found:"),
         "{}",
