@@ -9,10 +9,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::future::Future;
+
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, ensure};
@@ -32,15 +32,13 @@ use jiuzhu_engine::project::Project;
 use jiuzhu_engine::runtime::Engine;
 use jiuzhu_engine::store::{InstanceFilter, OutboxStatus, Store, StoreError};
 use jiuzhu_rules::Value;
+use jiuzhu_testkit::{Db, TestDatabase, report};
 use mail_parser::MessageParser;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
-use sqlx::{Connection as _, Executor as _};
 use support::smtp_sink::SmtpSink;
 use support::webhook_sink::WebhookSink;
 use support::{repo_path, shipped_org, shipped_templates};
-
-const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// The unit of the cases: 富安街道, whose clerk starts them.
 const UNIT: &str = "双鸭山市/尖山区/富安街道";
@@ -110,12 +108,6 @@ nodes:
     outcome: completed
 "#;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Db {
-    Sqlite,
-    Postgres,
-}
-
 /// What a test body gets: an engine on a fresh database with the probe processes
 /// deployed, and the manual clock it runs on.
 #[derive(Clone)]
@@ -172,19 +164,7 @@ impl Ctx {
 
     /// Runs SQL behind the store's back (fault injection).
     async fn raw(&self, sql: &str) -> Result<()> {
-        match self.db {
-            Db::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
-                conn.execute(sql).await?;
-                conn.close().await?;
-            }
-            Db::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.url).await?;
-                conn.execute(sql).await?;
-                conn.close().await?;
-            }
-        }
-        Ok(())
+        jiuzhu_testkit::raw(self.db, &self.url, sql).await
     }
 
     /// Moves the clock and ticks.
@@ -217,115 +197,47 @@ fn write_project(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(0);
-
-fn pg_base() -> String {
-    std::env::var("JIUZHU_TEST_PG").unwrap_or_else(|_| DEFAULT_PG.to_owned())
+/// What to clean up after a test.
+struct Teardown {
+    database: TestDatabase,
+    store: Store,
 }
 
-async fn pg_admin(base: &str) -> Result<sqlx::PgConnection> {
-    sqlx::PgConnection::connect(base).await.with_context(|| {
-        format!(
-            "cannot connect to PostgreSQL at {base}. The dispatcher suite needs a PostgreSQL \
-             server: start one (e.g. `pg_ctlcluster 15 main start`, or \
-             `docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust -e POSTGRES_DB=test postgres:16`) \
-             or point JIUZHU_TEST_PG at one"
-        )
-    })
-}
-
-/// Sets up a database and an engine, runs `body`, and drops the database again whatever
-/// the outcome (the body runs in a task of its own, so a failed assertion still cleans up).
-async fn run<F, Fut>(db: Db, body: F) -> Result<()>
-where
-    F: FnOnce(Ctx) -> Fut,
-    Fut: Future<Output = Result<()>> + Send + 'static,
-{
-    let dir = tempfile::tempdir()?;
-    let project_dir = dir.path().join("processes");
-    std::fs::create_dir(&project_dir)?;
-    write_project(&project_dir)?;
-    let (url, schema) = match db {
-        Db::Sqlite => (
-            format!("sqlite:{}", dir.path().join("jiuzhu.db").display()),
-            None,
-        ),
-        Db::Postgres => {
-            let base = pg_base();
-            let schema = format!(
-                "jiuzhu_dispatch_{}_{}",
-                std::process::id(),
-                NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
-            );
-            pg_admin(&base)
-                .await?
-                .execute(
-                    format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
-                        .as_str(),
-                )
-                .await?;
-            let separator = if base.contains('?') { '&' } else { '?' };
-            (
-                format!("{base}{separator}options=-c%20search_path%3D{schema}"),
-                Some((base, schema)),
-            )
-        }
+/// A fresh database with the probe processes deployed on an engine with a manual clock.
+async fn setup(db: Db) -> (Ctx, Teardown) {
+    let database = TestDatabase::create(db, "dispatch").await;
+    let project_dir = database.dir().join("processes");
+    std::fs::create_dir(&project_dir).expect("project dir");
+    write_project(&project_dir).expect("probe processes");
+    let store = Store::open(&database.url).await.expect("open store");
+    let project = Arc::new(
+        Project::load(&project_dir)
+            .map_err(|problems| anyhow!(problems.join("\n")))
+            .expect("probe project loads"),
+    );
+    let clock = Arc::new(ManualClock::new(t0()));
+    let engine = Engine::new(store.clone(), project.clone(), clock.clone(), "node-a")
+        .map_err(|e| anyhow!("{e}"))
+        .expect("engine");
+    engine.deploy().await.expect("deploy");
+    let ctx = Ctx {
+        db,
+        url: database.url.clone(),
+        clock,
+        project,
+        engine: Arc::new(engine),
     };
-    let outcome = async {
-        let store = Store::open(&url).await?;
-        let project =
-            Arc::new(Project::load(&project_dir).map_err(|problems| anyhow!(problems.join("\n")))?);
-        let clock = Arc::new(ManualClock::new(t0()));
-        let engine = Engine::new(store.clone(), project.clone(), clock.clone(), "node-a")
-            .map_err(|e| anyhow!("{e}"))?;
-        engine.deploy().await?;
-        let ctx = Ctx {
-            db,
-            url: url.clone(),
-            clock,
-            project,
-            engine: Arc::new(engine),
-        };
-        let result = tokio::spawn(body(ctx)).await;
-        store.close().await;
-        match result {
-            Ok(result) => result,
-            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-            Err(join) => Err(anyhow!("test task failed: {join}")),
-        }
-    }
-    .await;
-    if let Some((base, schema)) = schema {
-        pg_admin(&base)
-            .await?
-            .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
-            .await?;
-    }
-    outcome.map_err(|e| anyhow!("{db:?}: {e:?}"))
+    (ctx, Teardown { database, store })
 }
 
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() -> anyhow::Result<()> {
-                    super::run(super::Db::Sqlite, super::$name).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() -> anyhow::Result<()> {
-                    super::run(super::Db::Postgres, super::$name).await
-                }
-            )*
-        }
-    };
+/// Cleans up whatever the outcome, then reports it.
+async fn finish(db: Db, teardown: Teardown, outcome: jiuzhu_testkit::Outcome) {
+    teardown.store.close().await;
+    teardown.database.drop().await;
+    report(db, outcome);
 }
 
-on_both_databases!(
+jiuzhu_testkit::on_both_databases!(
     a_webhook_failing_twice_is_retried_and_delivered_once_without_resending_the_email,
     a_dead_letter_is_an_incident_until_retried_and_then_delivered,
     a_permanent_failure_is_an_incident_at_the_first_attempt,

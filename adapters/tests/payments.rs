@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -23,19 +23,12 @@ use jiuzhu_engine::project::Project;
 use jiuzhu_engine::runtime::Engine;
 use jiuzhu_engine::store::Store;
 use jiuzhu_rules::Value;
+use jiuzhu_testkit::{Db, Outcome, TestDatabase, report};
 use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 use serde_json::json;
-use sqlx::{Connection as _, Executor as _};
 
-const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 const UNIT: &str = "双鸭山市/尖山区/中心站街道";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Db {
-    Sqlite,
-    Postgres,
-}
 
 /// What a test body gets.
 #[derive(Clone)]
@@ -73,25 +66,6 @@ fn month(text: &str) -> YearMonth {
     text.parse().expect("a valid month")
 }
 
-fn pg_base() -> String {
-    std::env::var("JIUZHU_TEST_PG").unwrap_or_else(|_| DEFAULT_PG.to_owned())
-}
-
-static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(0);
-
-async fn connect_pg_admin(base: &str) -> sqlx::PgConnection {
-    match sqlx::PgConnection::connect(base).await {
-        Ok(conn) => conn,
-        Err(error) => panic!(
-            "cannot connect to PostgreSQL at {base}: {error}\n\
-             The payments suite needs a PostgreSQL server. Start one, e.g.\n  \
-             pg_ctlcluster 15 main start            (Debian's postgresql package)\n  \
-             docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust -e POSTGRES_DB=test postgres:16\n\
-             or point JIUZHU_TEST_PG at one (postgres://user@host:port/database)."
-        ),
-    }
-}
-
 /// A project folder with the org directory, calendars, policies and `payment_fix` only, so
 /// these tests do not depend on the other procedures being mid-edit.
 fn fix_project(dir: &Path) -> Result<Project> {
@@ -112,47 +86,22 @@ fn fix_project(dir: &Path) -> Result<Project> {
 }
 
 struct Teardown {
-    _dir: tempfile::TempDir,
-    schema: Option<(String, String)>,
+    database: TestDatabase,
     store: Store,
 }
 
 async fn setup(db: Db) -> (Ctx, Teardown) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (url, schema) = match db {
-        Db::Sqlite => (
-            format!("sqlite:{}", dir.path().join("jiuzhu.db").display()),
-            None,
-        ),
-        Db::Postgres => {
-            let base = pg_base();
-            let schema = format!(
-                "jiuzhu_pay_{}_{}",
-                std::process::id(),
-                NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
-            );
-            let mut admin = connect_pg_admin(&base).await;
-            admin
-                .execute(
-                    format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
-                        .as_str(),
-                )
-                .await
-                .expect("create test schema");
-            let separator = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
-            (url, Some((base, schema)))
-        }
-    };
+    let database = TestDatabase::create(db, "pay").await;
+    let url = database.url.clone();
     let store = Store::open(&url).await.expect("open store");
-    let project_dir = dir.path().join("project");
+    let project_dir = database.dir().join("project");
     std::fs::create_dir_all(&project_dir).expect("project dir");
     let project = fix_project(&project_dir).expect("project loads");
     let clock = Arc::new(ManualClock::new(at("2026-03-05T09:00:00+08:00")));
     let engine =
         Engine::new(store.clone(), Arc::new(project), clock.clone(), "test-node").expect("engine");
     engine.deploy().await.expect("deploy");
-    let scratch = dir.path().join("scratch");
+    let scratch = database.dir().join("scratch");
     std::fs::create_dir_all(&scratch).expect("scratch dir");
     let ctx = Ctx {
         store: store.clone(),
@@ -161,59 +110,16 @@ async fn setup(db: Db) -> (Ctx, Teardown) {
         clock,
         dir: scratch,
     };
-    (
-        ctx,
-        Teardown {
-            _dir: dir,
-            schema,
-            store,
-        },
-    )
+    (ctx, Teardown { database, store })
 }
 
-async fn finish(db: Db, teardown: Teardown, outcome: Result<Result<()>, tokio::task::JoinError>) {
+async fn finish(db: Db, teardown: Teardown, outcome: Outcome) {
     teardown.store.close().await;
-    if let Some((base, schema)) = &teardown.schema {
-        let mut admin = connect_pg_admin(base).await;
-        admin
-            .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
-            .await
-            .expect("drop test schema");
-    }
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => panic!("{db:?}: {error:?}"),
-        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-        Err(join) => panic!("{db:?}: test task failed: {join}"),
-    }
+    teardown.database.drop().await;
+    report(db, outcome);
 }
 
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (ctx, teardown) = super::setup(super::Db::Sqlite).await;
-                    let outcome = tokio::spawn(super::$name(ctx)).await;
-                    super::finish(super::Db::Sqlite, teardown, outcome).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (ctx, teardown) = super::setup(super::Db::Postgres).await;
-                    let outcome = tokio::spawn(super::$name(ctx)).await;
-                    super::finish(super::Db::Postgres, teardown, outcome).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_databases!(
+jiuzhu_testkit::on_both_databases!(
     a_months_run_twice_makes_one_instruction_per_benefit,
     benefit_changes_are_new_entries_and_stops_cancel_unsent_months,
     staged_installments_and_an_advance,

@@ -11,18 +11,10 @@ use jiuzhu_engine::store::{
     NewDeployment, OutboxRow, StepCommit, Store, StoreError, TamperKind, TaskRow, TimerRow,
     sha256_hex,
 };
+use jiuzhu_testkit::{Db, Outcome, TestDatabase, report};
 use serde_json::json;
 use sqlx::{Connection as _, Executor as _};
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-
-const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Db {
-    Sqlite,
-    Postgres,
-}
 
 /// What a test body gets: the store, and the means to open more nodes and to reach the
 /// database behind the store's back.
@@ -42,146 +34,38 @@ impl Ctx {
     }
 
     /// Runs SQL on a connection of its own (tampering, fault injection).
-    ///
-    /// A plain `&str` runs unprepared, so one call may hold several statements.
-    /// (`sqlx::raw_sql(..).execute(..)` would do the same, but its future cannot be
-    /// proven `Send`, and test bodies are spawned.)
     async fn raw(&self, sql: &str) -> Result<()> {
-        match self.db {
-            Db::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
-                conn.execute(sql).await?;
-                conn.close().await?;
-            }
-            Db::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.url).await?;
-                conn.execute(sql).await?;
-                conn.close().await?;
-            }
-        }
-        Ok(())
+        jiuzhu_testkit::raw(self.db, &self.url, sql).await
     }
 }
 
-fn pg_base() -> String {
-    std::env::var("JIUZHU_TEST_PG").unwrap_or_else(|_| DEFAULT_PG.to_owned())
-}
-
-static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(0);
-
-async fn connect_pg_admin(base: &str) -> sqlx::PgConnection {
-    match sqlx::PgConnection::connect(base).await {
-        Ok(conn) => conn,
-        Err(error) => panic!(
-            "cannot connect to PostgreSQL at {base}: {error}\n\
-             The store suite needs a PostgreSQL server. Start one, e.g.\n  \
-             pg_ctlcluster 15 main start            (Debian's postgresql package)\n  \
-             docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust -e POSTGRES_DB=test postgres:16\n\
-             or point JIUZHU_TEST_PG at one (postgres://user@host:port/database)."
-        ),
-    }
-}
-
-/// What to clean up after a test: the temp dir (dropped) and the PostgreSQL schema.
+/// What to clean up after a test.
 struct Teardown {
-    _dir: tempfile::TempDir,
-    schema: Option<(String, String)>,
+    database: TestDatabase,
     store: Store,
 }
 
 /// Creates the test database and opens a store on it.
 async fn setup(db: Db) -> (Ctx, Teardown) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (url, fast_url, schema) = match db {
-        Db::Sqlite => {
-            let path = dir.path().join("jiuzhu.db");
-            let url = format!("sqlite:{}", path.display());
-            (url.clone(), format!("{url}?synchronous=normal"), None)
-        }
-        Db::Postgres => {
-            let base = pg_base();
-            let schema = format!(
-                "jiuzhu_test_{}_{}",
-                std::process::id(),
-                NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
-            );
-            let mut admin = connect_pg_admin(&base).await;
-            admin
-                .execute(
-                    format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
-                        .as_str(),
-                )
-                .await
-                .expect("create test schema");
-            let separator = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
-            let fast_url = format!("{url}%20-c%20synchronous_commit%3Doff");
-            (url, fast_url, Some((base, schema)))
-        }
-    };
-    let store = Store::open(&url).await.expect("open store");
+    let database = TestDatabase::create(db, "store").await;
+    let store = Store::open(&database.url).await.expect("open store");
     let ctx = Ctx {
         db,
         store: store.clone(),
-        url,
-        fast_url,
+        url: database.url.clone(),
+        fast_url: database.fast_url.clone(),
     };
-    (
-        ctx,
-        Teardown {
-            _dir: dir,
-            schema,
-            store,
-        },
-    )
+    (ctx, Teardown { database, store })
 }
 
 /// Cleans up (whatever the outcome), then reports the test body's outcome.
-async fn finish(db: Db, teardown: Teardown, outcome: Result<Result<()>, tokio::task::JoinError>) {
+async fn finish(db: Db, teardown: Teardown, outcome: Outcome) {
     teardown.store.close().await;
-    if let Some((base, schema)) = &teardown.schema {
-        let mut admin = connect_pg_admin(base).await;
-        admin
-            .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
-            .await
-            .expect("drop test schema");
-    }
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => panic!("{db:?}: {error:?}"),
-        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-        Err(join) => panic!("{db:?}: test task failed: {join}"),
-    }
+    teardown.database.drop().await;
+    report(db, outcome);
 }
 
-/// Every test below runs once per database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (ctx, teardown) = super::setup(super::Db::Sqlite).await;
-                    // Spawned, so a panicking body still gets its database cleaned up.
-                    let outcome = tokio::spawn(super::$name(ctx)).await;
-                    super::finish(super::Db::Sqlite, teardown, outcome).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (ctx, teardown) = super::setup(super::Db::Postgres).await;
-                    let outcome = tokio::spawn(super::$name(ctx)).await;
-                    super::finish(super::Db::Postgres, teardown, outcome).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_databases!(
+jiuzhu_testkit::on_both_databases!(
     deploy_unchanged_keeps_version_and_changed_gets_next,
     deploy_is_all_or_nothing,
     commit_and_load_round_trip,
