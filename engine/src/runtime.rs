@@ -5,12 +5,21 @@
 //! transaction with an optimistic version check. A lost race is `conflict`;
 //! a refused event changes nothing. Compiled definitions are cached by
 //! `process@version`; running instances keep the version they started on.
+//!
+//! The engine does not read back what it has just written: the state it last committed
+//! for an instance is kept (bounded, least recently used first) and the next step runs on
+//! it. The commit's version check is what makes that safe: when another node moved the
+//! instance meanwhile, the commit is a conflict, and the step runs once more on a fresh
+//! load. The latest deployment of each process is kept for a short while the same way.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use jiuzhu_rules::Value;
+use lru::LruCache;
 use sha2::{Digest, Sha256};
 
 use crate::assessor::RulesAssessor;
@@ -64,6 +73,10 @@ pub struct Engine {
     assessor: RulesAssessor,
     clock: Arc<dyn Clock>,
     definitions: Mutex<HashMap<(String, i64), Arc<Definition>>>,
+    /// What this engine last committed per instance, so a step need not read it back.
+    instances: InstanceCache,
+    /// The latest deployed version per process, with when it was read.
+    latest: Mutex<HashMap<String, (i64, Instant)>>,
     /// Identifies this node in timer and outbox leases.
     pub node_id: String,
     /// When set, steps are committed in groups with concurrent ones (see [`GroupCommitter`]).
@@ -94,6 +107,8 @@ impl Engine {
             assessor,
             clock,
             definitions: Mutex::new(HashMap::new()),
+            instances: InstanceCache::new(INSTANCE_CACHE_ENTRIES),
+            latest: Mutex::new(HashMap::new()),
             node_id: node_id.to_string(),
             committer: None,
             timer_concurrency: 1,
@@ -148,7 +163,33 @@ impl Engine {
                 hash,
             });
         }
-        Ok(self.store.deploy(&batch, self.now()).await?)
+        let deployed = self.store.deploy(&batch, self.now()).await;
+        // Forget the latest versions whatever the outcome: a failed deploy may still have
+        // been committed before the error reached us.
+        lock(&self.latest).clear();
+        Ok(deployed?)
+    }
+
+    /// The latest deployed version of `process`; read from the store at most once per
+    /// [`LATEST_DEPLOYMENT_TTL`] (a deploy through this engine forgets it at once).
+    async fn latest_version(&self, process: &str) -> Result<i64, EngineError> {
+        if let Some(&(version, read_at)) = lock(&self.latest).get(process)
+            && read_at.elapsed() < LATEST_DEPLOYMENT_TTL
+        {
+            return Ok(version);
+        }
+        let read_at = Instant::now();
+        let deployment = self
+            .store
+            .latest_deployment(process)
+            .await?
+            .ok_or_else(|| {
+                EngineError::NotFound(format!(
+                    "process {process} is not deployed (run `jiuzhu deploy`)"
+                ))
+            })?;
+        lock(&self.latest).insert(process.to_string(), (deployment.version, read_at));
+        Ok(deployment.version)
     }
 
     /// The compiled definition of `process@version`, compiled once from its deployed source.
@@ -211,18 +252,11 @@ impl Engine {
         actor: &Actor,
         data: BTreeMap<String, Value>,
     ) -> Result<StepReport, EngineError> {
-        let deployment = self
-            .store
-            .latest_deployment(process)
-            .await?
-            .ok_or_else(|| {
-                EngineError::NotFound(format!(
-                    "process {process} is not deployed (run `jiuzhu deploy`)"
-                ))
-            })?;
-        let def = self.definition(process, deployment.version).await?;
-        let commit = self.plan_start(&def, deployment.version, actor, data)?;
+        let version = self.latest_version(process).await?;
+        let def = self.definition(process, version).await?;
+        let (commit, state) = self.plan_start_with_state(&def, version, actor, data)?;
         let commit = self.commit_step(commit).await?;
+        self.instances.remember(&commit.instance, def, state);
         Ok(report(commit))
     }
 
@@ -235,6 +269,17 @@ impl Engine {
         actor: &Actor,
         data: BTreeMap<String, Value>,
     ) -> Result<StepCommit, EngineError> {
+        Ok(self.plan_start_with_state(def, version, actor, data)?.0)
+    }
+
+    /// [`Engine::plan_start`] with the new case's state, for the instance cache.
+    fn plan_start_with_state(
+        &self,
+        def: &Definition,
+        version: i64,
+        actor: &Actor,
+        data: BTreeMap<String, Value>,
+    ) -> Result<(StepCommit, InstanceState), EngineError> {
         let id = new_instance_id(&def.id);
         let calendar = self.calendar(def);
         let now = self.local_now(&calendar);
@@ -280,6 +325,12 @@ impl Engine {
     }
 
     /// Applies one event to an instance and commits it; `fired_timer` is removed with the step.
+    ///
+    /// Runs on the state this engine last committed when it has it. That state is behind
+    /// the store only when someone else moved the instance since; the commit's version
+    /// check then refuses the step (or the core refuses an event the newer state would
+    /// take), and the step runs once more on a fresh load. The step is a pure function of
+    /// state and event, so running it again is safe; what the fresh run says is final.
     async fn apply(
         &self,
         instance_id: &str,
@@ -289,7 +340,50 @@ impl Engine {
         data: &BTreeMap<String, Value>,
         fired_timer: Option<&str>,
     ) -> Result<StepReport, EngineError> {
+        if let Some(cached) = self.instances.get(instance_id) {
+            match self
+                .apply_on(instance_id, cached, &event, kind, actor, data, fired_timer)
+                .await
+            {
+                Ok(report) => return Ok(report),
+                Err(EngineError::Conflict(_) | EngineError::Step(_)) => {
+                    self.instances.forget(instance_id);
+                }
+                Err(e) => {
+                    self.instances.forget(instance_id);
+                    return Err(e);
+                }
+            }
+        }
         let (row, def, state) = self.load(instance_id).await?;
+        let fresh = CachedInstance {
+            version: row.version,
+            process_version: row.process_version,
+            def,
+            state: Arc::new(state),
+        };
+        self.apply_on(instance_id, fresh, &event, kind, actor, data, fired_timer)
+            .await
+    }
+
+    /// One attempt of [`Engine::apply`] on a known state; remembers the committed state.
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_on(
+        &self,
+        instance_id: &str,
+        base: CachedInstance,
+        event: &Event,
+        kind: &str,
+        actor: Option<&Actor>,
+        data: &BTreeMap<String, Value>,
+        fired_timer: Option<&str>,
+    ) -> Result<StepReport, EngineError> {
+        let CachedInstance {
+            version,
+            process_version,
+            def,
+            state,
+        } = base;
         let calendar = self.calendar(&def);
         let now = self.local_now(&calendar);
         // The context borrows the (not `Sync`) assessor: it must not live across the commit's
@@ -299,12 +393,12 @@ impl Engine {
                 calendar: &calendar,
                 assessor: &self.assessor,
             };
-            core::step(&def, &state, &event, now, &ctx)?
+            core::step(&def, &state, event, now, &ctx)?
         };
-        let commit = self.to_commit(
+        let (commit, after) = self.to_commit(
             &def,
-            row.process_version,
-            Some(row.version),
+            process_version,
+            Some(version),
             &state,
             transition,
             kind,
@@ -321,6 +415,7 @@ impl Engine {
                 EngineError::Store(e)
             }
         })?;
+        self.instances.remember(&commit.instance, def, after);
         Ok(report(commit))
     }
 
@@ -497,7 +592,7 @@ impl Engine {
         actor: Option<&Actor>,
         data: &BTreeMap<String, Value>,
         fired_timer: Option<&str>,
-    ) -> StepCommit {
+    ) -> (StepCommit, InstanceState) {
         let now = self.now();
         let state = transition.state;
         let mut commit = StepCommit {
@@ -574,8 +669,76 @@ impl Engine {
                 }),
             }
         }
-        commit
+        (commit, state)
     }
+}
+
+/// Instances whose last committed state an engine keeps: a few KB each, so tens of MB at
+/// most, and far more than the cases a node has in flight at once.
+const INSTANCE_CACHE_ENTRIES: NonZeroUsize = match NonZeroUsize::new(8_192) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
+
+/// How long a node keeps starting cases on the latest version it read. A deploy through
+/// this engine takes effect at once; one by another process (`jiuzhu deploy` beside a
+/// running node) is seen within this time.
+const LATEST_DEPLOYMENT_TTL: Duration = Duration::from_secs(1);
+
+/// An instance as this engine last committed it.
+#[derive(Clone)]
+struct CachedInstance {
+    /// The row version the commit wrote: the next step's expected version.
+    version: i64,
+    process_version: i64,
+    def: Arc<Definition>,
+    state: Arc<InstanceState>,
+}
+
+/// The instances this engine last committed, least recently used dropped first.
+struct InstanceCache(Mutex<LruCache<String, CachedInstance>>);
+
+impl InstanceCache {
+    fn new(entries: NonZeroUsize) -> Self {
+        InstanceCache(Mutex::new(LruCache::new(entries)))
+    }
+
+    fn get(&self, instance_id: &str) -> Option<CachedInstance> {
+        lock(&self.0).get(instance_id).cloned()
+    }
+
+    /// Keeps what a commit wrote, unless a later version is already here (two steps of
+    /// one instance may finish their commits in either order).
+    fn remember(&self, row: &InstanceRow, def: Arc<Definition>, state: InstanceState) {
+        let mut cache = lock(&self.0);
+        if cache
+            .peek(&row.id)
+            .is_some_and(|cached| cached.version >= row.version)
+        {
+            return;
+        }
+        cache.put(
+            row.id.clone(),
+            CachedInstance {
+                version: row.version,
+                process_version: row.process_version,
+                def,
+                state: Arc::new(state),
+            },
+        );
+    }
+
+    fn forget(&self, instance_id: &str) {
+        lock(&self.0).pop(instance_id);
+    }
+}
+
+/// Locks one of the engine's caches. A panic while holding it cannot leave a cache
+/// inconsistent (every update is one map operation), so a poisoned lock is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn report(commit: StepCommit) -> StepReport {
@@ -716,7 +879,7 @@ impl Engine {
             };
             core::step(&def, &state, &event, now, &ctx)?
         };
-        let commit = self.to_commit(
+        let (commit, after) = self.to_commit(
             &def,
             version,
             None,
@@ -728,6 +891,7 @@ impl Engine {
             None,
         );
         let commit = self.commit_step(commit).await?;
+        self.instances.remember(&commit.instance, def, after);
         Ok(report(commit))
     }
 

@@ -202,6 +202,7 @@ on_both_databases!(
     deploy_keeps_unchanged_versions_and_running_instances_keep_theirs,
     dibao_case_end_to_end_with_publicity_fired_by_the_scheduler,
     concurrent_completions_of_one_task_have_exactly_one_winner,
+    a_node_behind_another_steps_on_the_current_state,
     bad_form_data_is_refused_and_changes_nothing,
     unknown_task_instance_and_message_are_not_found,
     history_chain_verifies_and_detects_tampering,
@@ -532,6 +533,82 @@ async fn concurrent_completions_of_one_task_have_exactly_one_winner(ctx: Ctx) ->
         ensure!(!tasks.contains_key("survey"), "{tasks:?}");
         setup.store.verify_history(&instance).await?;
     }
+    Ok(())
+}
+
+/// A node keeps the state it last committed and steps on it without reading it back; when
+/// another node has moved the case since, the step must still land on the current state:
+/// the commit's version check refuses the stale one and the step runs again on a fresh load.
+async fn a_node_behind_another_steps_on_the_current_state(ctx: Ctx) -> Result<()> {
+    let behind = ctx.node("n1").await?;
+    behind.deploy().await?;
+    let ahead = ctx.node("n2").await?;
+    let staff = ctx.actor("zx_staff1")?;
+    let county = ctx.actor("county_staff1")?;
+
+    // `behind` starts and accepts the case: it holds the case with survey and verify open.
+    let (instance, survey) = case_at_survey(&ctx, &behind).await?;
+    let verify = open_tasks(&behind, &instance).await?["verify"].clone();
+    // `ahead` completes the survey: `behind`'s copy is now one version old.
+    ahead
+        .complete(
+            &survey,
+            &staff,
+            data(serde_json::json!({"surveyors": ["李强", "赵敏"]})),
+        )
+        .await?;
+
+    // Verify is open in both the stale and the current state: the stale run reaches the
+    // commit and loses the version check; the retry sees the survey done, so the join
+    // completes and the initial opinion opens. A commit of the stale state could not.
+    let verified = behind
+        .complete(
+            &verify,
+            &county,
+            data(serde_json::json!({"verification_ok": true})),
+        )
+        .await?;
+    ensure!(
+        verified.instance.version == 4,
+        "version {}",
+        verified.instance.version
+    );
+    let opinion = task_of(&verified, "initial_opinion")?.to_string();
+
+    // Now `ahead` is the one behind. Its next step is on a task its copy has never seen:
+    // the core refuses it on the stale state, the retry on a fresh load completes it.
+    let opined = ahead
+        .complete(
+            &opinion,
+            &staff,
+            data(serde_json::json!({"proposal": "approve"})),
+        )
+        .await?;
+    ensure!(
+        opined.instance.version == 5,
+        "version {}",
+        opined.instance.version
+    );
+    let tasks = open_tasks(&ahead, &instance).await?;
+    ensure!(!tasks.contains_key("initial_opinion"), "{tasks:?}");
+
+    // Each step landed once, in order, on an unbroken chain.
+    let history = ahead.store.history(&instance).await?;
+    ensure!(history.len() == 5, "{} history rows", history.len());
+    ahead.store.verify_history(&instance).await?;
+    // And what the store refuses, the retry still refuses: the opinion is done.
+    let again = behind
+        .complete(
+            &opinion,
+            &staff,
+            data(serde_json::json!({"proposal": "approve"})),
+        )
+        .await;
+    ensure!(
+        matches!(code(&again), "not_found" | "conflict"),
+        "{}",
+        code(&again)
+    );
     Ok(())
 }
 
