@@ -190,6 +190,7 @@ mod tests {
             timers_set: Vec::new(),
             timers_cancelled: Vec::new(),
             outbox: Vec::new(),
+            completes: None,
         }
     }
 

@@ -33,8 +33,8 @@ use crate::lang::load_definition;
 use crate::lang::model::Definition;
 use crate::project::Project;
 use crate::store::{
-    Deployment, HistoryEntry, InstanceRow, NewDeployment, OutboxRow, StepCommit, Store, StoreError,
-    TaskRow, TimerRow,
+    ConflictReason, Deployment, HistoryEntry, InstanceRow, NewDeployment, OutboxRow, StepCommit,
+    Store, StoreError, TaskCompletion, TaskRow, TimerRow,
 };
 
 /// Why an engine operation did not happen. `code()` is the stable code the CLI and API print.
@@ -331,20 +331,9 @@ impl Engine {
     /// check then refuses the step (or the core refuses an event the newer state would
     /// take), and the step runs once more on a fresh load. The step is a pure function of
     /// state and event, so running it again is safe; what the fresh run says is final.
-    async fn apply(
-        &self,
-        instance_id: &str,
-        event: Event,
-        kind: &str,
-        actor: Option<&Actor>,
-        data: &BTreeMap<String, Value>,
-        fired_timer: Option<&str>,
-    ) -> Result<StepReport, EngineError> {
+    async fn apply(&self, instance_id: &str, step: Step<'_>) -> Result<StepReport, EngineError> {
         if let Some(cached) = self.instances.get(instance_id) {
-            match self
-                .apply_on(instance_id, cached, &event, kind, actor, data, fired_timer)
-                .await
-            {
+            match self.apply_on(instance_id, cached, &step).await {
                 Ok(report) => return Ok(report),
                 Err(EngineError::Conflict(_) | EngineError::Step(_)) => {
                     self.instances.forget(instance_id);
@@ -362,21 +351,15 @@ impl Engine {
             def,
             state: Arc::new(state),
         };
-        self.apply_on(instance_id, fresh, &event, kind, actor, data, fired_timer)
-            .await
+        self.apply_on(instance_id, fresh, &step).await
     }
 
     /// One attempt of [`Engine::apply`] on a known state; remembers the committed state.
-    #[allow(clippy::too_many_arguments)]
     async fn apply_on(
         &self,
         instance_id: &str,
         base: CachedInstance,
-        event: &Event,
-        kind: &str,
-        actor: Option<&Actor>,
-        data: &BTreeMap<String, Value>,
-        fired_timer: Option<&str>,
+        step: &Step<'_>,
     ) -> Result<StepReport, EngineError> {
         let CachedInstance {
             version,
@@ -393,27 +376,32 @@ impl Engine {
                 calendar: &calendar,
                 assessor: &self.assessor,
             };
-            core::step(&def, &state, event, now, &ctx)?
+            core::step(&def, &state, step.event, now, &ctx)?
         };
-        let (commit, after) = self.to_commit(
+        let (mut commit, after) = self.to_commit(
             &def,
             process_version,
             Some(version),
             &state,
             transition,
-            kind,
-            actor,
-            data,
-            fired_timer,
+            step.kind,
+            step.actor,
+            step.data,
+            step.fired_timer,
         );
-        let commit = self.commit_step(commit).await.map_err(|e| {
-            if e.is_conflict() {
-                EngineError::Conflict(format!(
-                    "{instance_id} changed while this step ran; reload and try again"
-                ))
-            } else {
-                EngineError::Store(e)
-            }
+        commit.completes = step.completes.cloned();
+        let commit = self.commit_step(commit).await.map_err(|e| match e {
+            StoreError::Conflict {
+                reason: ConflictReason::ClaimedByOther,
+                ..
+            } => EngineError::Conflict(format!(
+                "task {} is claimed by another user",
+                step.completes.map_or("", |c| c.task_id.as_str())
+            )),
+            e if e.is_conflict() => EngineError::Conflict(format!(
+                "{instance_id} changed while this step ran; reload and try again"
+            )),
+            e => EngineError::Store(e),
         })?;
         self.instances.remember(&commit.instance, def, after);
         Ok(report(commit))
@@ -442,34 +430,51 @@ impl Engine {
     }
 
     /// Completes a task with form data.
+    ///
+    /// Reads nothing of its own: the task id names its instance, and whether another user
+    /// holds the task's claim is checked by the commit that closes it, so a claim racing
+    /// this completion on another node is never overtaken.
     pub async fn complete(
         &self,
         task_id: &str,
         actor: &Actor,
         data: BTreeMap<String, Value>,
     ) -> Result<StepReport, EngineError> {
-        let task = self.task(task_id).await?;
-        if let Some(holder) = &task.assignee
-            && holder != &actor.user
-        {
-            return Err(EngineError::Conflict(format!(
-                "task {task_id} is claimed by {holder}"
-            )));
-        }
+        let no_task = || EngineError::NotFound(format!("no open task {task_id}"));
+        let instance_id = instance_of_task(task_id).ok_or_else(no_task)?;
         let event = Event::Complete {
             task: TaskRef::Id(task_id.to_string()),
             actor: actor.clone(),
             data: data.clone(),
         };
-        self.apply(
-            &task.instance_id,
-            event,
-            "complete",
-            Some(actor),
-            &data,
-            None,
-        )
-        .await
+        let completion = TaskCompletion {
+            task_id: task_id.to_string(),
+            user: actor.user.clone(),
+        };
+        let step = Step {
+            event: &event,
+            kind: "complete",
+            actor: Some(actor),
+            data: &data,
+            fired_timer: None,
+            completes: Some(&completion),
+        };
+        let outcome = self.apply(instance_id, step).await;
+        match outcome {
+            // The id has the shape of a task id, but no such case exists.
+            Err(EngineError::NotFound(_)) => Err(no_task()),
+            // Refused for a claim: name the holder (a read only on this rare path).
+            Err(EngineError::Conflict(message)) => match self.store.task(task_id).await {
+                Ok(Some(TaskRow {
+                    assignee: Some(holder),
+                    ..
+                })) if holder != actor.user => Err(EngineError::Conflict(format!(
+                    "task {task_id} is claimed by {holder}"
+                ))),
+                _ => Err(EngineError::Conflict(message)),
+            },
+            outcome => outcome,
+        }
     }
 
     /// Delivers a named message to an instance.
@@ -485,15 +490,16 @@ impl Engine {
             actor: actor.cloned(),
             data: data.clone(),
         };
-        self.apply(
-            instance_id,
-            event,
-            &format!("message:{name}"),
+        let kind = format!("message:{name}");
+        let step = Step {
+            event: &event,
+            kind: &kind,
             actor,
-            &data,
-            None,
-        )
-        .await
+            data: &data,
+            fired_timer: None,
+            completes: None,
+        };
+        self.apply(instance_id, step).await
     }
 
     async fn task(&self, task_id: &str) -> Result<TaskRow, EngineError> {
@@ -539,6 +545,7 @@ impl Engine {
     /// Fires one instance's claimed timers in order; returns how many fired.
     async fn fire_instance_timers(&self, timers: Vec<TimerRow>) -> Result<usize, EngineError> {
         let mut fired = 0;
+        let no_input = BTreeMap::new();
         for timer in timers {
             let event = Event::TimerFired {
                 timer_id: timer.id.clone(),
@@ -546,17 +553,15 @@ impl Engine {
             let mut attempts = 0;
             loop {
                 attempts += 1;
-                match self
-                    .apply(
-                        &timer.instance_id,
-                        event.clone(),
-                        "timer",
-                        None,
-                        &BTreeMap::new(),
-                        Some(&timer.id),
-                    )
-                    .await
-                {
+                let step = Step {
+                    event: &event,
+                    kind: "timer",
+                    actor: None,
+                    data: &no_input,
+                    fired_timer: Some(&timer.id),
+                    completes: None,
+                };
+                match self.apply(&timer.instance_id, step).await {
                     Ok(_) => {
                         fired += 1;
                         break;
@@ -624,6 +629,7 @@ impl Engine {
             timers_set: Vec::new(),
             timers_cancelled: fired_timer.map(|t| vec![t.to_string()]).unwrap_or_default(),
             outbox: Vec::new(),
+            completes: None,
         };
         for effect in transition.effects {
             match effect {
@@ -741,6 +747,28 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// What one step applies, besides the instance it applies to.
+struct Step<'a> {
+    event: &'a Event,
+    /// The history row's event name.
+    kind: &'a str,
+    actor: Option<&'a Actor>,
+    data: &'a BTreeMap<String, Value>,
+    /// The timer this step fires, removed with it.
+    fired_timer: Option<&'a str>,
+    /// The task this step completes, checked against its claim in the commit.
+    completes: Option<&'a TaskCompletion>,
+}
+
+/// The instance a task belongs to: task ids are `{instance}-t{seq}` (see
+/// [`InstanceState::next_id`]). `None` when `task_id` does not have that shape.
+fn instance_of_task(task_id: &str) -> Option<&str> {
+    let (instance, seq) = task_id.rsplit_once("-t")?;
+    let well_formed =
+        !instance.is_empty() && !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit());
+    well_formed.then_some(instance)
+}
+
 fn report(commit: StepCommit) -> StepReport {
     StepReport {
         instance: commit.instance,
@@ -827,17 +855,15 @@ impl Engine {
         };
         let input = BTreeMap::from([("timer".to_string(), Value::Str(timer.id.clone()))]);
         for _ in 0..TIMER_ATTEMPTS {
-            match self
-                .apply(
-                    &timer.instance_id,
-                    event.clone(),
-                    "timer",
-                    None,
-                    &input,
-                    Some(&timer.id),
-                )
-                .await
-            {
+            let step = Step {
+                event: &event,
+                kind: "timer",
+                actor: None,
+                data: &input,
+                fired_timer: Some(&timer.id),
+                completes: None,
+            };
+            match self.apply(&timer.instance_id, step).await {
                 Ok(report) => return Ok(TimerFiring::Fired(Box::new(report))),
                 // A user's step won the race: reload and fire on the new state.
                 Err(EngineError::Conflict(_)) => continue,
@@ -903,5 +929,26 @@ impl Engine {
     /// The UTC offset of the calendar `def` runs on (cron times and local dates use it).
     pub fn utc_offset(&self, def: &Definition) -> FixedOffset {
         self.calendar(def).utc_offset()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::instance_of_task;
+
+    #[test]
+    fn a_task_id_names_its_instance() {
+        assert_eq!(
+            instance_of_task("dibao-0192f7c3-t12"),
+            Some("dibao-0192f7c3")
+        );
+        // Instance ids may themselves contain `-t`: only the last one counts.
+        assert_eq!(
+            instance_of_task("heating-t-2026-t3"),
+            Some("heating-t-2026")
+        );
+        for malformed in ["", "t1", "-t1", "dibao-t", "dibao-tx1", "dibao-w3", "dibao"] {
+            assert_eq!(instance_of_task(malformed), None, "{malformed}");
+        }
     }
 }

@@ -203,6 +203,7 @@ on_both_databases!(
     dibao_case_end_to_end_with_publicity_fired_by_the_scheduler,
     concurrent_completions_of_one_task_have_exactly_one_winner,
     a_node_behind_another_steps_on_the_current_state,
+    a_claimed_task_is_completed_only_by_its_holder,
     bad_form_data_is_refused_and_changes_nothing,
     unknown_task_instance_and_message_are_not_found,
     history_chain_verifies_and_detects_tampering,
@@ -609,6 +610,35 @@ async fn a_node_behind_another_steps_on_the_current_state(ctx: Ctx) -> Result<()
         "{}",
         code(&again)
     );
+    Ok(())
+}
+
+/// A claim binds on every node: whoever else completes the task is refused and the case
+/// does not move, whether or not that node has the case in memory.
+async fn a_claimed_task_is_completed_only_by_its_holder(ctx: Ctx) -> Result<()> {
+    let warm = ctx.node("n1").await?;
+    warm.deploy().await?;
+    let cold = ctx.node("n2").await?;
+    let holder = ctx.actor("zx_staff1")?;
+    let other = ctx.actor("zx_staff2")?;
+    let (instance, survey) = case_at_survey(&ctx, &warm).await?;
+    cold.claim(&survey, &holder).await?;
+    let form = data(serde_json::json!({"surveyors": ["李强", "赵敏"]}));
+    for node in [&warm, &cold] {
+        let refused = node.complete(&survey, &other, form.clone()).await;
+        ensure!(code(&refused) == "conflict", "{refused:?}");
+        let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+        ensure!(message.contains("zx_staff1"), "{message}");
+    }
+    ensure!(warm.store.history(&instance).await?.len() == 2);
+    let done = warm.complete(&survey, &holder, form).await?;
+    ensure!(
+        done.instance.version == 3,
+        "version {}",
+        done.instance.version
+    );
+    let tasks = open_tasks(&cold, &instance).await?;
+    ensure!(!tasks.contains_key("survey"), "{tasks:?}");
     Ok(())
 }
 

@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail, ensure};
 use chrono::{DateTime, Duration, Utc};
 use jiuzhu_engine::store::{
     CommitProblem, ConflictReason, Deployment, HistoryEntry, InstanceFilter, InstanceRow,
-    NewDeployment, OutboxRow, StepCommit, Store, StoreError, TamperKind, TaskRow, TimerRow,
-    sha256_hex,
+    NewDeployment, OutboxRow, StepCommit, Store, StoreError, TamperKind, TaskCompletion, TaskRow,
+    TimerRow, sha256_hex,
 };
 use jiuzhu_testkit::{Db, Outcome, TestDatabase, report};
 use serde_json::json;
@@ -74,6 +74,7 @@ jiuzhu_testkit::on_both_databases!(
     group_commit_fails_conflicting_steps_alone,
     invalid_commits_are_refused,
     claim_task_race_has_one_winner,
+    a_completion_commits_only_for_the_claim_holder,
     tasks_for_filters_by_unit_role_and_orders_by_due_date,
     timer_leases_hold_until_expiry,
     outbox_claim_deliver_and_fail,
@@ -140,6 +141,7 @@ fn start(id: &str, unit: &str) -> StepCommit {
         timers_set: vec![],
         timers_cancelled: vec![],
         outbox: vec![],
+        completes: None,
     }
 }
 
@@ -158,6 +160,7 @@ fn next(previous: &InstanceRow, event: &str, when: DateTime<Utc>) -> StepCommit 
         timers_set: vec![],
         timers_cancelled: vec![],
         outbox: vec![],
+        completes: None,
     }
 }
 
@@ -653,6 +656,83 @@ async fn claim_task_race_has_one_winner(ctx: Ctx) -> Result<()> {
         "{missing:?}"
     );
     node_b.close().await;
+    Ok(())
+}
+
+/// The claim check of a completion is part of its commit: a step completing a task another
+/// user holds fails alone (its group still commits) and leaves nothing behind.
+async fn a_completion_commits_only_for_the_claim_holder(ctx: Ctx) -> Result<()> {
+    let store = ctx.store.clone();
+    deploy_dibao(&store).await?;
+    let mut one = start("case-1", "gd");
+    one.tasks_opened = vec![task("case-1-t1", "case-1", "clerk", "gd", None)];
+    let mut two = start("case-2", "gd");
+    two.tasks_opened = vec![task("case-2-t1", "case-2", "clerk", "gd", None)];
+    store.commit(&one).await?;
+    store.commit(&two).await?;
+    store.claim_task("case-1-t1", "wang", at(50)).await?;
+    store.claim_task("case-2-t1", "wang", at(50)).await?;
+    let completion = |start: &StepCommit, task_id: &str, user: &str| {
+        let mut step = next(&start.instance, "complete", at(60));
+        step.tasks_closed = vec![task_id.to_owned()];
+        step.completes = Some(TaskCompletion {
+            task_id: task_id.to_owned(),
+            user: user.to_owned(),
+        });
+        step
+    };
+
+    // zhao completes wang's task of case 1, in one group with wang completing case 2.
+    let outcomes = store
+        .commit_group(&[
+            completion(&one, "case-1-t1", "zhao"),
+            completion(&two, "case-2-t1", "wang"),
+        ])
+        .await?;
+    ensure!(outcomes.len() == 2, "{outcomes:?}");
+    ensure!(
+        conflict_reason(&outcomes[0]) == Some(ConflictReason::ClaimedByOther),
+        "{outcomes:?}"
+    );
+    ensure!(outcomes[1].is_ok(), "{outcomes:?}");
+    // Case 1 is untouched: version 1, one history row, its task still open (claimable).
+    let case_one = store.load_instance("case-1").await?.context("case-1")?;
+    ensure!(case_one.version == 1, "version {}", case_one.version);
+    ensure!(store.history("case-1").await?.len() == 1);
+    store.claim_task("case-1-t1", "wang", at(70)).await?;
+    // Case 2 moved on and its task is closed.
+    ensure!(store.history("case-2").await?.len() == 2);
+    ensure!(
+        matches!(
+            store.claim_task("case-2-t1", "wang", at(70)).await,
+            Err(StoreError::Conflict {
+                reason: ConflictReason::TaskClosed,
+                ..
+            })
+        ),
+        "case-2-t1 is still open"
+    );
+
+    // The holder completes it.
+    store.commit(&completion(&one, "case-1-t1", "wang")).await?;
+    ensure!(store.history("case-1").await?.len() == 2);
+
+    // A completion of a task the step does not close is not a valid commit.
+    let mut stray = completion(&two, "case-2-t1", "wang");
+    stray.instance.version += 1;
+    stray.expected_version = Some(2);
+    stray.tasks_closed.clear();
+    let refused = store.commit(&stray).await;
+    ensure!(
+        matches!(
+            refused,
+            Err(StoreError::InvalidCommit {
+                problem: CommitProblem::CompletionNotClosed,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
     Ok(())
 }
 

@@ -143,6 +143,18 @@ pub struct StepCommit {
     pub timers_set: Vec<TimerRow>,
     pub timers_cancelled: Vec<String>,
     pub outbox: Vec<OutboxRow>,
+    /// The task this step completes, one of `tasks_closed`, and who completes it. The
+    /// step commits only if no other user holds that task's claim: the check is part of
+    /// the statement that closes the task, so a claim racing the completion (on any node)
+    /// either lands first and refuses the completion, or finds the task closed.
+    pub completes: Option<TaskCompletion>,
+}
+
+/// A completion's claim check (see [`StepCommit::completes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCompletion {
+    pub task_id: String,
+    pub user: String,
 }
 
 /// Which instances [`Store::list_instances`] returns, oldest first.
@@ -237,6 +249,8 @@ pub enum CommitProblem {
     VersionNotNext,
     /// A task, timer or outbox row names another instance.
     ForeignInstance,
+    /// `completes` names a task the step does not close.
+    CompletionNotClosed,
 }
 
 impl std::fmt::Display for CommitProblem {
@@ -246,6 +260,9 @@ impl std::fmt::Display for CommitProblem {
                 "instance.version must be expected_version + 1 (1 for a new instance)"
             }
             CommitProblem::ForeignInstance => "a task, timer or outbox row names another instance",
+            CommitProblem::CompletionNotClosed => {
+                "the completed task is not among the closed tasks"
+            }
         })
     }
 }

@@ -149,6 +149,11 @@ pub(crate) fn check_step(step: &StepCommit) -> Result<(), StoreError> {
     if foreign {
         return Err(invalid(CommitProblem::ForeignInstance));
     }
+    if let Some(completion) = &step.completes
+        && !step.tasks_closed.contains(&completion.task_id)
+    {
+        return Err(invalid(CommitProblem::CompletionNotClosed));
+    }
     Ok(())
 }
 
@@ -289,7 +294,7 @@ macro_rules! store_methods {
             }
             if failure.is_none() {
                 if let Err(error) = Self::insert_effects(&mut *tx, steps, &prepared).await {
-                    failure = Some(classify(error));
+                    failure = Some(error);
                 }
             }
             if let Some(error) = failure {
@@ -331,7 +336,7 @@ macro_rules! store_methods {
                             .map(|()| Ok(()))
                     }
                     Ok(shared::StepPlan::Reject(error)) => Ok(Err(error)),
-                    Err(error) => Err(error),
+                    Err(error) => Err(classify(error)),
                 };
                 let outcome = match result {
                     Ok(Ok(())) => {
@@ -343,7 +348,6 @@ macro_rules! store_methods {
                         Err(rejected)
                     }
                     Err(error) => {
-                        let error = classify(error);
                         if !shared::is_step_error(&error) {
                             return Err(error);
                         }
@@ -497,7 +501,7 @@ macro_rules! store_methods {
             conn: &mut DbConn,
             steps: &[$crate::store::StepCommit],
             prepared: &[shared::PreparedStep],
-        ) -> Result<(), sqlx::Error> {
+        ) -> Result<(), $crate::store::StoreError> {
             use shared::{ROWS_PER_STATEMENT, ms};
             for chunk in prepared.chunks(ROWS_PER_STATEMENT) {
                 let sql = shared::multi_row_insert(
@@ -519,7 +523,7 @@ macro_rules! store_methods {
                         .bind(&link.prev_hash)
                         .bind(&link.hash);
                 }
-                query.execute(&mut *conn).await?;
+                query.execute(&mut *conn).await.map_err(classify)?;
             }
 
             let tasks: Vec<&$crate::store::TaskRow> = prepared
@@ -546,7 +550,7 @@ macro_rules! store_methods {
                         .bind(ms(task.created_at))
                         .bind(sqlx::types::Json(&task.form));
                 }
-                query.execute(&mut *conn).await?;
+                query.execute(&mut *conn).await.map_err(classify)?;
             }
 
             let timers: Vec<&$crate::store::TimerRow> = prepared
@@ -568,7 +572,7 @@ macro_rules! store_methods {
                         .bind(sqlx::types::Json(&timer.payload))
                         .bind(ms(timer.due_at));
                 }
-                query.execute(&mut *conn).await?;
+                query.execute(&mut *conn).await.map_err(classify)?;
             }
 
             let outbox: Vec<&$crate::store::OutboxRow> = prepared
@@ -591,31 +595,55 @@ macro_rules! store_methods {
                         .bind(ms(entry.created_at))
                         .bind(ms(entry.created_at));
                 }
-                query.execute(&mut *conn).await?;
+                query.execute(&mut *conn).await.map_err(classify)?;
             }
 
             // Closing is scoped to the step's own instance: a step cannot close another
-            // case's task. closed_at is the step's history time.
-            let closes: Vec<(&str, i64, &str)> = prepared
+            // case's task. closed_at is the step's history time. A completed task closes only
+            // if no other user holds its claim (column4 is the completing user, NULL for the
+            // tasks a step closes for other reasons); which ones closed comes back, so a
+            // refused completion fails its step.
+            let closes: Vec<(&str, i64, &str, Option<&str>)> = prepared
                 .iter()
                 .flat_map(|link| {
                     let step = &steps[link.index];
                     step.tasks_closed.iter().map(move |task_id| {
-                        (task_id.as_str(), ms(step.history.at), step.instance.id.as_str())
+                        let claimant = step
+                            .completes
+                            .as_ref()
+                            .filter(|c| &c.task_id == task_id)
+                            .map(|c| c.user.as_str());
+                        (task_id.as_str(), ms(step.history.at), step.instance.id.as_str(), claimant)
                     })
                 })
                 .collect();
+            let mut closed = std::collections::HashSet::new();
             for chunk in closes.chunks(ROWS_PER_STATEMENT) {
                 let mut sql = String::from("UPDATE tasks SET closed_at = closing.column2 FROM (VALUES ");
-                shared::push_value_rows(&mut sql, 1, 3, chunk.len());
+                shared::push_value_rows(&mut sql, 1, 4, chunk.len());
                 sql.push_str(
-                    ") AS closing WHERE tasks.id = closing.column1 AND tasks.instance_id = closing.column3 AND tasks.closed_at IS NULL",
+                    ") AS closing WHERE tasks.id = closing.column1 AND tasks.instance_id = closing.column3 AND tasks.closed_at IS NULL \
+                     AND (closing.column4 IS NULL OR tasks.assignee IS NULL OR tasks.assignee = closing.column4) RETURNING tasks.id",
                 );
                 let mut query = sqlx::query(&sql);
-                for (task_id, at, instance_id) in chunk {
-                    query = query.bind(*task_id).bind(*at).bind(*instance_id);
+                for (task_id, at, instance_id, claimant) in chunk {
+                    query = query.bind(*task_id).bind(*at).bind(*instance_id).bind(*claimant);
                 }
-                query.execute(&mut *conn).await?;
+                for row in query.fetch_all(&mut *conn).await.map_err(classify)? {
+                    closed.insert(sqlx::Row::try_get::<String, _>(&row, 0).map_err(classify)?);
+                }
+            }
+            let refused = prepared.iter().any(|link| {
+                steps[link.index]
+                    .completes
+                    .as_ref()
+                    .is_some_and(|c| !closed.contains(&c.task_id))
+            });
+            if refused {
+                return Err($crate::store::StoreError::Conflict {
+                    reason: $crate::store::ConflictReason::ClaimedByOther,
+                    source: None,
+                });
             }
 
             let cancels: Vec<(&str, &str)> = prepared
@@ -635,7 +663,7 @@ macro_rules! store_methods {
                 for (timer_id, instance_id) in chunk {
                     query = query.bind(*timer_id).bind(*instance_id);
                 }
-                query.execute(&mut *conn).await?;
+                query.execute(&mut *conn).await.map_err(classify)?;
             }
             Ok(())
         }
