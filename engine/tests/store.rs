@@ -72,6 +72,7 @@ jiuzhu_testkit::on_both_databases!(
     same_expected_version_exactly_one_wins,
     concurrent_commits_on_one_instance_exactly_one_wins,
     group_commit_fails_conflicting_steps_alone,
+    a_group_update_refuses_only_the_rows_another_node_moved,
     invalid_commits_are_refused,
     claim_task_race_has_one_winner,
     a_completion_commits_only_for_the_claim_holder,
@@ -543,6 +544,51 @@ async fn group_commit_fails_conflicting_steps_alone(ctx: Ctx) -> Result<()> {
         store.verify_history(id).await?;
     }
     assert!(store.commit_group(&[]).await?.is_empty());
+    Ok(())
+}
+
+/// The group's instance rows go out in one multi-row UPDATE; when another node moved one
+/// of them after this node cached its head, that row alone is refused and the rest of the
+/// group commits.
+async fn a_group_update_refuses_only_the_rows_another_node_moved(ctx: Ctx) -> Result<()> {
+    let store = &ctx.store;
+    deploy_dibao(store).await?;
+    for id in ["a", "b", "c"] {
+        store.commit(&start(id, "gd")).await?;
+    }
+    let a = store.load_instance("a").await?.context("a")?;
+    let b = store.load_instance("b").await?.context("b")?;
+    let c = store.load_instance("c").await?.context("c")?;
+    // Another node moves b: this node's cached head of b is now one version old.
+    let other = ctx.node().await?;
+    let b2_elsewhere = next(&b, "elsewhere", at(15));
+    other.commit(&b2_elsewhere).await?;
+
+    let a2 = next(&a, "a2", at(20));
+    let b2 = next(&b, "b2", at(20));
+    let c2 = next(&c, "c2", at(20));
+    let results = store.commit_group(&[a2.clone(), b2, c2.clone()]).await?;
+    assert!(results[0].is_ok(), "{results:?}");
+    assert_eq!(
+        conflict_reason(&results[1]),
+        Some(ConflictReason::VersionMismatch)
+    );
+    assert!(results[2].is_ok(), "{results:?}");
+    assert_eq!(store.load_instance("a").await?, Some(a2.instance));
+    assert_eq!(
+        store.load_instance("b").await?,
+        Some(b2_elsewhere.instance.clone())
+    );
+    assert_eq!(store.load_instance("c").await?, Some(c2.instance));
+    // The refused row's head was forgotten: the next step on b reads it and commits.
+    store
+        .commit(&next(&b2_elsewhere.instance, "b3", at(30)))
+        .await?;
+    for id in ["a", "b", "c"] {
+        store.verify_history(id).await?;
+    }
+    ensure!(store.history("b").await?.len() == 3);
+    other.close().await;
     Ok(())
 }
 

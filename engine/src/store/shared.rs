@@ -282,15 +282,16 @@ macro_rules! store_methods {
             let mut outcomes = Vec::with_capacity(order.len());
             let mut prepared = Vec::with_capacity(order.len());
             let mut failure = None;
-            for &index in order {
-                match self.apply_instance(&mut *tx, steps, index, &mut heads).await {
-                    Ok(shared::StepPlan::Write(step)) => prepared.push(step),
-                    Ok(shared::StepPlan::Reject(error)) => outcomes.push((index, Err(error))),
-                    Err(error) => {
-                        failure = Some(classify(error));
-                        break;
+            match self.write_instances(&mut *tx, steps, order, &mut heads).await {
+                Ok(planned) => {
+                    for (index, plan) in planned {
+                        match plan {
+                            shared::StepPlan::Write(step) => prepared.push(step),
+                            shared::StepPlan::Reject(error) => outcomes.push((index, Err(error))),
+                        }
                     }
                 }
+                Err(error) => failure = Some(classify(error)),
             }
             if failure.is_none() {
                 if let Err(error) = Self::insert_effects(&mut *tx, steps, &prepared).await {
@@ -381,6 +382,77 @@ macro_rules! store_methods {
             heads: &mut std::collections::HashMap<String, (i64, String)>,
         ) -> Result<shared::StepPlan, sqlx::Error> {
             use $crate::store::{ConflictReason, StoreError};
+            let step = &steps[index];
+            let instance = &step.instance;
+            let conflict = |reason| StoreError::Conflict {
+                reason,
+                source: None,
+            };
+            let link = match self.chain_link(conn, steps, index, heads).await? {
+                shared::StepPlan::Write(link) => link,
+                rejected => return Ok(rejected),
+            };
+            let (prev_hash, hash) = (&link.prev_hash, &link.hash);
+            let state = sqlx::types::Json(&instance.state);
+            let written = match step.expected_version {
+                None => sqlx::query(
+                    "INSERT INTO instances (id, process_id, process_version, status, outcome, unit, state, version, created_at, updated_at, history_hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&instance.id)
+                .bind(&instance.process_id)
+                .bind(instance.process_version)
+                .bind(&instance.status)
+                .bind(instance.outcome.as_deref())
+                .bind(&instance.unit)
+                .bind(state)
+                .bind(instance.version)
+                .bind(shared::ms(instance.created_at))
+                .bind(shared::ms(instance.updated_at))
+                .bind(hash)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected(),
+                Some(expected) => sqlx::query(
+                    "UPDATE instances SET status = $1, outcome = $2, unit = $3, state = $4, version = $5, updated_at = $6, history_hash = $7 \
+                     WHERE id = $8 AND version = $9 AND history_hash = $10",
+                )
+                .bind(&instance.status)
+                .bind(instance.outcome.as_deref())
+                .bind(&instance.unit)
+                .bind(state)
+                .bind(instance.version)
+                .bind(shared::ms(instance.updated_at))
+                .bind(hash)
+                .bind(&instance.id)
+                .bind(expected)
+                .bind(prev_hash)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected(),
+            };
+            if written != 1 {
+                self.heads.forget(&instance.id);
+                let reason = match step.expected_version {
+                    None => ConflictReason::Duplicate,
+                    Some(_) => ConflictReason::VersionMismatch,
+                };
+                return Ok(shared::StepPlan::Reject(conflict(reason)));
+            }
+            heads.insert(instance.id.clone(), (instance.version, link.hash.clone()));
+            Ok(shared::StepPlan::Write(link))
+        }
+
+        /// Works out a step's link in its instance's history chain: the previous hash (from
+        /// this group, the head cache, or one read of the row) and its own. Writes nothing.
+        async fn chain_link(
+            &self,
+            conn: &mut DbConn,
+            steps: &[$crate::store::StepCommit],
+            index: usize,
+            heads: &std::collections::HashMap<String, (i64, String)>,
+        ) -> Result<shared::StepPlan, sqlx::Error> {
+            use $crate::store::{ConflictReason, StoreError};
             use sqlx::Row as _;
             let step = &steps[index];
             let instance = &step.instance;
@@ -438,53 +510,6 @@ macro_rules! store_methods {
                     data_json: &data_json,
                 },
             );
-            let state = sqlx::types::Json(&instance.state);
-            let written = match step.expected_version {
-                None => sqlx::query(
-                    "INSERT INTO instances (id, process_id, process_version, status, outcome, unit, state, version, created_at, updated_at, history_hash) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&instance.id)
-                .bind(&instance.process_id)
-                .bind(instance.process_version)
-                .bind(&instance.status)
-                .bind(instance.outcome.as_deref())
-                .bind(&instance.unit)
-                .bind(state)
-                .bind(instance.version)
-                .bind(shared::ms(instance.created_at))
-                .bind(shared::ms(instance.updated_at))
-                .bind(&hash)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected(),
-                Some(expected) => sqlx::query(
-                    "UPDATE instances SET status = $1, outcome = $2, unit = $3, state = $4, version = $5, updated_at = $6, history_hash = $7 \
-                     WHERE id = $8 AND version = $9 AND history_hash = $10",
-                )
-                .bind(&instance.status)
-                .bind(instance.outcome.as_deref())
-                .bind(&instance.unit)
-                .bind(state)
-                .bind(instance.version)
-                .bind(shared::ms(instance.updated_at))
-                .bind(&hash)
-                .bind(&instance.id)
-                .bind(expected)
-                .bind(&prev_hash)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected(),
-            };
-            if written != 1 {
-                self.heads.forget(&instance.id);
-                let reason = match step.expected_version {
-                    None => ConflictReason::Duplicate,
-                    Some(_) => ConflictReason::VersionMismatch,
-                };
-                return Ok(shared::StepPlan::Reject(conflict(reason)));
-            }
-            heads.insert(instance.id.clone(), (instance.version, hash.clone()));
             Ok(shared::StepPlan::Write(shared::PreparedStep {
                 index,
                 seq,
@@ -492,6 +517,94 @@ macro_rules! store_methods {
                 hash,
                 data_json,
             }))
+        }
+
+        /// The fast path's instance rows in a few statements for the whole group. Each round
+        /// takes the next step of every instance (a single round unless an instance has
+        /// several steps in the group): its new instances are inserted one by one, the
+        /// others updated by one multi-row UPDATE that checks version and head hash per row,
+        /// as the single-row UPDATE does. The ids it returns are the steps that won; the
+        /// others lost a race and are rejected, and so are later steps of their instance.
+        async fn write_instances(
+            &self,
+            conn: &mut DbConn,
+            steps: &[$crate::store::StepCommit],
+            order: &[usize],
+            heads: &mut std::collections::HashMap<String, (i64, String)>,
+        ) -> Result<Vec<(usize, shared::StepPlan)>, sqlx::Error> {
+            use $crate::store::{ConflictReason, StoreError};
+            use sqlx::Row as _;
+            let mut planned = Vec::with_capacity(order.len());
+            let mut pending: Vec<usize> = order.to_vec();
+            while !pending.is_empty() {
+                let mut seen = std::collections::HashSet::new();
+                let (round, rest): (Vec<usize>, Vec<usize>) = pending
+                    .iter()
+                    .copied()
+                    .partition(|&index| seen.insert(steps[index].instance.id.as_str()));
+                let mut updates = Vec::with_capacity(round.len());
+                for index in round {
+                    if steps[index].expected_version.is_none() {
+                        let plan = self.apply_instance(conn, steps, index, heads).await?;
+                        planned.push((index, plan));
+                        continue;
+                    }
+                    match self.chain_link(conn, steps, index, heads).await? {
+                        shared::StepPlan::Write(link) => updates.push(link),
+                        rejected => planned.push((index, rejected)),
+                    }
+                }
+                let mut updates = updates.into_iter().peekable();
+                while updates.peek().is_some() {
+                    let chunk: Vec<shared::PreparedStep> =
+                        updates.by_ref().take(shared::ROWS_PER_STATEMENT).collect();
+                    let mut sql = String::from(
+                        "UPDATE instances SET status = v.column1, outcome = v.column2, unit = v.column3, state = v.column4, \
+                         version = v.column5, updated_at = v.column6, history_hash = v.column7 FROM (VALUES ",
+                    );
+                    shared::push_value_rows(&mut sql, 1, 10, chunk.len());
+                    sql.push_str(
+                        ") AS v WHERE instances.id = v.column8 AND instances.version = v.column9 \
+                         AND instances.history_hash = v.column10 RETURNING instances.id",
+                    );
+                    let mut query = sqlx::query(&sql);
+                    for link in &chunk {
+                        let step = &steps[link.index];
+                        let instance = &step.instance;
+                        query = query
+                            .bind(&instance.status)
+                            .bind(instance.outcome.as_deref())
+                            .bind(&instance.unit)
+                            .bind(sqlx::types::Json(&instance.state))
+                            .bind(instance.version)
+                            .bind(shared::ms(instance.updated_at))
+                            .bind(&link.hash)
+                            .bind(&instance.id)
+                            .bind(step.expected_version)
+                            .bind(&link.prev_hash);
+                    }
+                    let mut won = std::collections::HashSet::new();
+                    for row in query.fetch_all(&mut *conn).await? {
+                        won.insert(row.try_get::<String, _>(0)?);
+                    }
+                    for link in chunk {
+                        let instance = &steps[link.index].instance;
+                        if won.contains(&instance.id) {
+                            heads.insert(instance.id.clone(), (instance.version, link.hash.clone()));
+                            planned.push((link.index, shared::StepPlan::Write(link)));
+                        } else {
+                            self.heads.forget(&instance.id);
+                            let lost = StoreError::Conflict {
+                                reason: ConflictReason::VersionMismatch,
+                                source: None,
+                            };
+                            planned.push((link.index, shared::StepPlan::Reject(lost)));
+                        }
+                    }
+                }
+                pending = rest;
+            }
+            Ok(planned)
         }
 
         /// History, tasks, timers and outbox of the prepared steps, a few multi-row
