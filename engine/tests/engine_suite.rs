@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use chrono::{DateTime, Duration, Utc};
@@ -20,15 +19,7 @@ use jiuzhu_engine::runtime::{Engine, EngineError, StepReport};
 use jiuzhu_engine::scheduler::{Scheduler, occurrence_instance_id};
 use jiuzhu_engine::store::{InstanceFilter, Store, StoreError};
 use jiuzhu_rules::Value;
-use sqlx::{Connection as _, Executor as _};
-
-const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Db {
-    Sqlite,
-    Postgres,
-}
+use jiuzhu_testkit::{Db, Outcome, TestDatabase, report};
 
 /// What a test body gets: a database, a clock, and the means to open engine nodes on them.
 #[derive(Clone)]
@@ -62,19 +53,7 @@ impl Ctx {
 
     /// Runs SQL on a connection of its own, behind the engine's back.
     async fn raw(&self, sql: &str) -> Result<()> {
-        match self.db {
-            Db::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.url).await?;
-                conn.execute(sql).await?;
-                conn.close().await?;
-            }
-            Db::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.url).await?;
-                conn.execute(sql).await?;
-                conn.close().await?;
-            }
-        }
-        Ok(())
+        jiuzhu_testkit::raw(self.db, &self.url, sql).await
     }
 }
 
@@ -88,28 +67,9 @@ fn load_project(dir: &Path) -> Arc<Project> {
     }))
 }
 
-fn pg_base() -> String {
-    std::env::var("JIUZHU_TEST_PG").unwrap_or_else(|_| DEFAULT_PG.to_owned())
-}
-
-static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(0);
-
-async fn connect_pg_admin(base: &str) -> sqlx::PgConnection {
-    match sqlx::PgConnection::connect(base).await {
-        Ok(conn) => conn,
-        Err(error) => panic!(
-            "cannot connect to PostgreSQL at {base}: {error}\n\
-             The engine suite needs a PostgreSQL server. Start one, e.g.\n  \
-             pg_ctlcluster 15 main start            (Debian's postgresql package)\n  \
-             docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust -e POSTGRES_DB=test postgres:16\n\
-             or point JIUZHU_TEST_PG at one (postgres://user@host:port/database)."
-        ),
-    }
-}
-
+/// What to clean up after a test.
 struct Teardown {
-    _dir: tempfile::TempDir,
-    schema: Option<(String, String)>,
+    database: TestDatabase,
 }
 
 /// 2026-03-02 09:00 Beijing time, a Monday.
@@ -120,85 +80,23 @@ fn monday_morning() -> DateTime<Utc> {
 }
 
 async fn setup(db: Db) -> (Ctx, Teardown) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (url, schema) = match db {
-        Db::Sqlite => (
-            format!("sqlite:{}", dir.path().join("jiuzhu.db").display()),
-            None,
-        ),
-        Db::Postgres => {
-            let base = pg_base();
-            let schema = format!(
-                "jiuzhu_engine_{}_{}",
-                std::process::id(),
-                NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
-            );
-            let mut admin = connect_pg_admin(&base).await;
-            admin
-                .execute(
-                    format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}")
-                        .as_str(),
-                )
-                .await
-                .expect("create test schema");
-            let separator = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{separator}options=-c%20search_path%3D{schema}");
-            (url, Some((base, schema)))
-        }
-    };
+    let database = TestDatabase::create(db, "engine").await;
+    let url = database.url.clone();
     let ctx = Ctx {
         db,
         url,
         clock: Arc::new(ManualClock::new(monday_morning())),
         project: load_project(&processes_dir()),
     };
-    (ctx, Teardown { _dir: dir, schema })
+    (ctx, Teardown { database })
 }
 
-async fn finish(db: Db, teardown: Teardown, outcome: Result<Result<()>, tokio::task::JoinError>) {
-    if let Some((base, schema)) = &teardown.schema {
-        let mut admin = connect_pg_admin(base).await;
-        admin
-            .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
-            .await
-            .expect("drop test schema");
-    }
-    match outcome {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => panic!("{db:?}: {error:?}"),
-        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
-        Err(join) => panic!("{db:?}: test task failed: {join}"),
-    }
+async fn finish(db: Db, teardown: Teardown, outcome: Outcome) {
+    teardown.database.drop().await;
+    report(db, outcome);
 }
 
-/// Every test below runs once per database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (ctx, teardown) = super::setup(super::Db::Sqlite).await;
-                    // Spawned, so a panicking body still gets its database cleaned up.
-                    let outcome = tokio::spawn(super::$name(ctx)).await;
-                    super::finish(super::Db::Sqlite, teardown, outcome).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (ctx, teardown) = super::setup(super::Db::Postgres).await;
-                    let outcome = tokio::spawn(super::$name(ctx)).await;
-                    super::finish(super::Db::Postgres, teardown, outcome).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_databases!(
+jiuzhu_testkit::on_both_databases!(
     deploy_keeps_unchanged_versions_and_running_instances_keep_theirs,
     dibao_case_end_to_end_with_publicity_fired_by_the_scheduler,
     concurrent_completions_of_one_task_have_exactly_one_winner,

@@ -6,7 +6,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context as _, Result, ensure};
 use chrono::{DateTime, Duration, Utc};
@@ -16,9 +15,7 @@ use jiuzhu_engine::project::Project;
 use jiuzhu_engine::runtime::Engine;
 use jiuzhu_engine::scheduler::{Scheduler, SchedulerOptions};
 use jiuzhu_engine::store::{InstanceFilter, Store};
-use sqlx::{Connection as _, Executor as _};
-
-const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
+use jiuzhu_testkit::{Db, TestDatabase};
 
 /// 2,000 instances, each waiting on five timers of its own: 10,000 timers.
 const INSTANCES: usize = 2_000;
@@ -227,51 +224,24 @@ async fn three_nodes_fire_ten_thousand_timers_exactly_once(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_three_nodes_fire_ten_thousand_timers_exactly_once() {
-    let fixture = fixture();
-    let db = tempfile::tempdir().expect("temp dir");
-    // Durability is not under test here: commits skip the fsync to keep the run short.
-    let url = format!(
-        "sqlite:{}?synchronous=normal&busy_timeout_ms=30000",
-        db.path().join("nodes.db").display()
-    );
-    three_nodes_fire_ten_thousand_timers_exactly_once(&url, &fixture)
-        .await
-        .expect("SQLite");
+    on(Db::Sqlite).await;
 }
-
-static NEXT_SCHEMA: AtomicU64 = AtomicU64::new(0);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_three_nodes_fire_ten_thousand_timers_exactly_once() {
-    let base = std::env::var("JIUZHU_TEST_PG").unwrap_or_else(|_| DEFAULT_PG.to_owned());
-    let mut admin = match sqlx::PgConnection::connect(&base).await {
-        Ok(conn) => conn,
-        Err(error) => panic!(
-            "cannot connect to PostgreSQL at {base}: {error}\n\
-             The multi-node test needs a PostgreSQL server. Start one, e.g.\n  \
-             pg_ctlcluster 15 main start            (Debian's postgresql package)\n  \
-             docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust -e POSTGRES_DB=test postgres:16\n\
-             or point JIUZHU_TEST_PG at one (postgres://user@host:port/database)."
-        ),
+    on(Db::Postgres).await;
+}
+
+/// Runs the test on a database of its own. Durability is not under test here: commits
+/// skip the fsync to keep the run short, and SQLite's writers wait long for each other.
+async fn on(db: Db) {
+    let database = TestDatabase::create(db, "multinode").await;
+    let url = match db {
+        Db::Sqlite => format!("{}&busy_timeout_ms=30000", database.fast_url),
+        Db::Postgres => database.fast_url.clone(),
     };
-    let schema = format!(
-        "jiuzhu_multinode_{}_{}",
-        std::process::id(),
-        NEXT_SCHEMA.fetch_add(1, Ordering::Relaxed)
-    );
-    admin
-        .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}").as_str())
-        .await
-        .expect("create test schema");
-    let separator = if base.contains('?') { '&' } else { '?' };
-    let url = format!(
-        "{base}{separator}options=-c%20search_path%3D{schema}%20-c%20synchronous_commit%3Doff"
-    );
     let fixture = fixture();
     let outcome = three_nodes_fire_ten_thousand_timers_exactly_once(&url, &fixture).await;
-    admin
-        .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
-        .await
-        .expect("drop test schema");
-    outcome.context("PostgreSQL").expect("PostgreSQL");
+    database.drop().await;
+    outcome.context(format!("{db:?}")).expect("three nodes");
 }
