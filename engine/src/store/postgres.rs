@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "dispatch",
         include_str!("../../migrations/postgres/0004_dispatch.sql"),
     ),
+    (
+        5,
+        "inbox_covering",
+        include_str!("../../migrations/postgres/0005_inbox_covering.sql"),
+    ),
 ];
 
 const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2 \

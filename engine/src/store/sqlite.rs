@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "dispatch",
         include_str!("../../migrations/sqlite/0004_dispatch.sql"),
     ),
+    (
+        5,
+        "inbox_covering",
+        include_str!("../../migrations/sqlite/0005_inbox_covering.sql"),
+    ),
 ];
 
 /// SQLite has one writer, so the claim needs no row locks: one UPDATE picks and leases.
