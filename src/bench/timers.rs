@@ -11,6 +11,7 @@ use anyhow::{Result, ensure};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use jiuzhu_engine::clock::{Clock, ManualClock};
 use jiuzhu_engine::group_commit::GroupCommitOptions;
+use jiuzhu_engine::scheduler::{Scheduler, SchedulerOptions};
 use jiuzhu_rules::Value;
 use serde_json::json;
 
@@ -100,16 +101,28 @@ async fn measure(db: &BenchDb, args: &Args) -> Result<serde_json::Value> {
     let mut fired = 0u64;
     let mut claims = 0u64;
     let mut last_firing = started.elapsed();
+    // The node's own scheduler, one claim batch per tick.
+    let scheduler = Scheduler::with_options(
+        &engine,
+        SchedulerOptions {
+            timer_batch: args.batch,
+            max_timers_per_tick: args.batch as usize,
+            ..SchedulerOptions::default()
+        },
+    );
     loop {
-        let batch = engine
-            .fire_due_timers(args.batch)
+        let report = scheduler
+            .tick()
             .await
-            .map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
+            .map_err(|e| anyhow::anyhow!("scheduler: {e}"))?;
+        if let Some(failure) = report.timer_failures.first() {
+            anyhow::bail!("timer {} failed: {}", failure.timer_id, failure.error);
+        }
         claims += 1;
-        if batch == 0 {
+        if report.fired.is_empty() {
             break;
         }
-        fired += batch as u64;
+        fired += report.fired.len() as u64;
         last_firing = started.elapsed();
     }
     let seconds = last_firing.as_secs_f64();
