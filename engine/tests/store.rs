@@ -1183,6 +1183,40 @@ async fn sqlite_writer_held_elsewhere_is_reported_as_locked() {
         .expect("commits once released");
 }
 
+/// A commit waiting for another connection's write lock must not hold the runtime thread:
+/// on a single-threaded runtime the lock's holder may need that very thread to reach its
+/// own commit. Here the holder is a second store on the same file deploying (a transaction
+/// that awaits between its statements) while the first commits steps, both on one thread;
+/// a commit asleep in SQLite's busy handler would stall both until the busy timeout and
+/// fail as `locked`.
+#[tokio::test(flavor = "current_thread")]
+async fn sqlite_commit_waiting_for_the_lock_leaves_the_runtime_free() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("waiting.db");
+    let url = format!("sqlite:{}?busy_timeout_ms=5000", path.display());
+    let store = Store::open(&url).await.expect("open");
+    deploy_dibao(&store).await.expect("deploy");
+    let other = Store::open(&url).await.expect("second store on the file");
+    for round in 0..40 {
+        let step = start(&format!("case-{round}"), "gd");
+        let deployment = new_deployment(&format!("p{round}"), &format!("process: p{round}\n"));
+        let (committed, deployed) = tokio::join!(
+            store.commit(&step),
+            other.deploy(std::slice::from_ref(&deployment), at(round)),
+        );
+        committed.unwrap_or_else(|e| panic!("round {round}: commit: {e:?}"));
+        deployed.unwrap_or_else(|e| panic!("round {round}: deploy: {e:?}"));
+    }
+    assert_eq!(
+        other
+            .list_instances(&InstanceFilter::default())
+            .await
+            .expect("list")
+            .len(),
+        40
+    );
+}
+
 #[tokio::test]
 async fn sqlite_in_memory_store_works() {
     let store = Store::open("sqlite::memory:").await.expect("open");

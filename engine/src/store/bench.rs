@@ -7,8 +7,9 @@
 //! check: a million pending timers or open tasks are seeded in seconds, not in the hours a
 //! benchmark would spend committing them one by one.
 
+use super::group_write::Param;
 use super::shared::{self, ROWS_PER_STATEMENT, ms};
-use super::{Backend, StepCommit, Store, StoreError, postgres, sqlite};
+use super::{Backend, StepCommit, Store, StoreError, postgres, raw_sqlite, sqlite};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
@@ -231,8 +232,9 @@ impl Store {
 
     /// BENCH ONLY: the floor under a step. Commits `count` transactions of one small-row
     /// upsert each (a 600-byte row, as the peers' `sqlite_limit.py` does) through the store's
-    /// own writer, so with the same driver and durability settings as a step; returns the
-    /// elapsed time. Uses its own table, dropped afterwards.
+    /// own writer, the way a step commits — on SQLite the raw writer connection, on
+    /// PostgreSQL a sqlx transaction — so with the same driver and durability settings;
+    /// returns the elapsed time. Uses its own table, dropped afterwards.
     pub async fn bench_raw_commits(&self, count: u32) -> Result<Duration, StoreError> {
         const CREATE: &str =
             "CREATE TABLE IF NOT EXISTS bench_raw (id BIGINT PRIMARY KEY, state TEXT NOT NULL)";
@@ -240,13 +242,32 @@ impl Store {
              ON CONFLICT (id) DO UPDATE SET state = excluded.state";
         const DROP: &str = "DROP TABLE bench_raw";
         let payload = "x".repeat(600);
-        macro_rules! probe {
-            ($store:expr, $classify:path) => {{
-                let store = $store;
+        match &self.backend {
+            Backend::Sqlite(store) => {
+                let timeout = store.busy_timeout();
+                let ddl = |sql| move |tx: &mut raw_sqlite::RawTx| tx.run(sql).and(tx.run("COMMIT"));
+                raw_sqlite::with_writer(&store.writer, timeout, ddl(CREATE)).await?;
+                let started = Instant::now();
+                for i in 0..count {
+                    let params = [Param::Int(i64::from(i % 1000)), Param::Text(&payload)];
+                    raw_sqlite::with_writer(&store.writer, timeout, |tx| {
+                        tx.prepare(UPSERT, &params)?
+                            .raw_execute()
+                            .map_err(raw_sqlite::store_error)?;
+                        tx.run("COMMIT")
+                    })
+                    .await?;
+                }
+                let elapsed = started.elapsed();
+                raw_sqlite::with_writer(&store.writer, timeout, ddl(DROP)).await?;
+                Ok(elapsed)
+            }
+            Backend::Postgres(store) => {
+                let classify = postgres::classify;
                 sqlx::query(CREATE)
                     .execute(&store.writer)
                     .await
-                    .map_err($classify)?;
+                    .map_err(classify)?;
                 let started = Instant::now();
                 for i in 0..count {
                     let mut tx = store.begin_write().await?;
@@ -255,20 +276,16 @@ impl Store {
                         .bind(&payload)
                         .execute(&mut *tx)
                         .await
-                        .map_err($classify)?;
-                    tx.commit().await.map_err($classify)?;
+                        .map_err(classify)?;
+                    tx.commit().await.map_err(classify)?;
                 }
                 let elapsed = started.elapsed();
                 sqlx::query(DROP)
                     .execute(&store.writer)
                     .await
-                    .map_err($classify)?;
+                    .map_err(classify)?;
                 Ok(elapsed)
-            }};
-        }
-        match &self.backend {
-            Backend::Sqlite(store) => probe!(store, sqlite::classify),
-            Backend::Postgres(store) => probe!(store, postgres::classify),
+            }
         }
     }
 

@@ -12,8 +12,11 @@
 
 mod bench;
 mod chain;
+mod checkpoint;
+mod group_write;
 mod outbox;
 mod postgres;
+mod raw_sqlite;
 mod schedules;
 mod shared;
 mod sqlite;

@@ -2,6 +2,7 @@
 //! outbox entries are claimed with `FOR UPDATE SKIP LOCKED` so concurrent nodes never block
 //! on, or double-claim, the same row.
 
+use super::group_write::{self, Param, WriteTx};
 use super::shared::{self, EmbeddedMigrations, HeadCache};
 use super::{ConflictReason, StoreError, StoreOptions};
 use sqlx::migrate::Migrator;
@@ -154,8 +155,105 @@ impl PostgresStore {
         self.writer.begin().await.map_err(classify)
     }
 
+    /// Writes a group of steps in one transaction (see [`Store::commit_group`]).
+    ///
+    /// [`Store::commit_group`]: super::Store::commit_group
+    pub(crate) async fn commit_group(
+        &self,
+        steps: &[super::StepCommit],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut tx = PgWrite {
+            pool: &self.writer,
+            tx: None,
+        };
+        group_write::commit_group(&mut tx, &self.heads, steps).await
+    }
+
     shared::store_methods!();
     super::schedules::schedule_methods!();
+}
+
+/// A group commit's transaction on PostgreSQL: a sqlx transaction from the pool, rolled
+/// back by sqlx if it is dropped unfinished.
+struct PgWrite<'p> {
+    pool: &'p PgPool,
+    tx: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
+}
+
+impl PgWrite<'_> {
+    fn open(&mut self) -> Result<&mut DbConn, StoreError> {
+        self.tx
+            .as_deref_mut()
+            .ok_or(StoreError::Database(sqlx::Error::Protocol(
+                "group commit statement outside its transaction".into(),
+            )))
+    }
+}
+
+fn bind<'q>(
+    sql: &'q str,
+    params: &[Param<'q>],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    params
+        .iter()
+        .fold(sqlx::query(sql), |query, param| match *param {
+            Param::Text(text) => query.bind(text),
+            Param::MaybeText(text) => query.bind(text),
+            Param::Int(number) => query.bind(number),
+            Param::MaybeInt(number) => query.bind(number),
+            Param::Json(value) => query.bind(sqlx::types::Json(value)),
+        })
+}
+
+impl WriteTx for PgWrite<'_> {
+    const RETRY_IN_TRANSACTION: bool = false;
+
+    async fn begin(&mut self) -> Result<(), StoreError> {
+        self.tx = Some(self.pool.begin().await.map_err(classify)?);
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        match self.tx.take() {
+            Some(tx) => tx.commit().await.map_err(classify),
+            None => Ok(()),
+        }
+    }
+
+    async fn rollback(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            // Dropping the transaction rolls it back as well.
+            let _ = tx.rollback().await;
+        }
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        let conn = self.open()?;
+        let done = bind(sql, params).execute(conn).await.map_err(classify)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn fetch_ids(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<String>, StoreError> {
+        use sqlx::Row as _;
+        let conn = self.open()?;
+        let rows = bind(sql, params).fetch_all(conn).await.map_err(classify)?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>(0).map_err(classify))
+            .collect()
+    }
+
+    async fn fetch_head(&mut self, instance_id: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let conn = self.open()?;
+        sqlx::query_as::<_, (i64, String)>(group_write::HEAD_SQL)
+            .bind(instance_id)
+            .fetch_optional(conn)
+            .await
+            .map_err(classify)
+    }
 }
 
 impl PostgresStore {

@@ -2,6 +2,9 @@
 //! writer at a time, so queueing in-process beats contending on the file lock) and a pool of
 //! read-only connections that WAL lets run beside the writer.
 
+use super::checkpoint::{self, Checkpointer};
+use super::group_write;
+use super::raw_sqlite;
 use super::shared::{self, EmbeddedMigrations, HeadCache};
 use super::{ConflictReason, StoreError, StoreOptions, Synchronous};
 use sqlx::migrate::Migrator;
@@ -13,7 +16,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-type DbConn = sqlx::SqliteConnection;
 type DbRow = sqlx::sqlite::SqliteRow;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -62,6 +64,10 @@ pub(crate) struct SqliteStore {
     pub(super) writer: SqlitePool,
     pub(super) reader: SqlitePool,
     heads: Arc<HeadCache>,
+    /// How long a write waits for another connection's lock (set on every connection).
+    busy_timeout: Duration,
+    /// Checkpoints the file's log in the background (none for an in-memory database).
+    _checkpointer: Option<Arc<Checkpointer>>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -180,7 +186,11 @@ impl SqliteStore {
         };
         // The writer is kept open for the life of the store: it is the in-memory
         // database's only connection, and reconnecting the file's writer costs a step.
+        // No ping before each acquire (sqlx's default): it is a round trip to the connection's
+        // worker thread, costlier than most statements here, and a connection to a local
+        // file does not drop; a failing statement still reports its error.
         let writer_pool = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -198,6 +208,8 @@ impl SqliteStore {
                     writer: pool.clone(),
                     reader: pool,
                     heads,
+                    busy_timeout: options.busy_timeout,
+                    _checkpointer: None,
                 })
             }
             Location::File(path) => {
@@ -209,22 +221,30 @@ impl SqliteStore {
                     .clone()
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(synchronous);
+                    .synchronous(synchronous)
+                    .pragma(
+                        "wal_autocheckpoint",
+                        checkpoint::WRITER_AUTOCHECKPOINT_PAGES.to_string(),
+                    );
                 let writer = writer_pool
                     .connect_with(writer_options)
                     .await
                     .map_err(classify)?;
                 migrate(&writer).await?;
                 let reader = SqlitePoolOptions::new()
+                    .test_before_acquire(false)
                     .max_connections(options.max_connections.max(1))
                     .acquire_timeout(options.acquire_timeout)
                     .connect_with(base.read_only(true))
                     .await
                     .map_err(classify)?;
+                let checkpointer = Checkpointer::start(&path, options.busy_timeout)?;
                 Ok(SqliteStore {
                     writer,
                     reader,
                     heads,
+                    busy_timeout: options.busy_timeout,
+                    _checkpointer: Some(Arc::new(checkpointer)),
                 })
             }
         }
@@ -241,11 +261,35 @@ impl SqliteStore {
             .map_err(classify)
     }
 
+    /// Writes a group of steps in one transaction (see [`Store::commit_group`]), on the
+    /// writer connection's handle directly (see [`raw_sqlite`]).
+    ///
+    /// [`Store::commit_group`]: super::Store::commit_group
+    pub(crate) async fn commit_group(
+        &self,
+        steps: &[super::StepCommit],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let heads = &self.heads;
+        raw_sqlite::with_writer(&self.writer, self.busy_timeout, |tx| {
+            futures_util::FutureExt::now_or_never(group_write::commit_group(tx, heads, steps))
+                .unwrap_or_else(|| {
+                    Err(StoreError::Database(sqlx::Error::Protocol(
+                        "a statement on the raw SQLite connection waited".into(),
+                    )))
+                })
+        })
+        .await
+    }
+
     shared::store_methods!();
     super::schedules::schedule_methods!();
 }
 
 impl SqliteStore {
+    pub(super) fn busy_timeout(&self) -> Duration {
+        self.busy_timeout
+    }
+
     /// The pool that writes, for adapters keeping their tables in this database.
     pub(crate) fn write_pool(&self) -> &SqlitePool {
         &self.writer

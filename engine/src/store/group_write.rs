@@ -1,0 +1,643 @@
+//! A group commit's writes, written once for both databases.
+//!
+//! [`commit_group`] writes the steps of one group in one transaction: the instance rows
+//! (insert, or update with the version and chain-head check), then history, tasks, timers
+//! and outbox in multi-row statements, then the task closes (with the claim check) and the
+//! timer cancels. A step that loses a race is rejected alone; a key or reference violation
+//! sends the group down a slower path with one savepoint per step.
+//!
+//! The statements go through a [`WriteTx`]: PostgreSQL's is a sqlx transaction
+//! ([`super::postgres`]); SQLite's runs on the C library directly, with the driver's worker
+//! thread held off ([`super::raw_sqlite`]), because a round trip to that thread per
+//! statement cost more than the fsync the step waits for (BENCHMARKS.md).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+
+use super::shared::{self, HeadCache, PreparedStep, ROWS_PER_STATEMENT, StepPlan, ms};
+use super::{
+    ConflictReason, GENESIS_HASH, OutboxRow, StepCommit, StoreError, TaskRow, TimerRow,
+    canonical_json, chain,
+};
+
+/// One bound value of a statement. Placeholders are written `$N` and take the N-th value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Param<'a> {
+    Text(&'a str),
+    MaybeText(Option<&'a str>),
+    Int(i64),
+    MaybeInt(Option<i64>),
+    /// Stored as JSON (`jsonb` on PostgreSQL, text on SQLite).
+    Json(&'a serde_json::Value),
+}
+
+/// The statements a group commit needs from a database connection. `begin` … `commit` (or
+/// `rollback`) bracket one transaction; the statements run inside it.
+pub(crate) trait WriteTx: Send {
+    /// After a key violation in the all-at-once attempt, retry step by step inside the same
+    /// transaction (under a savepoint), instead of rolling back and beginning again. SQLite
+    /// wants this: the write lock stays held, so the retry cannot find it taken. PostgreSQL
+    /// does not: the savepoint would cost two round trips on every commit.
+    const RETRY_IN_TRANSACTION: bool;
+    fn begin(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn commit(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Ends the transaction keeping nothing. Never fails the caller: a rollback that cannot
+    /// run leaves nothing behind either.
+    fn rollback(&mut self) -> impl Future<Output = ()> + Send;
+    /// Runs a statement; the number of rows it changed.
+    fn execute(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+    /// Runs a statement returning one text column (`RETURNING id`); the values.
+    fn fetch_ids(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    /// The stored `(version, history_hash)` of an instance, if it exists.
+    fn fetch_head(
+        &mut self,
+        instance_id: &str,
+    ) -> impl Future<Output = Result<Option<(i64, String)>, StoreError>> + Send;
+}
+
+pub(crate) const HEAD_SQL: &str = "SELECT version, history_hash FROM instances WHERE id = $1";
+
+const INSERT_INSTANCE_SQL: &str = "INSERT INTO instances (id, process_id, process_version, status, outcome, unit, state, version, created_at, updated_at, history_hash) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING";
+
+const UPDATE_INSTANCE_SQL: &str = "UPDATE instances SET status = $1, outcome = $2, unit = $3, state = $4, version = $5, updated_at = $6, history_hash = $7 \
+     WHERE id = $8 AND version = $9 AND history_hash = $10";
+
+/// Heads of chains this group moved, `(version, hash)` by instance id.
+type GroupHeads = HashMap<String, (i64, String)>;
+
+/// Outcome per step, in the order of `steps`.
+pub(crate) async fn commit_group<T: WriteTx>(
+    tx: &mut T,
+    cache: &HeadCache,
+    steps: &[StepCommit],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    let mut outcomes: Vec<Option<Result<(), StoreError>>> = steps
+        .iter()
+        .map(|step| shared::check_step(step).err().map(Err))
+        .collect();
+    // Take instance rows in one order across all groups, so two groups on PostgreSQL
+    // cannot deadlock; the sort is stable, so one instance's steps keep their order.
+    let mut order: Vec<usize> = (0..steps.len())
+        .filter(|&i| outcomes[i].is_none())
+        .collect();
+    order.sort_by(|&a, &b| steps[a].instance.id.cmp(&steps[b].instance.id));
+    if !order.is_empty() {
+        tx.begin().await?;
+        let (written, heads) = match write_group(tx, cache, steps, &order).await {
+            Ok(Some(done)) => done,
+            Ok(None) => (Vec::new(), GroupHeads::new()),
+            Err(error) => {
+                tx.rollback().await;
+                return Err(error);
+            }
+        };
+        if written.iter().any(|(_, outcome)| outcome.is_ok()) {
+            tx.commit().await?;
+        } else {
+            tx.rollback().await;
+        }
+        for (instance_id, (version, hash)) in heads {
+            cache.put(instance_id, version, hash);
+        }
+        for (index, outcome) in written {
+            outcomes[index] = Some(outcome);
+        }
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|outcome| outcome.unwrap_or(Ok(())))
+        .collect())
+}
+
+type Written = Vec<(usize, Result<(), StoreError>)>;
+
+/// The group's writes inside the open transaction: first all steps at once in multi-row
+/// statements; if one step hits a key or reference violation, everything of that attempt
+/// is undone and each step is written under its own savepoint, so the offending step fails
+/// alone and the rest still share one durable commit. `None` when nothing is to be kept.
+async fn write_group<T: WriteTx>(
+    tx: &mut T,
+    cache: &HeadCache,
+    steps: &[StepCommit],
+    order: &[usize],
+) -> Result<Option<(Written, GroupHeads)>, StoreError> {
+    if T::RETRY_IN_TRANSACTION {
+        tx.execute("SAVEPOINT group_fast", &[]).await?;
+    }
+    let mut heads = GroupHeads::new();
+    match write_group_fast(tx, cache, steps, order, &mut heads).await {
+        Ok(written) => {
+            if T::RETRY_IN_TRANSACTION {
+                tx.execute("RELEASE SAVEPOINT group_fast", &[]).await?;
+            }
+            return Ok(Some((written, heads)));
+        }
+        Err(error) if !shared::is_step_error(&error) => return Err(error),
+        Err(error) => {
+            // Nothing of the attempt is kept, and no head it moved is remembered.
+            for instance_id in heads.keys() {
+                cache.forget(instance_id);
+            }
+            if let [only] = order {
+                return Ok(Some((vec![(*only, Err(error))], GroupHeads::new())));
+            }
+        }
+    }
+    if T::RETRY_IN_TRANSACTION {
+        tx.execute("ROLLBACK TO SAVEPOINT group_fast", &[]).await?;
+        tx.execute("RELEASE SAVEPOINT group_fast", &[]).await?;
+    } else {
+        tx.rollback().await;
+        tx.begin().await?;
+    }
+    isolated_steps(tx, cache, steps, order).await.map(Some)
+}
+
+/// All steps at once, multi-row statements. A key or reference violation of one step is
+/// the error (the caller undoes the attempt); a lost race rejects that step alone.
+async fn write_group_fast<T: WriteTx>(
+    tx: &mut T,
+    cache: &HeadCache,
+    steps: &[StepCommit],
+    order: &[usize],
+    heads: &mut GroupHeads,
+) -> Result<Written, StoreError> {
+    let mut outcomes = Vec::with_capacity(order.len());
+    let mut prepared = Vec::with_capacity(order.len());
+    for (index, plan) in write_instances(tx, cache, steps, order, heads).await? {
+        match plan {
+            StepPlan::Write(step) => prepared.push(step),
+            StepPlan::Reject(error) => outcomes.push((index, Err(error))),
+        }
+    }
+    insert_effects(tx, steps, &prepared).await?;
+    outcomes.extend(prepared.iter().map(|step| (step.index, Ok(()))));
+    Ok(outcomes)
+}
+
+async fn isolated_steps<T: WriteTx>(
+    tx: &mut T,
+    cache: &HeadCache,
+    steps: &[StepCommit],
+    order: &[usize],
+) -> Result<(Written, GroupHeads), StoreError> {
+    let mut heads = GroupHeads::new();
+    let mut outcomes = Vec::with_capacity(order.len());
+    for &index in order {
+        let instance_id = &steps[index].instance.id;
+        let head_before = heads.get(instance_id).cloned();
+        tx.execute("SAVEPOINT group_step", &[]).await?;
+        let result = match apply_instance(tx, cache, steps, index, &mut heads).await {
+            Ok(StepPlan::Write(step)) => insert_effects(tx, steps, std::slice::from_ref(&step))
+                .await
+                .map(|()| Ok(())),
+            Ok(StepPlan::Reject(error)) => Ok(Err(error)),
+            Err(error) => Err(error),
+        };
+        let outcome = match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(rejected)) => Err(rejected),
+            Err(error) if shared::is_step_error(&error) => Err(error),
+            Err(error) => return Err(error),
+        };
+        if outcome.is_err() {
+            tx.execute("ROLLBACK TO SAVEPOINT group_step", &[]).await?;
+            match head_before {
+                Some(head) => heads.insert(instance_id.clone(), head),
+                None => heads.remove(instance_id),
+            };
+            cache.forget(instance_id);
+        }
+        tx.execute("RELEASE SAVEPOINT group_step", &[]).await?;
+        outcomes.push((index, outcome));
+    }
+    Ok((outcomes, heads))
+}
+
+fn conflict(reason: ConflictReason) -> StoreError {
+    StoreError::Conflict {
+        reason,
+        source: None,
+    }
+}
+
+/// Writes the instance row (insert, or update with the version check) and works out the
+/// step's history link. A lost race is a `Reject`, not an error.
+async fn apply_instance<T: WriteTx>(
+    tx: &mut T,
+    cache: &HeadCache,
+    steps: &[StepCommit],
+    index: usize,
+    heads: &mut GroupHeads,
+) -> Result<StepPlan, StoreError> {
+    let step = &steps[index];
+    let instance = &step.instance;
+    let link = match chain_link(tx, cache, steps, index, heads).await? {
+        StepPlan::Write(link) => link,
+        rejected => return Ok(rejected),
+    };
+    let written = match step.expected_version {
+        None => {
+            tx.execute(
+                INSERT_INSTANCE_SQL,
+                &[
+                    Param::Text(&instance.id),
+                    Param::Text(&instance.process_id),
+                    Param::Int(instance.process_version),
+                    Param::Text(&instance.status),
+                    Param::MaybeText(instance.outcome.as_deref()),
+                    Param::Text(&instance.unit),
+                    Param::Json(&instance.state),
+                    Param::Int(instance.version),
+                    Param::Int(ms(instance.created_at)),
+                    Param::Int(ms(instance.updated_at)),
+                    Param::Text(&link.hash),
+                ],
+            )
+            .await?
+        }
+        Some(expected) => {
+            tx.execute(
+                UPDATE_INSTANCE_SQL,
+                &[
+                    Param::Text(&instance.status),
+                    Param::MaybeText(instance.outcome.as_deref()),
+                    Param::Text(&instance.unit),
+                    Param::Json(&instance.state),
+                    Param::Int(instance.version),
+                    Param::Int(ms(instance.updated_at)),
+                    Param::Text(&link.hash),
+                    Param::Text(&instance.id),
+                    Param::Int(expected),
+                    Param::Text(&link.prev_hash),
+                ],
+            )
+            .await?
+        }
+    };
+    if written != 1 {
+        cache.forget(&instance.id);
+        let reason = match step.expected_version {
+            None => ConflictReason::Duplicate,
+            Some(_) => ConflictReason::VersionMismatch,
+        };
+        return Ok(StepPlan::Reject(conflict(reason)));
+    }
+    heads.insert(instance.id.clone(), (instance.version, link.hash.clone()));
+    Ok(StepPlan::Write(link))
+}
+
+/// Works out a step's link in its instance's history chain: the previous hash (from this
+/// group, the head cache, or one read of the row) and its own. Writes nothing.
+async fn chain_link<T: WriteTx>(
+    tx: &mut T,
+    cache: &HeadCache,
+    steps: &[StepCommit],
+    index: usize,
+    heads: &GroupHeads,
+) -> Result<StepPlan, StoreError> {
+    let step = &steps[index];
+    let instance = &step.instance;
+    let prev_hash = match step.expected_version {
+        None => GENESIS_HASH.to_owned(),
+        Some(expected) => {
+            let known = match heads.get(&instance.id) {
+                Some((version, hash)) if *version == expected => Some(hash.clone()),
+                Some(_) => return Ok(StepPlan::Reject(conflict(ConflictReason::VersionMismatch))),
+                None => cache.get(&instance.id, expected),
+            };
+            match known {
+                Some(hash) => hash,
+                None => match tx.fetch_head(&instance.id).await? {
+                    None => {
+                        return Ok(StepPlan::Reject(StoreError::NotFound {
+                            what: "instance",
+                            id: instance.id.clone(),
+                        }));
+                    }
+                    Some((version, _)) if version != expected => {
+                        return Ok(StepPlan::Reject(conflict(ConflictReason::VersionMismatch)));
+                    }
+                    Some((_, hash)) => hash,
+                },
+            }
+        }
+    };
+    let data_json = canonical_json(&step.history.data);
+    let seq = instance.version;
+    let hash = chain::row_hash(
+        &prev_hash,
+        &chain::ChainedRow {
+            seq,
+            at_ms: ms(step.history.at),
+            actor: step.history.actor.as_deref(),
+            event: &step.history.event,
+            node: step.history.node.as_deref(),
+            data_json: &data_json,
+        },
+    );
+    Ok(StepPlan::Write(PreparedStep {
+        index,
+        seq,
+        prev_hash,
+        hash,
+        data_json,
+    }))
+}
+
+/// The group's instance rows in a few statements. Each round takes the next step of every
+/// instance (a single round unless an instance has several steps in the group): its new
+/// instances are inserted one by one, the others updated by one multi-row UPDATE that
+/// checks version and head hash per row, as the single-row UPDATE does. The ids it returns
+/// are the steps that won; the others lost a race and are rejected, and so are later steps
+/// of their instance.
+async fn write_instances<T: WriteTx>(
+    tx: &mut T,
+    cache: &HeadCache,
+    steps: &[StepCommit],
+    order: &[usize],
+    heads: &mut GroupHeads,
+) -> Result<Vec<(usize, StepPlan)>, StoreError> {
+    let mut planned = Vec::with_capacity(order.len());
+    let mut pending: Vec<usize> = order.to_vec();
+    while !pending.is_empty() {
+        let mut seen = HashSet::new();
+        let (round, rest): (Vec<usize>, Vec<usize>) = pending
+            .iter()
+            .copied()
+            .partition(|&index| seen.insert(steps[index].instance.id.as_str()));
+        let mut updates = Vec::with_capacity(round.len());
+        for index in round {
+            if steps[index].expected_version.is_none() {
+                let plan = apply_instance(tx, cache, steps, index, heads).await?;
+                planned.push((index, plan));
+                continue;
+            }
+            match chain_link(tx, cache, steps, index, heads).await? {
+                StepPlan::Write(link) => updates.push(link),
+                rejected => planned.push((index, rejected)),
+            }
+        }
+        let mut updates = updates.into_iter().peekable();
+        while updates.peek().is_some() {
+            let chunk: Vec<PreparedStep> = updates.by_ref().take(ROWS_PER_STATEMENT).collect();
+            let won = update_instances(tx, steps, &chunk).await?;
+            for link in chunk {
+                let instance = &steps[link.index].instance;
+                if won.contains(&instance.id) {
+                    heads.insert(instance.id.clone(), (instance.version, link.hash.clone()));
+                    planned.push((link.index, StepPlan::Write(link)));
+                } else {
+                    cache.forget(&instance.id);
+                    let lost = conflict(ConflictReason::VersionMismatch);
+                    planned.push((link.index, StepPlan::Reject(lost)));
+                }
+            }
+        }
+        pending = rest;
+    }
+    Ok(planned)
+}
+
+/// Updates the instance rows of `chunk` (each at its expected version and head hash); the
+/// ids of the rows that matched. One row takes the plain single-row UPDATE: SQLite plans
+/// and runs it in a fraction of the multi-row form's time.
+async fn update_instances<T: WriteTx>(
+    tx: &mut T,
+    steps: &[StepCommit],
+    chunk: &[PreparedStep],
+) -> Result<HashSet<String>, StoreError> {
+    let mut params = Vec::with_capacity(chunk.len() * 10);
+    for link in chunk {
+        let step = &steps[link.index];
+        let instance = &step.instance;
+        params.extend([
+            Param::Text(&instance.status),
+            Param::MaybeText(instance.outcome.as_deref()),
+            Param::Text(&instance.unit),
+            Param::Json(&instance.state),
+            Param::Int(instance.version),
+            Param::Int(ms(instance.updated_at)),
+            Param::Text(&link.hash),
+            Param::Text(&instance.id),
+            Param::MaybeInt(step.expected_version),
+            Param::Text(&link.prev_hash),
+        ]);
+    }
+    if let [only] = chunk {
+        let changed = tx.execute(UPDATE_INSTANCE_SQL, &params).await?;
+        let id = &steps[only.index].instance.id;
+        return Ok((changed == 1).then(|| id.clone()).into_iter().collect());
+    }
+    let mut sql = String::from(
+        "UPDATE instances SET status = v.column1, outcome = v.column2, unit = v.column3, state = v.column4, \
+         version = v.column5, updated_at = v.column6, history_hash = v.column7 FROM (VALUES ",
+    );
+    shared::push_value_rows(&mut sql, 1, 10, chunk.len());
+    sql.push_str(
+        ") AS v WHERE instances.id = v.column8 AND instances.version = v.column9 \
+         AND instances.history_hash = v.column10 RETURNING instances.id",
+    );
+    Ok(tx.fetch_ids(&sql, &params).await?.into_iter().collect())
+}
+
+/// Closes one task (see the multi-row close in [`insert_effects`]).
+const CLOSE_TASK_SQL: &str = "UPDATE tasks SET closed_at = $2 WHERE id = $1 AND instance_id = $3 AND closed_at IS NULL \
+     AND ($4 IS NULL OR assignee IS NULL OR assignee = $4) RETURNING id";
+
+/// History, tasks, timers and outbox of the prepared steps, a few multi-row statements for
+/// the whole group. Inserts run before closes and cancels so a task or timer opened and
+/// closed within one group ends up closed.
+async fn insert_effects<T: WriteTx>(
+    tx: &mut T,
+    steps: &[StepCommit],
+    prepared: &[PreparedStep],
+) -> Result<(), StoreError> {
+    for chunk in prepared.chunks(ROWS_PER_STATEMENT) {
+        let sql = shared::multi_row_insert(
+            "history (instance_id, seq, at, actor, event, node, data, prev_hash, hash)",
+            9,
+            chunk.len(),
+        );
+        let mut params = Vec::with_capacity(chunk.len() * 9);
+        for link in chunk {
+            let step = &steps[link.index];
+            params.extend([
+                Param::Text(&step.instance.id),
+                Param::Int(link.seq),
+                Param::Int(ms(step.history.at)),
+                Param::MaybeText(step.history.actor.as_deref()),
+                Param::Text(&step.history.event),
+                Param::MaybeText(step.history.node.as_deref()),
+                Param::Text(&link.data_json),
+                Param::Text(&link.prev_hash),
+                Param::Text(&link.hash),
+            ]);
+        }
+        tx.execute(&sql, &params).await?;
+    }
+
+    let tasks: Vec<&TaskRow> = prepared
+        .iter()
+        .flat_map(|link| &steps[link.index].tasks_opened)
+        .collect();
+    for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
+        let sql = shared::multi_row_insert(
+            "tasks (id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form)",
+            10,
+            chunk.len(),
+        );
+        let mut params = Vec::with_capacity(chunk.len() * 10);
+        for task in chunk {
+            params.extend([
+                Param::Text(&task.id),
+                Param::Text(&task.instance_id),
+                Param::Text(&task.node_id),
+                Param::Text(&task.label),
+                Param::Text(&task.role),
+                Param::Text(&task.unit),
+                Param::MaybeText(task.assignee.as_deref()),
+                Param::MaybeInt(task.due_at.map(ms)),
+                Param::Int(ms(task.created_at)),
+                Param::Json(&task.form),
+            ]);
+        }
+        tx.execute(&sql, &params).await?;
+    }
+
+    let timers: Vec<&TimerRow> = prepared
+        .iter()
+        .flat_map(|link| &steps[link.index].timers_set)
+        .collect();
+    for chunk in timers.chunks(ROWS_PER_STATEMENT) {
+        let sql = shared::multi_row_insert(
+            "timers (id, instance_id, due_at, payload, available_at)",
+            5,
+            chunk.len(),
+        );
+        let mut params = Vec::with_capacity(chunk.len() * 5);
+        for timer in chunk {
+            params.extend([
+                Param::Text(&timer.id),
+                Param::Text(&timer.instance_id),
+                Param::Int(ms(timer.due_at)),
+                Param::Json(&timer.payload),
+                Param::Int(ms(timer.due_at)),
+            ]);
+        }
+        tx.execute(&sql, &params).await?;
+    }
+
+    let outbox: Vec<&OutboxRow> = prepared
+        .iter()
+        .flat_map(|link| &steps[link.index].outbox)
+        .collect();
+    for chunk in outbox.chunks(ROWS_PER_STATEMENT) {
+        let sql = shared::multi_row_insert(
+            "outbox (id, instance_id, kind, payload, created_at, available_at)",
+            6,
+            chunk.len(),
+        );
+        let mut params = Vec::with_capacity(chunk.len() * 6);
+        for entry in chunk {
+            params.extend([
+                Param::Text(&entry.id),
+                Param::Text(&entry.instance_id),
+                Param::Text(&entry.kind),
+                Param::Json(&entry.payload),
+                Param::Int(ms(entry.created_at)),
+                Param::Int(ms(entry.created_at)),
+            ]);
+        }
+        tx.execute(&sql, &params).await?;
+    }
+
+    // Closing is scoped to the step's own instance: a step cannot close another case's
+    // task. closed_at is the step's history time. A completed task closes only if no other
+    // user holds its claim (column4 is the completing user, NULL for the tasks a step
+    // closes for other reasons); which ones closed comes back, so a refused completion
+    // fails its step.
+    let closes: Vec<(&str, i64, &str, Option<&str>)> = prepared
+        .iter()
+        .flat_map(|link| {
+            let step = &steps[link.index];
+            step.tasks_closed.iter().map(move |task_id| {
+                let claimant = step
+                    .completes
+                    .as_ref()
+                    .filter(|c| &c.task_id == task_id)
+                    .map(|c| c.user.as_str());
+                (
+                    task_id.as_str(),
+                    ms(step.history.at),
+                    step.instance.id.as_str(),
+                    claimant,
+                )
+            })
+        })
+        .collect();
+    let mut closed = HashSet::new();
+    for chunk in closes.chunks(ROWS_PER_STATEMENT) {
+        let sql = if chunk.len() == 1 {
+            CLOSE_TASK_SQL.to_owned()
+        } else {
+            let mut sql =
+                String::from("UPDATE tasks SET closed_at = closing.column2 FROM (VALUES ");
+            shared::push_value_rows(&mut sql, 1, 4, chunk.len());
+            sql.push_str(
+                ") AS closing WHERE tasks.id = closing.column1 AND tasks.instance_id = closing.column3 AND tasks.closed_at IS NULL \
+                 AND (closing.column4 IS NULL OR tasks.assignee IS NULL OR tasks.assignee = closing.column4) RETURNING tasks.id",
+            );
+            sql
+        };
+        let mut params = Vec::with_capacity(chunk.len() * 4);
+        for (task_id, at, instance_id, claimant) in chunk {
+            params.extend([
+                Param::Text(task_id),
+                Param::Int(*at),
+                Param::Text(instance_id),
+                Param::MaybeText(*claimant),
+            ]);
+        }
+        closed.extend(tx.fetch_ids(&sql, &params).await?);
+    }
+    let refused = prepared.iter().any(|link| {
+        steps[link.index]
+            .completes
+            .as_ref()
+            .is_some_and(|c| !closed.contains(&c.task_id))
+    });
+    if refused {
+        return Err(conflict(ConflictReason::ClaimedByOther));
+    }
+
+    let cancels: Vec<(&str, &str)> = prepared
+        .iter()
+        .flat_map(|link| {
+            let step = &steps[link.index];
+            step.timers_cancelled
+                .iter()
+                .map(move |timer_id| (timer_id.as_str(), step.instance.id.as_str()))
+        })
+        .collect();
+    for chunk in cancels.chunks(ROWS_PER_STATEMENT) {
+        let mut sql = String::from("DELETE FROM timers WHERE (id, instance_id) IN (VALUES ");
+        shared::push_value_rows(&mut sql, 1, 2, chunk.len());
+        sql.push(')');
+        let mut params = Vec::with_capacity(chunk.len() * 2);
+        for (timer_id, instance_id) in chunk {
+            params.extend([Param::Text(timer_id), Param::Text(instance_id)]);
+        }
+        tx.execute(&sql, &params).await?;
+    }
+    Ok(())
+}

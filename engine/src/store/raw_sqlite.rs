@@ -1,0 +1,397 @@
+//! SQLite commits on the C library directly.
+//!
+//! sqlx's SQLite driver runs each statement on its connection's worker thread: a statement
+//! is a message to that thread and a wake-up back, tens of microseconds on a loaded 2-core
+//! machine — more than the fsync a step waits for. A group commit is six such statements.
+//! Here the writer connection's worker is held off (`lock_handle`) and the whole
+//! transaction runs on the calling thread through rusqlite, on the same connection (same
+//! file, pragmas, busy timeout and single-writer queue as every other write).
+//!
+//! The commit blocks the calling runtime thread for its fsync (as sqlx's worker thread
+//! blocked before), but never for another connection's lock: see [`with_writer`]. It is
+//! not wrapped in `block_in_place`: handing the thread's other tasks to a fresh thread on
+//! every commit cost a quarter of a step (BENCHMARKS.md); the runtime's other workers steal
+//! queued tasks meanwhile, and under load the committer holds the thread once per group,
+//! not once per step.
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use sqlx::SqlitePool;
+use sqlx::error::{DatabaseError, ErrorKind};
+use sqlx::sqlite::LockedSqliteHandle;
+
+use super::StoreError;
+use super::group_write::{HEAD_SQL, Param, WriteTx};
+use super::sqlite::classify;
+
+/// Runs `work` inside a write transaction (`BEGIN IMMEDIATE`) on the writer connection's
+/// handle, the driver's thread held off meanwhile. `work` commits; a transaction it leaves
+/// open is rolled back.
+///
+/// This thread never waits for another connection's write lock (another process, or
+/// another store on the same file): the lock is tried without waiting, and if it is taken,
+/// `BEGIN IMMEDIATE` goes through the driver, whose worker thread waits for it under the
+/// busy timeout. A runtime thread asleep in SQLite's busy handler could be the very thread
+/// the lock's holder needs to reach its commit.
+pub(super) async fn with_writer<R>(
+    pool: &SqlitePool,
+    busy_timeout: Duration,
+    work: impl FnOnce(&mut RawTx) -> Result<R, StoreError> + Send,
+) -> Result<R, StoreError> {
+    let mut conn = pool.acquire().await.map_err(classify)?;
+    {
+        let mut locked = conn.lock_handle().await.map_err(classify)?;
+        let mut tx = RawTx::on(&mut locked)?;
+        if tx.try_begin(busy_timeout)? {
+            return work(&mut tx);
+        }
+    }
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *conn)
+        .await
+        .map_err(classify)?;
+    let mut locked = conn.lock_handle().await.map_err(classify)?;
+    let mut tx = RawTx::on(&mut locked)?;
+    work(&mut tx)
+}
+
+/// A transaction on the raw connection. Every method completes without waiting, so the
+/// generic group commit built on it runs to its end in one poll. Dropped with a transaction
+/// still open (an error path), it rolls it back.
+pub(super) struct RawTx<'h> {
+    db: Connection,
+    /// Keeps sqlx's worker thread off the handle for as long as `db` uses it.
+    _locked: PhantomData<&'h mut LockedSqliteHandle<'h>>,
+}
+
+impl<'h> RawTx<'h> {
+    fn on(locked: &'h mut LockedSqliteHandle<'_>) -> Result<RawTx<'h>, StoreError> {
+        let handle = locked.as_raw_handle();
+        // SAFETY: `handle` is the open connection sqlx owns. While `locked` is borrowed
+        // (for 'h, as long as this RawTx lives), sqlx's worker thread makes no call on it
+        // or its statements. The rusqlite `Connection` does not own the handle (it never
+        // closes it) and is dropped with this RawTx — its statements finalized — before the
+        // borrow ends and sqlx takes the handle back.
+        let db = unsafe { Connection::from_handle(handle.as_ptr()) }.map_err(store_error)?;
+        Ok(RawTx {
+            db,
+            _locked: PhantomData,
+        })
+    }
+
+    /// `BEGIN IMMEDIATE` without waiting: false when another connection holds the write
+    /// lock. The connection's busy timeout is off for the attempt, then set back to
+    /// `busy_timeout` (the store's, which the driver set when it connected).
+    fn try_begin(&mut self, busy_timeout: Duration) -> Result<bool, StoreError> {
+        self.db.busy_timeout(Duration::ZERO).map_err(store_error)?;
+        let attempt = self.db.execute_batch("BEGIN IMMEDIATE");
+        self.db.busy_timeout(busy_timeout).map_err(store_error)?;
+        match attempt {
+            Ok(()) => Ok(true),
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(store_error(error)),
+        }
+    }
+}
+
+impl Drop for RawTx<'_> {
+    fn drop(&mut self) {
+        if !self.db.is_autocommit() {
+            // Only reached on an error path; the error already says what went wrong.
+            let _ = self.db.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+impl RawTx<'_> {
+    /// Runs statements without parameters (`BEGIN`, DDL).
+    pub(super) fn run(&self, sql: &str) -> Result<(), StoreError> {
+        self.db.execute_batch(sql).map_err(store_error)
+    }
+
+    pub(super) fn prepare(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<rusqlite::Statement<'_>, StoreError> {
+        let mut statement = self.db.prepare(sql).map_err(store_error)?;
+        bind(&mut statement, params)?;
+        Ok(statement)
+    }
+}
+
+/// Binds `$N` to `params[N - 1]`, as sqlx does. SQLite numbers named parameters in the
+/// order they first appear, so each one is looked up by its name.
+fn bind(statement: &mut rusqlite::Statement<'_>, params: &[Param<'_>]) -> Result<(), StoreError> {
+    for index in 1..=statement.parameter_count() {
+        let number = statement
+            .parameter_name(index)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|number| number.parse::<usize>().ok())
+            .filter(|&number| number >= 1 && number <= params.len())
+            .ok_or_else(|| {
+                StoreError::Database(sqlx::Error::Protocol(format!(
+                    "statement parameter {index} is not one of $1..${}",
+                    params.len()
+                )))
+            })?;
+        let bound = match params[number - 1] {
+            Param::Text(text) => statement.raw_bind_parameter(index, text),
+            Param::MaybeText(text) => statement.raw_bind_parameter(index, text),
+            Param::Int(value) => statement.raw_bind_parameter(index, value),
+            Param::MaybeInt(value) => statement.raw_bind_parameter(index, value),
+            Param::Json(value) => statement.raw_bind_parameter(index, value.to_string()),
+        };
+        bound.map_err(store_error)?;
+    }
+    Ok(())
+}
+
+impl WriteTx for RawTx<'_> {
+    const RETRY_IN_TRANSACTION: bool = true;
+
+    /// [`with_writer`] has begun the transaction already; only a transaction that ended
+    /// (rolled back) begins again here.
+    async fn begin(&mut self) -> Result<(), StoreError> {
+        if self.db.is_autocommit() {
+            // IMMEDIATE takes the write lock up front, so a step never fails half-way when
+            // upgrading a read lock (another process may share the file).
+            self.run("BEGIN IMMEDIATE")?;
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self) -> Result<(), StoreError> {
+        self.run("COMMIT")
+    }
+
+    async fn rollback(&mut self) {
+        if !self.db.is_autocommit() {
+            let _ = self.run("ROLLBACK");
+        }
+    }
+
+    async fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        let mut statement = self.prepare(sql, params)?;
+        let changed = statement.raw_execute().map_err(store_error)?;
+        Ok(changed as u64)
+    }
+
+    async fn fetch_ids(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut statement = self.prepare(sql, params)?;
+        let mut rows = statement.raw_query();
+        let mut ids = Vec::new();
+        while let Some(row) = rows.next().map_err(store_error)? {
+            ids.push(row.get::<_, String>(0).map_err(store_error)?);
+        }
+        Ok(ids)
+    }
+
+    async fn fetch_head(&mut self, instance_id: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let mut statement = self.prepare(HEAD_SQL, &[Param::Text(instance_id)])?;
+        let mut rows = statement.raw_query();
+        match rows.next().map_err(store_error)? {
+            Some(row) => Ok(Some((
+                row.get(0).map_err(store_error)?,
+                row.get(1).map_err(store_error)?,
+            ))),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A rusqlite error as the store's error kinds, through the same classification as sqlx's
+/// errors (SQLite's extended result code decides).
+pub(super) fn store_error(error: rusqlite::Error) -> StoreError {
+    classify(sqlx::Error::Database(Box::new(RawSqliteError::from(error))))
+}
+
+/// An error of the SQLite C library, in the shape sqlx reports database errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(super) struct RawSqliteError {
+    /// The extended result code; 0 when the error did not come from SQLite itself.
+    code: i32,
+    message: String,
+}
+
+impl From<rusqlite::Error> for RawSqliteError {
+    fn from(error: rusqlite::Error) -> Self {
+        let code = match &error {
+            rusqlite::Error::SqliteFailure(failure, _) => failure.extended_code,
+            _ => 0,
+        };
+        RawSqliteError {
+            code,
+            message: error.to_string(),
+        }
+    }
+}
+
+impl DatabaseError for RawSqliteError {
+    fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        (self.code != 0).then(|| Cow::Owned(self.code.to_string()))
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn kind(&self) -> ErrorKind {
+        use rusqlite::ffi;
+        match self.code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                ErrorKind::UniqueViolation
+            }
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
+            ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
+            ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory() -> RawTx<'static> {
+        let db = Connection::open_in_memory().expect("in-memory database");
+        db.execute_batch(
+            "CREATE TABLE parent (id TEXT PRIMARY KEY);
+             CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL, parent TEXT REFERENCES parent (id));
+             PRAGMA foreign_keys = ON;",
+        )
+        .expect("schema");
+        RawTx {
+            db,
+            _locked: PhantomData,
+        }
+    }
+
+    fn now<T>(future: impl std::future::Future<Output = T>) -> T {
+        use futures_util::FutureExt as _;
+        future.now_or_never().expect("raw statements never wait")
+    }
+
+    #[test]
+    fn placeholders_take_the_value_of_their_number_whatever_their_order() {
+        let mut tx = memory();
+        let changed = now(tx.execute(
+            "INSERT INTO t (n, id) VALUES ($2, $1), ($3, $4)",
+            &[
+                Param::Text("a"),
+                Param::Int(7),
+                Param::Int(8),
+                Param::Text("b"),
+            ],
+        ))
+        .expect("insert");
+        assert_eq!(changed, 2);
+        let ids = now(tx.fetch_ids(
+            "SELECT id FROM t WHERE n >= $1 ORDER BY n",
+            &[Param::Int(7)],
+        ))
+        .expect("select");
+        assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_placeholder_beyond_the_values_is_an_error_not_a_null() {
+        let mut tx = memory();
+        let error = now(tx.execute("INSERT INTO t (id, n) VALUES ($1, $2)", &[Param::Text("a")]))
+            .expect_err("one value for two placeholders");
+        assert!(matches!(error, StoreError::Database(_)), "{error:?}");
+    }
+
+    #[test]
+    fn constraint_failures_map_to_the_store_error_kinds() {
+        let mut tx = memory();
+        let insert = "INSERT INTO t (id, n, parent) VALUES ($1, $2, $3)";
+        now(tx.execute(
+            insert,
+            &[Param::Text("a"), Param::Int(1), Param::MaybeText(None)],
+        ))
+        .expect("first");
+        let duplicate = now(tx.execute(
+            insert,
+            &[Param::Text("a"), Param::Int(2), Param::MaybeText(None)],
+        ))
+        .expect_err("duplicate key");
+        assert!(duplicate.is_conflict(), "{duplicate:?}");
+        let dangling = now(tx.execute(
+            insert,
+            &[
+                Param::Text("b"),
+                Param::Int(2),
+                Param::MaybeText(Some("nobody")),
+            ],
+        ))
+        .expect_err("missing parent");
+        assert!(
+            matches!(dangling, StoreError::Dangling { .. }),
+            "{dangling:?}"
+        );
+    }
+
+    #[test]
+    fn the_lock_is_tried_without_waiting_and_the_busy_timeout_restored() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("lock.db");
+        let holder = Connection::open(&path)?;
+        holder.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER);")?;
+        let mut tx = RawTx {
+            db: Connection::open(&path)?,
+            _locked: PhantomData,
+        };
+        holder.execute_batch("BEGIN IMMEDIATE")?;
+        assert!(!tx.try_begin(Duration::from_secs(30))?, "the lock is taken");
+        assert!(tx.db.is_autocommit(), "no transaction left open");
+        let timeout: i64 = tx
+            .db
+            .query_row("PRAGMA busy_timeout", [], |row| row.get(0))?;
+        assert_eq!(timeout, 30_000);
+        holder.execute_batch("COMMIT")?;
+        assert!(tx.try_begin(Duration::from_secs(30))?, "the lock is free");
+        assert!(!tx.db.is_autocommit());
+        Ok(())
+    }
+
+    #[test]
+    fn rollback_keeps_nothing_and_tolerates_no_open_transaction() {
+        let mut tx = memory();
+        now(tx.begin()).expect("begin");
+        now(tx.execute(
+            "INSERT INTO t (id, n) VALUES ($1, $2)",
+            &[Param::Text("a"), Param::Int(1)],
+        ))
+        .expect("insert");
+        now(tx.rollback());
+        now(tx.rollback());
+        let ids = now(tx.fetch_ids("SELECT id FROM t", &[])).expect("select");
+        assert!(ids.is_empty());
+    }
+}
