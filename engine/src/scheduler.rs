@@ -214,6 +214,12 @@ impl<'e> Scheduler<'e> {
                     }
                 }
             }
+            // The batch's instances in a few reads, rather than one read per firing.
+            let instance_ids: Vec<String> = per_instance
+                .iter()
+                .filter_map(|timers| timers.first().map(|timer| timer.instance_id.clone()))
+                .collect();
+            engine.prefetch(&instance_ids).await?;
             let mut firing = futures_util::stream::iter(per_instance)
                 .map(|timers| async move {
                     let mut outcomes = Vec::with_capacity(timers.len());
