@@ -324,6 +324,40 @@ impl Engine {
         Ok((row, def, state))
     }
 
+    /// Reads the instances of `instance_ids` that this engine does not hold, in a few
+    /// statements, and keeps them as if it had just loaded each, so the steps that follow
+    /// run without a read of their own. Returns how many it read and kept.
+    ///
+    /// Safe whatever happens meanwhile: an entry that another node makes stale before the
+    /// step is caught by the commit's version check, as any stale entry is (see
+    /// [`Engine::apply`]). An instance that is unknown, or whose definition or stored state
+    /// does not load, is skipped: its step loads it and reports the problem as it would
+    /// have. At most as many instances as the cache holds are worth asking for at once.
+    pub async fn prefetch(&self, instance_ids: &[String]) -> Result<usize, StoreError> {
+        let missing: Vec<String> = instance_ids
+            .iter()
+            .filter(|id| !self.instances.touch(id))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        let mut kept = 0;
+        for row in self.store.load_instances(&missing).await? {
+            let def = match self.definition(&row.process_id, row.process_version).await {
+                Ok(def) => def,
+                Err(EngineError::Store(error)) => return Err(error),
+                Err(_) => continue,
+            };
+            let Ok(state) = InstanceState::from_json(&row.state, &def) else {
+                continue;
+            };
+            self.instances.remember(&row, def, state);
+            kept += 1;
+        }
+        Ok(kept)
+    }
+
     /// Applies one event to an instance and commits it; `fired_timer` is removed with the step.
     ///
     /// Runs on the state this engine last committed when it has it. That state is behind
@@ -660,6 +694,12 @@ impl InstanceCache {
                 state: Arc::new(state),
             },
         );
+    }
+
+    /// True when the instance is held; it then counts as just used, so what is about to
+    /// be used is not the next to go.
+    fn touch(&self, instance_id: &str) -> bool {
+        lock(&self.0).get(instance_id).is_some()
     }
 
     fn forget(&self, instance_id: &str) {

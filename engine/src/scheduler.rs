@@ -26,6 +26,9 @@ use crate::store::{ConflictReason, ScheduleRow, StoreError, TimerRow};
 /// The user recorded as the starter of instances a cron schedule starts.
 pub const SCHEDULER_USER: &str = "scheduler";
 
+/// Instances of a claimed batch read together before their timers fire (one statement).
+const PREFETCH_CHUNK: usize = 200;
+
 /// Why a tick, or one schedule within it, failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
@@ -214,7 +217,18 @@ impl<'e> Scheduler<'e> {
                     }
                 }
             }
-            let mut firing = futures_util::stream::iter(per_instance)
+            // The instances are read a chunk at a time, just before their firings: one
+            // statement per chunk rather than a read per firing, and the next chunk is read
+            // and decoded while the firings ahead of it wait for their commits.
+            let mut chunks: Vec<Vec<Vec<TimerRow>>> = Vec::new();
+            let mut rest = per_instance.into_iter().peekable();
+            while rest.peek().is_some() {
+                chunks.push(rest.by_ref().take(PREFETCH_CHUNK).collect());
+            }
+            let mut firing = futures_util::stream::iter(chunks)
+                .map(|chunk| prefetched(engine, chunk))
+                .buffered(1)
+                .flatten()
                 .map(|timers| async move {
                     let mut outcomes = Vec::with_capacity(timers.len());
                     for timer in timers {
@@ -472,6 +486,24 @@ impl<'e> Scheduler<'e> {
         }
         Ok(cron)
     }
+}
+
+/// Reads the instances of a chunk of a claimed batch into the engine's cache (see
+/// [`Engine::prefetch`]), then hands the chunk on to be fired.
+async fn prefetched(
+    engine: &Engine,
+    chunk: Vec<Vec<TimerRow>>,
+) -> futures_util::stream::Iter<std::vec::IntoIter<Vec<TimerRow>>> {
+    let mut ids = Vec::with_capacity(chunk.len());
+    for timers in &chunk {
+        if let Some(timer) = timers.first() {
+            ids.push(timer.instance_id.clone());
+        }
+    }
+    // A failed read only loses the shortcut: each firing then loads its instance itself,
+    // and a failing database stops the tick there.
+    let _ = engine.prefetch(&ids).await;
+    futures_util::stream::iter(chunk)
 }
 
 /// The first occurrence strictly after `now`, read in `offset`.

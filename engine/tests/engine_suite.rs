@@ -14,9 +14,10 @@ use anyhow::{Context as _, Result, bail, ensure};
 use chrono::{DateTime, Duration, Utc};
 use jiuzhu_engine::clock::ManualClock;
 use jiuzhu_engine::core::Actor;
+use jiuzhu_engine::group_commit::{GroupCommitOptions, GroupCommitter};
 use jiuzhu_engine::project::Project;
 use jiuzhu_engine::runtime::{Engine, EngineError, StepReport};
-use jiuzhu_engine::scheduler::{Scheduler, occurrence_instance_id};
+use jiuzhu_engine::scheduler::{FiredTimer, Scheduler, occurrence_instance_id};
 use jiuzhu_engine::store::{InstanceFilter, Store, StoreError};
 use jiuzhu_rules::Value;
 use jiuzhu_testkit::{Db, Outcome, TestDatabase, report};
@@ -106,6 +107,8 @@ jiuzhu_testkit::on_both_databases!(
     unknown_task_instance_and_message_are_not_found,
     history_chain_verifies_and_detects_tampering,
     expired_timer_leases_are_claimed_again,
+    a_timer_batch_fires_once_on_instances_moved_after_their_prefetch,
+    prefetch_skips_instances_that_do_not_load,
     cron_schedule_starts_each_occurrence_once,
     redeployed_cron_expression_moves_the_schedule,
 );
@@ -721,6 +724,148 @@ async fn expired_timer_leases_are_claimed_again(ctx: Ctx) -> Result<()> {
     ensure!(seen == fired, "history {seen:?} vs fired {fired:?}");
     let (_, def, state) = survivor.load(&instance).await?;
     state.check_invariants(&def)?;
+    Ok(())
+}
+
+/// The scheduler reads a claimed batch's instances in a few statements before it fires
+/// them. When another node moves one of them after that read, the firing node's copy is
+/// stale: the commit's version check refuses the step on it, and the timer fires once, on
+/// a fresh load, after the other node's step.
+async fn a_timer_batch_fires_once_on_instances_moved_after_their_prefetch(ctx: Ctx) -> Result<()> {
+    let starter = ctx.node("starter").await?;
+    starter.deploy().await?;
+    let mut cases = Vec::new();
+    for _ in 0..3 {
+        cases.push(case_at_survey(&ctx, &starter).await?);
+    }
+    let ids: Vec<String> = cases.iter().map(|(id, _)| id.clone()).collect();
+    // Every deadline timer of the three cases comes due.
+    ctx.clock.advance(Duration::days(30));
+
+    // A node that has none of them in memory, firing several instances at once through
+    // the group committer, as a node under load does.
+    let store = Store::open(&ctx.url).await?;
+    let committer = GroupCommitter::spawn(store.clone(), GroupCommitOptions::default());
+    let firing = Engine::new(store, ctx.project.clone(), ctx.clock.clone(), "firing")
+        .map_err(|e| anyhow::anyhow!(e))?
+        .with_group_commit(committer.clone(), 4);
+    let read = firing.prefetch(&ids).await?;
+    ensure!(read == ids.len(), "prefetch read {read} of {}", ids.len());
+    let again = firing.prefetch(&ids).await?;
+    ensure!(again == 0, "held instances were read again: {again}");
+    let unknown = firing.prefetch(&["no-such-case".to_string()]).await?;
+    ensure!(unknown == 0, "an unknown instance was kept");
+
+    // Another node completes the survey of the middle case: the firing node's copy of it
+    // is now one version behind. The survey's timers go with it; verify's stay due.
+    let (moved, survey) = &cases[1];
+    let other = ctx.node("other").await?;
+    let surveyed = other
+        .complete(
+            survey,
+            &ctx.actor("zx_staff1")?,
+            data(serde_json::json!({"surveyors": ["李强", "赵敏"]})),
+        )
+        .await?;
+    ensure!(
+        surveyed.instance.version == 3,
+        "version {}",
+        surveyed.instance.version
+    );
+
+    let tick = Scheduler::new(&firing).tick().await?;
+    ensure!(
+        tick.stale == 0 && tick.busy == 0 && tick.timer_failures.is_empty(),
+        "{tick:?}"
+    );
+    ensure!(
+        tick.oldest_due_timer_lag.is_none(),
+        "a due timer is left: {tick:?}"
+    );
+    // One step more than fired reached the commit: the first on the stale copy, which the
+    // version check refused.
+    let committed = committer.stats().steps();
+    ensure!(
+        committed == tick.fired.len() as u64 + 1,
+        "{committed} steps committed for {} firings",
+        tick.fired.len()
+    );
+    for id in &ids {
+        // Exactly one step per timer: each fired timer is one history row, the versions
+        // follow one another, and nothing else moved the case.
+        let fired: Vec<&FiredTimer> = tick.fired.iter().filter(|f| &f.instance_id == id).collect();
+        ensure!(!fired.is_empty(), "no timer of {id} fired");
+        let mut versions: Vec<i64> = fired.iter().map(|f| f.version).collect();
+        versions.sort_unstable();
+        let first = if id == moved { 4 } else { 3 };
+        let expected: Vec<i64> = (first..first + versions.len() as i64).collect();
+        ensure!(versions == expected, "{id}: fired at versions {versions:?}");
+        let history = firing.store.history(id).await?;
+        ensure!(
+            history.len() as i64 == first - 1 + fired.len() as i64,
+            "{id}: {} history rows for {} firings",
+            history.len(),
+            fired.len()
+        );
+        let mut seen = BTreeSet::new();
+        for row in history.iter().filter(|h| h.event == "timer") {
+            let timer = row.data["input"]["timer"].as_str().context("timer id")?;
+            ensure!(seen.insert(timer.to_string()), "{id}: {timer} fired twice");
+        }
+        let fired_ids: BTreeSet<String> = fired.iter().map(|f| f.timer_id.clone()).collect();
+        ensure!(
+            seen == fired_ids,
+            "{id}: history {seen:?}, fired {fired_ids:?}"
+        );
+        firing.store.verify_history(id).await?;
+        let (_, def, state) = firing.load(id).await?;
+        state.check_invariants(&def)?;
+    }
+    // The other node's step is kept: the stale copy did not overwrite it.
+    let history = firing.store.history(moved).await?;
+    ensure!(
+        history.get(2).is_some_and(|row| row.event == "complete"),
+        "{:?}",
+        history.iter().map(|row| &row.event).collect::<Vec<_>>()
+    );
+    let tasks = open_tasks(&firing, moved).await?;
+    ensure!(!tasks.contains_key("survey"), "survey reopened: {tasks:?}");
+    Ok(())
+}
+
+/// A prefetch keeps only what loads; an instance whose stored state does not decode is
+/// left to its firing, which reports it as before.
+async fn prefetch_skips_instances_that_do_not_load(ctx: Ctx) -> Result<()> {
+    let starter = ctx.node("starter").await?;
+    starter.deploy().await?;
+    let (sound, _) = case_at_survey(&ctx, &starter).await?;
+    let (broken, _) = case_at_survey(&ctx, &starter).await?;
+    ctx.raw(&format!(
+        "UPDATE instances SET state = '{{\"broken\": true}}' WHERE id = '{broken}'"
+    ))
+    .await?;
+    ctx.clock.advance(Duration::days(30));
+
+    let firing = ctx.node("firing").await?;
+    let read = firing.prefetch(&[sound.clone(), broken.clone()]).await?;
+    ensure!(read == 1, "prefetch kept {read}");
+    let tick = Scheduler::new(&firing).tick().await?;
+    ensure!(
+        tick.fired.iter().any(|f| f.instance_id == sound),
+        "{tick:?}"
+    );
+    ensure!(
+        tick.fired.iter().all(|f| f.instance_id == sound),
+        "{tick:?}"
+    );
+    ensure!(
+        !tick.timer_failures.is_empty()
+            && tick
+                .timer_failures
+                .iter()
+                .all(|f| f.instance_id == broken && f.error.code() == "invalid_definition"),
+        "{tick:?}"
+    );
     Ok(())
 }
 

@@ -69,6 +69,7 @@ jiuzhu_testkit::on_both_databases!(
     deploy_unchanged_keeps_version_and_changed_gets_next,
     deploy_is_all_or_nothing,
     commit_and_load_round_trip,
+    load_instances_reads_many_across_chunks,
     same_expected_version_exactly_one_wins,
     concurrent_commits_on_one_instance_exactly_one_wins,
     group_commit_fails_conflicting_steps_alone,
@@ -395,6 +396,72 @@ async fn commit_and_load_round_trip(ctx: Ctx) -> Result<()> {
         ["case-2"]
     );
     store.verify_history("case-1").await?;
+    Ok(())
+}
+
+/// Many instances in one call: more ids than one statement takes, an unknown id among
+/// them, each instance as last committed.
+async fn load_instances_reads_many_across_chunks(ctx: Ctx) -> Result<()> {
+    const CASES: usize = 450;
+    let store = Store::open(&ctx.fast_url).await?;
+    deploy_dibao(&store).await?;
+    let started: Vec<StepCommit> = (0..CASES)
+        .map(|i| start(&format!("case-{i:03}"), "gd"))
+        .collect();
+    for outcome in store.commit_group(&started).await? {
+        outcome?;
+    }
+    // Every third case moves on, so what is read must be the latest version.
+    let moved: Vec<StepCommit> = started
+        .iter()
+        .step_by(3)
+        .map(|step| next(&step.instance, "moved", at(20)))
+        .collect();
+    for outcome in store.commit_group(&moved).await? {
+        outcome?;
+    }
+    let mut expected: HashMap<String, InstanceRow> = started
+        .iter()
+        .map(|step| (step.instance.id.clone(), step.instance.clone()))
+        .collect();
+    for step in &moved {
+        expected.insert(step.instance.id.clone(), step.instance.clone());
+    }
+
+    // Asked for in reverse, with an unknown id in the middle: it is simply not there.
+    let mut ids: Vec<String> = expected.keys().cloned().collect();
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids.insert(CASES / 2, "nope".to_owned());
+    let loaded = ctx.store.load_instances(&ids).await?;
+    ensure!(
+        loaded.len() == CASES,
+        "{} rows for {CASES} cases",
+        loaded.len()
+    );
+    let by_id: HashMap<String, InstanceRow> = loaded
+        .into_iter()
+        .map(|instance| (instance.id.clone(), instance))
+        .collect();
+    ensure!(by_id.len() == CASES, "an instance came back twice");
+    assert_eq!(by_id, expected);
+
+    // A few ids, and none.
+    let few = ctx
+        .store
+        .load_instances(&[
+            "case-003".to_owned(),
+            "nope".to_owned(),
+            "case-004".to_owned(),
+        ])
+        .await?;
+    let mut few: Vec<(String, i64)> = few.into_iter().map(|i| (i.id, i.version)).collect();
+    few.sort();
+    assert_eq!(
+        few,
+        [("case-003".to_owned(), 2), ("case-004".to_owned(), 1)]
+    );
+    ensure!(ctx.store.load_instances(&[]).await?.is_empty());
+    store.close().await;
     Ok(())
 }
 

@@ -148,8 +148,8 @@ impl InstanceState {
     /// Reads a stored state back and restores the declared types of its variables
     /// (decimals and dates are stored as strings).
     pub fn from_json(json: &serde_json::Value, def: &Definition) -> Result<Self, String> {
-        let mut state: InstanceState =
-            serde_json::from_value(json.clone()).map_err(|e| e.to_string())?;
+        // Read from the borrowed tree: no copy of the whole state first.
+        let mut state = InstanceState::deserialize(json).map_err(|e| e.to_string())?;
         state.retype(def);
         Ok(state)
     }

@@ -459,6 +459,12 @@ impl Store {
         delegate!(self, s => s.load_instance(id).await)
     }
 
+    /// Many instances at once, one statement per chunk of ids; an id with no instance is
+    /// absent from the result, which is in no particular order.
+    pub async fn load_instances(&self, ids: &[String]) -> Result<Vec<InstanceRow>, StoreError> {
+        delegate!(self, s => s.load_instances(ids).await)
+    }
+
     pub async fn list_instances(
         &self,
         filter: &InstanceFilter,

@@ -399,6 +399,41 @@ macro_rules! store_methods {
             Ok(Some(instance))
         }
 
+        /// Many instances, read in one statement per [`shared::ROWS_PER_STATEMENT`] ids;
+        /// unknown ids are absent from the result, which is in no particular order.
+        pub(crate) async fn load_instances(
+            &self,
+            ids: &[String],
+        ) -> Result<Vec<$crate::store::InstanceRow>, $crate::store::StoreError> {
+            let mut instances = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(shared::ROWS_PER_STATEMENT) {
+                let mut sql = format!(
+                    "SELECT {} FROM instances WHERE id IN (",
+                    shared::INSTANCE_COLUMNS
+                );
+                for n in 1..=chunk.len() {
+                    if n > 1 {
+                        sql.push_str(", ");
+                    }
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
+                sql.push(')');
+                let mut query = sqlx::query(&sql);
+                for id in chunk {
+                    query = query.bind(id);
+                }
+                let rows = query.fetch_all(&self.reader).await.map_err(classify)?;
+                for row in &rows {
+                    let (instance, head) = Self::instance_from_row(row)?;
+                    // As in `load_instance`: the next step links to this head without a read.
+                    self.heads.put(instance.id.clone(), instance.version, head);
+                    instances.push(instance);
+                }
+            }
+            Ok(instances)
+        }
+
         pub(crate) async fn list_instances(
             &self,
             filter: &$crate::store::InstanceFilter,
