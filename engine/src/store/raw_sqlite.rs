@@ -121,19 +121,35 @@ impl RawTx<'_> {
         sql: &str,
         params: &[Param<'_>],
     ) -> Result<rusqlite::Statement<'_>, StoreError> {
-        let mut statement = self.db.prepare(sql).map_err(store_error)?;
+        let mut statement = self.db.prepare(&numbered(sql)).map_err(store_error)?;
         bind(&mut statement, params)?;
         Ok(statement)
     }
 }
 
-/// Binds `$N` to `params[N - 1]`, as sqlx does. SQLite numbers named parameters in the
-/// order they first appear, so each one is looked up by its name.
+/// The statement with its `$N` placeholders written `?N`. SQLite takes both, but looks
+/// each `$N` up by name among the ones parsed before it — quadratic in a multi-row
+/// statement's thousands of placeholders — while `?N` is its own index. The statements
+/// here have no `$` anywhere else (no string literals).
+fn numbered(sql: &str) -> Cow<'_, str> {
+    if sql.contains('$') {
+        Cow::Owned(sql.replace('$', "?"))
+    } else {
+        Cow::Borrowed(sql)
+    }
+}
+
+/// Binds `?N` to `params[N - 1]`, as sqlx binds `$N`. Each parameter is looked up by its
+/// name, so a statement that uses its numbers out of order (or one twice) still binds right.
 fn bind(statement: &mut rusqlite::Statement<'_>, params: &[Param<'_>]) -> Result<(), StoreError> {
     for index in 1..=statement.parameter_count() {
-        let number = statement
-            .parameter_name(index)
-            .and_then(|name| name.strip_prefix('$'))
+        // `?N` above every number used before it leaves the numbers between unnamed and
+        // unused.
+        let Some(name) = statement.parameter_name(index) else {
+            continue;
+        };
+        let number = name
+            .strip_prefix(['?', '$'])
             .and_then(|number| number.parse::<usize>().ok())
             .filter(|&number| number >= 1 && number <= params.len())
             .ok_or_else(|| {
