@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow, ensure};
+use anyhow::{Context as _, Result, anyhow, ensure};
 use jiuzhu_engine::clock::SystemClock;
 use jiuzhu_engine::store::Store;
 use serde_json::json;
@@ -33,6 +33,11 @@ pub struct Args {
     /// Cases per seeding transaction.
     #[arg(long, default_value_t = 5_000)]
     pub seed_batch: usize,
+    /// Drop the operating system's page cache between seeding and the queries (Linux,
+    /// as root), so they read the database from disk, as on the first morning after a
+    /// restart.
+    #[arg(long)]
+    pub cold: bool,
     #[command(flatten)]
     pub db: DbOptions,
 }
@@ -44,6 +49,16 @@ pub async fn run(args: &Args) -> Result<serde_json::Value> {
     );
     ensure!(args.queries > 0, "--queries must be at least 1");
     setup::with_db(&args.db, async |db| measure(db, args).await).await
+}
+
+/// Writes dirty pages out, then asks Linux to drop the clean ones from its page cache.
+fn drop_page_cache() -> Result<()> {
+    let synced = std::process::Command::new("sync")
+        .status()
+        .context("--cold runs sync before dropping the page cache")?;
+    ensure!(synced.success(), "sync failed: {synced}");
+    std::fs::write("/proc/sys/vm/drop_caches", "1")
+        .context("--cold writes /proc/sys/vm/drop_caches, which needs Linux and root")
 }
 
 fn county(unit: u64) -> String {
@@ -72,6 +87,10 @@ async fn measure(db: &BenchDb, args: &Args) -> Result<serde_json::Value> {
         counts.open_tasks,
         args.tasks
     );
+
+    if args.cold {
+        drop_page_cache()?;
+    }
 
     let per_unit = |unit: u64| args.tasks / units + u64::from(unit < args.tasks % units);
     let roles = vec!["township_staff".to_string()];
@@ -125,6 +144,7 @@ async fn measure(db: &BenchDb, args: &Args) -> Result<serde_json::Value> {
         "open_tasks": args.tasks,
         "units": args.units,
         "queries": args.queries,
+        "cold": args.cold,
         "limit": args.limit,
         "p50_ms": percentile_ms(&mut town, 0.50),
         "p99_ms": percentile_ms(&mut town, 0.99),

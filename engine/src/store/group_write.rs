@@ -408,6 +408,21 @@ async fn write_instances<T: WriteTx>(
     Ok(planned)
 }
 
+/// Inserts `rows` into `head` (`table (columns)`), a multi-row statement per chunk.
+async fn insert_rows<'a, T: WriteTx, R: Sync, const COLUMNS: usize>(
+    tx: &mut T,
+    head: &str,
+    rows: &'a [R],
+    values: impl Fn(&'a R) -> [Param<'a>; COLUMNS] + Send + Sync,
+) -> Result<(), StoreError> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = shared::multi_row_insert(head, COLUMNS, chunk.len());
+        let params: Vec<Param<'a>> = chunk.iter().flat_map(&values).collect();
+        tx.execute(&sql, &params).await?;
+    }
+    Ok(())
+}
+
 /// Updates the instance rows of `chunk` (each at its expected version and head hash); the
 /// ids of the rows that matched. One row takes the plain single-row UPDATE: SQLite plans
 /// and runs it in a fraction of the multi-row form's time.
@@ -462,16 +477,13 @@ async fn insert_effects<T: WriteTx>(
     steps: &[StepCommit],
     prepared: &[PreparedStep],
 ) -> Result<(), StoreError> {
-    for chunk in prepared.chunks(ROWS_PER_STATEMENT) {
-        let sql = shared::multi_row_insert(
-            "history (instance_id, seq, at, actor, event, node, data, prev_hash, hash)",
-            9,
-            chunk.len(),
-        );
-        let mut params = Vec::with_capacity(chunk.len() * 9);
-        for link in chunk {
+    insert_rows(
+        tx,
+        "history (instance_id, seq, at, actor, event, node, data, prev_hash, hash)",
+        prepared,
+        |link| {
             let step = &steps[link.index];
-            params.extend([
+            [
                 Param::Text(&step.instance.id),
                 Param::Int(link.seq),
                 Param::Int(ms(step.history.at)),
@@ -481,24 +493,21 @@ async fn insert_effects<T: WriteTx>(
                 Param::Text(&link.data_json),
                 Param::Text(&link.prev_hash),
                 Param::Text(&link.hash),
-            ]);
-        }
-        tx.execute(&sql, &params).await?;
-    }
-
+            ]
+        },
+    )
+    .await?;
+    let opened = |link: &PreparedStep| &steps[link.index];
     let tasks: Vec<&TaskRow> = prepared
         .iter()
-        .flat_map(|link| &steps[link.index].tasks_opened)
+        .flat_map(|link| &opened(link).tasks_opened)
         .collect();
-    for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
-        let sql = shared::multi_row_insert(
-            "tasks (id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form)",
-            10,
-            chunk.len(),
-        );
-        let mut params = Vec::with_capacity(chunk.len() * 10);
-        for task in chunk {
-            params.extend([
+    insert_rows(
+        tx,
+        "tasks (id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form)",
+        &tasks,
+        |task| {
+            [
                 Param::Text(&task.id),
                 Param::Text(&task.instance_id),
                 Param::Text(&task.node_id),
@@ -509,57 +518,49 @@ async fn insert_effects<T: WriteTx>(
                 Param::MaybeInt(task.due_at.map(ms)),
                 Param::Int(ms(task.created_at)),
                 Param::Json(&task.form),
-            ]);
-        }
-        tx.execute(&sql, &params).await?;
-    }
-
+            ]
+        },
+    )
+    .await?;
     let timers: Vec<&TimerRow> = prepared
         .iter()
-        .flat_map(|link| &steps[link.index].timers_set)
+        .flat_map(|link| &opened(link).timers_set)
         .collect();
-    for chunk in timers.chunks(ROWS_PER_STATEMENT) {
-        let sql = shared::multi_row_insert(
-            "timers (id, instance_id, due_at, payload, available_at)",
-            5,
-            chunk.len(),
-        );
-        let mut params = Vec::with_capacity(chunk.len() * 5);
-        for timer in chunk {
-            params.extend([
+    insert_rows(
+        tx,
+        "timers (id, instance_id, due_at, payload, available_at)",
+        &timers,
+        |timer| {
+            [
                 Param::Text(&timer.id),
                 Param::Text(&timer.instance_id),
                 Param::Int(ms(timer.due_at)),
                 Param::Json(&timer.payload),
                 Param::Int(ms(timer.due_at)),
-            ]);
-        }
-        tx.execute(&sql, &params).await?;
-    }
-
+            ]
+        },
+    )
+    .await?;
     let outbox: Vec<&OutboxRow> = prepared
         .iter()
-        .flat_map(|link| &steps[link.index].outbox)
+        .flat_map(|link| &opened(link).outbox)
         .collect();
-    for chunk in outbox.chunks(ROWS_PER_STATEMENT) {
-        let sql = shared::multi_row_insert(
-            "outbox (id, instance_id, kind, payload, created_at, available_at)",
-            6,
-            chunk.len(),
-        );
-        let mut params = Vec::with_capacity(chunk.len() * 6);
-        for entry in chunk {
-            params.extend([
+    insert_rows(
+        tx,
+        "outbox (id, instance_id, kind, payload, created_at, available_at)",
+        &outbox,
+        |entry| {
+            [
                 Param::Text(&entry.id),
                 Param::Text(&entry.instance_id),
                 Param::Text(&entry.kind),
                 Param::Json(&entry.payload),
                 Param::Int(ms(entry.created_at)),
                 Param::Int(ms(entry.created_at)),
-            ]);
-        }
-        tx.execute(&sql, &params).await?;
-    }
+            ]
+        },
+    )
+    .await?;
 
     // Closing is scoped to the step's own instance: a step cannot close another case's
     // task. closed_at is the step's history time. A completed task closes only if no other
