@@ -51,6 +51,9 @@ const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by 
      WHERE outbox.id = due.id \
      RETURNING outbox.id, outbox.instance_id, outbox.kind, outbox.payload, outbox.created_at, outbox.attempts";
 
+/// The column a queue query finds its page's rows by (see `tasks_for`).
+const TASK_ROW_KEY: &str = "id";
+
 const CLAIM_SCHEDULES_SQL: &str = "UPDATE schedules SET available_at = $1, claimed_by = $2 \
      FROM (SELECT process_id, schedule_id FROM schedules WHERE available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
      WHERE schedules.process_id = due.process_id AND schedules.schedule_id = due.schedule_id \

@@ -55,6 +55,9 @@ const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by 
      WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 ORDER BY available_at LIMIT $4) \
      RETURNING id, instance_id, kind, payload, created_at, attempts";
 
+/// The column a queue query finds its page's rows by (see `tasks_for`).
+const TASK_ROW_KEY: &str = "rowid";
+
 const CLAIM_SCHEDULES_SQL: &str = "UPDATE schedules SET available_at = $1, claimed_by = $2 \
      WHERE (process_id, schedule_id) IN (SELECT process_id, schedule_id FROM schedules WHERE available_at <= $3 ORDER BY available_at LIMIT $4) \
      RETURNING process_id, schedule_id, cron, next_due_at, claimed_by, last_started_at";
