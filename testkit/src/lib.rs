@@ -163,26 +163,20 @@ pub fn report(db: Db, outcome: Outcome) {
 /// cleaned up) and hands the outcome to the suite's `finish`.
 #[macro_export]
 macro_rules! on_both_databases {
+    (@module $module:ident, $db:ident, $($name:ident),*) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (ctx, teardown) = super::setup($crate::Db::$db).await;
+                    let outcome = tokio::spawn(super::$name(ctx)).await;
+                    super::finish($crate::Db::$db, teardown, outcome).await
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (ctx, teardown) = super::setup($crate::Db::Sqlite).await;
-                    let outcome = tokio::spawn(super::$name(ctx)).await;
-                    super::finish($crate::Db::Sqlite, teardown, outcome).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let (ctx, teardown) = super::setup($crate::Db::Postgres).await;
-                    let outcome = tokio::spawn(super::$name(ctx)).await;
-                    super::finish($crate::Db::Postgres, teardown, outcome).await
-                }
-            )*
-        }
+        $crate::on_both_databases!(@module sqlite, Sqlite, $($name),*);
+        $crate::on_both_databases!(@module postgres, Postgres, $($name),*);
     };
 }

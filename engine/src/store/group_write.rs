@@ -93,8 +93,7 @@ pub(crate) async fn commit_group<T: WriteTx>(
     if !order.is_empty() {
         tx.begin().await?;
         let (written, heads) = match write_group(tx, cache, steps, &order).await {
-            Ok(Some(done)) => done,
-            Ok(None) => (Vec::new(), GroupHeads::new()),
+            Ok(done) => done,
             Err(error) => {
                 tx.rollback().await;
                 return Err(error);
@@ -123,13 +122,13 @@ type Written = Vec<(usize, Result<(), StoreError>)>;
 /// The group's writes inside the open transaction: first all steps at once in multi-row
 /// statements; if one step hits a key or reference violation, everything of that attempt
 /// is undone and each step is written under its own savepoint, so the offending step fails
-/// alone and the rest still share one durable commit. `None` when nothing is to be kept.
+/// alone and the rest still share one durable commit.
 async fn write_group<T: WriteTx>(
     tx: &mut T,
     cache: &HeadCache,
     steps: &[StepCommit],
     order: &[usize],
-) -> Result<Option<(Written, GroupHeads)>, StoreError> {
+) -> Result<(Written, GroupHeads), StoreError> {
     if T::RETRY_IN_TRANSACTION {
         tx.execute("SAVEPOINT group_fast", &[]).await?;
     }
@@ -139,7 +138,7 @@ async fn write_group<T: WriteTx>(
             if T::RETRY_IN_TRANSACTION {
                 tx.execute("RELEASE SAVEPOINT group_fast", &[]).await?;
             }
-            return Ok(Some((written, heads)));
+            return Ok((written, heads));
         }
         Err(error) if !shared::is_step_error(&error) => return Err(error),
         Err(error) => {
@@ -148,7 +147,7 @@ async fn write_group<T: WriteTx>(
                 cache.forget(instance_id);
             }
             if let [only] = order {
-                return Ok(Some((vec![(*only, Err(error))], GroupHeads::new())));
+                return Ok((vec![(*only, Err(error))], GroupHeads::new()));
             }
         }
     }
@@ -159,7 +158,7 @@ async fn write_group<T: WriteTx>(
         tx.rollback().await;
         tx.begin().await?;
     }
-    isolated_steps(tx, cache, steps, order).await.map(Some)
+    isolated_steps(tx, cache, steps, order).await
 }
 
 /// All steps at once, multi-row statements. A key or reference violation of one step is

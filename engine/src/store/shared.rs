@@ -104,23 +104,28 @@ pub(crate) fn push_value_rows(
     columns: usize,
     rows: usize,
 ) -> usize {
-    use std::fmt::Write as _;
     let mut next = start;
     for row in 0..rows {
         if row > 0 {
             sql.push_str(", ");
         }
         sql.push('(');
-        for column in 0..columns {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            let _ = write!(sql, "${next}");
-            next += 1;
-        }
+        next = push_placeholders(sql, next, columns);
         sql.push(')');
     }
     next
+}
+
+/// Appends `$start, .., $(start + count - 1)`; returns the next free placeholder number.
+pub(crate) fn push_placeholders(sql: &mut String, start: usize, count: usize) -> usize {
+    use std::fmt::Write as _;
+    for n in start..start + count {
+        if n > start {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "${n}");
+    }
+    start + count
 }
 
 /// The smallest string greater than every path below `unit` (`unit + "/" ...`): '0' follows
@@ -411,13 +416,7 @@ macro_rules! store_methods {
                     "SELECT {} FROM instances WHERE id IN (",
                     shared::INSTANCE_COLUMNS
                 );
-                for n in 1..=chunk.len() {
-                    if n > 1 {
-                        sql.push_str(", ");
-                    }
-                    sql.push('$');
-                    sql.push_str(&n.to_string());
-                }
+                shared::push_placeholders(&mut sql, 1, chunk.len());
                 sql.push(')');
                 let mut query = sqlx::query(&sql);
                 for id in chunk {
@@ -528,14 +527,7 @@ macro_rules! store_methods {
                  WHERE closed_at IS NULL AND (assignee IS NULL OR assignee = $1) AND role IN (",
                 shared::TASK_COLUMNS
             );
-            let mut next = 2;
-            for i in 0..roles.len() {
-                if i > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str(&format!("${next}"));
-                next += 1;
-            }
+            let mut next = shared::push_placeholders(&mut sql, 2, roles.len());
             sql.push_str(") AND (");
             let bounds: Vec<_> = units.iter().map(|unit| shared::subtree_bounds(unit)).collect();
             for i in 0..bounds.len() {
