@@ -11,8 +11,9 @@ use jiuzhu_adapters::notify::{Notifier, NotifyConfig, TemplateSet};
 use jiuzhu_adapters::payments::{Ledger, PaymentsConfig};
 use jiuzhu_engine::clock::{Clock, SystemClock};
 use jiuzhu_engine::core::{Actor, InstanceState};
+use jiuzhu_engine::group_commit::{GroupCommitOptions, GroupCommitter};
 use jiuzhu_engine::project::Project;
-use jiuzhu_engine::runtime::{Engine, EngineError};
+use jiuzhu_engine::runtime::{Engine, EngineError, TIMER_CONCURRENCY};
 use jiuzhu_engine::scheduler::{Scheduler, TickReport};
 use jiuzhu_engine::store::{InstanceFilter, Store};
 use jiuzhu_rules::Value;
@@ -60,8 +61,12 @@ impl Session {
             .await
             .with_context(|| format!("opening the database {url}"))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let engine =
-            Engine::new(store, Arc::new(project), clock, &node_name()).map_err(|e| anyhow!(e))?;
+        // Concurrent steps share a commit (a node firing timers, several requests at once);
+        // a lone step still commits at once, on its own.
+        let committer = GroupCommitter::spawn(store.clone(), GroupCommitOptions::default());
+        let engine = Engine::new(store, Arc::new(project), clock, &node_name())
+            .map_err(|e| anyhow!(e))?
+            .with_group_commit(committer, TIMER_CONCURRENCY);
         Ok(Session {
             engine: Arc::new(engine),
         })

@@ -15,6 +15,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc, not the C library's allocator: a step builds and drops many small JSON and map
+/// nodes, on several threads at once, and glibc's malloc spent about 40 % of the timer-firing
+/// thread's time in its own bookkeeping (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "jiuzhu",

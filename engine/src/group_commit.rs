@@ -176,7 +176,7 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{HistoryEntry, InstanceRow};
+    use crate::store::{HistoryEntry, InstanceRow, Unchanged};
     use chrono::{DateTime, Utc};
 
     fn at(ms: i64) -> DateTime<Utc> {
@@ -211,6 +211,7 @@ mod tests {
             timers_cancelled: Vec::new(),
             outbox: Vec::new(),
             completes: None,
+            unchanged: Unchanged::default(),
         }
     }
 

@@ -34,8 +34,13 @@ use crate::lang::model::Definition;
 use crate::project::Project;
 use crate::store::{
     ConflictReason, Deployment, HistoryEntry, InstanceRow, NewDeployment, OutboxRow, StepCommit,
-    Store, StoreError, TaskCompletion, TaskRow, TimerRow,
+    Store, StoreError, TaskCompletion, TaskRow, TimerRow, Unchanged,
 };
+
+/// Instances whose due timers a node fires at once under group commit. With a durable
+/// commit (an fsync each) the firings in flight are what fills a group: at 64 a group held
+/// ~16–22 firings and the fsync set the pace; at 256 a group holds ~60–80 (BENCHMARKS.md).
+pub const TIMER_CONCURRENCY: usize = 256;
 
 /// Why an engine operation did not happen. `code()` is the stable code the CLI and API print.
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +122,8 @@ impl Engine {
 
     /// Commits every step through `committer`, so concurrent steps share one durable
     /// transaction, and fires the due timers of up to `timer_concurrency` instances at once
-    /// (each instance's own timers still fire one after another).
+    /// (each instance's own timers still fire one after another); [`TIMER_CONCURRENCY`] is
+    /// what `jiuzhu run` and `jiuzhu bench timers` use.
     pub fn with_group_commit(
         mut self,
         committer: GroupCommitter,
@@ -592,6 +598,10 @@ impl Engine {
             timers_cancelled: fired_timer.map(|t| vec![t.to_string()]).unwrap_or_default(),
             outbox: Vec::new(),
             completes: None,
+            unchanged: Unchanged {
+                status: expected_version.is_some() && before.status == state.status,
+                unit: expected_version.is_some() && before.unit == state.unit,
+            },
         };
         for effect in transition.effects {
             match effect {

@@ -10,8 +10,11 @@
 //! expressions are read in the UTC offset of the process's calendar (+08:00 in China).
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use chrono::{DateTime, FixedOffset, Utc};
 use futures_util::StreamExt as _;
@@ -189,82 +192,74 @@ impl<'e> Scheduler<'e> {
         Ok(report)
     }
 
+    /// Claims due timers a batch at a time and fires them, one pipeline across batches: the
+    /// next batch is claimed as soon as the firings of the one before have all been handed
+    /// out, so the claim overlaps the tail of that batch instead of waiting for its last
+    /// commit. A claim that fails stops the tick once the firings already handed out are done
+    /// (their leases bring back whatever was claimed and not fired).
     async fn fire_due_timers(&self, report: &mut TickReport) -> Result<(), SchedulerError> {
         let engine = self.engine;
-        let mut handled = 0;
-        while handled < self.options.max_timers_per_tick {
-            let room = self.options.max_timers_per_tick - handled;
-            let batch = self
-                .options
-                .timer_batch
-                .min(u32::try_from(room).unwrap_or(u32::MAX));
-            let claimed = engine
-                .store
-                .claim_due_timers(&engine.node_id, engine.now(), self.options.lease, batch)
-                .await?;
-            handled += claimed.len();
-            let exhausted = claimed.len() < batch as usize;
-            // One instance's timers fire in due order, one after another; different
-            // instances' timers fire side by side (and share commits under group commit).
-            let mut per_instance: Vec<Vec<TimerRow>> = Vec::new();
-            let mut slot: HashMap<String, usize> = HashMap::new();
-            for timer in claimed {
-                match slot.get(&timer.instance_id) {
-                    Some(&index) => per_instance[index].push(timer),
-                    None => {
-                        slot.insert(timer.instance_id.clone(), per_instance.len());
-                        per_instance.push(vec![timer]);
-                    }
+        let claim_failure: Mutex<Option<StoreError>> = Mutex::new(None);
+        let claim_failure = &claim_failure;
+        let claims = Claims {
+            engine,
+            failure: claim_failure,
+            max: self.options.max_timers_per_tick,
+            batch: self.options.timer_batch,
+            lease: self.options.lease,
+            handled: 0,
+            done: false,
+            claiming: None,
+        };
+        // The instances are read a chunk at a time, just before their firings: one
+        // statement per chunk rather than a read per firing, and the next chunk is read and
+        // decoded while the firings ahead of it wait for their commits.
+        let firing = claims
+            .map(futures_util::stream::iter)
+            .flatten()
+            .map(|chunk| prefetched(engine, chunk))
+            .buffered(1)
+            .flatten()
+            .map(|timers| async move {
+                let mut outcomes = Vec::with_capacity(timers.len());
+                for timer in timers {
+                    let outcome = engine.fire_timer(&timer).await;
+                    outcomes.push((timer, outcome));
                 }
-            }
-            // The instances are read a chunk at a time, just before their firings: one
-            // statement per chunk rather than a read per firing, and the next chunk is read
-            // and decoded while the firings ahead of it wait for their commits.
-            let mut chunks: Vec<Vec<Vec<TimerRow>>> = Vec::new();
-            let mut rest = per_instance.into_iter().peekable();
-            while rest.peek().is_some() {
-                chunks.push(rest.by_ref().take(PREFETCH_CHUNK).collect());
-            }
-            let mut firing = futures_util::stream::iter(chunks)
-                .map(|chunk| prefetched(engine, chunk))
-                .buffered(1)
-                .flatten()
-                .map(|timers| async move {
-                    let mut outcomes = Vec::with_capacity(timers.len());
-                    for timer in timers {
-                        let outcome = engine.fire_timer(&timer).await;
-                        outcomes.push((timer, outcome));
+                outcomes
+            })
+            .buffer_unordered(engine.timer_concurrency());
+        let mut firing = std::pin::pin!(firing);
+        while let Some(outcomes) = firing.next().await {
+            for (timer, outcome) in outcomes {
+                match outcome {
+                    Ok(TimerFiring::Fired(step)) => report.fired.push(FiredTimer {
+                        timer_id: timer.id,
+                        instance_id: step.instance.id,
+                        version: step.instance.version,
+                    }),
+                    Ok(TimerFiring::Stale) => report.stale += 1,
+                    Ok(TimerFiring::Busy) => report.busy += 1,
+                    // The database itself failed: stop the tick, leases bring the rest back.
+                    Err(EngineError::Store(error)) if !error.is_conflict() => {
+                        return Err(error.into());
                     }
-                    outcomes
-                })
-                .buffer_unordered(engine.timer_concurrency());
-            while let Some(outcomes) = firing.next().await {
-                for (timer, outcome) in outcomes {
-                    match outcome {
-                        Ok(TimerFiring::Fired(step)) => report.fired.push(FiredTimer {
-                            timer_id: timer.id,
-                            instance_id: step.instance.id,
-                            version: step.instance.version,
-                        }),
-                        Ok(TimerFiring::Stale) => report.stale += 1,
-                        Ok(TimerFiring::Busy) => report.busy += 1,
-                        // The database itself failed: stop the tick, leases bring the rest back.
-                        Err(EngineError::Store(error)) if !error.is_conflict() => {
-                            return Err(error.into());
-                        }
-                        Err(error) => report.timer_failures.push(TimerFailure {
-                            timer_id: timer.id,
-                            instance_id: timer.instance_id,
-                            error,
-                        }),
-                    }
+                    Err(error) => report.timer_failures.push(TimerFailure {
+                        timer_id: timer.id,
+                        instance_id: timer.instance_id,
+                        error,
+                    }),
                 }
-            }
-            if exhausted {
-                break;
             }
         }
-        Ok(())
+        match claim_failure
+            .lock()
+            .ok()
+            .and_then(|mut failure| failure.take())
+        {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
     }
 
     async fn start_due_schedules(&self, report: &mut TickReport) -> Result<(), SchedulerError> {
@@ -486,6 +481,96 @@ impl<'e> Scheduler<'e> {
         }
         Ok(cron)
     }
+}
+
+/// A claim of due timers in progress: the batch size asked for, and the claim.
+type Claiming<'a> = (
+    u32,
+    Pin<Box<dyn Future<Output = Result<Vec<TimerRow>, StoreError>> + Send + 'a>>,
+);
+
+/// [`Scheduler::fire_due_timers`]' claims, as a stream of batches (each as [`chunked`]): a
+/// batch is claimed when the stream is asked for it, that is when the firings before it
+/// have all been handed out. Written out rather than with `stream::unfold`, whose closure
+/// the compiler cannot prove `Send` for every lifetime a spawned tick asks about.
+struct Claims<'a> {
+    engine: &'a Engine,
+    /// The claim that failed, if one did (the stream ends there).
+    failure: &'a Mutex<Option<StoreError>>,
+    /// Timers this tick claims at most, and per batch.
+    max: usize,
+    batch: u32,
+    lease: chrono::Duration,
+    handled: usize,
+    done: bool,
+    claiming: Option<Claiming<'a>>,
+}
+
+impl futures_util::Stream for Claims<'_> {
+    type Item = Vec<Vec<Vec<TimerRow>>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let (batch, claim) = match &mut this.claiming {
+            Some(claiming) => claiming,
+            None => {
+                if this.done || this.handled >= this.max {
+                    return Poll::Ready(None);
+                }
+                let batch = this
+                    .batch
+                    .min(u32::try_from(this.max - this.handled).unwrap_or(u32::MAX));
+                let (engine, lease) = (this.engine, this.lease);
+                let claim = Box::pin(async move {
+                    engine
+                        .store
+                        .claim_due_timers(&engine.node_id, engine.now(), lease, batch)
+                        .await
+                });
+                this.claiming.insert((batch, claim))
+            }
+        };
+        let batch = *batch;
+        let claimed = std::task::ready!(claim.as_mut().poll(cx));
+        this.claiming = None;
+        match claimed {
+            Ok(claimed) => {
+                this.handled += claimed.len();
+                this.done = claimed.len() < batch as usize;
+                Poll::Ready(Some(chunked(claimed)))
+            }
+            Err(error) => {
+                if let Ok(mut failure) = this.failure.lock() {
+                    *failure = Some(error);
+                }
+                this.done = true;
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+/// A claimed batch as chunks of [`PREFETCH_CHUNK`] instances, each instance with its
+/// timers in due order: one instance's timers fire one after another, different instances'
+/// side by side (and share commits under group commit).
+fn chunked(claimed: Vec<TimerRow>) -> Vec<Vec<Vec<TimerRow>>> {
+    let mut per_instance: Vec<Vec<TimerRow>> = Vec::new();
+    let mut slot: HashMap<String, usize> = HashMap::new();
+    for timer in claimed {
+        match slot.get(&timer.instance_id) {
+            Some(&index) => per_instance[index].push(timer),
+            None => {
+                slot.insert(timer.instance_id.clone(), per_instance.len());
+                per_instance.push(vec![timer]);
+            }
+        }
+    }
+    let mut chunks = Vec::new();
+    let mut rest = per_instance.into_iter().peekable();
+    while rest.peek().is_some() {
+        chunks.push(rest.by_ref().take(PREFETCH_CHUNK).collect());
+    }
+    chunks
 }
 
 /// Reads the instances of a chunk of a claimed batch into the engine's cache (see

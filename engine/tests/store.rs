@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration, Utc};
 use jiuzhu_engine::store::{
     CommitProblem, ConflictReason, Deployment, HistoryEntry, InstanceFilter, InstanceRow,
     NewDeployment, OutboxRow, StepCommit, Store, StoreError, TamperKind, TaskCompletion, TaskRow,
-    TimerRow, sha256_hex,
+    TimerRow, Unchanged, sha256_hex,
 };
 use jiuzhu_testkit::{Db, Outcome, TestDatabase, report};
 use serde_json::json;
@@ -144,6 +144,7 @@ fn start(id: &str, unit: &str) -> StepCommit {
         timers_cancelled: vec![],
         outbox: vec![],
         completes: None,
+        unchanged: Unchanged::default(),
     }
 }
 
@@ -163,6 +164,7 @@ fn next(previous: &InstanceRow, event: &str, when: DateTime<Utc>) -> StepCommit 
         timers_cancelled: vec![],
         outbox: vec![],
         completes: None,
+        unchanged: Unchanged::default(),
     }
 }
 

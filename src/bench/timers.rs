@@ -11,6 +11,7 @@ use anyhow::{Result, ensure};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use jiuzhu_engine::clock::{Clock, ManualClock};
 use jiuzhu_engine::group_commit::GroupCommitOptions;
+use jiuzhu_engine::runtime::TIMER_CONCURRENCY;
 use jiuzhu_engine::scheduler::{Scheduler, SchedulerOptions};
 use jiuzhu_rules::Value;
 use serde_json::json;
@@ -31,8 +32,9 @@ pub struct Args {
     /// Timers claimed per lease batch.
     #[arg(long, default_value_t = 2_000)]
     pub batch: u32,
-    /// Instances fired at the same time (their steps share group commits).
-    #[arg(long, default_value_t = 64)]
+    /// Instances fired at the same time (their steps share group commits); the default is
+    /// what `jiuzhu run` uses.
+    #[arg(long, default_value_t = TIMER_CONCURRENCY)]
     pub concurrency: usize,
     /// Cases per seeding transaction.
     #[arg(long, default_value_t = 2_000)]

@@ -244,22 +244,22 @@ impl Store {
         let payload = "x".repeat(600);
         match &self.backend {
             Backend::Sqlite(store) => {
-                let timeout = store.busy_timeout();
                 let ddl = |sql| move |tx: &mut raw_sqlite::RawTx| tx.run(sql).and(tx.run("COMMIT"));
-                raw_sqlite::with_writer(&store.writer, timeout, ddl(CREATE)).await?;
+                store.with_writer(ddl(CREATE)).await?;
                 let started = Instant::now();
                 for i in 0..count {
                     let params = [Param::Int(i64::from(i % 1000)), Param::Text(&payload)];
-                    raw_sqlite::with_writer(&store.writer, timeout, |tx| {
-                        tx.prepare(UPSERT, &params)?
-                            .raw_execute()
-                            .map_err(raw_sqlite::store_error)?;
-                        tx.run("COMMIT")
-                    })
-                    .await?;
+                    store
+                        .with_writer(|tx| {
+                            tx.prepare(UPSERT, &params)?
+                                .raw_execute()
+                                .map_err(raw_sqlite::store_error)?;
+                            tx.run("COMMIT")
+                        })
+                        .await?;
                 }
                 let elapsed = started.elapsed();
-                raw_sqlite::with_writer(&store.writer, timeout, ddl(DROP)).await?;
+                store.with_writer(ddl(DROP)).await?;
                 Ok(elapsed)
             }
             Backend::Postgres(store) => {

@@ -2,21 +2,22 @@
 //!
 //! [`commit_group`] writes the steps of one group in one transaction: the instance rows
 //! (insert, or update with the version and chain-head check), then history, tasks, timers
-//! and outbox in multi-row statements, then the task closes (with the claim check) and the
-//! timer cancels. A step that loses a race is rejected alone; a key or reference violation
-//! sends the group down a slower path with one savepoint per step.
+//! and outbox (in multi-row statements on PostgreSQL, in kept single-row statements on
+//! SQLite), then the task closes (with the claim check) and the timer cancels. A step that
+//! loses a race is rejected alone; a key or reference violation undoes the attempt, and the
+//! group is written again in a new transaction with one savepoint per step.
 //!
 //! The statements go through a [`WriteTx`]: PostgreSQL's is a sqlx transaction
-//! ([`super::postgres`]); SQLite's runs on the C library directly, with the driver's worker
-//! thread held off ([`super::raw_sqlite`]), because a round trip to that thread per
+//! ([`super::postgres`]); SQLite's runs on the C library directly, on a connection of the
+//! store's own ([`super::raw_sqlite`]), because a round trip to sqlx's worker thread per
 //! statement cost more than the fsync the step waits for (BENCHMARKS.md).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
-use super::shared::{self, HeadCache, PreparedStep, ROWS_PER_STATEMENT, StepPlan, ms};
+use super::shared::{self, HeadCache, PreparedStep, StepPlan, ms};
 use super::{
-    ConflictReason, GENESIS_HASH, OutboxRow, StepCommit, StoreError, TaskRow, TimerRow,
+    ConflictReason, GENESIS_HASH, OutboxRow, StepCommit, StoreError, TaskRow, TimerRow, Unchanged,
     canonical_json, chain,
 };
 
@@ -34,11 +35,11 @@ pub(crate) enum Param<'a> {
 /// The statements a group commit needs from a database connection. `begin` … `commit` (or
 /// `rollback`) bracket one transaction; the statements run inside it.
 pub(crate) trait WriteTx: Send {
-    /// After a key violation in the all-at-once attempt, retry step by step inside the same
-    /// transaction (under a savepoint), instead of rolling back and beginning again. SQLite
-    /// wants this: the write lock stays held, so the retry cannot find it taken. PostgreSQL
-    /// does not: the savepoint would cost two round trips on every commit.
-    const RETRY_IN_TRANSACTION: bool;
+    /// Rows a multi-row statement carries at most. PostgreSQL wants many (each statement is
+    /// a round trip); SQLite one: a statement is a function call there, the same single-row
+    /// statement is prepared once and run again with new values, and a single-row write
+    /// needs no statement journal (a multi-row one copies every page it touches first).
+    const ROWS_PER_STATEMENT: usize;
     fn begin(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn commit(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Ends the transaction keeping nothing. Never fails the caller: a rollback that cannot
@@ -68,18 +69,51 @@ pub(crate) const HEAD_SQL: &str = "SELECT version, history_hash FROM instances W
 const INSERT_INSTANCE_SQL: &str = "INSERT INTO instances (id, process_id, process_version, status, outcome, unit, state, version, created_at, updated_at, history_hash) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING";
 
-const UPDATE_INSTANCE_SQL: &str = "UPDATE instances SET status = $1, outcome = $2, unit = $3, state = $4, version = $5, updated_at = $6, history_hash = $7 \
-     WHERE id = $8 AND version = $9 AND history_hash = $10";
+/// The single-row instance update, by what the step leaves unchanged (see
+/// [`StepCommit::unchanged`]): `[status changes][unit changes]`. The values are bound the same
+/// way in all four; a column not set leaves its number unused.
+const UPDATE_INSTANCE_SQL: [[&str; 2]; 2] = [
+    [
+        "UPDATE instances SET outcome = $2, state = $4, version = $5, updated_at = $6, history_hash = $7 \
+         WHERE id = $8 AND version = $9 AND history_hash = $10",
+        "UPDATE instances SET outcome = $2, unit = $3, state = $4, version = $5, updated_at = $6, history_hash = $7 \
+         WHERE id = $8 AND version = $9 AND history_hash = $10",
+    ],
+    [
+        "UPDATE instances SET status = $1, outcome = $2, state = $4, version = $5, updated_at = $6, history_hash = $7 \
+         WHERE id = $8 AND version = $9 AND history_hash = $10",
+        "UPDATE instances SET status = $1, outcome = $2, unit = $3, state = $4, version = $5, updated_at = $6, history_hash = $7 \
+         WHERE id = $8 AND version = $9 AND history_hash = $10",
+    ],
+];
+
+fn update_instance_sql(unchanged: Unchanged) -> &'static str {
+    UPDATE_INSTANCE_SQL[usize::from(!unchanged.status)][usize::from(!unchanged.unit)]
+}
 
 /// Heads of chains this group moved, `(version, hash)` by instance id.
 type GroupHeads = HashMap<String, (i64, String)>;
 
-/// Outcome per step, in the order of `steps`.
+/// How [`commit_group`] writes a group's steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    /// All steps at once. A key or reference violation of one step undoes the attempt.
+    Together,
+    /// Each step under a savepoint of its own, so an offending step fails alone and the
+    /// rest still share one durable commit.
+    OneByOne,
+}
+
+/// Writes `steps` in one transaction: the outcome per step, in the order of `steps` — or
+/// `None` when an [`Attempt::Together`] found a key or reference violation and undid
+/// everything, and the group is to be written again [`Attempt::OneByOne`] (in a transaction
+/// of its own; that attempt always gives outcomes).
 pub(crate) async fn commit_group<T: WriteTx>(
     tx: &mut T,
     cache: &HeadCache,
     steps: &[StepCommit],
-) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    attempt: Attempt,
+) -> Result<Option<Vec<Result<(), StoreError>>>, StoreError> {
     let mut outcomes: Vec<Option<Result<(), StoreError>>> = steps
         .iter()
         .map(|step| shared::check_step(step).err().map(Err))
@@ -92,74 +126,49 @@ pub(crate) async fn commit_group<T: WriteTx>(
     order.sort_by(|&a, &b| steps[a].instance.id.cmp(&steps[b].instance.id));
     if !order.is_empty() {
         tx.begin().await?;
-        let (written, heads) = match write_group(tx, cache, steps, &order).await {
-            Ok(done) => done,
+        let mut heads = GroupHeads::new();
+        let written = match attempt {
+            Attempt::Together => write_group_fast(tx, cache, steps, &order, &mut heads).await,
+            Attempt::OneByOne => isolated_steps(tx, cache, steps, &order, &mut heads).await,
+        };
+        let written = match written {
+            Ok(written) => written,
             Err(error) => {
                 tx.rollback().await;
-                return Err(error);
+                // Nothing of the attempt is kept, and no head it moved is remembered.
+                for instance_id in heads.keys() {
+                    cache.forget(instance_id);
+                }
+                if attempt == Attempt::OneByOne || !shared::is_step_error(&error) {
+                    return Err(error);
+                }
+                match order[..] {
+                    [only] => vec![(only, Err(error))],
+                    _ => return Ok(None),
+                }
             }
         };
         if written.iter().any(|(_, outcome)| outcome.is_ok()) {
             tx.commit().await?;
+            for (instance_id, (version, hash)) in heads {
+                cache.put(instance_id, version, hash);
+            }
         } else {
             tx.rollback().await;
-        }
-        for (instance_id, (version, hash)) in heads {
-            cache.put(instance_id, version, hash);
         }
         for (index, outcome) in written {
             outcomes[index] = Some(outcome);
         }
     }
-    Ok(outcomes
-        .into_iter()
-        .map(|outcome| outcome.unwrap_or(Ok(())))
-        .collect())
+    Ok(Some(
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or(Ok(())))
+            .collect(),
+    ))
 }
 
 type Written = Vec<(usize, Result<(), StoreError>)>;
-
-/// The group's writes inside the open transaction: first all steps at once in multi-row
-/// statements; if one step hits a key or reference violation, everything of that attempt
-/// is undone and each step is written under its own savepoint, so the offending step fails
-/// alone and the rest still share one durable commit.
-async fn write_group<T: WriteTx>(
-    tx: &mut T,
-    cache: &HeadCache,
-    steps: &[StepCommit],
-    order: &[usize],
-) -> Result<(Written, GroupHeads), StoreError> {
-    if T::RETRY_IN_TRANSACTION {
-        tx.execute("SAVEPOINT group_fast", &[]).await?;
-    }
-    let mut heads = GroupHeads::new();
-    match write_group_fast(tx, cache, steps, order, &mut heads).await {
-        Ok(written) => {
-            if T::RETRY_IN_TRANSACTION {
-                tx.execute("RELEASE SAVEPOINT group_fast", &[]).await?;
-            }
-            return Ok((written, heads));
-        }
-        Err(error) if !shared::is_step_error(&error) => return Err(error),
-        Err(error) => {
-            // Nothing of the attempt is kept, and no head it moved is remembered.
-            for instance_id in heads.keys() {
-                cache.forget(instance_id);
-            }
-            if let [only] = order {
-                return Ok((vec![(*only, Err(error))], GroupHeads::new()));
-            }
-        }
-    }
-    if T::RETRY_IN_TRANSACTION {
-        tx.execute("ROLLBACK TO SAVEPOINT group_fast", &[]).await?;
-        tx.execute("RELEASE SAVEPOINT group_fast", &[]).await?;
-    } else {
-        tx.rollback().await;
-        tx.begin().await?;
-    }
-    isolated_steps(tx, cache, steps, order).await
-}
 
 /// All steps at once, multi-row statements. A key or reference violation of one step is
 /// the error (the caller undoes the attempt); a lost race rejects that step alone.
@@ -188,14 +197,14 @@ async fn isolated_steps<T: WriteTx>(
     cache: &HeadCache,
     steps: &[StepCommit],
     order: &[usize],
-) -> Result<(Written, GroupHeads), StoreError> {
-    let mut heads = GroupHeads::new();
+    heads: &mut GroupHeads,
+) -> Result<Written, StoreError> {
     let mut outcomes = Vec::with_capacity(order.len());
     for &index in order {
         let instance_id = &steps[index].instance.id;
         let head_before = heads.get(instance_id).cloned();
         tx.execute("SAVEPOINT group_step", &[]).await?;
-        let result = match apply_instance(tx, cache, steps, index, &mut heads).await {
+        let result = match apply_instance(tx, cache, steps, index, heads).await {
             Ok(StepPlan::Write(step)) => insert_effects(tx, steps, std::slice::from_ref(&step))
                 .await
                 .map(|()| Ok(())),
@@ -219,7 +228,7 @@ async fn isolated_steps<T: WriteTx>(
         tx.execute("RELEASE SAVEPOINT group_step", &[]).await?;
         outcomes.push((index, outcome));
     }
-    Ok((outcomes, heads))
+    Ok(outcomes)
 }
 
 fn conflict(reason: ConflictReason) -> StoreError {
@@ -266,7 +275,7 @@ async fn apply_instance<T: WriteTx>(
         }
         Some(expected) => {
             tx.execute(
-                UPDATE_INSTANCE_SQL,
+                update_instance_sql(step.unchanged),
                 &[
                     Param::Text(&instance.status),
                     Param::MaybeText(instance.outcome.as_deref()),
@@ -388,7 +397,7 @@ async fn write_instances<T: WriteTx>(
         }
         let mut updates = updates.into_iter().peekable();
         while updates.peek().is_some() {
-            let chunk: Vec<PreparedStep> = updates.by_ref().take(ROWS_PER_STATEMENT).collect();
+            let chunk: Vec<PreparedStep> = updates.by_ref().take(T::ROWS_PER_STATEMENT).collect();
             let won = update_instances(tx, steps, &chunk).await?;
             for link in chunk {
                 let instance = &steps[link.index].instance;
@@ -414,7 +423,7 @@ async fn insert_rows<'a, T: WriteTx, R: Sync, const COLUMNS: usize>(
     rows: &'a [R],
     values: impl Fn(&'a R) -> [Param<'a>; COLUMNS] + Send + Sync,
 ) -> Result<(), StoreError> {
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    for chunk in rows.chunks(T::ROWS_PER_STATEMENT) {
         let sql = shared::multi_row_insert(head, COLUMNS, chunk.len());
         let params: Vec<Param<'a>> = chunk.iter().flat_map(&values).collect();
         tx.execute(&sql, &params).await?;
@@ -448,7 +457,8 @@ async fn update_instances<T: WriteTx>(
         ]);
     }
     if let [only] = chunk {
-        let changed = tx.execute(UPDATE_INSTANCE_SQL, &params).await?;
+        let sql = update_instance_sql(steps[only.index].unchanged);
+        let changed = tx.execute(sql, &params).await?;
         let id = &steps[only.index].instance.id;
         return Ok((changed == 1).then(|| id.clone()).into_iter().collect());
     }
@@ -467,6 +477,9 @@ async fn update_instances<T: WriteTx>(
 /// Closes one task (see the multi-row close in [`insert_effects`]).
 const CLOSE_TASK_SQL: &str = "UPDATE tasks SET closed_at = $2 WHERE id = $1 AND instance_id = $3 AND closed_at IS NULL \
      AND ($4 IS NULL OR assignee IS NULL OR assignee = $4) RETURNING id";
+
+/// Cancels one timer (see the multi-row cancel in [`insert_effects`]).
+const CANCEL_TIMER_SQL: &str = "DELETE FROM timers WHERE id = $1 AND instance_id = $2";
 
 /// History, tasks, timers and outbox of the prepared steps, a few multi-row statements for
 /// the whole group. Inserts run before closes and cancels so a task or timer opened and
@@ -586,7 +599,7 @@ async fn insert_effects<T: WriteTx>(
         })
         .collect();
     let mut closed = HashSet::new();
-    for chunk in closes.chunks(ROWS_PER_STATEMENT) {
+    for chunk in closes.chunks(T::ROWS_PER_STATEMENT) {
         let sql = if chunk.len() == 1 {
             CLOSE_TASK_SQL.to_owned()
         } else {
@@ -629,10 +642,15 @@ async fn insert_effects<T: WriteTx>(
                 .map(move |timer_id| (timer_id.as_str(), step.instance.id.as_str()))
         })
         .collect();
-    for chunk in cancels.chunks(ROWS_PER_STATEMENT) {
-        let mut sql = String::from("DELETE FROM timers WHERE (id, instance_id) IN (VALUES ");
-        shared::push_value_rows(&mut sql, 1, 2, chunk.len());
-        sql.push(')');
+    for chunk in cancels.chunks(T::ROWS_PER_STATEMENT) {
+        let sql = if chunk.len() == 1 {
+            CANCEL_TIMER_SQL.to_owned()
+        } else {
+            let mut sql = String::from("DELETE FROM timers WHERE (id, instance_id) IN (VALUES ");
+            shared::push_value_rows(&mut sql, 1, 2, chunk.len());
+            sql.push(')');
+            sql
+        };
         let mut params = Vec::with_capacity(chunk.len() * 2);
         for (timer_id, instance_id) in chunk {
             params.extend([Param::Text(timer_id), Param::Text(instance_id)]);

@@ -151,6 +151,18 @@ pub struct StepCommit {
     /// the statement that closes the task, so a claim racing the completion (on any node)
     /// either lands first and refuses the completion, or finds the task closed.
     pub completes: Option<TaskCompletion>,
+    /// Indexed columns of the instance row this step leaves as they were (the engine knows
+    /// the row it started from). Their index entries are then left alone: SQLite rewrites the
+    /// index entry of every column an UPDATE sets, even to its old value — a page written per
+    /// index per step. The default (nothing known unchanged) writes every column.
+    pub unchanged: Unchanged,
+}
+
+/// See [`StepCommit::unchanged`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unchanged {
+    pub status: bool,
+    pub unit: bool,
 }
 
 /// A completion's claim check (see [`StepCommit::completes`]).

@@ -169,7 +169,13 @@ impl PostgresStore {
             pool: &self.writer,
             tx: None,
         };
-        group_write::commit_group(&mut tx, &self.heads, steps).await
+        let mut attempt = group_write::Attempt::Together;
+        loop {
+            match group_write::commit_group(&mut tx, &self.heads, steps, attempt).await? {
+                Some(outcomes) => return Ok(outcomes),
+                None => attempt = group_write::Attempt::OneByOne,
+            }
+        }
     }
 
     shared::store_methods!();
@@ -209,7 +215,7 @@ fn bind<'q>(
 }
 
 impl WriteTx for PgWrite<'_> {
-    const RETRY_IN_TRANSACTION: bool = false;
+    const ROWS_PER_STATEMENT: usize = shared::ROWS_PER_STATEMENT;
 
     async fn begin(&mut self) -> Result<(), StoreError> {
         self.tx = Some(self.pool.begin().await.map_err(classify)?);

@@ -2,10 +2,12 @@
 //!
 //! sqlx's SQLite driver runs each statement on its connection's worker thread: a statement
 //! is a message to that thread and a wake-up back, tens of microseconds on a loaded 2-core
-//! machine — more than the fsync a step waits for. A group commit is six such statements.
-//! Here the writer connection's worker is held off (`lock_handle`) and the whole
-//! transaction runs on the calling thread through rusqlite, on the same connection (same
-//! file, pragmas, busy timeout and single-writer queue as every other write).
+//! machine — more than the fsync a step waits for. A group commit is several such
+//! statements. Here the whole transaction runs on the calling thread through rusqlite, on a
+//! connection of the store's own to the same file ([`CommitConnection`]: same pragmas and
+//! busy timeout), which keeps its statements prepared from one commit to the next. The
+//! writer pool's one connection is held meanwhile, so the store's writes still queue in
+//! the process instead of contending for the file lock.
 //!
 //! The commit blocks the calling runtime thread for its fsync (as sqlx's worker thread
 //! blocked before), but never for another connection's lock: see [`with_writer`]. It is
@@ -16,9 +18,12 @@
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 use sqlx::SqlitePool;
 use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx::sqlite::LockedSqliteHandle;
@@ -27,30 +32,113 @@ use super::StoreError;
 use super::group_write::{HEAD_SQL, Param, WriteTx};
 use super::sqlite::classify;
 
-/// Runs `work` inside a write transaction (`BEGIN IMMEDIATE`) on the writer connection's
-/// handle, the driver's thread held off meanwhile. `work` commits; a transaction it leaves
-/// open is rolled back.
+/// Statements a commit connection keeps prepared: the group commit's dozen single-row
+/// statements and savepoint commands, with room to spare.
+const KEPT_STATEMENTS: usize = 64;
+
+/// The connection a file store commits its steps on: its own connection to the file,
+/// opened with the writer's settings, keeping its statements prepared across commits. (On
+/// sqlx's connection a statement could not outlive one commit: sqlx closes its handle on
+/// its own terms and refuses to close one with statements still open.) An in-memory
+/// database has one connection only, sqlx's, and commits on its handle.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CommitConnection(Option<Arc<Mutex<Connection>>>);
+
+/// The writer's settings, for the commit connection that writes beside it.
+pub(crate) struct WriterSettings {
+    pub busy_timeout: Duration,
+    /// `PRAGMA synchronous` value (`FULL`, `NORMAL`, …).
+    pub synchronous: &'static str,
+    pub wal_autocheckpoint_pages: u32,
+}
+
+impl CommitConnection {
+    /// Commits on sqlx's own handle (the in-memory database).
+    pub(crate) fn shared() -> Self {
+        CommitConnection(None)
+    }
+
+    /// Opens the file (already created and migrated by the writer) for commits.
+    pub(crate) fn open(path: &Path, settings: &WriterSettings) -> Result<Self, StoreError> {
+        let db = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(store_error)?;
+        db.busy_timeout(settings.busy_timeout)
+            .map_err(store_error)?;
+        db.execute_batch(&format!(
+            "PRAGMA foreign_keys = ON; PRAGMA synchronous = {}; PRAGMA wal_autocheckpoint = {};",
+            settings.synchronous, settings.wal_autocheckpoint_pages
+        ))
+        .map_err(store_error)?;
+        db.set_prepared_statement_cache_capacity(KEPT_STATEMENTS);
+        Ok(CommitConnection(Some(Arc::new(Mutex::new(db)))))
+    }
+}
+
+/// Runs `work` inside a write transaction (`BEGIN IMMEDIATE`) on the store's commit
+/// connection (or, for an in-memory database, on the writer connection's handle, the
+/// driver's thread held off meanwhile). `work` commits; a transaction it leaves open is
+/// rolled back.
+///
+/// The writer pool's one connection is held throughout: it is the store's queue of writes,
+/// so a commit never contends with the store's other writes for the file lock.
 ///
 /// This thread never waits for another connection's write lock (another process, or
 /// another store on the same file): the lock is tried without waiting, and if it is taken,
-/// `BEGIN IMMEDIATE` goes through the driver, whose worker thread waits for it under the
-/// busy timeout. A runtime thread asleep in SQLite's busy handler could be the very thread
-/// the lock's holder needs to reach its commit.
+/// `BEGIN IMMEDIATE` waits under the busy timeout on a thread of its own (the blocking pool,
+/// or the driver's worker thread). A runtime thread asleep in SQLite's busy handler could be
+/// the very thread the lock's holder needs to reach its commit.
 pub(super) async fn with_writer<R>(
     pool: &SqlitePool,
+    commits: &CommitConnection,
     busy_timeout: Duration,
     work: impl FnOnce(&mut RawTx) -> Result<R, StoreError> + Send,
 ) -> Result<R, StoreError> {
     let mut conn = pool.acquire().await.map_err(classify)?;
+    let Some(db) = &commits.0 else {
+        return on_driver_handle(&mut conn, busy_timeout, work).await;
+    };
+    let began = {
+        let db = db.lock().unwrap_or_else(PoisonError::into_inner);
+        try_begin(&db, busy_timeout)?
+    };
+    if !began {
+        let waiting = Arc::clone(db);
+        tokio::task::spawn_blocking(move || {
+            let db = waiting.lock().unwrap_or_else(PoisonError::into_inner);
+            db.execute_batch("BEGIN IMMEDIATE")
+        })
+        .await
+        .map_err(|error| StoreError::Database(sqlx::Error::Protocol(error.to_string())))?
+        .map_err(store_error)?;
+    }
+    let mut db = db.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut tx = RawTx {
+        db: Db::Owned(&mut db),
+    };
+    let result = work(&mut tx);
+    drop(tx);
+    drop(conn);
+    result
+}
+
+/// [`with_writer`] on sqlx's handle.
+async fn on_driver_handle<R>(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    busy_timeout: Duration,
+    work: impl FnOnce(&mut RawTx) -> Result<R, StoreError> + Send,
+) -> Result<R, StoreError> {
     {
         let mut locked = conn.lock_handle().await.map_err(classify)?;
         let mut tx = RawTx::on(&mut locked)?;
-        if tx.try_begin(busy_timeout)? {
+        if try_begin(&tx.db, busy_timeout)? {
             return work(&mut tx);
         }
     }
     sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut *conn)
+        .execute(&mut **conn)
         .await
         .map_err(classify)?;
     let mut locked = conn.lock_handle().await.map_err(classify)?;
@@ -58,13 +146,48 @@ pub(super) async fn with_writer<R>(
     work(&mut tx)
 }
 
-/// A transaction on the raw connection. Every method completes without waiting, so the
+/// `BEGIN IMMEDIATE` without waiting: false when another connection holds the write lock.
+/// The connection's busy timeout is off for the attempt, then set back to `busy_timeout`
+/// (the store's, which every connection of the store has).
+fn try_begin(db: &Connection, busy_timeout: Duration) -> Result<bool, StoreError> {
+    db.busy_timeout(Duration::ZERO).map_err(store_error)?;
+    let attempt = db.execute_batch("BEGIN IMMEDIATE");
+    db.busy_timeout(busy_timeout).map_err(store_error)?;
+    match attempt {
+        Ok(()) => Ok(true),
+        Err(rusqlite::Error::SqliteFailure(failure, _))
+            if failure.code == rusqlite::ErrorCode::DatabaseBusy =>
+        {
+            Ok(false)
+        }
+        Err(error) => Err(store_error(error)),
+    }
+}
+
+/// A transaction on a raw connection. Every method completes without waiting, so the
 /// generic group commit built on it runs to its end in one poll. Dropped with a transaction
 /// still open (an error path), it rolls it back.
 pub(super) struct RawTx<'h> {
-    db: Connection,
-    /// Keeps sqlx's worker thread off the handle for as long as `db` uses it.
-    _locked: PhantomData<&'h mut LockedSqliteHandle<'h>>,
+    db: Db<'h>,
+}
+
+enum Db<'h> {
+    /// The store's commit connection, locked for 'h.
+    Owned(&'h mut Connection),
+    /// sqlx's writer handle; keeps sqlx's worker thread off it for as long as the
+    /// connection uses it.
+    Driver(Connection, PhantomData<&'h mut LockedSqliteHandle<'h>>),
+}
+
+impl Deref for Db<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            Db::Owned(db) => db,
+            Db::Driver(db, _) => db,
+        }
+    }
 }
 
 impl<'h> RawTx<'h> {
@@ -77,27 +200,8 @@ impl<'h> RawTx<'h> {
         // borrow ends and sqlx takes the handle back.
         let db = unsafe { Connection::from_handle(handle.as_ptr()) }.map_err(store_error)?;
         Ok(RawTx {
-            db,
-            _locked: PhantomData,
+            db: Db::Driver(db, PhantomData),
         })
-    }
-
-    /// `BEGIN IMMEDIATE` without waiting: false when another connection holds the write
-    /// lock. The connection's busy timeout is off for the attempt, then set back to
-    /// `busy_timeout` (the store's, which the driver set when it connected).
-    fn try_begin(&mut self, busy_timeout: Duration) -> Result<bool, StoreError> {
-        self.db.busy_timeout(Duration::ZERO).map_err(store_error)?;
-        let attempt = self.db.execute_batch("BEGIN IMMEDIATE");
-        self.db.busy_timeout(busy_timeout).map_err(store_error)?;
-        match attempt {
-            Ok(()) => Ok(true),
-            Err(rusqlite::Error::SqliteFailure(failure, _))
-                if failure.code == rusqlite::ErrorCode::DatabaseBusy =>
-            {
-                Ok(false)
-            }
-            Err(error) => Err(store_error(error)),
-        }
     }
 }
 
@@ -116,12 +220,17 @@ impl RawTx<'_> {
         self.db.execute_batch(sql).map_err(store_error)
     }
 
+    /// The statement, prepared once per connection and kept (SQLite runs a kept statement
+    /// again with new values, without parsing and planning it), its values bound.
     pub(super) fn prepare(
         &self,
         sql: &str,
         params: &[Param<'_>],
-    ) -> Result<rusqlite::Statement<'_>, StoreError> {
-        let mut statement = self.db.prepare(&numbered(sql)).map_err(store_error)?;
+    ) -> Result<rusqlite::CachedStatement<'_>, StoreError> {
+        let mut statement = self
+            .db
+            .prepare_cached(&numbered(sql))
+            .map_err(store_error)?;
         bind(&mut statement, params)?;
         Ok(statement)
     }
@@ -139,26 +248,19 @@ fn numbered(sql: &str) -> Cow<'_, str> {
     }
 }
 
-/// Binds `?N` to `params[N - 1]`, as sqlx binds `$N`. Each parameter is looked up by its
-/// name, so a statement that uses its numbers out of order (or one twice) still binds right.
+/// Binds `?N` to `params[N - 1]`, as sqlx binds `$N`: SQLite gives `?N` the index N, so a
+/// statement that uses its numbers out of order (or one twice) still binds right, and a
+/// number skipped leaves an index no placeholder names.
 fn bind(statement: &mut rusqlite::Statement<'_>, params: &[Param<'_>]) -> Result<(), StoreError> {
-    for index in 1..=statement.parameter_count() {
-        // `?N` above every number used before it leaves the numbers between unnamed and
-        // unused.
-        let Some(name) = statement.parameter_name(index) else {
-            continue;
-        };
-        let number = name
-            .strip_prefix(['?', '$'])
-            .and_then(|number| number.parse::<usize>().ok())
-            .filter(|&number| number >= 1 && number <= params.len())
-            .ok_or_else(|| {
-                StoreError::Database(sqlx::Error::Protocol(format!(
-                    "statement parameter {index} is not one of $1..${}",
-                    params.len()
-                )))
-            })?;
-        let bound = match params[number - 1] {
+    let count = statement.parameter_count();
+    if count > params.len() {
+        return Err(StoreError::Database(sqlx::Error::Protocol(format!(
+            "statement parameter {count} is not one of $1..${}",
+            params.len()
+        ))));
+    }
+    for (index, param) in (1..=count).zip(params) {
+        let bound = match *param {
             Param::Text(text) => statement.raw_bind_parameter(index, text),
             Param::MaybeText(text) => statement.raw_bind_parameter(index, text),
             Param::Int(value) => statement.raw_bind_parameter(index, value),
@@ -171,15 +273,15 @@ fn bind(statement: &mut rusqlite::Statement<'_>, params: &[Param<'_>]) -> Result
 }
 
 impl WriteTx for RawTx<'_> {
-    const RETRY_IN_TRANSACTION: bool = true;
+    const ROWS_PER_STATEMENT: usize = 1;
 
-    /// [`with_writer`] has begun the transaction already; only a transaction that ended
-    /// (rolled back) begins again here.
+    /// [`with_writer`] has begun the transaction (`BEGIN IMMEDIATE`, without waiting on this
+    /// thread); a transaction that ended is not begun again on the same `RawTx`.
     async fn begin(&mut self) -> Result<(), StoreError> {
         if self.db.is_autocommit() {
-            // IMMEDIATE takes the write lock up front, so a step never fails half-way when
-            // upgrading a read lock (another process may share the file).
-            self.run("BEGIN IMMEDIATE")?;
+            return Err(StoreError::Database(sqlx::Error::Protocol(
+                "a raw SQLite transaction begins in with_writer, once".into(),
+            )));
         }
         Ok(())
     }
@@ -303,8 +405,7 @@ mod tests {
         )
         .expect("schema");
         RawTx {
-            db,
-            _locked: PhantomData,
+            db: Db::Driver(db, PhantomData),
         }
     }
 
@@ -379,27 +480,27 @@ mod tests {
         let path = dir.path().join("lock.db");
         let holder = Connection::open(&path)?;
         holder.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (n INTEGER);")?;
-        let mut tx = RawTx {
-            db: Connection::open(&path)?,
-            _locked: PhantomData,
-        };
+        let db = Connection::open(&path)?;
         holder.execute_batch("BEGIN IMMEDIATE")?;
-        assert!(!tx.try_begin(Duration::from_secs(30))?, "the lock is taken");
-        assert!(tx.db.is_autocommit(), "no transaction left open");
-        let timeout: i64 = tx
-            .db
-            .query_row("PRAGMA busy_timeout", [], |row| row.get(0))?;
+        assert!(
+            !try_begin(&db, Duration::from_secs(30))?,
+            "the lock is taken"
+        );
+        assert!(db.is_autocommit(), "no transaction left open");
+        let timeout: i64 = db.query_row("PRAGMA busy_timeout", [], |row| row.get(0))?;
         assert_eq!(timeout, 30_000);
         holder.execute_batch("COMMIT")?;
-        assert!(tx.try_begin(Duration::from_secs(30))?, "the lock is free");
-        assert!(!tx.db.is_autocommit());
+        assert!(try_begin(&db, Duration::from_secs(30))?, "the lock is free");
+        assert!(!db.is_autocommit());
         Ok(())
     }
 
     #[test]
     fn rollback_keeps_nothing_and_tolerates_no_open_transaction() {
         let mut tx = memory();
-        now(tx.begin()).expect("begin");
+        assert!(now(tx.begin()).is_err(), "with_writer begins, not RawTx");
+        tx.run("BEGIN IMMEDIATE").expect("begin");
+        now(tx.begin()).expect("a transaction is open");
         now(tx.execute(
             "INSERT INTO t (id, n) VALUES ($1, $2)",
             &[Param::Text("a"), Param::Int(1)],

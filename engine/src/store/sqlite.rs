@@ -67,6 +67,8 @@ pub(crate) struct SqliteStore {
     pub(super) writer: SqlitePool,
     pub(super) reader: SqlitePool,
     heads: Arc<HeadCache>,
+    /// Where group commits run (see [`raw_sqlite`]).
+    commits: raw_sqlite::CommitConnection,
     /// How long a write waits for another connection's lock (set on every connection).
     busy_timeout: Duration,
     /// Checkpoints the file's log in the background (none for an in-memory database).
@@ -181,11 +183,16 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
 impl SqliteStore {
     pub(crate) async fn open(url: &str, mut options: StoreOptions) -> Result<Self, StoreError> {
         let location = parse_url(url, &mut options)?;
-        let synchronous = match options.synchronous {
-            Synchronous::Off => SqliteSynchronous::Off,
-            Synchronous::Normal => SqliteSynchronous::Normal,
-            Synchronous::Full => SqliteSynchronous::Full,
-            Synchronous::Extra => SqliteSynchronous::Extra,
+        let (synchronous, synchronous_pragma) = match options.synchronous {
+            Synchronous::Off => (SqliteSynchronous::Off, "OFF"),
+            Synchronous::Normal => (SqliteSynchronous::Normal, "NORMAL"),
+            Synchronous::Full => (SqliteSynchronous::Full, "FULL"),
+            Synchronous::Extra => (SqliteSynchronous::Extra, "EXTRA"),
+        };
+        let commit_settings = raw_sqlite::WriterSettings {
+            busy_timeout: options.busy_timeout,
+            synchronous: synchronous_pragma,
+            wal_autocheckpoint_pages: checkpoint::WRITER_AUTOCHECKPOINT_PAGES,
         };
         // The writer is kept open for the life of the store: it is the in-memory
         // database's only connection, and reconnecting the file's writer costs a step.
@@ -211,6 +218,7 @@ impl SqliteStore {
                     writer: pool.clone(),
                     reader: pool,
                     heads,
+                    commits: raw_sqlite::CommitConnection::shared(),
                     busy_timeout: options.busy_timeout,
                     _checkpointer: None,
                 })
@@ -242,10 +250,12 @@ impl SqliteStore {
                     .await
                     .map_err(classify)?;
                 let checkpointer = Checkpointer::start(&path, options.busy_timeout)?;
+                let commits = raw_sqlite::CommitConnection::open(&path, &commit_settings)?;
                 Ok(SqliteStore {
                     writer,
                     reader,
                     heads,
+                    commits,
                     busy_timeout: options.busy_timeout,
                     _checkpointer: Some(Arc::new(checkpointer)),
                 })
@@ -273,15 +283,25 @@ impl SqliteStore {
         steps: &[super::StepCommit],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let heads = &self.heads;
-        raw_sqlite::with_writer(&self.writer, self.busy_timeout, |tx| {
-            futures_util::FutureExt::now_or_never(group_write::commit_group(tx, heads, steps))
-                .unwrap_or_else(|| {
-                    Err(StoreError::Database(sqlx::Error::Protocol(
-                        "a statement on the raw SQLite connection waited".into(),
-                    )))
+        let mut attempt = group_write::Attempt::Together;
+        loop {
+            let written = self
+                .with_writer(|tx| {
+                    futures_util::FutureExt::now_or_never(group_write::commit_group(
+                        tx, heads, steps, attempt,
+                    ))
+                    .unwrap_or_else(|| {
+                        Err(StoreError::Database(sqlx::Error::Protocol(
+                            "a statement on the raw SQLite connection waited".into(),
+                        )))
+                    })
                 })
-        })
-        .await
+                .await?;
+            match written {
+                Some(outcomes) => return Ok(outcomes),
+                None => attempt = group_write::Attempt::OneByOne,
+            }
+        }
     }
 
     shared::store_methods!();
@@ -289,8 +309,13 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
-    pub(super) fn busy_timeout(&self) -> Duration {
-        self.busy_timeout
+    /// Runs `work` in a write transaction on the connection group commits run on (see
+    /// [`raw_sqlite::with_writer`]).
+    pub(super) async fn with_writer<R>(
+        &self,
+        work: impl FnOnce(&mut raw_sqlite::RawTx) -> Result<R, StoreError> + Send,
+    ) -> Result<R, StoreError> {
+        raw_sqlite::with_writer(&self.writer, &self.commits, self.busy_timeout, work).await
     }
 
     /// The pool that writes, for adapters keeping their tables in this database.
