@@ -22,7 +22,8 @@ use crate::store::{StepCommit, Store, StoreError};
 /// How a [`GroupCommitter`] batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupCommitOptions {
-    /// The most steps one transaction carries.
+    /// The most steps one transaction carries (as many as a node fires timers at once,
+    /// [`crate::runtime::TIMER_CONCURRENCY`]).
     pub max_group: usize,
     /// Steps that may wait for the committer before callers wait to enqueue (backpressure).
     pub queue: usize,
@@ -31,7 +32,7 @@ pub struct GroupCommitOptions {
 impl Default for GroupCommitOptions {
     fn default() -> Self {
         GroupCommitOptions {
-            max_group: 256,
+            max_group: 1024,
             queue: 4096,
         }
     }

@@ -39,8 +39,9 @@ use crate::store::{
 
 /// Instances whose due timers a node fires at once under group commit. With a durable
 /// commit (an fsync each) the firings in flight are what fills a group: at 64 a group held
-/// ~16–22 firings and the fsync set the pace; at 256 a group holds ~60–80 (BENCHMARKS.md).
-pub const TIMER_CONCURRENCY: usize = 256;
+/// ~16–22 firings and the fsync set the pace; at 1,024 a group holds ~200–260 and the
+/// committer's own work does (BENCHMARKS.md).
+pub const TIMER_CONCURRENCY: usize = 1024;
 
 /// Why an engine operation did not happen. `code()` is the stable code the CLI and API print.
 #[derive(Debug, thiserror::Error)]

@@ -59,7 +59,8 @@ pub enum SchedulerError {
 /// How much one tick does, and how long its leases last.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SchedulerOptions {
-    /// Timers claimed per round trip.
+    /// Timers claimed per round trip. Larger than the engine's timer concurrency, so that
+    /// a batch keeps that many firings in flight.
     pub timer_batch: u32,
     /// How long a claimed timer or schedule stays with this node before others may take it.
     pub lease: chrono::Duration,
@@ -73,7 +74,7 @@ pub struct SchedulerOptions {
 impl Default for SchedulerOptions {
     fn default() -> Self {
         SchedulerOptions {
-            timer_batch: 200,
+            timer_batch: 2_000,
             lease: chrono::Duration::seconds(60),
             max_timers_per_tick: 10_000,
             max_starts_per_tick: 100,
