@@ -17,8 +17,7 @@ use std::future::Future;
 
 use super::shared::{self, HeadCache, PreparedStep, StepPlan, ms};
 use super::{
-    ConflictReason, GENESIS_HASH, OutboxRow, StepCommit, StoreError, TaskRow, TimerRow, Unchanged,
-    canonical_json, chain,
+    ConflictReason, GENESIS_HASH, StepCommit, StoreError, Unchanged, canonical_json, chain,
 };
 
 /// One bound value of a statement. Placeholders are written `$N` and take the N-th value.
@@ -104,6 +103,25 @@ pub(crate) enum Attempt {
     OneByOne,
 }
 
+/// Outcome per step of a group, in the order of its steps.
+pub(crate) type Outcomes = Vec<Result<(), StoreError>>;
+
+/// Writes a group with `write` (one transaction per call): [`Attempt::Together`], then once
+/// more [`Attempt::OneByOne`] if a step violated a key (see [`commit_group`]).
+pub(crate) async fn in_attempts<F, Fut>(mut write: F) -> Result<Outcomes, StoreError>
+where
+    F: FnMut(Attempt) -> Fut,
+    Fut: Future<Output = Result<Option<Outcomes>, StoreError>>,
+{
+    let mut attempt = Attempt::Together;
+    loop {
+        if let Some(outcomes) = write(attempt).await? {
+            return Ok(outcomes);
+        }
+        attempt = Attempt::OneByOne;
+    }
+}
+
 /// Writes `steps` in one transaction: the outcome per step, in the order of `steps` — or
 /// `None` when an [`Attempt::Together`] found a key or reference violation and undid
 /// everything, and the group is to be written again [`Attempt::OneByOne`] (in a transaction
@@ -113,7 +131,7 @@ pub(crate) async fn commit_group<T: WriteTx>(
     cache: &HeadCache,
     steps: &[StepCommit],
     attempt: Attempt,
-) -> Result<Option<Vec<Result<(), StoreError>>>, StoreError> {
+) -> Result<Option<Outcomes>, StoreError> {
     let mut outcomes: Vec<Option<Result<(), StoreError>>> = steps
         .iter()
         .map(|step| shared::check_step(step).err().map(Err))
@@ -416,6 +434,18 @@ async fn write_instances<T: WriteTx>(
     Ok(planned)
 }
 
+/// The rows of one kind (tasks opened, timers set, outbox entries) of all prepared steps.
+fn effects<'a, R>(
+    steps: &'a [StepCommit],
+    prepared: &[PreparedStep],
+    rows: impl Fn(&'a StepCommit) -> &'a Vec<R>,
+) -> Vec<&'a R> {
+    prepared
+        .iter()
+        .flat_map(|link| rows(&steps[link.index]))
+        .collect()
+}
+
 /// Inserts `rows` into `head` (`table (columns)`), a multi-row statement per chunk.
 async fn insert_rows<'a, T: WriteTx, R: Sync, const COLUMNS: usize>(
     tx: &mut T,
@@ -423,10 +453,18 @@ async fn insert_rows<'a, T: WriteTx, R: Sync, const COLUMNS: usize>(
     rows: &'a [R],
     values: impl Fn(&'a R) -> [Param<'a>; COLUMNS] + Send + Sync,
 ) -> Result<(), StoreError> {
+    // Every chunk but the last has the same length, so the statement is written once for
+    // them (on SQLite, once for all the group's rows of the table).
+    let mut sql = (0, String::new());
     for chunk in rows.chunks(T::ROWS_PER_STATEMENT) {
-        let sql = shared::multi_row_insert(head, COLUMNS, chunk.len());
+        if sql.0 != chunk.len() {
+            sql = (
+                chunk.len(),
+                shared::multi_row_insert(head, COLUMNS, chunk.len()),
+            );
+        }
         let params: Vec<Param<'a>> = chunk.iter().flat_map(&values).collect();
-        tx.execute(&sql, &params).await?;
+        tx.execute(&sql.1, &params).await?;
     }
     Ok(())
 }
@@ -509,15 +547,10 @@ async fn insert_effects<T: WriteTx>(
         },
     )
     .await?;
-    let opened = |link: &PreparedStep| &steps[link.index];
-    let tasks: Vec<&TaskRow> = prepared
-        .iter()
-        .flat_map(|link| &opened(link).tasks_opened)
-        .collect();
     insert_rows(
         tx,
         "tasks (id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form)",
-        &tasks,
+        &effects(steps, prepared, |step| &step.tasks_opened),
         |task| {
             [
                 Param::Text(&task.id),
@@ -534,14 +567,10 @@ async fn insert_effects<T: WriteTx>(
         },
     )
     .await?;
-    let timers: Vec<&TimerRow> = prepared
-        .iter()
-        .flat_map(|link| &opened(link).timers_set)
-        .collect();
     insert_rows(
         tx,
         "timers (id, instance_id, due_at, payload, available_at)",
-        &timers,
+        &effects(steps, prepared, |step| &step.timers_set),
         |timer| {
             [
                 Param::Text(&timer.id),
@@ -553,14 +582,10 @@ async fn insert_effects<T: WriteTx>(
         },
     )
     .await?;
-    let outbox: Vec<&OutboxRow> = prepared
-        .iter()
-        .flat_map(|link| &opened(link).outbox)
-        .collect();
     insert_rows(
         tx,
         "outbox (id, instance_id, kind, payload, created_at, available_at)",
-        &outbox,
+        &effects(steps, prepared, |step| &step.outbox),
         |entry| {
             [
                 Param::Text(&entry.id),

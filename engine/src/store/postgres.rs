@@ -165,17 +165,14 @@ impl PostgresStore {
         &self,
         steps: &[super::StepCommit],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
-        let mut tx = PgWrite {
-            pool: &self.writer,
-            tx: None,
-        };
-        let mut attempt = group_write::Attempt::Together;
-        loop {
-            match group_write::commit_group(&mut tx, &self.heads, steps, attempt).await? {
-                Some(outcomes) => return Ok(outcomes),
-                None => attempt = group_write::Attempt::OneByOne,
-            }
-        }
+        group_write::in_attempts(|attempt| async move {
+            let mut tx = PgWrite {
+                pool: &self.writer,
+                tx: None,
+            };
+            group_write::commit_group(&mut tx, &self.heads, steps, attempt).await
+        })
+        .await
     }
 
     shared::store_methods!();

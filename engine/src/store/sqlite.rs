@@ -283,25 +283,19 @@ impl SqliteStore {
         steps: &[super::StepCommit],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let heads = &self.heads;
-        let mut attempt = group_write::Attempt::Together;
-        loop {
-            let written = self
-                .with_writer(|tx| {
-                    futures_util::FutureExt::now_or_never(group_write::commit_group(
-                        tx, heads, steps, attempt,
-                    ))
-                    .unwrap_or_else(|| {
-                        Err(StoreError::Database(sqlx::Error::Protocol(
-                            "a statement on the raw SQLite connection waited".into(),
-                        )))
-                    })
+        group_write::in_attempts(|attempt| {
+            self.with_writer(move |tx| {
+                futures_util::FutureExt::now_or_never(group_write::commit_group(
+                    tx, heads, steps, attempt,
+                ))
+                .unwrap_or_else(|| {
+                    Err(StoreError::Database(sqlx::Error::Protocol(
+                        "a statement on the raw SQLite connection waited".into(),
+                    )))
                 })
-                .await?;
-            match written {
-                Some(outcomes) => return Ok(outcomes),
-                None => attempt = group_write::Attempt::OneByOne,
-            }
-        }
+            })
+        })
+        .await
     }
 
     shared::store_methods!();
