@@ -525,12 +525,9 @@ async fn a_process_to_start_later_waits_for_its_date_and_starts_once(ctx: Ctx) -
         "started in the unit of the case: {}",
         child.unit
     );
-    ensure!(
-        child.state["vars"]["case"] == case.as_str(),
-        "{}",
-        child.state
-    );
-    ensure!(child.state["started_by"] == "system", "{}", child.state);
+    let state = child.state.to_value();
+    ensure!(state["vars"]["case"] == case.as_str(), "{state}");
+    ensure!(state["started_by"] == "system", "{state}");
     let history = ctx.store().history(&child.id).await?;
     ensure!(history[0].actor.as_deref() == Some("system"));
 

@@ -193,7 +193,7 @@ mod tests {
                 status: "active".to_owned(),
                 outcome: None,
                 unit: "u".to_owned(),
-                state: serde_json::json!({}),
+                state: serde_json::json!({}).into(),
                 version: expected.unwrap_or(0) + 1,
                 created_at: at(1_000),
                 updated_at: at(1_000),

@@ -33,8 +33,8 @@ use crate::lang::load_definition;
 use crate::lang::model::Definition;
 use crate::project::Project;
 use crate::store::{
-    ConflictReason, Deployment, HistoryEntry, InstanceRow, NewDeployment, OutboxRow, StepCommit,
-    Store, StoreError, TaskCompletion, TaskRow, TimerRow, Unchanged,
+    ConflictReason, Deployment, HistoryEntry, InstanceRow, NewDeployment, OutboxRow, StateJson,
+    StepCommit, Store, StoreError, TaskCompletion, TaskRow, TimerRow, Unchanged,
 };
 
 /// Instances whose due timers a node fires at once under group commit. With a durable
@@ -326,7 +326,7 @@ impl Engine {
         let def = self
             .definition(&row.process_id, row.process_version)
             .await?;
-        let state = InstanceState::from_json(&row.state, &def)
+        let state = InstanceState::from_json(row.state.as_str(), &def)
             .map_err(|e| EngineError::Invalid(format!("stored state of {instance_id}: {e}")))?;
         Ok((row, def, state))
     }
@@ -356,7 +356,7 @@ impl Engine {
                 Err(EngineError::Store(error)) => return Err(error),
                 Err(_) => continue,
             };
-            let Ok(state) = InstanceState::from_json(&row.state, &def) else {
+            let Ok(state) = InstanceState::from_json(row.state.as_str(), &def) else {
                 continue;
             };
             self.instances.remember(&row, def, state);
@@ -577,7 +577,7 @@ impl Engine {
                 status: state.status.as_str().to_string(),
                 outcome: state.outcome.clone(),
                 unit: state.unit.clone(),
-                state: state.to_json(),
+                state: StateJson::of(&state).unwrap_or_else(|_| serde_json::Value::Null.into()),
                 version: expected_version.unwrap_or(0) + 1,
                 created_at: state.started_at.with_timezone(&Utc),
                 updated_at: now,

@@ -115,7 +115,7 @@ fn instance(id: &str, unit: &str) -> InstanceRow {
         status: "running".to_owned(),
         outcome: None,
         unit: unit.to_owned(),
-        state: json!({"household": {"size": 3, "income": "1250.50"}, "node": "intake"}),
+        state: json!({"household": {"size": 3, "income": "1250.50"}, "node": "intake"}).into(),
         version: 1,
         created_at: at(10),
         updated_at: at(10),
@@ -153,7 +153,9 @@ fn next(previous: &InstanceRow, event: &str, when: DateTime<Utc>) -> StepCommit 
     let mut instance = previous.clone();
     instance.version += 1;
     instance.updated_at = when;
-    instance.state["last"] = json!(event);
+    let mut state = instance.state.to_value();
+    state["last"] = json!(event);
+    instance.state = state.into();
     StepCommit {
         instance,
         expected_version: Some(previous.version),

@@ -53,8 +53,11 @@ impl Route {
 /// instance's variables, plus the case's `unit` and `process` (the unit of the row is the
 /// case's own, so it wins over a variable of that name).
 pub fn instance_vars(row: &InstanceRow) -> Json {
-    let mut vars = match row.state.get("vars") {
-        Some(Json::Object(map)) => map.clone(),
+    let mut vars = match row.state.to_value() {
+        Json::Object(mut state) => match state.remove("vars") {
+            Some(Json::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        },
         _ => serde_json::Map::new(),
     };
     vars.insert("unit".into(), Json::String(row.unit.clone()));
@@ -267,7 +270,7 @@ mod tests {
             status: "active".into(),
             outcome: None,
             unit: "双鸭山市/尖山区/富安街道".into(),
-            state: json!({"vars": {"applicant_name": "张桂兰", "unit": "stale"}}),
+            state: json!({"vars": {"applicant_name": "张桂兰", "unit": "stale"}}).into(),
             version: 1,
             created_at: Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0).unwrap(),
             updated_at: Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0).unwrap(),

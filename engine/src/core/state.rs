@@ -145,11 +145,11 @@ impl InstanceState {
         serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
     }
 
-    /// Reads a stored state back and restores the declared types of its variables
-    /// (decimals and dates are stored as strings).
-    pub fn from_json(json: &serde_json::Value, def: &Definition) -> Result<Self, String> {
-        // Read from the borrowed tree: no copy of the whole state first.
-        let mut state = InstanceState::deserialize(json).map_err(|e| e.to_string())?;
+    /// Reads a stored state (its JSON text) back and restores the declared types of its
+    /// variables (decimals and dates are stored as strings).
+    pub fn from_json(json: &str, def: &Definition) -> Result<Self, String> {
+        // Straight from the text: no JSON tree first.
+        let mut state: InstanceState = serde_json::from_str(json).map_err(|e| e.to_string())?;
         state.retype(def);
         Ok(state)
     }

@@ -29,6 +29,8 @@ pub(crate) enum Param<'a> {
     MaybeInt(Option<i64>),
     /// Stored as JSON (`jsonb` on PostgreSQL, text on SQLite).
     Json(&'a serde_json::Value),
+    /// JSON already rendered as text, stored as [`Param::Json`] is.
+    RawJson(&'a serde_json::value::RawValue),
 }
 
 /// The statements a group commit needs from a database connection. `begin` … `commit` (or
@@ -282,7 +284,7 @@ async fn apply_instance<T: WriteTx>(
                     Param::Text(&instance.status),
                     Param::MaybeText(instance.outcome.as_deref()),
                     Param::Text(&instance.unit),
-                    Param::Json(&instance.state),
+                    Param::RawJson(instance.state.raw()),
                     Param::Int(instance.version),
                     Param::Int(ms(instance.created_at)),
                     Param::Int(ms(instance.updated_at)),
@@ -298,7 +300,7 @@ async fn apply_instance<T: WriteTx>(
                     Param::Text(&instance.status),
                     Param::MaybeText(instance.outcome.as_deref()),
                     Param::Text(&instance.unit),
-                    Param::Json(&instance.state),
+                    Param::RawJson(instance.state.raw()),
                     Param::Int(instance.version),
                     Param::Int(ms(instance.updated_at)),
                     Param::Text(&link.hash),
@@ -485,7 +487,7 @@ async fn update_instances<T: WriteTx>(
             Param::Text(&instance.status),
             Param::MaybeText(instance.outcome.as_deref()),
             Param::Text(&instance.unit),
-            Param::Json(&instance.state),
+            Param::RawJson(instance.state.raw()),
             Param::Int(instance.version),
             Param::Int(ms(instance.updated_at)),
             Param::Text(&link.hash),

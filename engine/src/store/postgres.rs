@@ -208,6 +208,7 @@ fn bind<'q>(
             Param::Int(number) => query.bind(number),
             Param::MaybeInt(number) => query.bind(number),
             Param::Json(value) => query.bind(sqlx::types::Json(value)),
+            Param::RawJson(value) => query.bind(sqlx::types::Json(value)),
         })
 }
 

@@ -266,6 +266,7 @@ fn bind(statement: &mut rusqlite::Statement<'_>, params: &[Param<'_>]) -> Result
             Param::Int(value) => statement.raw_bind_parameter(index, value),
             Param::MaybeInt(value) => statement.raw_bind_parameter(index, value),
             Param::Json(value) => statement.raw_bind_parameter(index, value.to_string()),
+            Param::RawJson(value) => statement.raw_bind_parameter(index, value.get()),
         };
         bound.map_err(store_error)?;
     }

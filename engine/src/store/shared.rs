@@ -366,7 +366,8 @@ macro_rules! store_methods {
             row: &DbRow,
         ) -> Result<($crate::store::InstanceRow, String), $crate::store::StoreError> {
             use sqlx::Row as _;
-            let state: sqlx::types::Json<serde_json::Value> =
+            // Kept as text (checked to be JSON): the step reads it into its typed state.
+            let state: sqlx::types::Json<$crate::store::StateJson> =
                 row.try_get("state").map_err(classify)?;
             Ok((
                 $crate::store::InstanceRow {
