@@ -1227,6 +1227,47 @@ async fn three_nodes_claim_ten_thousand_timers_exactly_once(ctx: Ctx) -> Result<
 
 // ---------------------------------------------------------------- single-database behaviour
 
+/// The page size of `path` as the file's header says.
+async fn page_size(path: &std::path::Path) -> Result<i64> {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite:{}", path.display())).await?;
+    let (size,): (i64,) = sqlx::query_as("PRAGMA page_size")
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(size)
+}
+
+#[tokio::test]
+async fn sqlite_files_are_created_with_small_pages_and_existing_ones_keep_theirs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let fresh = dir.path().join("fresh.db");
+    let store = Store::open(&format!("sqlite:{}", fresh.display())).await?;
+    deploy_dibao(&store).await?;
+    store.commit(&start("case-1", "gd")).await?;
+    store.close().await;
+    ensure!(
+        page_size(&fresh).await? == 2048,
+        "a new file has 2,048-byte pages"
+    );
+
+    // A file made elsewhere with SQLite's default pages opens, works and keeps them.
+    let older = dir.path().join("older.db");
+    let mut conn =
+        sqlx::SqliteConnection::connect(&format!("sqlite:{}?mode=rwc", older.display())).await?;
+    conn.execute("PRAGMA page_size = 4096; CREATE TABLE made_before (x INTEGER)")
+        .await?;
+    conn.close().await?;
+    let store = Store::open(&format!("sqlite:{}", older.display())).await?;
+    deploy_dibao(&store).await?;
+    store.commit(&start("case-1", "gd")).await?;
+    ensure!(store.load_instance("case-1").await?.is_some());
+    store.close().await;
+    ensure!(
+        page_size(&older).await? == 4096,
+        "an existing file keeps its pages"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn sqlite_writer_held_elsewhere_is_reported_as_locked() {
     let dir = tempfile::tempdir().expect("temp dir");
