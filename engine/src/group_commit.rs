@@ -22,8 +22,8 @@ use crate::store::{StepCommit, Store, StoreError};
 /// How a [`GroupCommitter`] batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupCommitOptions {
-    /// The most steps one transaction carries (as many as a node fires timers at once,
-    /// [`crate::runtime::TIMER_CONCURRENCY`]).
+    /// The most steps one transaction carries: by default as many as a node fires timers at
+    /// once ([`crate::runtime::TIMER_CONCURRENCY`]).
     pub max_group: usize,
     /// Steps that may wait for the committer before callers wait to enqueue (backpressure).
     pub queue: usize,
@@ -32,7 +32,7 @@ pub struct GroupCommitOptions {
 impl Default for GroupCommitOptions {
     fn default() -> Self {
         GroupCommitOptions {
-            max_group: 1024,
+            max_group: crate::runtime::TIMER_CONCURRENCY,
             queue: 4096,
         }
     }

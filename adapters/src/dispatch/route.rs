@@ -53,13 +53,16 @@ impl Route {
 /// instance's variables, plus the case's `unit` and `process` (the unit of the row is the
 /// case's own, so it wins over a variable of that name).
 pub fn instance_vars(row: &InstanceRow) -> Json {
-    let mut vars = match row.state.to_value() {
-        Json::Object(mut state) => match state.remove("vars") {
-            Some(Json::Object(map)) => map,
-            _ => serde_json::Map::new(),
-        },
-        _ => serde_json::Map::new(),
-    };
+    /// The one field of the stored state read here; a state without variables has none.
+    #[derive(serde::Deserialize)]
+    struct WithVars {
+        vars: serde_json::Map<String, Json>,
+    }
+    let mut vars = row
+        .state
+        .parse::<WithVars>()
+        .map(|state| state.vars)
+        .unwrap_or_default();
     vars.insert("unit".into(), Json::String(row.unit.clone()));
     vars.entry("process")
         .or_insert_with(|| Json::String(row.process_id.clone()));

@@ -12,6 +12,7 @@
 //! store's own ([`super::raw_sqlite`]), because a round trip to sqlx's worker thread per
 //! statement cost more than the fsync the step waits for (BENCHMARKS.md).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
@@ -627,8 +628,9 @@ async fn insert_effects<T: WriteTx>(
         .collect();
     let mut closed = HashSet::new();
     for chunk in closes.chunks(T::ROWS_PER_STATEMENT) {
-        let sql = if chunk.len() == 1 {
-            CLOSE_TASK_SQL.to_owned()
+        // A single row (every row on SQLite) takes the fixed statement, with no text built.
+        let sql: Cow<'static, str> = if chunk.len() == 1 {
+            Cow::Borrowed(CLOSE_TASK_SQL)
         } else {
             let mut sql =
                 String::from("UPDATE tasks SET closed_at = closing.column2 FROM (VALUES ");
@@ -637,7 +639,7 @@ async fn insert_effects<T: WriteTx>(
                 ") AS closing WHERE tasks.id = closing.column1 AND tasks.instance_id = closing.column3 AND tasks.closed_at IS NULL \
                  AND (closing.column4 IS NULL OR tasks.assignee IS NULL OR tasks.assignee = closing.column4) RETURNING tasks.id",
             );
-            sql
+            Cow::Owned(sql)
         };
         let mut params = Vec::with_capacity(chunk.len() * 4);
         for (task_id, at, instance_id, claimant) in chunk {
@@ -670,13 +672,13 @@ async fn insert_effects<T: WriteTx>(
         })
         .collect();
     for chunk in cancels.chunks(T::ROWS_PER_STATEMENT) {
-        let sql = if chunk.len() == 1 {
-            CANCEL_TIMER_SQL.to_owned()
+        let sql: Cow<'static, str> = if chunk.len() == 1 {
+            Cow::Borrowed(CANCEL_TIMER_SQL)
         } else {
             let mut sql = String::from("DELETE FROM timers WHERE (id, instance_id) IN (VALUES ");
             shared::push_value_rows(&mut sql, 1, 2, chunk.len());
             sql.push(')');
-            sql
+            Cow::Owned(sql)
         };
         let mut params = Vec::with_capacity(chunk.len() * 2);
         for (timer_id, instance_id) in chunk {

@@ -46,7 +46,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
-/// SQLite has one writer, so the claim needs no row locks: one UPDATE picks and leases.
 /// Page size of a database file this store creates (an existing file keeps its own). A step
 /// changes a few rows in several tables and indexes, each on a page of its own, and a WAL
 /// commit writes every page it changed whole: half the page, half the bytes written and
@@ -54,6 +53,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// instances per second; 1,024 slowed the timer firings (deeper trees) — BENCHMARKS.md.
 const PAGE_SIZE: u32 = 2_048;
 
+/// SQLite has one writer, so the claim needs no row locks: one UPDATE picks and leases.
 const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2 \
      WHERE id IN (SELECT id FROM timers WHERE available_at <= $3 ORDER BY available_at LIMIT $4) \
      RETURNING id, instance_id, due_at, payload";
