@@ -157,10 +157,11 @@ pub async fn start(
     process: &str,
     data: Option<&Path>,
     user: &str,
+    unit: Option<&str>,
 ) -> Result<i32> {
     let actor = session.actor(user)?;
     let data = read_data(data)?;
-    match session.engine.start(process, &actor, data).await {
+    match session.engine.start_in(process, &actor, unit, data).await {
         Ok(report) => {
             println!("{}", report.instance.id);
             for task in report.tasks_opened {
@@ -218,8 +219,44 @@ pub async fn tasks(session: &Session, user: &str) -> Result<i32> {
 pub async fn claim(session: &Session, task: &str, user: &str) -> Result<i32> {
     let actor = session.actor(user)?;
     match session.engine.claim(task, &actor).await {
-        Ok(t) => {
-            println!("claimed {} ({}) for {user}", t.id, t.label);
+        Ok(_) => {
+            println!("claimed {task} for {user}");
+            Ok(0)
+        }
+        Err(e) => Ok(fail(&e)),
+    }
+}
+
+pub async fn unclaim(session: &Session, task: &str, user: &str) -> Result<i32> {
+    let actor = session.actor(user)?;
+    match session.engine.unclaim(task, &actor).await {
+        Ok(_) => {
+            println!("released {task}");
+            Ok(0)
+        }
+        Err(e) => Ok(fail(&e)),
+    }
+}
+
+/// Reassign (by a head of the unit) or delegate (by the holder) a task to `to`, a user of
+/// the org directory.
+pub async fn hand_on(
+    session: &Session,
+    task: &str,
+    user: &str,
+    to: &str,
+    reassign: bool,
+) -> Result<i32> {
+    let actor = session.actor(user)?;
+    let target = session.actor(to)?;
+    let outcome = if reassign {
+        session.engine.reassign(task, &actor, &target).await
+    } else {
+        session.engine.delegate(task, &actor, &target).await
+    };
+    match outcome {
+        Ok(_) => {
+            println!("{task} is now held by {to}");
             Ok(0)
         }
         Err(e) => Ok(fail(&e)),

@@ -87,6 +87,9 @@ enum Command {
         data: Option<PathBuf>,
         #[arg(long = "as")]
         user: String,
+        /// The unit the case belongs to: the user's own (default) or one below it.
+        #[arg(long)]
+        unit: Option<String>,
         #[command(flatten)]
         db: DbArgs,
     },
@@ -100,6 +103,34 @@ enum Command {
     /// Claim a task so nobody else completes it.
     Claim {
         task: String,
+        #[arg(long = "as")]
+        user: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Release a claimed task (its holder, or a head of the unit).
+    Unclaim {
+        task: String,
+        #[arg(long = "as")]
+        user: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Hand a task to another user (a head of the unit).
+    Reassign {
+        task: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long = "as")]
+        user: String,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Hand a task you hold to a named colleague (e.g. while on leave).
+    Delegate {
+        task: String,
+        #[arg(long)]
+        to: String,
         #[arg(long = "as")]
         user: String,
         #[command(flatten)]
@@ -250,9 +281,10 @@ fn main() -> ExitCode {
             process,
             data,
             user,
+            unit,
             db,
         } => lifecycle_cmd(&db, async |s| {
-            lifecycle::start(s, &process, data.as_deref(), &user).await
+            lifecycle::start(s, &process, data.as_deref(), &user, unit.as_deref()).await
         }),
         Command::Tasks { user, db } => {
             lifecycle_cmd(&db, async |s| lifecycle::tasks(s, &user).await)
@@ -260,6 +292,15 @@ fn main() -> ExitCode {
         Command::Claim { task, user, db } => {
             lifecycle_cmd(&db, async |s| lifecycle::claim(s, &task, &user).await)
         }
+        Command::Unclaim { task, user, db } => {
+            lifecycle_cmd(&db, async |s| lifecycle::unclaim(s, &task, &user).await)
+        }
+        Command::Reassign { task, to, user, db } => lifecycle_cmd(&db, async |s| {
+            lifecycle::hand_on(s, &task, &user, &to, true).await
+        }),
+        Command::Delegate { task, to, user, db } => lifecycle_cmd(&db, async |s| {
+            lifecycle::hand_on(s, &task, &user, &to, false).await
+        }),
         Command::Complete {
             task,
             data,

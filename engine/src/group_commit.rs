@@ -211,6 +211,7 @@ mod tests {
             timers_set: Vec::new(),
             timers_cancelled: Vec::new(),
             outbox: Vec::new(),
+            tasks_assigned: Vec::new(),
             completes: None,
             unchanged: Unchanged::default(),
         }

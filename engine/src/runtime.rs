@@ -34,7 +34,7 @@ use crate::lang::model::Definition;
 use crate::project::Project;
 use crate::store::{
     ConflictReason, Deployment, HistoryEntry, InstanceRow, NewDeployment, OutboxRow, StateJson,
-    StepCommit, Store, StoreError, TaskCompletion, TaskRow, TimerRow, Unchanged,
+    StepCommit, Store, StoreError, TaskAssignment, TaskCompletion, TaskRow, TimerRow, Unchanged,
 };
 
 /// Instances whose due timers a node fires at once under group commit. With a durable
@@ -43,32 +43,101 @@ use crate::store::{
 /// committer's own work does (BENCHMARKS.md).
 pub const TIMER_CONCURRENCY: usize = 1024;
 
-/// Why an engine operation did not happen. `code()` is the stable code the CLI and API print.
+/// Why an engine operation did not happen. `code()` is the stable code the CLI and API
+/// print; `status()` the HTTP status class a server answers with.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    /// The core refused the event (forbidden, separation of duties, invalid data, …).
     #[error(transparent)]
     Step(#[from] StepError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("deployment refused:\n{0}")]
-    Invalid(String),
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    /// The step lost a race; nothing was written. `holder` names who holds a task when
+    /// that is why.
+    #[error("{instance}: {reason}{}", holder_suffix(.holder.as_deref()))]
+    Conflict {
+        instance: String,
+        reason: ConflictReason,
+        holder: Option<String>,
+    },
+    /// A definition (deployed or about to be) does not load.
+    #[error("definition {process} refused:\n{diagnostics}")]
+    InvalidDefinition {
+        process: String,
+        diagnostics: String,
+    },
+    /// A project file could not be read for deployment.
+    #[error("reading {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The project's rules or policies do not load.
+    #[error("project rules: {problem}")]
+    Rules { problem: String },
+    /// A stored state does not read back as an instance state of its definition.
+    #[error("stored state of {instance} is unreadable: {problem}")]
+    CorruptState { instance: String, problem: String },
+    /// A new state (or timer) does not serialise: nothing is stored rather than a null.
+    #[error("state of {instance} does not serialise")]
+    Serialize {
+        instance: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn holder_suffix(holder: Option<&str>) -> String {
+    holder
+        .map(|h| format!(" (held by {h})"))
+        .unwrap_or_default()
 }
 
 impl EngineError {
+    /// One of `not_found`, `forbidden`, `separation_of_duties`, `conflict`, `invalid_data`,
+    /// `duplicate`, `incident`, `invalid_definition`, `store`.
     pub fn code(&self) -> &'static str {
         match self {
             EngineError::Step(e) => e.code(),
+            EngineError::Store(StoreError::Conflict {
+                reason: ConflictReason::Duplicate,
+                ..
+            }) => "duplicate",
             EngineError::Store(e) if e.is_conflict() => "conflict",
             EngineError::Store(StoreError::NotFound { .. }) => "not_found",
             EngineError::Store(_) => "store",
-            EngineError::NotFound(_) => "not_found",
-            EngineError::Conflict(_) => "conflict",
-            EngineError::Invalid(_) => "invalid_definition",
+            EngineError::NotFound { .. } => "not_found",
+            EngineError::Conflict {
+                reason: ConflictReason::Duplicate,
+                ..
+            } => "duplicate",
+            EngineError::Conflict { .. } => "conflict",
+            EngineError::InvalidDefinition { .. } | EngineError::Rules { .. } => {
+                "invalid_definition"
+            }
+            EngineError::Read { .. }
+            | EngineError::CorruptState { .. }
+            | EngineError::Serialize { .. } => "store",
         }
+    }
+
+    /// The HTTP status class of [`EngineError::code`]: 404, 403, 409, 422 or 500.
+    pub fn status(&self) -> u16 {
+        match self.code() {
+            "not_found" => 404,
+            "forbidden" | "separation_of_duties" => 403,
+            "conflict" | "duplicate" => 409,
+            "invalid_data" | "invalid_definition" => 422,
+            _ => 500,
+        }
+    }
+
+    /// True when the step lost a race and may be run again on a fresh state.
+    pub fn is_conflict(&self) -> bool {
+        self.code() == "conflict"
     }
 }
 
@@ -106,7 +175,9 @@ impl Engine {
         clock: Arc<dyn Clock>,
         node_id: &str,
     ) -> Result<Engine, EngineError> {
-        let assessor = project.assessor(None).map_err(EngineError::Invalid)?;
+        let assessor = project
+            .assessor(None)
+            .map_err(|problem| EngineError::Rules { problem })?;
         Ok(Engine {
             store,
             project,
@@ -161,8 +232,10 @@ impl Engine {
     pub async fn deploy(&self) -> Result<Vec<Deployment>, EngineError> {
         let mut batch = Vec::new();
         for (process_id, path) in &self.project.files {
-            let source = std::fs::read_to_string(path)
-                .map_err(|e| EngineError::Invalid(format!("{}: {e}", path.display())))?;
+            let source = std::fs::read_to_string(path).map_err(|source| EngineError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
             let hash = hex(&Sha256::digest(source.as_bytes()));
             batch.push(NewDeployment {
                 process_id: process_id.clone(),
@@ -190,10 +263,9 @@ impl Engine {
             .store
             .latest_deployment(process)
             .await?
-            .ok_or_else(|| {
-                EngineError::NotFound(format!(
-                    "process {process} is not deployed (run `jiuzhu deploy`)"
-                ))
+            .ok_or_else(|| EngineError::NotFound {
+                what: "deployed process",
+                id: process.to_string(),
             })?;
         lock(&self.latest).insert(process.to_string(), (deployment.version, read_at));
         Ok(deployment.version)
@@ -213,21 +285,19 @@ impl Engine {
             .store
             .deployment(process, version)
             .await?
-            .ok_or_else(|| {
-                EngineError::NotFound(format!(
-                    "process {process} version {version} is not deployed"
-                ))
+            .ok_or_else(|| EngineError::NotFound {
+                what: "deployed process",
+                id: format!("{process}@{version}"),
             })?;
         let file = format!("{process}@{version}");
         let def = load_definition(&deployment.source, &file, &self.project.context).map_err(
-            |diagnostics| {
-                EngineError::Invalid(
-                    diagnostics
-                        .iter()
-                        .map(|d| d.to_string())
-                        .collect::<Vec<_>>()
-                        .join("\n"),
-                )
+            |diagnostics| EngineError::InvalidDefinition {
+                process: file.clone(),
+                diagnostics: diagnostics
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
             },
         )?;
         let def = Arc::new(def);
@@ -252,19 +322,69 @@ impl Engine {
             .unwrap_or_else(Calendar::china_national)
     }
 
-    /// Starts a case of the latest deployed version of `process`.
+    /// Starts a case of the latest deployed version of `process`, in the actor's unit.
     pub async fn start(
         &self,
         process: &str,
         actor: &Actor,
         data: BTreeMap<String, Value>,
     ) -> Result<StepReport, EngineError> {
+        self.start_in(process, actor, None, data).await
+    }
+
+    /// Starts a case of the latest deployed version of `process` for `unit` (the actor's
+    /// own unit when `None`; the core refuses a unit that is not the actor's or below it).
+    ///
+    /// When the actor is a user of the org directory, the case must land in someone's
+    /// queue: every task it opens needs a user of the org with one of its roles in a unit
+    /// covering the task's, or the start is refused (`invalid_data` on `$.unit`), e.g. a
+    /// county user starting a township procedure without naming the township.
+    pub async fn start_in(
+        &self,
+        process: &str,
+        actor: &Actor,
+        unit: Option<&str>,
+        mut data: BTreeMap<String, Value>,
+    ) -> Result<StepReport, EngineError> {
+        if let Some(unit) = unit {
+            data.insert("unit".to_string(), Value::Str(unit.to_string()));
+        }
         let version = self.latest_version(process).await?;
         let def = self.definition(process, version).await?;
-        let (commit, state) = self.plan_start_with_state(&def, version, actor, data)?;
+        let id = new_instance_id(&def.id);
+        let (commit, state) = self.plan_start_with_id(&def, version, &id, actor, data)?;
+        self.check_reachable(actor, &commit)?;
         let commit = self.commit_step(commit).await?;
         self.instances.remember(&commit.instance, def, state);
         Ok(report(commit))
+    }
+
+    /// Every task a start opens has someone in the org to act on it (see [`Engine::start_in`]).
+    fn check_reachable(&self, actor: &Actor, commit: &StepCommit) -> Result<(), EngineError> {
+        let Some(org) = &self.project.org else {
+            return Ok(());
+        };
+        if org.user(&actor.user).is_none() {
+            return Ok(());
+        }
+        for task in &commit.tasks_opened {
+            let reachable = org.users().iter().any(|user| {
+                task.candidate_roles().iter().any(|r| user.has_role(r))
+                    && core::unit_contains(&user.unit, &task.unit)
+            });
+            if !reachable {
+                return Err(EngineError::Step(StepError::InvalidData {
+                    path: "$.unit".to_string(),
+                    message: format!(
+                        "nobody can act on task {} in {}: no user has role {} there; start the case for a unit below",
+                        task.node_id,
+                        task.unit,
+                        task.candidate_roles().join(" or ")
+                    ),
+                }));
+            }
+        }
+        Ok(())
     }
 
     /// The first step of a new case of `def` (deployed as `version`), through the core but
@@ -276,21 +396,23 @@ impl Engine {
         actor: &Actor,
         data: BTreeMap<String, Value>,
     ) -> Result<StepCommit, EngineError> {
-        Ok(self.plan_start_with_state(def, version, actor, data)?.0)
+        let id = new_instance_id(&def.id);
+        Ok(self.plan_start_with_id(def, version, &id, actor, data)?.0)
     }
 
-    /// [`Engine::plan_start`] with the new case's state, for the instance cache.
-    fn plan_start_with_state(
+    /// The start step of a case with id `id`, with the new case's state for the instance cache.
+    fn plan_start_with_id(
         &self,
         def: &Definition,
         version: i64,
+        id: &str,
         actor: &Actor,
         data: BTreeMap<String, Value>,
     ) -> Result<(StepCommit, InstanceState), EngineError> {
-        let id = new_instance_id(&def.id);
         let calendar = self.calendar(def);
+        // The step's one reading of the clock (see `apply_on`).
         let now = self.local_now(&calendar);
-        let state = InstanceState::new(&id, &def.id, now);
+        let state = InstanceState::new(id, &def.id, now);
         let event = Event::Start {
             actor: actor.clone(),
             data: data.clone(),
@@ -300,17 +422,15 @@ impl Engine {
             assessor: &self.assessor,
         };
         let transition = core::step(def, &state, &event, now, &ctx)?;
-        Ok(self.to_commit(
-            def,
-            version,
-            None,
-            &state,
-            transition,
-            "start",
-            Some(actor),
-            &data,
-            None,
-        ))
+        let step = Step {
+            event: &event,
+            kind: "start",
+            actor: Some(actor),
+            data: &data,
+            fired_timer: None,
+            completes: None,
+        };
+        self.to_commit(def, version, None, &state, transition, now, &step)
     }
 
     /// Loads an instance with its definition and state.
@@ -322,12 +442,19 @@ impl Engine {
             .store
             .load_instance(instance_id)
             .await?
-            .ok_or_else(|| EngineError::NotFound(format!("no instance {instance_id}")))?;
+            .ok_or_else(|| EngineError::NotFound {
+                what: "instance",
+                id: instance_id.to_string(),
+            })?;
         let def = self
             .definition(&row.process_id, row.process_version)
             .await?;
-        let state = InstanceState::from_json(row.state.as_str(), &def)
-            .map_err(|e| EngineError::Invalid(format!("stored state of {instance_id}: {e}")))?;
+        let state = InstanceState::from_json(row.state.as_str(), &def).map_err(|problem| {
+            EngineError::CorruptState {
+                instance: instance_id.to_string(),
+                problem,
+            }
+        })?;
         Ok((row, def, state))
     }
 
@@ -376,7 +503,7 @@ impl Engine {
         if let Some(cached) = self.instances.get(instance_id) {
             match self.apply_on(instance_id, cached, &step).await {
                 Ok(report) => return Ok(report),
-                Err(EngineError::Conflict(_) | EngineError::Step(_)) => {
+                Err(EngineError::Conflict { .. } | EngineError::Step(_)) => {
                     self.instances.forget(instance_id);
                 }
                 Err(e) => {
@@ -409,6 +536,8 @@ impl Engine {
             state,
         } = base;
         let calendar = self.calendar(&def);
+        // The step's one reading of the clock: the core, the history row, new task rows
+        // and the instance row all carry this instant.
         let now = self.local_now(&calendar);
         // The context borrows the (not `Sync`) assessor: it must not live across the commit's
         // await, or the step's future could not move between threads.
@@ -425,63 +554,122 @@ impl Engine {
             Some(version),
             &state,
             transition,
-            step.kind,
-            step.actor,
-            step.data,
-            step.fired_timer,
-        );
+            now,
+            step,
+        )?;
         commit.completes = step.completes.cloned();
         let commit = self.commit_step(commit).await.map_err(|e| match e {
-            StoreError::Conflict {
-                reason: ConflictReason::ClaimedByOther,
-                ..
-            } => EngineError::Conflict(format!(
-                "task {} is claimed by another user",
-                step.completes.map_or("", |c| c.task_id.as_str())
-            )),
-            e if e.is_conflict() => EngineError::Conflict(format!(
-                "{instance_id} changed while this step ran; reload and try again"
-            )),
+            StoreError::Conflict { reason, .. } => EngineError::Conflict {
+                instance: instance_id.to_string(),
+                reason,
+                holder: None,
+            },
             e => EngineError::Store(e),
         })?;
         self.instances.remember(&commit.instance, def, after);
         Ok(report(commit))
     }
 
-    /// Claims a task for `actor` (who must be allowed to complete it).
-    pub async fn claim(&self, task_id: &str, actor: &Actor) -> Result<TaskRow, EngineError> {
-        let task = self.task(task_id).await?;
-        let (_, def, state) = self.load(&task.instance_id).await?;
-        let calendar = self.calendar(&def);
+    /// Claims a task for `actor` (who must be allowed to complete it): a step of its case,
+    /// recorded in its history as `claim`. The task row's holder mirrors the core's claim.
+    pub async fn claim(&self, task_id: &str, actor: &Actor) -> Result<StepReport, EngineError> {
         let event = Event::Claim {
             task: TaskRef::Id(task_id.to_string()),
             actor: actor.clone(),
         };
-        {
-            let ctx = Context {
-                calendar: &calendar,
-                assessor: &self.assessor,
-            };
-            core::step(&def, &state, &event, self.local_now(&calendar), &ctx)?;
+        self.hand_over(task_id, &event, "claim", actor, BTreeMap::new())
+            .await
+    }
+
+    /// Releases a claimed task back to every candidate's queue (`unclaim` in the history):
+    /// by its holder, or by a head of the task's unit (see [`core::is_supervisor_role`]).
+    pub async fn unclaim(&self, task_id: &str, actor: &Actor) -> Result<StepReport, EngineError> {
+        let event = Event::Unclaim {
+            task: TaskRef::Id(task_id.to_string()),
+            actor: actor.clone(),
+        };
+        self.hand_over(task_id, &event, "unclaim", actor, BTreeMap::new())
+            .await
+    }
+
+    /// A head of the task's unit hands the task to `to` (`reassign` in the history). `to`
+    /// is a user of the org directory; the core checks their roles and unit.
+    pub async fn reassign(
+        &self,
+        task_id: &str,
+        actor: &Actor,
+        to: &Actor,
+    ) -> Result<StepReport, EngineError> {
+        let event = Event::Reassign {
+            task: TaskRef::Id(task_id.to_string()),
+            actor: actor.clone(),
+            to: to.clone(),
+        };
+        let input = BTreeMap::from([("to".to_string(), Value::Str(to.user.clone()))]);
+        self.hand_over(task_id, &event, "reassign", actor, input)
+            .await
+    }
+
+    /// The task's holder hands it to a named colleague `to` (`delegate` in the history).
+    pub async fn delegate(
+        &self,
+        task_id: &str,
+        actor: &Actor,
+        to: &Actor,
+    ) -> Result<StepReport, EngineError> {
+        let event = Event::Delegate {
+            task: TaskRef::Id(task_id.to_string()),
+            actor: actor.clone(),
+            to: to.clone(),
+        };
+        let input = BTreeMap::from([("to".to_string(), Value::Str(to.user.clone()))]);
+        self.hand_over(task_id, &event, "delegate", actor, input)
+            .await
+    }
+
+    /// One claim, unclaim, reassign or delegate step of the task's case.
+    async fn hand_over(
+        &self,
+        task_id: &str,
+        event: &Event,
+        kind: &str,
+        actor: &Actor,
+        input: BTreeMap<String, Value>,
+    ) -> Result<StepReport, EngineError> {
+        let no_task = || EngineError::NotFound {
+            what: "open task",
+            id: task_id.to_string(),
+        };
+        let instance_id = instance_of_task(task_id).ok_or_else(no_task)?;
+        let step = Step {
+            event,
+            kind,
+            actor: Some(actor),
+            data: &input,
+            fired_timer: None,
+            completes: None,
+        };
+        match self.apply(instance_id, step).await {
+            Err(EngineError::NotFound { .. }) => Err(no_task()),
+            outcome => outcome,
         }
-        Ok(self
-            .store
-            .claim_task(task_id, &actor.user, self.now())
-            .await?)
     }
 
     /// Completes a task with form data.
     ///
     /// Reads nothing of its own: the task id names its instance, and whether another user
-    /// holds the task's claim is checked by the commit that closes it, so a claim racing
-    /// this completion on another node is never overtaken.
+    /// holds the task's claim is checked by the core on the state the commit's version check
+    /// guards (and once more by the statement that closes the task).
     pub async fn complete(
         &self,
         task_id: &str,
         actor: &Actor,
         data: BTreeMap<String, Value>,
     ) -> Result<StepReport, EngineError> {
-        let no_task = || EngineError::NotFound(format!("no open task {task_id}"));
+        let no_task = || EngineError::NotFound {
+            what: "open task",
+            id: task_id.to_string(),
+        };
         let instance_id = instance_of_task(task_id).ok_or_else(no_task)?;
         let event = Event::Complete {
             task: TaskRef::Id(task_id.to_string()),
@@ -503,17 +691,26 @@ impl Engine {
         let outcome = self.apply(instance_id, step).await;
         match outcome {
             // The id has the shape of a task id, but no such case exists.
-            Err(EngineError::NotFound(_)) => Err(no_task()),
+            Err(EngineError::NotFound { .. }) => Err(no_task()),
             // Refused for a claim: name the holder (a read only on this rare path).
-            Err(EngineError::Conflict(message)) => match self.store.task(task_id).await {
-                Ok(Some(TaskRow {
-                    assignee: Some(holder),
-                    ..
-                })) if holder != actor.user => Err(EngineError::Conflict(format!(
-                    "task {task_id} is claimed by {holder}"
-                ))),
-                _ => Err(EngineError::Conflict(message)),
-            },
+            Err(EngineError::Conflict {
+                instance,
+                reason: reason @ ConflictReason::ClaimedByOther,
+                ..
+            }) => {
+                let holder = match self.store.task(task_id).await {
+                    Ok(Some(TaskRow {
+                        assignee: Some(holder),
+                        ..
+                    })) if holder != actor.user => Some(holder),
+                    _ => None,
+                };
+                Err(EngineError::Conflict {
+                    instance,
+                    reason,
+                    holder,
+                })
+            }
             outcome => outcome,
         }
     }
@@ -543,17 +740,12 @@ impl Engine {
         self.apply(instance_id, step).await
     }
 
-    async fn task(&self, task_id: &str) -> Result<TaskRow, EngineError> {
-        self.store
-            .task(task_id)
-            .await?
-            .ok_or_else(|| EngineError::NotFound(format!("no open task {task_id}")))
-    }
-
     fn local_now(&self, calendar: &Calendar) -> DateTime<FixedOffset> {
         self.now().with_timezone(&calendar.utc_offset())
     }
 
+    /// What a step writes. `now` is the step's instant (the one the core ran at): the history
+    /// row, the instance's `updated_at` and new rows all carry it.
     #[allow(clippy::too_many_arguments)]
     fn to_commit(
         &self,
@@ -562,13 +754,15 @@ impl Engine {
         expected_version: Option<i64>,
         before: &InstanceState,
         transition: Transition,
-        kind: &str,
-        actor: Option<&Actor>,
-        data: &BTreeMap<String, Value>,
-        fired_timer: Option<&str>,
-    ) -> (StepCommit, InstanceState) {
-        let now = self.now();
+        now: DateTime<FixedOffset>,
+        step: &Step<'_>,
+    ) -> Result<(StepCommit, InstanceState), EngineError> {
+        let now = now.with_timezone(&Utc);
         let state = transition.state;
+        let serialize = |source| EngineError::Serialize {
+            instance: state.id.clone(),
+            source,
+        };
         let mut commit = StepCommit {
             instance: InstanceRow {
                 id: state.id.clone(),
@@ -577,7 +771,7 @@ impl Engine {
                 status: state.status.as_str().to_string(),
                 outcome: state.outcome.clone(),
                 unit: state.unit.clone(),
-                state: StateJson::of(&state).unwrap_or_else(|_| serde_json::Value::Null.into()),
+                state: StateJson::of(&state).map_err(serialize)?,
                 version: expected_version.unwrap_or(0) + 1,
                 created_at: state.started_at.with_timezone(&Utc),
                 updated_at: now,
@@ -585,19 +779,23 @@ impl Engine {
             expected_version,
             history: HistoryEntry {
                 at: now,
-                actor: actor.map(|a| a.user.clone()),
-                event: kind.to_string(),
+                actor: step.actor.map(|a| a.user.clone()),
+                event: step.kind.to_string(),
                 node: transition.node.clone(),
                 data: serde_json::json!({
-                    "input": Value::Object(data.clone()).to_json(),
+                    "input": Value::Object(step.data.clone()).to_json(),
                     "changed": changed_variables(before, &state),
                 }),
             },
             tasks_opened: Vec::new(),
             tasks_closed: Vec::new(),
             timers_set: Vec::new(),
-            timers_cancelled: fired_timer.map(|t| vec![t.to_string()]).unwrap_or_default(),
+            timers_cancelled: step
+                .fired_timer
+                .map(|t| vec![t.to_string()])
+                .unwrap_or_default(),
             outbox: Vec::new(),
+            tasks_assigned: Vec::new(),
             completes: None,
             unchanged: Unchanged {
                 status: expected_version.is_some() && before.status == state.status,
@@ -613,11 +811,29 @@ impl Engine {
                     label: task.label.clone(),
                     role: task.roles.first().cloned().unwrap_or_default(),
                     unit: task.unit.clone(),
-                    assignee: task.assignee.clone(),
+                    assignee: task.claimed_by.clone().or_else(|| task.assignee.clone()),
                     due_at: task.due_at.map(|t| t.with_timezone(&Utc)),
                     created_at: now,
                     form: form_json(def, &task.node),
+                    roles: task.roles.clone(),
                 }),
+                Effect::AssignTask { task_id, holder } => {
+                    // A task opened in this step is written with its holder already.
+                    if let Some(opened) = commit.tasks_opened.iter_mut().find(|t| t.id == task_id) {
+                        opened.assignee = holder;
+                    } else if let Some(assigned) = commit
+                        .tasks_assigned
+                        .iter_mut()
+                        .find(|a| a.task_id == task_id)
+                    {
+                        assigned.assignee = holder;
+                    } else {
+                        commit.tasks_assigned.push(TaskAssignment {
+                            task_id,
+                            assignee: holder,
+                        });
+                    }
+                }
                 Effect::CloseTask { task_id, .. } => {
                     // A task opened and closed in the same step never reaches the inbox.
                     if let Some(pos) = commit.tasks_opened.iter().position(|t| t.id == task_id) {
@@ -630,7 +846,7 @@ impl Engine {
                     id: timer.id.clone(),
                     instance_id: state.id.clone(),
                     due_at: timer.due_at.with_timezone(&Utc),
-                    payload: serde_json::to_value(&timer.kind).unwrap_or_default(),
+                    payload: serde_json::to_value(&timer.kind).map_err(serialize)?,
                 }),
                 Effect::CancelTimer { timer_id } => {
                     if let Some(pos) = commit.timers_set.iter().position(|t| t.id == timer_id) {
@@ -648,7 +864,7 @@ impl Engine {
                 }),
             }
         }
-        (commit, state)
+        Ok((commit, state))
     }
 }
 
@@ -845,8 +1061,8 @@ impl Engine {
             match self.apply(&timer.instance_id, step).await {
                 Ok(report) => return Ok(TimerFiring::Fired(Box::new(report))),
                 // A user's step won the race: reload and fire on the new state.
-                Err(EngineError::Conflict(_)) => continue,
-                Err(EngineError::Step(StepError::NotFound(_))) | Err(EngineError::NotFound(_)) => {
+                Err(EngineError::Conflict { .. }) => continue,
+                Err(EngineError::Step(StepError::NotFound(_)) | EngineError::NotFound { .. }) => {
                     self.store.complete_timer(&timer.id).await?;
                     return Ok(TimerFiring::Stale);
                 }
@@ -868,33 +1084,7 @@ impl Engine {
         data: BTreeMap<String, Value>,
     ) -> Result<StepReport, EngineError> {
         let def = self.definition(process, version).await?;
-        let calendar = self.calendar(&def);
-        let now = self.local_now(&calendar);
-        let state = InstanceState::new(instance_id, process, now);
-        let event = Event::Start {
-            actor: actor.clone(),
-            data: data.clone(),
-        };
-        // The context borrows the (not `Sync`) assessor: scoped so it does not live across
-        // the commit's await.
-        let transition = {
-            let ctx = Context {
-                calendar: &calendar,
-                assessor: &self.assessor,
-            };
-            core::step(&def, &state, &event, now, &ctx)?
-        };
-        let (commit, after) = self.to_commit(
-            &def,
-            version,
-            None,
-            &state,
-            transition,
-            "start",
-            Some(actor),
-            &data,
-            None,
-        );
+        let (commit, after) = self.plan_start_with_id(&def, version, instance_id, actor, data)?;
         let commit = self.commit_step(commit).await?;
         self.instances.remember(&commit.instance, def, after);
         Ok(report(commit))

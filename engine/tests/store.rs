@@ -8,8 +8,8 @@ use anyhow::{Context, Result, bail, ensure};
 use chrono::{DateTime, Duration, Utc};
 use jiuzhu_engine::store::{
     CommitProblem, ConflictReason, Deployment, HistoryEntry, InstanceFilter, InstanceRow,
-    NewDeployment, OutboxRow, StepCommit, Store, StoreError, TamperKind, TaskCompletion, TaskRow,
-    TimerRow, Unchanged, sha256_hex,
+    NewDeployment, OutboxRow, StepCommit, Store, StoreError, TamperKind, TaskAssignment,
+    TaskCompletion, TaskRow, TimerRow, Unchanged, sha256_hex,
 };
 use jiuzhu_testkit::{Db, Outcome, TestDatabase, report};
 use serde_json::json;
@@ -75,7 +75,8 @@ jiuzhu_testkit::on_both_databases!(
     group_commit_fails_conflicting_steps_alone,
     a_group_update_refuses_only_the_rows_another_node_moved,
     invalid_commits_are_refused,
-    claim_task_race_has_one_winner,
+    claim_steps_race_and_one_wins,
+    a_two_role_task_shows_in_both_queues,
     a_completion_commits_only_for_the_claim_holder,
     tasks_for_filters_by_unit_role_and_orders_by_due_date,
     timer_leases_hold_until_expiry,
@@ -143,6 +144,7 @@ fn start(id: &str, unit: &str) -> StepCommit {
         timers_set: vec![],
         timers_cancelled: vec![],
         outbox: vec![],
+        tasks_assigned: vec![],
         completes: None,
         unchanged: Unchanged::default(),
     }
@@ -165,6 +167,7 @@ fn next(previous: &InstanceRow, event: &str, when: DateTime<Utc>) -> StepCommit 
         timers_set: vec![],
         timers_cancelled: vec![],
         outbox: vec![],
+        tasks_assigned: vec![],
         completes: None,
         unchanged: Unchanged::default(),
     }
@@ -182,7 +185,18 @@ fn task(id: &str, instance_id: &str, role: &str, unit: &str, due: Option<i64>) -
         due_at: due.map(at),
         created_at: at(10),
         form: json!({"fields": ["income"]}),
+        roles: vec![role.to_owned()],
     }
+}
+
+/// A step on `previous` that hands `task_id` to `user` (a claim, as the engine commits it).
+fn assign(previous: &InstanceRow, task_id: &str, user: Option<&str>, when: i64) -> StepCommit {
+    let mut step = next(previous, "claim", at(when));
+    step.tasks_assigned = vec![TaskAssignment {
+        task_id: task_id.to_owned(),
+        assignee: user.map(str::to_owned),
+    }];
+    step
 }
 
 fn timer(id: &str, instance_id: &str, due: i64) -> TimerRow {
@@ -710,7 +724,9 @@ async fn invalid_commits_are_refused(ctx: Ctx) -> Result<()> {
 
 // ---------------------------------------------------------------- tasks
 
-async fn claim_task_race_has_one_winner(ctx: Ctx) -> Result<()> {
+/// A claim is a step: two claims of one task on two nodes race on the instance's version,
+/// one wins and writes the holder; a claim of a closed task changes nothing.
+async fn claim_steps_race_and_one_wins(ctx: Ctx) -> Result<()> {
     let store = ctx.store.clone();
     deploy_dibao(&store).await?;
     let mut step = start("case-1", "gd");
@@ -719,44 +735,36 @@ async fn claim_task_race_has_one_winner(ctx: Ctx) -> Result<()> {
         .collect();
     store.commit(&step).await?;
     let node_b = ctx.node().await?;
+    let mut current = step.instance.clone();
     for i in 0..10 {
         let id = format!("t{i}");
         let (a, b) = (store.clone(), node_b.clone());
-        let (id_a, id_b) = (id.clone(), id.clone());
-        let wang = tokio::spawn(async move { a.claim_task(&id_a, "wang", at(50)).await });
-        let zhao = tokio::spawn(async move { b.claim_task(&id_b, "zhao", at(50)).await });
+        let wang = assign(&current, &id, Some("wang"), 50);
+        let zhao = assign(&current, &id, Some("zhao"), 50);
+        let wang_step = wang.clone();
+        let wang = tokio::spawn(async move { a.commit(&wang).await });
+        let zhao = tokio::spawn(async move { b.commit(&zhao).await });
         let outcomes = [wang.await?, zhao.await?];
-        let winners: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
-        ensure!(winners.len() == 1, "{id}: {outcomes:?}");
-        let winner = winners[0].assignee.clone().context("assignee")?;
+        let winners = outcomes.iter().filter(|o| o.is_ok()).count();
+        ensure!(winners == 1, "{id}: {outcomes:?}");
+        let winner = if outcomes[0].is_ok() { "wang" } else { "zhao" };
         for outcome in &outcomes {
             if let Err(error) = outcome {
-                ensure!(
-                    matches!(
-                        error,
-                        StoreError::Conflict {
-                            reason: ConflictReason::ClaimedByOther,
-                            ..
-                        }
-                    ),
-                    "{error:?}"
-                );
+                ensure!(error.is_conflict(), "{error:?}");
             }
         }
         assert_eq!(
-            store.task(&id).await?.and_then(|t| t.assignee),
-            Some(winner.clone())
-        );
-        // Claiming again as the winner is harmless.
-        assert_eq!(
-            store.claim_task(&id, &winner, at(60)).await?.assignee,
+            store.task(&id).await?.and_then(|t| t.assignee).as_deref(),
             Some(winner)
         );
+        current = wang_step.instance;
     }
-    let mut close = next(&step.instance, "done", at(70));
+    let mut close = next(&current, "done", at(70));
     close.tasks_closed = vec!["t0".to_owned()];
     store.commit(&close).await?;
-    let closed = store.claim_task("t0", "wang", at(80)).await;
+    let closed = store
+        .commit(&assign(&close.instance, "t0", Some("wang"), 80))
+        .await;
     ensure!(
         matches!(
             closed,
@@ -767,12 +775,56 @@ async fn claim_task_race_has_one_winner(ctx: Ctx) -> Result<()> {
         ),
         "{closed:?}"
     );
-    let missing = store.claim_task("nope", "wang", at(80)).await;
-    ensure!(
-        matches!(missing, Err(StoreError::NotFound { .. })),
-        "{missing:?}"
-    );
+    ensure!(store.history("case-1").await?.len() == 12);
     node_b.close().await;
+    Ok(())
+}
+
+/// Every role of a task is a candidate: a two-role task shows in both roles' queues, once
+/// for a user holding both; a claim takes it out of the other users' queues, and closing
+/// takes it out of all of them.
+async fn a_two_role_task_shows_in_both_queues(ctx: Ctx) -> Result<()> {
+    let store = &ctx.store;
+    deploy_dibao(store).await?;
+    let mut step = start("case-1", "gd/sz");
+    let mut both = task("both", "case-1", "staff", "gd/sz", Some(100));
+    both.roles = vec!["staff".to_owned(), "head".to_owned()];
+    step.tasks_opened = vec![
+        both,
+        task("staff-only", "case-1", "staff", "gd/sz", Some(200)),
+    ];
+    store.commit(&step).await?;
+    let ids = |tasks: Vec<TaskRow>| tasks.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let unit = ["gd/sz".to_owned()];
+    let queue = |roles: &[&str], user: &'static str| {
+        let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+        let unit = unit.clone();
+        async move { store.tasks_for(&roles, &unit, user, 50).await }
+    };
+    assert_eq!(ids(queue(&["staff"], "li").await?), ["both", "staff-only"]);
+    assert_eq!(ids(queue(&["head"], "wang").await?), ["both"]);
+    assert_eq!(
+        ids(queue(&["staff", "head"], "zhao").await?),
+        ["both", "staff-only"]
+    );
+    let row = store.task("both").await?.context("both")?;
+    assert_eq!(row.roles, ["staff", "head"]);
+    // Claimed by wang (as head): gone from li's queue, still in wang's.
+    let claim = assign(&step.instance, "both", Some("wang"), 50);
+    store.commit(&claim).await?;
+    assert_eq!(ids(queue(&["staff"], "li").await?), ["staff-only"]);
+    assert_eq!(ids(queue(&["head"], "wang").await?), ["both"]);
+    // Released: back for everyone.
+    let release = assign(&claim.instance, "both", None, 60);
+    store.commit(&release).await?;
+    assert_eq!(ids(queue(&["staff"], "li").await?), ["both", "staff-only"]);
+    let mut close = next(&release.instance, "done", at(70));
+    close.tasks_closed = vec!["both".to_owned()];
+    store.commit(&close).await?;
+    assert_eq!(
+        ids(queue(&["staff", "head"], "wang").await?),
+        ["staff-only"]
+    );
     Ok(())
 }
 
@@ -787,8 +839,10 @@ async fn a_completion_commits_only_for_the_claim_holder(ctx: Ctx) -> Result<()> 
     two.tasks_opened = vec![task("case-2-t1", "case-2", "clerk", "gd", None)];
     store.commit(&one).await?;
     store.commit(&two).await?;
-    store.claim_task("case-1-t1", "wang", at(50)).await?;
-    store.claim_task("case-2-t1", "wang", at(50)).await?;
+    let one = assign(&one.instance, "case-1-t1", Some("wang"), 50);
+    let two = assign(&two.instance, "case-2-t1", Some("wang"), 50);
+    store.commit(&one).await?;
+    store.commit(&two).await?;
     let completion = |start: &StepCommit, task_id: &str, user: &str| {
         let mut step = next(&start.instance, "complete", at(60));
         step.tasks_closed = vec![task_id.to_owned()];
@@ -812,16 +866,26 @@ async fn a_completion_commits_only_for_the_claim_holder(ctx: Ctx) -> Result<()> 
         "{outcomes:?}"
     );
     ensure!(outcomes[1].is_ok(), "{outcomes:?}");
-    // Case 1 is untouched: version 1, one history row, its task still open (claimable).
+    // Case 1 is untouched: version 2 (the claim), two history rows, its task still held.
     let case_one = store.load_instance("case-1").await?.context("case-1")?;
-    ensure!(case_one.version == 1, "version {}", case_one.version);
-    ensure!(store.history("case-1").await?.len() == 1);
-    store.claim_task("case-1-t1", "wang", at(70)).await?;
-    // Case 2 moved on and its task is closed.
-    ensure!(store.history("case-2").await?.len() == 2);
+    ensure!(case_one.version == 2, "version {}", case_one.version);
+    ensure!(store.history("case-1").await?.len() == 2);
+    assert_eq!(
+        store
+            .task("case-1-t1")
+            .await?
+            .and_then(|t| t.assignee)
+            .as_deref(),
+        Some("wang")
+    );
+    // Case 2 moved on and its task is closed: it can no longer be handed to anyone.
+    ensure!(store.history("case-2").await?.len() == 3);
+    let done = completion(&two, "case-2-t1", "wang");
     ensure!(
         matches!(
-            store.claim_task("case-2-t1", "wang", at(70)).await,
+            store
+                .commit(&assign(&done.instance, "case-2-t1", Some("wang"), 70))
+                .await,
             Err(StoreError::Conflict {
                 reason: ConflictReason::TaskClosed,
                 ..
@@ -832,12 +896,12 @@ async fn a_completion_commits_only_for_the_claim_holder(ctx: Ctx) -> Result<()> 
 
     // The holder completes it.
     store.commit(&completion(&one, "case-1-t1", "wang")).await?;
-    ensure!(store.history("case-1").await?.len() == 2);
+    ensure!(store.history("case-1").await?.len() == 3);
 
     // A completion of a task the step does not close is not a valid commit.
     let mut stray = completion(&two, "case-2-t1", "wang");
     stray.instance.version += 1;
-    stray.expected_version = Some(2);
+    stray.expected_version = Some(3);
     stray.tasks_closed.clear();
     let refused = store.commit(&stray).await;
     ensure!(
@@ -870,9 +934,13 @@ async fn tasks_for_filters_by_unit_role_and_orders_by_due_date(ctx: Ctx) -> Resu
         task("closed", "case-1", "clerk", "gd/sz", Some(40)),
     ];
     store.commit(&step).await?;
-    store.claim_task("mine", "li", at(50)).await?;
-    store.claim_task("theirs", "wang", at(50)).await?;
-    let mut close = next(&step.instance, "closed one", at(60));
+    let mut claims = assign(&step.instance, "mine", Some("li"), 50);
+    claims.tasks_assigned.push(TaskAssignment {
+        task_id: "theirs".to_owned(),
+        assignee: Some("wang".to_owned()),
+    });
+    store.commit(&claims).await?;
+    let mut close = next(&claims.instance, "closed one", at(60));
     close.tasks_closed = vec!["closed".to_owned()];
     store.commit(&close).await?;
 

@@ -523,7 +523,7 @@ impl Dispatcher {
 /// start (invalid data, an undeployed or broken definition) waits for a person.
 fn engine_failure(error: &EngineError) -> Attempt {
     let retryable = match error {
-        EngineError::Conflict(_) => true,
+        EngineError::Conflict { .. } => true,
         EngineError::Store(store) => matches!(
             store,
             StoreError::Conflict { .. }

@@ -14,9 +14,21 @@ use crate::lang::model::EffectKind;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
     OpenTask(OpenTask),
-    CloseTask { task_id: String, cancelled: bool },
+    CloseTask {
+        task_id: String,
+        cancelled: bool,
+    },
+    /// Who holds an open task changed (claim, unclaim, reassign, delegate): `holder` is the
+    /// user it is now reserved for (its claimant, else its explicit assignee), `None` when it
+    /// is back in every candidate's queue.
+    AssignTask {
+        task_id: String,
+        holder: Option<String>,
+    },
     ScheduleTimer(Timer),
-    CancelTimer { timer_id: String },
+    CancelTimer {
+        timer_id: String,
+    },
     Outward(Outward),
 }
 

@@ -7,6 +7,7 @@
 
 pub mod effect;
 mod form;
+mod handover;
 pub mod state;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use crate::lang::model::{
     ValueTemplate,
 };
 pub use effect::{Effect, Outward};
+pub use handover::is_supervisor_role;
 pub use state::{DeadlineState, InstanceState, OpenTask, Status, Timer, TimerKind, Token};
 
 /// Who acts: a user with roles in a unit.
@@ -46,9 +48,27 @@ pub enum Event {
         actor: Actor,
         data: BTreeMap<String, Value>,
     },
+    /// The actor takes the task: nobody else may complete it until it is released.
     Claim {
         task: TaskRef,
         actor: Actor,
+    },
+    /// The holder, or a supervisor of the unit, releases a claimed task.
+    Unclaim {
+        task: TaskRef,
+        actor: Actor,
+    },
+    /// A supervisor of the unit hands the task to `to`.
+    Reassign {
+        task: TaskRef,
+        actor: Actor,
+        to: Actor,
+    },
+    /// The holder hands the task to a named colleague `to` (e.g. while on leave).
+    Delegate {
+        task: TaskRef,
+        actor: Actor,
+        to: Actor,
     },
     Complete {
         task: TaskRef,
@@ -198,13 +218,10 @@ impl<'a> Run<'a> {
                 self.start(actor, data)?;
                 Ok(None)
             }
-            Event::Claim { task, actor } => {
-                let idx = self.find_task(task, actor)?;
-                self.authorize_task(idx, actor)?;
-                let task = &mut self.st.tasks[idx];
-                task.claimed_by = Some(actor.user.clone());
-                Ok(Some(task.node.clone()))
-            }
+            Event::Claim { task, actor } => self.claim(task, actor).map(Some),
+            Event::Unclaim { task, actor } => self.unclaim(task, actor).map(Some),
+            Event::Reassign { task, actor, to } => self.reassign(task, actor, to).map(Some),
+            Event::Delegate { task, actor, to } => self.delegate(task, actor, to).map(Some),
             Event::Complete { task, actor, data } => {
                 let idx = self.find_task(task, actor)?;
                 let node = self.st.tasks[idx].node.clone();
@@ -224,8 +241,18 @@ impl<'a> Run<'a> {
         self.st.unit = actor.unit.clone();
         for (key, value) in data {
             if key == "unit" {
+                // A case may be started for the actor's unit or one below it (a county
+                // user starting a case for a township), never for a unit beside or above.
                 match value {
-                    Value::Str(unit) if !unit.is_empty() => self.st.unit = unit.clone(),
+                    Value::Str(unit) if !unit.is_empty() => {
+                        if !unit_contains(&actor.unit, unit) {
+                            return Err(StepError::Forbidden(format!(
+                                "{} acts for {} and may not start a case for {unit}",
+                                actor.user, actor.unit
+                            )));
+                        }
+                        self.st.unit = unit.clone();
+                    }
                     _ => return Err(invalid("$.unit", "must be a unit path")),
                 }
                 continue;
@@ -340,6 +367,12 @@ impl<'a> Run<'a> {
                 task.node
             )));
         }
+        self.check_separation(idx, actor)
+    }
+
+    /// Separation of duties: `actor` completed none of the nodes this task must be kept apart from.
+    fn check_separation(&self, idx: usize, actor: &Actor) -> Result<(), StepError> {
+        let task = &self.st.tasks[idx];
         let node_idx = self.node_idx(&task.node)?;
         if let NodeKind::Task(decl) = &self.def.nodes[node_idx].kind {
             for &other in &decl.separate_from {

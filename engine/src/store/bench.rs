@@ -97,8 +97,8 @@ macro_rules! seed_rows {
         let tasks: Vec<&super::TaskRow> = steps.iter().flat_map(|s| &s.tasks_opened).collect();
         for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
             let sql = shared::multi_row_insert(
-                "tasks (id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form)",
-                10,
+                "tasks (id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form, roles)",
+                11,
                 chunk.len(),
             );
             let mut query = sqlx::query(&sql);
@@ -113,7 +113,32 @@ macro_rules! seed_rows {
                     .bind(task.assignee.as_deref())
                     .bind(task.due_at.map(ms))
                     .bind(ms(task.created_at))
-                    .bind(sqlx::types::Json(&task.form));
+                    .bind(sqlx::types::Json(&task.form))
+                    .bind(sqlx::types::Json(task.candidate_roles()));
+            }
+            query.execute(&mut *conn).await?;
+        }
+
+        // The inbox rows, one per candidate role, as a commit writes them.
+        let candidates: Vec<(&super::TaskRow, &String)> = tasks
+            .iter()
+            .flat_map(|task| task.candidate_roles().iter().map(move |role| (*task, role)))
+            .collect();
+        for chunk in candidates.chunks(ROWS_PER_STATEMENT) {
+            let sql = shared::multi_row_insert(
+                "task_roles (task_id, role, unit, due_at, created_at, assignee)",
+                6,
+                chunk.len(),
+            );
+            let mut query = sqlx::query(&sql);
+            for (task, role) in chunk {
+                query = query
+                    .bind(&task.id)
+                    .bind(*role)
+                    .bind(&task.unit)
+                    .bind(task.due_at.map(ms))
+                    .bind(ms(task.created_at))
+                    .bind(task.assignee.as_deref());
             }
             query.execute(&mut *conn).await?;
         }

@@ -519,6 +519,16 @@ async fn update_instances<T: WriteTx>(
 const CLOSE_TASK_SQL: &str = "UPDATE tasks SET closed_at = $2 WHERE id = $1 AND instance_id = $3 AND closed_at IS NULL \
      AND ($4 IS NULL OR assignee IS NULL OR assignee = $4) RETURNING id";
 
+/// Removes a closed task from every queue (see [`insert_effects`]).
+const CLOSE_INBOX_SQL: &str = "DELETE FROM task_roles WHERE task_id = $1";
+
+/// Sets an open task's holder (claimed_at is when it was last handed to someone).
+const ASSIGN_TASK_SQL: &str = "UPDATE tasks SET assignee = $2, claimed_at = CASE WHEN $2 IS NULL THEN NULL ELSE $3 END \
+     WHERE id = $1 AND instance_id = $4 AND closed_at IS NULL";
+
+/// Mirrors a task's holder in its inbox rows.
+const ASSIGN_INBOX_SQL: &str = "UPDATE task_roles SET assignee = $2 WHERE task_id = $1";
+
 /// Cancels one timer (see the multi-row cancel in [`insert_effects`]).
 const CANCEL_TIMER_SQL: &str = "DELETE FROM timers WHERE id = $1 AND instance_id = $2";
 
@@ -550,11 +560,22 @@ async fn insert_effects<T: WriteTx>(
         },
     )
     .await?;
+    // A task's roles are stored as JSON; rendered here so the rows can borrow them.
+    let opened: Vec<(&super::TaskRow, serde_json::Value)> =
+        effects(steps, prepared, |step| &step.tasks_opened)
+            .into_iter()
+            .map(|task| {
+                (
+                    task,
+                    serde_json::Value::from(task.candidate_roles().to_vec()),
+                )
+            })
+            .collect();
     insert_rows(
         tx,
-        "tasks (id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form)",
-        &effects(steps, prepared, |step| &step.tasks_opened),
-        |task| {
+        "tasks (id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form, roles)",
+        &opened,
+        |(task, roles)| {
             [
                 Param::Text(&task.id),
                 Param::Text(&task.instance_id),
@@ -566,6 +587,32 @@ async fn insert_effects<T: WriteTx>(
                 Param::MaybeInt(task.due_at.map(ms)),
                 Param::Int(ms(task.created_at)),
                 Param::Json(&task.form),
+                Param::Json(roles),
+            ]
+        },
+    )
+    .await?;
+    // The inbox: a row per candidate role of each opened task.
+    let candidates: Vec<(&super::TaskRow, &str)> = opened
+        .iter()
+        .flat_map(|(task, _)| {
+            task.candidate_roles()
+                .iter()
+                .map(move |role| (*task, role.as_str()))
+        })
+        .collect();
+    insert_rows(
+        tx,
+        "task_roles (task_id, role, unit, due_at, created_at, assignee)",
+        &candidates,
+        |(task, role)| {
+            [
+                Param::Text(&task.id),
+                Param::Text(role),
+                Param::Text(&task.unit),
+                Param::MaybeInt(task.due_at.map(ms)),
+                Param::Int(ms(task.created_at)),
+                Param::MaybeText(task.assignee.as_deref()),
             ]
         },
     )
@@ -601,6 +648,36 @@ async fn insert_effects<T: WriteTx>(
         },
     )
     .await?;
+
+    // Holders the steps changed: the task row and its inbox rows mirror the core's claim.
+    // Scoped to the step's own instance and to open tasks, as closing is. Few per group
+    // (a claim is a step of its own), so one statement pair per assignment.
+    for link in prepared {
+        let step = &steps[link.index];
+        for assigned in &step.tasks_assigned {
+            let holder = assigned.assignee.as_deref();
+            let at = ms(step.history.at);
+            let changed = tx
+                .execute(
+                    ASSIGN_TASK_SQL,
+                    &[
+                        Param::Text(&assigned.task_id),
+                        Param::MaybeText(holder),
+                        Param::Int(at),
+                        Param::Text(&step.instance.id),
+                    ],
+                )
+                .await?;
+            if changed != 1 {
+                return Err(conflict(ConflictReason::TaskClosed));
+            }
+            tx.execute(
+                ASSIGN_INBOX_SQL,
+                &[Param::Text(&assigned.task_id), Param::MaybeText(holder)],
+            )
+            .await?;
+        }
+    }
 
     // Closing is scoped to the step's own instance: a step cannot close another case's
     // task. closed_at is the step's history time. A completed task closes only if no other
@@ -651,6 +728,20 @@ async fn insert_effects<T: WriteTx>(
             ]);
         }
         closed.extend(tx.fetch_ids(&sql, &params).await?);
+    }
+    // Closed tasks leave every queue.
+    let closed_ids: Vec<&String> = closed.iter().collect();
+    for chunk in closed_ids.chunks(T::ROWS_PER_STATEMENT) {
+        let sql: Cow<'static, str> = if chunk.len() == 1 {
+            Cow::Borrowed(CLOSE_INBOX_SQL)
+        } else {
+            let mut sql = String::from("DELETE FROM task_roles WHERE task_id IN (");
+            shared::push_placeholders(&mut sql, 1, chunk.len());
+            sql.push(')');
+            Cow::Owned(sql)
+        };
+        let params: Vec<Param<'_>> = chunk.iter().map(|id| Param::Text(id)).collect();
+        tx.execute(&sql, &params).await?;
     }
     let refused = prepared.iter().any(|link| {
         steps[link.index]

@@ -141,6 +141,20 @@ pub struct TaskRow {
     pub due_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub form: serde_json::Value,
+    /// Every candidate role (`role` is the first): a user with any of them in a unit
+    /// covering `unit` sees the task in their queue.
+    pub roles: Vec<String>,
+}
+
+impl TaskRow {
+    /// The roles whose queues show the task: `roles`, or `role` alone when `roles` is empty.
+    pub fn candidate_roles(&self) -> &[String] {
+        if self.roles.is_empty() {
+            std::slice::from_ref(&self.role)
+        } else {
+            &self.roles
+        }
+    }
 }
 
 /// A timer that fires an event into its instance at `due_at`.
@@ -208,6 +222,9 @@ pub struct StepCommit {
     pub timers_set: Vec<TimerRow>,
     pub timers_cancelled: Vec<String>,
     pub outbox: Vec<OutboxRow>,
+    /// Open tasks whose holder this step changes (claim, unclaim, reassign, delegate): the
+    /// task row's `assignee` and the inbox rows mirror the core's claim.
+    pub tasks_assigned: Vec<TaskAssignment>,
     /// The task this step completes, one of `tasks_closed`, and who completes it. The
     /// step commits only if no other user holds that task's claim: the check is part of
     /// the statement that closes the task, so a claim racing the completion (on any node)
@@ -225,6 +242,14 @@ pub struct StepCommit {
 pub struct Unchanged {
     pub status: bool,
     pub unit: bool,
+}
+
+/// A task's new holder (see [`StepCommit::tasks_assigned`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskAssignment {
+    pub task_id: String,
+    /// The user the task is reserved for; `None` puts it back in every candidate's queue.
+    pub assignee: Option<String>,
 }
 
 /// A completion's claim check (see [`StepCommit::completes`]).
@@ -556,16 +581,6 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<TaskRow>, StoreError> {
         delegate!(self, s => s.tasks_for(roles, units, user, limit).await)
-    }
-
-    /// Claims an open task for `user` (idempotent for the same user).
-    pub async fn claim_task(
-        &self,
-        task_id: &str,
-        user: &str,
-        now: DateTime<Utc>,
-    ) -> Result<TaskRow, StoreError> {
-        delegate!(self, s => s.claim_task(task_id, user, now).await)
     }
 
     /// A task, open or closed.

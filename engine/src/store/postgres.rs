@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "inbox_covering",
         include_str!("../../migrations/postgres/0005_inbox_covering.sql"),
     ),
+    (
+        6,
+        "task_roles",
+        include_str!("../../migrations/postgres/0006_task_roles.sql"),
+    ),
 ];
 
 const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2 \
@@ -50,9 +55,6 @@ const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by 
      FROM (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
      WHERE outbox.id = due.id \
      RETURNING outbox.id, outbox.instance_id, outbox.kind, outbox.payload, outbox.created_at, outbox.attempts";
-
-/// The column a queue query finds its page's rows by (see `tasks_for`).
-const TASK_ROW_KEY: &str = "id";
 
 const CLAIM_SCHEDULES_SQL: &str = "UPDATE schedules SET available_at = $1, claimed_by = $2 \
      FROM (SELECT process_id, schedule_id FROM schedules WHERE available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \

@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::Mutex;
 
 /// The newest schema version this binary knows (the last embedded migration, both databases).
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// Rows per multi-row statement: keeps bound parameters (≤ 12 a row) far below both
 /// databases' limits while still writing a large group in a handful of statements.
@@ -27,7 +27,7 @@ pub(crate) const ROWS_PER_STATEMENT: usize = 200;
 
 pub(crate) const INSTANCE_COLUMNS: &str = "id, process_id, process_version, status, outcome, unit, state, version, created_at, updated_at, history_hash";
 pub(crate) const TASK_COLUMNS: &str =
-    "id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form";
+    "id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form, roles";
 pub(crate) const DEPLOYMENT_COLUMNS: &str = "process_id, version, hash, source, deployed_at";
 
 /// Migrations compiled into the binary, handed to sqlx's migrator.
@@ -239,7 +239,7 @@ impl HeadCache {
 }
 
 /// The store methods, written once for both backends. Expanded inside `impl <Backend>`;
-/// expects in scope: `DbRow`, `classify`, `CLAIM_TIMERS_SQL`, `CLAIM_OUTBOX_SQL`, `TASK_ROW_KEY`,
+/// expects in scope: `DbRow`, `classify`, `CLAIM_TIMERS_SQL`, `CLAIM_OUTBOX_SQL`,
 /// and on `self`: `reader`, `writer` (pools), `heads` ([`HeadCache`]) and `begin_write()`.
 macro_rules! store_methods {
     () => {
@@ -502,6 +502,11 @@ macro_rules! store_methods {
                 due_at: shared::from_ms_opt(row.try_get("due_at").map_err(classify)?)?,
                 created_at: shared::from_ms(row.try_get("created_at").map_err(classify)?)?,
                 form: form.0,
+                roles: {
+                    let roles: sqlx::types::Json<Vec<String>> =
+                        row.try_get("roles").map_err(classify)?;
+                    roles.0
+                },
             })
         }
 
@@ -515,17 +520,14 @@ macro_rules! store_methods {
             if roles.is_empty() || units.is_empty() {
                 return Ok(Vec::new());
             }
-            // The page's ids are picked by the inner query from the inbox index alone (it
-            // covers every column the filter and the sort name); only those `limit` rows are
-            // then read from the table. Selecting the full rows in one query read one random
-            // table page per open task of the unit before sorting, slow on a cold cache.
-            // `TASK_ROW_KEY` is how the outer query finds a row: on SQLite the rowid, which
-            // every index entry carries, so the 50 rows are read straight from the table
-            // without a seek through the primary-key index each (on a cold cache, half the
-            // random page reads of a queue).
+            // The page's task ids are picked by the inner query from the inbox index of
+            // `task_roles` alone (one row per role of each open task; the index covers every
+            // column the filter and the sort name); only those `limit` tasks are then read
+            // from the table. DISTINCT keeps a task once when the user holds several of its
+            // roles: its rows agree on due date and creation time, so they collapse into one.
             let mut sql = format!(
-                "SELECT {} FROM tasks WHERE {TASK_ROW_KEY} IN (SELECT {TASK_ROW_KEY} FROM tasks \
-                 WHERE closed_at IS NULL AND (assignee IS NULL OR assignee = $1) AND role IN (",
+                "SELECT {} FROM tasks WHERE id IN (SELECT task_id FROM (SELECT DISTINCT task_id, due_at, created_at \
+                 FROM task_roles WHERE (assignee IS NULL OR assignee = $1) AND role IN (",
                 shared::TASK_COLUMNS
             );
             let mut next = shared::push_placeholders(&mut sql, 2, roles.len());
@@ -548,7 +550,7 @@ macro_rules! store_methods {
                 next += 3;
             }
             sql.push_str(&format!(
-                ") ORDER BY due_at ASC NULLS LAST, created_at, id LIMIT ${next}) \
+                ") ORDER BY due_at ASC NULLS LAST, created_at, task_id LIMIT ${next}) AS page) \
                  ORDER BY due_at ASC NULLS LAST, created_at, id"
             ));
             let mut query = sqlx::query(&sql).bind(user);
@@ -566,52 +568,6 @@ macro_rules! store_methods {
                 .iter()
                 .map(Self::task_from_row)
                 .collect()
-        }
-
-        pub(crate) async fn claim_task(
-            &self,
-            task_id: &str,
-            user: &str,
-            now: chrono::DateTime<chrono::Utc>,
-        ) -> Result<$crate::store::TaskRow, $crate::store::StoreError> {
-            use $crate::store::{ConflictReason, StoreError};
-            use sqlx::Row as _;
-            let claimed = sqlx::query(&format!(
-                "UPDATE tasks SET assignee = $1, claimed_at = CASE WHEN assignee IS NULL THEN $2 ELSE claimed_at END \
-                 WHERE id = $3 AND closed_at IS NULL AND (assignee IS NULL OR assignee = $1) RETURNING {}",
-                shared::TASK_COLUMNS
-            ))
-            .bind(user)
-            .bind(shared::ms(now))
-            .bind(task_id)
-            .fetch_optional(&self.writer)
-            .await
-            .map_err(classify)?;
-            if let Some(row) = claimed {
-                return Self::task_from_row(&row);
-            }
-            // Lost: find out why, for a useful error.
-            let row = sqlx::query("SELECT closed_at FROM tasks WHERE id = $1")
-                .bind(task_id)
-                .fetch_optional(&self.writer)
-                .await
-                .map_err(classify)?;
-            let reason = match row {
-                None => {
-                    return Err(StoreError::NotFound {
-                        what: "task",
-                        id: task_id.to_owned(),
-                    });
-                }
-                Some(row) => match row.try_get::<Option<i64>, _>(0).map_err(classify)? {
-                    Some(_) => ConflictReason::TaskClosed,
-                    None => ConflictReason::ClaimedByOther,
-                },
-            };
-            Err(StoreError::Conflict {
-                reason,
-                source: None,
-            })
         }
 
         pub(crate) async fn task(

@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "inbox_covering",
         include_str!("../../migrations/sqlite/0005_inbox_covering.sql"),
     ),
+    (
+        6,
+        "task_roles",
+        include_str!("../../migrations/sqlite/0006_task_roles.sql"),
+    ),
 ];
 
 /// Page size of a database file this store creates (an existing file keeps its own). A step
@@ -61,9 +66,6 @@ const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by 
 const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by = $2 \
      WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 ORDER BY available_at LIMIT $4) \
      RETURNING id, instance_id, kind, payload, created_at, attempts";
-
-/// The column a queue query finds its page's rows by (see `tasks_for`).
-const TASK_ROW_KEY: &str = "rowid";
 
 const CLAIM_SCHEDULES_SQL: &str = "UPDATE schedules SET available_at = $1, claimed_by = $2 \
      WHERE (process_id, schedule_id) IN (SELECT process_id, schedule_id FROM schedules WHERE available_at <= $3 ORDER BY available_at LIMIT $4) \
