@@ -69,6 +69,14 @@ pub enum StepKind {
         by: Option<Actor>,
         data: BTreeMap<String, Value>,
     },
+    /// `claim`, `unclaim`, `reassign` or `delegate` of the open task of `node` by `by`;
+    /// `to` is the user a reassign or delegate hands it to.
+    Handover {
+        action: Handover,
+        node: String,
+        by: Actor,
+        to: Option<Actor>,
+    },
     Advance(Advance),
     Expect(Box<Expect>),
     Start {
@@ -76,6 +84,26 @@ pub enum StepKind {
         start: ScenarioStart,
         name: String,
     },
+}
+
+/// Which change of a task's holder a step makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handover {
+    Claim,
+    Unclaim,
+    Reassign,
+    Delegate,
+}
+
+impl Handover {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handover::Claim => "claim",
+            Handover::Unclaim => "unclaim",
+            Handover::Reassign => "reassign",
+            Handover::Delegate => "delegate",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +129,7 @@ impl Step {
         match &self.kind {
             StepKind::Complete { node, .. } => format!("complete {node}"),
             StepKind::Message { name, .. } => format!("message {name}"),
+            StepKind::Handover { action, node, .. } => format!("{} {node}", action.as_str()),
             StepKind::Advance(Advance::By(d)) => format!("advance {d}"),
             StepKind::Advance(Advance::To(t)) => format!("advance to {t}"),
             StepKind::Expect(_) => "expect".to_string(),
@@ -157,6 +186,17 @@ struct RawStep {
     complete: Option<String>,
     #[serde(default)]
     message: Option<String>,
+    #[serde(default)]
+    claim: Option<String>,
+    #[serde(default)]
+    unclaim: Option<String>,
+    #[serde(default)]
+    reassign: Option<String>,
+    #[serde(default)]
+    delegate: Option<String>,
+    /// The user a `reassign` or `delegate` hands the task to.
+    #[serde(default)]
+    to: Option<RawActor>,
     #[serde(default)]
     advance: Option<serde_json::Value>,
     #[serde(default)]
@@ -310,6 +350,15 @@ fn convert_start(
 }
 
 fn convert_step(raw: &RawStep, index: usize, offset: FixedOffset) -> Result<Step, String> {
+    let handovers = [
+        (Handover::Claim, &raw.claim),
+        (Handover::Unclaim, &raw.unclaim),
+        (Handover::Reassign, &raw.reassign),
+        (Handover::Delegate, &raw.delegate),
+    ];
+    let handover = handovers
+        .iter()
+        .find_map(|(action, node)| node.as_ref().map(|n| (*action, n.clone())));
     let kinds = [
         raw.complete.is_some(),
         raw.message.is_some(),
@@ -317,8 +366,10 @@ fn convert_step(raw: &RawStep, index: usize, offset: FixedOffset) -> Result<Step
         raw.expect.is_some(),
         raw.start.is_some(),
     ];
-    if kinds.iter().filter(|k| **k).count() != 1 {
-        return Err("a step has exactly one of complete, message, advance, expect, start".into());
+    let count = kinds.iter().filter(|k| **k).count()
+        + handovers.iter().filter(|(_, n)| n.is_some()).count();
+    if count != 1 {
+        return Err("a step has exactly one of complete, message, claim, unclaim, reassign, delegate, advance, expect, start".into());
     }
     if let Some(code) = &raw.expect_error
         && !ERROR_CODES.contains(&code.as_str())
@@ -328,10 +379,38 @@ fn convert_step(raw: &RawStep, index: usize, offset: FixedOffset) -> Result<Step
             ERROR_CODES.join(", ")
         ));
     }
-    if raw.expect_error.is_some() && raw.complete.is_none() && raw.message.is_none() {
-        return Err("expect_error goes with complete or message".into());
+    if raw.expect_error.is_some()
+        && raw.complete.is_none()
+        && raw.message.is_none()
+        && handover.is_none()
+    {
+        return Err(
+            "expect_error goes with complete, message, claim, unclaim, reassign or delegate".into(),
+        );
     }
-    let kind = if let Some(node) = &raw.complete {
+    let kind = if let Some((action, node)) = handover {
+        let by = raw
+            .by
+            .as_ref()
+            .ok_or_else(|| format!("{} needs `by` (user, roles, unit)", action.as_str()))?;
+        let to = match (action, &raw.to) {
+            (Handover::Reassign | Handover::Delegate, Some(to)) => Some(convert_actor(to)),
+            (Handover::Reassign | Handover::Delegate, None) => {
+                return Err(format!(
+                    "{} needs `to` (user, roles, unit)",
+                    action.as_str()
+                ));
+            }
+            (_, Some(_)) => return Err(format!("{} takes no `to`", action.as_str())),
+            (_, None) => None,
+        };
+        StepKind::Handover {
+            action,
+            node,
+            by: convert_actor(by),
+            to,
+        }
+    } else if let Some(node) = &raw.complete {
         let by = raw
             .by
             .as_ref()

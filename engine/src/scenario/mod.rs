@@ -21,7 +21,9 @@ use crate::core::{
 };
 use crate::duration::Duration;
 use crate::lang::model::{Definition, EffectKind};
-pub use format::{Expect, LoadError, Scenario, ScenarioStart, Step, StepKind, parse_scenario};
+pub use format::{
+    Expect, Handover, LoadError, Scenario, ScenarioStart, Step, StepKind, parse_scenario,
+};
 
 /// Where a scenario finds its definitions, calendars and assessment rules.
 pub trait World {
@@ -246,11 +248,42 @@ impl Runner<'_> {
                 start,
                 name,
             } => self.start(process, start, name),
+            // "Claims and completes": the claim is the same core event as a `claim:` step,
+            // and the two are one step here (either both happen or, refused, neither).
             StepKind::Complete { node, by, data } => {
-                let event = Event::Complete {
+                let claim = Event::Claim {
+                    task: TaskRef::Node(node.clone()),
+                    actor: by.clone(),
+                };
+                let complete = Event::Complete {
                     task: TaskRef::Node(node.clone()),
                     actor: by.clone(),
                     data: data.clone(),
+                };
+                self.deliver_all(step, &[claim, complete])
+            }
+            StepKind::Handover {
+                action,
+                node,
+                by,
+                to,
+            } => {
+                let task = TaskRef::Node(node.clone());
+                let actor = by.clone();
+                let event = match (action, to) {
+                    (Handover::Claim, _) => Event::Claim { task, actor },
+                    (Handover::Unclaim, _) => Event::Unclaim { task, actor },
+                    (Handover::Reassign, Some(to)) => Event::Reassign {
+                        task,
+                        actor,
+                        to: to.clone(),
+                    },
+                    (Handover::Delegate, Some(to)) => Event::Delegate {
+                        task,
+                        actor,
+                        to: to.clone(),
+                    },
+                    (_, None) => return Err(format!("{} needs `to`", action.as_str())),
                 };
                 self.deliver(step, event)
             }
@@ -278,6 +311,12 @@ impl Runner<'_> {
     }
 
     fn deliver(&mut self, step: &Step, event: Event) -> Result<(), String> {
+        self.deliver_all(step, std::slice::from_ref(&event))
+    }
+
+    /// Applies `events` one after another as one step: all are taken, or (the first refusal
+    /// is the step's error) none.
+    fn deliver_all(&mut self, step: &Step, events: &[Event]) -> Result<(), String> {
         let idx = self.instance_index(step.instance.as_deref())?;
         let now = self.now;
         let instance = &mut self.instances[idx].1;
@@ -285,10 +324,21 @@ impl Runner<'_> {
             calendar: &instance.calendar,
             assessor: self.assessor.as_ref(),
         };
-        match (
-            core::step(&instance.def, &instance.state, &event, now, &ctx),
-            &step.expect_error,
-        ) {
+        let mut outcome: Result<core::Transition, core::StepError> = Ok(core::Transition {
+            state: instance.state.clone(),
+            effects: Vec::new(),
+            node: None,
+        });
+        for event in events {
+            outcome = outcome.and_then(|so_far| {
+                let mut next = core::step(&instance.def, &so_far.state, event, now, &ctx)?;
+                let mut effects = so_far.effects;
+                effects.append(&mut next.effects);
+                next.effects = effects;
+                Ok(next)
+            });
+        }
+        match (outcome, &step.expect_error) {
             (Ok(_), Some(code)) => Err(format!("expected error {code}, but the step was accepted")),
             (Err(e), Some(code)) if e.code() == code => Ok(()),
             (Err(e), Some(code)) => {
