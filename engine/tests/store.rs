@@ -77,6 +77,7 @@ jiuzhu_testkit::on_both_databases!(
     invalid_commits_are_refused,
     claim_steps_race_and_one_wins,
     a_two_role_task_shows_in_both_queues,
+    migration_6_backfills_the_roles_of_open_tasks,
     a_completion_commits_only_for_the_claim_holder,
     tasks_for_filters_by_unit_role_and_orders_by_due_date,
     timer_leases_hold_until_expiry,
@@ -825,6 +826,69 @@ async fn a_two_role_task_shows_in_both_queues(ctx: Ctx) -> Result<()> {
         ids(queue(&["staff", "head"], "wang").await?),
         ["staff-only"]
     );
+    Ok(())
+}
+
+/// Schema 6 gives every open task of an older database all the roles its case's state
+/// names (and its queue rows), not only the one the row had.
+async fn migration_6_backfills_the_roles_of_open_tasks(ctx: Ctx) -> Result<()> {
+    let store = ctx.store.clone();
+    deploy_dibao(&store).await?;
+    let mut step = start("case-1", "gd/sz");
+    step.instance.state = json!({"tasks": [
+        {"id": "both", "roles": ["staff", "head"]},
+        {"id": "claimed", "roles": ["staff"]}
+    ]})
+    .into();
+    let mut claimed = task("claimed", "case-1", "staff", "gd/sz", Some(300));
+    claimed.assignee = Some("wang".to_owned());
+    step.tasks_opened = vec![
+        task("both", "case-1", "staff", "gd/sz", Some(100)),
+        claimed,
+        task("closed", "case-1", "staff", "gd/sz", Some(200)),
+    ];
+    store.commit(&step).await?;
+    let mut close = next(&step.instance, "done", at(20));
+    close.tasks_closed = vec!["closed".to_owned()];
+    store.commit(&close).await?;
+    store.close().await;
+    // Back to schema 5: no task_roles, no tasks.roles, the old inbox index.
+    ctx.raw(
+        "DROP TABLE task_roles; ALTER TABLE tasks DROP COLUMN roles; \
+         CREATE INDEX tasks_inbox ON tasks (role, unit, due_at) WHERE closed_at IS NULL; \
+         DELETE FROM _sqlx_migrations WHERE version = 6",
+    )
+    .await?;
+    let store = Store::open(&ctx.url).await?;
+    let ids = |tasks: Vec<TaskRow>| tasks.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    let unit = ["gd/sz".to_owned()];
+    assert_eq!(
+        ids(store
+            .tasks_for(&["head".to_owned()], &unit, "li", 50)
+            .await?),
+        ["both"]
+    );
+    assert_eq!(
+        ids(store
+            .tasks_for(&["staff".to_owned()], &unit, "li", 50)
+            .await?),
+        ["both"]
+    );
+    assert_eq!(
+        ids(store
+            .tasks_for(&["staff".to_owned()], &unit, "wang", 50)
+            .await?),
+        ["both", "claimed"]
+    );
+    assert_eq!(
+        store.task("both").await?.context("both")?.roles,
+        ["staff", "head"]
+    );
+    assert_eq!(
+        store.task("closed").await?.context("closed")?.roles,
+        ["staff"]
+    );
+    store.close().await;
     Ok(())
 }
 
