@@ -554,7 +554,12 @@ async fn queue_of(ctx: &Ctx, engine: &Engine, user: &str) -> Result<Vec<String>>
     let actor = ctx.actor(user)?;
     Ok(engine
         .store
-        .tasks_for(&actor.roles, &[actor.unit.clone()], &actor.user, 200)
+        .tasks_for(
+            &actor.roles,
+            std::slice::from_ref(&actor.unit),
+            &actor.user,
+            200,
+        )
         .await?
         .into_iter()
         .map(|t| t.id)
