@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use jiuzhu_rules::Value;
 use jiuzhu_rules::expr::Env;
 
-use super::{Scope, render_template};
+use super::scope::{Scope, render_template};
 use crate::lang::model::FieldDecl;
 
 pub(super) enum FormError {

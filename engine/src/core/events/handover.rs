@@ -16,7 +16,7 @@
 //! bar; it becomes the task's claimant (and, for a task with an explicit assignee, its
 //! assignee too). Separation of duties is checked again at completion.
 
-use super::{Actor, Effect, Run, StepError, TaskRef, unit_contains};
+use crate::core::{Actor, Effect, Run, StepError, TaskRef, unit_contains};
 
 /// True for the roles that may unclaim and reassign other users' tasks in their units.
 pub fn is_supervisor_role(role: &str) -> bool {
@@ -24,7 +24,11 @@ pub fn is_supervisor_role(role: &str) -> bool {
 }
 
 impl Run<'_> {
-    pub(super) fn claim(&mut self, task: &TaskRef, actor: &Actor) -> Result<String, StepError> {
+    pub(in crate::core) fn claim(
+        &mut self,
+        task: &TaskRef,
+        actor: &Actor,
+    ) -> Result<String, StepError> {
         let idx = self.find_task(task, actor)?;
         self.authorize_task(idx, actor)?;
         let task = &self.st.tasks[idx];
@@ -34,7 +38,11 @@ impl Run<'_> {
         Ok(self.st.tasks[idx].node.clone())
     }
 
-    pub(super) fn unclaim(&mut self, task: &TaskRef, actor: &Actor) -> Result<String, StepError> {
+    pub(in crate::core) fn unclaim(
+        &mut self,
+        task: &TaskRef,
+        actor: &Actor,
+    ) -> Result<String, StepError> {
         let idx = self.find_task(task, actor)?;
         let open = &self.st.tasks[idx];
         let Some(holder) = open.claimed_by.clone() else {
@@ -50,7 +58,7 @@ impl Run<'_> {
         Ok(self.st.tasks[idx].node.clone())
     }
 
-    pub(super) fn reassign(
+    pub(in crate::core) fn reassign(
         &mut self,
         task: &TaskRef,
         actor: &Actor,
@@ -63,7 +71,7 @@ impl Run<'_> {
         Ok(self.st.tasks[idx].node.clone())
     }
 
-    pub(super) fn delegate(
+    pub(in crate::core) fn delegate(
         &mut self,
         task: &TaskRef,
         actor: &Actor,
@@ -88,7 +96,11 @@ impl Run<'_> {
     }
 
     /// The actor supervises the task's unit.
-    fn authorize_supervisor(&self, idx: usize, actor: &Actor) -> Result<(), StepError> {
+    pub(in crate::core) fn authorize_supervisor(
+        &self,
+        idx: usize,
+        actor: &Actor,
+    ) -> Result<(), StepError> {
         let task = &self.st.tasks[idx];
         if !actor.roles.iter().any(|r| is_supervisor_role(r)) {
             return Err(StepError::Forbidden(format!(
@@ -108,7 +120,11 @@ impl Run<'_> {
     }
 
     /// The user a task is handed to could complete it.
-    fn authorize_target(&self, idx: usize, to: &Actor) -> Result<(), StepError> {
+    pub(in crate::core) fn authorize_target(
+        &self,
+        idx: usize,
+        to: &Actor,
+    ) -> Result<(), StepError> {
         let task = &self.st.tasks[idx];
         if !task.roles.iter().any(|r| to.roles.contains(r)) {
             return Err(StepError::Forbidden(format!(
@@ -130,7 +146,12 @@ impl Run<'_> {
 
     /// Records the task's new claimant (and assignee, when `move_assignee` and the task
     /// has one) and tells the store what the task row now shows.
-    fn set_holder(&mut self, idx: usize, claimant: Option<String>, move_assignee: bool) {
+    pub(in crate::core) fn set_holder(
+        &mut self,
+        idx: usize,
+        claimant: Option<String>,
+        move_assignee: bool,
+    ) {
         let task = &mut self.st.tasks[idx];
         if move_assignee && task.assignee.is_some() {
             task.assignee.clone_from(&claimant);

@@ -1,0 +1,67 @@
+//! The start event: the case's unit, its variables, deadlines armed at start, the first node.
+
+use crate::core::*;
+
+impl Run<'_> {
+    pub(in crate::core) fn start(
+        &mut self,
+        actor: &Actor,
+        data: &BTreeMap<String, Value>,
+    ) -> Result<(), StepError> {
+        self.st.started_at = self.now;
+        self.st.started_by = actor.user.clone();
+        self.st.unit = actor.unit.clone();
+        for (key, value) in data {
+            if key == "unit" {
+                // A case may be started for the actor's unit or one below it (a county
+                // user starting a case for a township), never for a unit beside or above.
+                match value {
+                    Value::Str(unit) if !unit.is_empty() => {
+                        if !unit_contains(&actor.unit, unit) {
+                            return Err(StepError::Forbidden(format!(
+                                "{} acts for {} and may not start a case for {unit}",
+                                actor.user, actor.unit
+                            )));
+                        }
+                        self.st.unit = unit.clone();
+                    }
+                    _ => return Err(invalid("$.unit", "must be a unit path")),
+                }
+                continue;
+            }
+            let Some(decl) = self.def.variable(key) else {
+                return Err(invalid(
+                    &format!("$.{key}"),
+                    "unknown field: not a variable of this process",
+                ));
+            };
+            let typed = value
+                .clone()
+                .coerce(&decl.ty, &format!("$.{key}"))
+                .map_err(|e| invalid(&e.path, &e.message))?;
+            self.st.vars.insert(key.clone(), typed);
+        }
+        for decl in &self.def.variables {
+            if self.st.vars.contains_key(&decl.name) {
+                continue;
+            }
+            if let Some(default) = &decl.default {
+                self.st.vars.insert(decl.name.clone(), default.clone());
+            } else if decl.required {
+                return Err(invalid(&format!("$.{}", decl.name), "required"));
+            } else {
+                // Declared but not given: null, so `coalesce(contact, …)` and
+                // `is_null(…)` work instead of the step failing on a missing name.
+                self.st.vars.insert(decl.name.clone(), Value::Null);
+            }
+        }
+        self.refresh_builtins();
+        for i in 0..self.def.deadlines.len() {
+            if self.def.deadlines[i].start.is_none() {
+                self.arm_deadline(i)?;
+            }
+        }
+        let token = self.new_token(self.def.start);
+        self.enter(self.def.start, token)
+    }
+}

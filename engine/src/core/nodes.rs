@@ -1,0 +1,331 @@
+//! Walking the graph: entering each kind of node, completing a node, the end of a case.
+
+use crate::core::*;
+use crate::lang::model::{Node, ReceiveDecl, RuleDecl, TaskDecl};
+
+impl<'a> Run<'a> {
+    /// Enters a node with a token; runs on until every token waits or the case ends.
+    pub(in crate::core) fn enter(
+        &mut self,
+        node_idx: NodeIdx,
+        token: u64,
+    ) -> Result<(), StepError> {
+        self.entries += 1;
+        if self.entries > MAX_ENTRIES_PER_STEP {
+            return Err(StepError::Incident {
+                node: self.def.nodes[node_idx].id.clone(),
+                message: format!(
+                    "more than {MAX_ENTRIES_PER_STEP} nodes entered in one step: a loop that never waits"
+                ),
+            });
+        }
+        if self.st.status != Status::Active {
+            return Ok(());
+        }
+        let def = self.def;
+        let node = &def.nodes[node_idx];
+        let node_id = node.id.clone();
+        match &node.kind {
+            NodeKind::Task(decl) => self.enter_task(node, decl, token),
+            NodeKind::Rule(decl) => self.enter_rule(node_idx, decl, token),
+            NodeKind::Compute | NodeKind::Choice => self.complete_node(node_idx, token, &[]),
+            NodeKind::Parallel { branches } => {
+                let branches = branches.clone();
+                for branch in branches {
+                    let t = self.new_token(branch);
+                    self.enter(branch, t)?;
+                }
+                Ok(())
+            }
+            NodeKind::Join { expected, .. } => {
+                let expected = *expected;
+                let count = self.st.joins.entry(node_id.clone()).or_insert(0);
+                *count += 1;
+                if *count >= expected {
+                    self.st.joins.remove(&node_id);
+                    self.complete_node(node_idx, token, &[])
+                } else {
+                    Ok(())
+                }
+            }
+            NodeKind::Timer(spec) => self.enter_timer(&node.id, spec, token),
+            NodeKind::Receive(recv) => self.enter_receive(&node.id, recv, token),
+            NodeKind::End { status } => {
+                let status = *status;
+                self.finish(&node.completion, token, &node_id, &[])?;
+                self.end(status);
+                Ok(())
+            }
+        }
+    }
+
+    /// A task node: one open task (or one per voter), its due time and reminder timers.
+    fn enter_task(
+        &mut self,
+        node: &'a Node,
+        decl: &'a TaskDecl,
+        token: u64,
+    ) -> Result<(), StepError> {
+        let node_id = node.id.clone();
+        let unit = match &decl.unit {
+            Some(expr) => self.eval_string(expr, &[], &node_id)?,
+            None => self.st.unit.clone(),
+        };
+        let due_at = match &decl.deadline {
+            Some(deadline) => Some(self.add(&deadline.due, self.now, &node_id)?),
+            None => None,
+        };
+        let assignees: Vec<Option<String>> = if let Some(multi) = &decl.multi {
+            let items = self.eval(&multi.for_each, &[], &node_id)?;
+            let Value::List(items) = items else {
+                return Err(incident(&node_id, "for_each did not yield a list"));
+            };
+            if items.is_empty() {
+                return Err(incident(
+                    &node_id,
+                    "for_each yielded an empty list: nobody to act",
+                ));
+            }
+            self.st
+                .vars
+                .insert(multi.collect.clone(), Value::List(Vec::new()));
+            items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Str(user) => Ok(Some(user)),
+                    other => Err(incident(
+                        &node_id,
+                        &format!("for_each item {other} is not a user id"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?
+        } else if let Some(expr) = &decl.assignee {
+            vec![Some(self.eval_string(expr, &[], &node_id)?)]
+        } else {
+            vec![None]
+        };
+        self.st.tokens.push(Token {
+            id: token,
+            node: node_id.clone(),
+        });
+        for assignee in assignees {
+            let id = self.st.next_id('t');
+            let task = OpenTask {
+                id: id.clone(),
+                node: node_id.clone(),
+                label: node.name.clone(),
+                token,
+                roles: decl.roles.clone(),
+                unit: unit.clone(),
+                assignee,
+                claimed_by: None,
+                opened_at: self.now,
+                due_at,
+            };
+            self.st.tasks.push(task.clone());
+            self.refresh_builtins();
+            self.effects.push(Effect::OpenTask(task));
+            if let (Some(deadline), Some(due)) = (&decl.deadline, due_at) {
+                if let Some(lead) = &deadline.remind_before {
+                    let at = self.subtract(lead, due, &node_id)?;
+                    if at > self.now {
+                        self.schedule(at, TimerKind::TaskReminder { task: id.clone() });
+                    }
+                }
+                self.schedule(due, TimerKind::TaskDue { task: id });
+            }
+        }
+        Ok(())
+    }
+
+    /// A rule node: the assessment program runs now, its result is in scope for `set`.
+    fn enter_rule(
+        &mut self,
+        node_idx: NodeIdx,
+        decl: &'a RuleDecl,
+        token: u64,
+    ) -> Result<(), StepError> {
+        let node_id = self.def.nodes[node_idx].id.clone();
+        let mut inputs = BTreeMap::new();
+        for (name, expr) in &decl.inputs {
+            inputs.insert(name.clone(), self.eval(expr, &[], &node_id)?);
+        }
+        for (name, default) in [
+            ("household", "household"),
+            ("area", "area"),
+            ("request", "request"),
+        ] {
+            if !inputs.contains_key(name)
+                && let Some(v) = self.st.vars.get(default)
+            {
+                inputs.insert(name.to_string(), v.clone());
+            }
+        }
+        inputs
+            .entry("as_of".into())
+            .or_insert(Value::Date(self.now.date_naive()));
+        inputs.insert("unit".into(), Value::Str(self.st.unit.clone()));
+        let result = self
+            .ctx
+            .assessor
+            .assess(&decl.program, &inputs)
+            .map_err(|message| {
+                incident(&node_id, &format!("assessment {}: {message}", decl.program))
+            })?;
+        self.complete_node(node_idx, token, &[("result", &result)])
+    }
+
+    /// A timer node: the token waits for its timer.
+    fn enter_timer(
+        &mut self,
+        node_id: &str,
+        spec: &'a TimerSpec,
+        token: u64,
+    ) -> Result<(), StepError> {
+        let node_id = node_id.to_string();
+        let due = self.timer_due(spec, &node_id)?;
+        self.st.tokens.push(Token {
+            id: token,
+            node: node_id,
+        });
+        self.schedule(due, TimerKind::Node { token });
+        Ok(())
+    }
+
+    /// A receive node: the token waits for a message, or for its timeout.
+    fn enter_receive(
+        &mut self,
+        node_id: &str,
+        recv: &'a ReceiveDecl,
+        token: u64,
+    ) -> Result<(), StepError> {
+        let node_id = node_id.to_string();
+        self.st.tokens.push(Token {
+            id: token,
+            node: node_id.clone(),
+        });
+        if let Some((spec, _)) = &recv.timeout {
+            let due = self.timer_due(spec, &node_id)?;
+            self.schedule(due, TimerKind::Node { token });
+        }
+        Ok(())
+    }
+
+    /// Runs a node's completion (assignments, effects, outcome, deadlines) and moves on.
+    pub(in crate::core) fn complete_node(
+        &mut self,
+        node_idx: NodeIdx,
+        token: u64,
+        extras: &[(&str, &Value)],
+    ) -> Result<(), StepError> {
+        let node_id = self.def.nodes[node_idx].id.clone();
+        let completion = &self.def.nodes[node_idx].completion;
+        for i in 0..self.def.deadlines.len() {
+            let decl = &self.def.deadlines[i];
+            if decl.stop.contains(&node_idx) {
+                self.disarm_deadline(&decl.id.clone());
+            }
+        }
+        self.finish(completion, token, &node_id, extras)?;
+        for i in 0..self.def.deadlines.len() {
+            if self.def.deadlines[i].start == Some(node_idx)
+                && !self
+                    .st
+                    .deadlines
+                    .iter()
+                    .any(|d| d.id == self.def.deadlines[i].id)
+            {
+                self.arm_deadline(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub(in crate::core) fn finish(
+        &mut self,
+        completion: &Completion,
+        token: u64,
+        node_id: &str,
+        extras: &[(&str, &Value)],
+    ) -> Result<(), StepError> {
+        self.assign(&completion.set, extras, node_id)?;
+        self.emit(&completion.emit, extras, node_id)?;
+        if let Some(outcome) = &completion.outcome {
+            self.st.outcome = Some(outcome.clone());
+            self.refresh_builtins();
+        }
+        for transition in &completion.next {
+            let taken = match &transition.condition {
+                None => true,
+                Some(cond) => self.eval_bool(cond, extras, node_id)?,
+            };
+            if taken {
+                return self.enter(transition.target, token);
+            }
+        }
+        if completion.next.is_empty() {
+            return Ok(());
+        }
+        Err(incident(
+            node_id,
+            "no condition of `next` held and there is no default",
+        ))
+    }
+
+    pub(in crate::core) fn end(&mut self, status: EndStatus) {
+        self.st.status = match status {
+            EndStatus::Completed => Status::Completed,
+            EndStatus::Terminated => Status::Terminated,
+        };
+        for i in (0..self.st.tasks.len()).rev() {
+            self.close_task(i, true);
+        }
+        let timers: Vec<String> = self.st.timers.iter().map(|t| t.id.clone()).collect();
+        for id in timers {
+            self.cancel_timer(&id);
+        }
+        for deadline in &mut self.st.deadlines {
+            deadline.active = false;
+        }
+        self.st.tokens.clear();
+        self.st.joins.clear();
+    }
+
+    pub(in crate::core) fn node_idx(&self, id: &str) -> Result<NodeIdx, StepError> {
+        self.def
+            .node_index(id)
+            .ok_or_else(|| incident(id, "the state names a node this definition does not have"))
+    }
+
+    pub(in crate::core) fn new_token(&mut self, _node: NodeIdx) -> u64 {
+        self.st.next_seq()
+    }
+
+    pub(in crate::core) fn remove_token(&mut self, token: u64) {
+        self.st.tokens.retain(|t| t.id != token);
+    }
+
+    pub(in crate::core) fn close_task(&mut self, idx: usize, cancelled: bool) {
+        let task = self.st.tasks.remove(idx);
+        self.refresh_builtins();
+        let timers: Vec<String> = self
+            .st
+            .timers
+            .iter()
+            .filter(|t| match &t.kind {
+                TimerKind::TaskReminder { task: id } | TimerKind::TaskDue { task: id } => {
+                    id == &task.id
+                }
+                _ => false,
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        for timer in timers {
+            self.cancel_timer(&timer);
+        }
+        self.effects.push(Effect::CloseTask {
+            task_id: task.id,
+            cancelled,
+        });
+    }
+}
