@@ -1,9 +1,11 @@
 //! A group commit's writes, written once for both databases.
 //!
 //! [`commit_group`] writes the steps of one group in one transaction: the instance rows
-//! (insert, or update with the version and chain-head check), then history, tasks, timers
-//! and outbox (in multi-row statements on PostgreSQL, in kept single-row statements on
-//! SQLite), then the task closes (with the claim check) and the timer cancels. A step that
+//! (insert, or update with the version and chain-head check), then history, tasks (with
+//! their inbox rows, one per candidate role), timers and outbox (in multi-row statements on
+//! PostgreSQL, in kept single-row statements on SQLite), then the tasks' new holders, the
+//! task closes (with the claim check; a closed task leaves the inbox) and the timer
+//! cancels. A step that
 //! loses a race is rejected alone; a key or reference violation undoes the attempt, and the
 //! group is written again in a new transaction with one savepoint per step.
 //!
