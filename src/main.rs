@@ -460,6 +460,41 @@ fn read_cmd(
 mod tests {
     use super::*;
 
+    /// Every subcommand says what it does and every argument what it means, at any depth,
+    /// so `--help` answers a new user everywhere.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut command = <Cli as clap::CommandFactory>::command();
+        command.build();
+        let mut missing = Vec::new();
+        walk(&command, "jiuzhu", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:#?}");
+        // The global options reach every subcommand, payments' own included.
+        let payments = command
+            .find_subcommand("payments")
+            .and_then(|p| p.find_subcommand("report"))
+            .expect("payments report");
+        assert!(payments.get_arguments().any(|a| a.get_id() == "db"));
+    }
+
     #[test]
     fn the_purge_delay_option_is_the_one_set() {
         // SAFETY: reads and sets one integer option, as `tune_allocator` does.
