@@ -171,7 +171,10 @@ pub async fn start(
             for task in report.tasks_opened {
                 println!(
                     "  task {} {} ({}, {})",
-                    task.id, task.label, task.node_id, task.role
+                    short_id(&task.id),
+                    task.label,
+                    task.node_id,
+                    task.role
                 );
             }
             Ok(0)
@@ -244,11 +247,18 @@ fn print_step(report: &jiuzhu_engine::runtime::StepReport) {
     for task in &report.tasks_opened {
         println!(
             "  task {} {} ({}, {})",
-            task.id, task.label, task.node_id, task.role
+            short_id(&task.id),
+            task.label,
+            task.node_id,
+            task.role
         );
     }
+    // Effects carry payees, accounts and ID numbers: masked, as every view is.
     for effect in &report.outbox {
-        println!("  effect {}", effect.payload);
+        println!(
+            "  effect {}",
+            jiuzhu_engine::privacy::mask_json(&effect.payload)
+        );
     }
 }
 
