@@ -752,6 +752,16 @@ fn cases_are_found_by_name_and_id_number_and_shown_masked() {
     assert_eq!(page[0]["id"], ids[1].as_str());
     let none = jiuzhu(&["cases", "--process", "tekun", "--json", "--db", &db], &[]);
     assert_eq!(text(&none.stdout).trim(), "[]");
+
+    // A beginning both ids share is ambiguous: refused with the candidates.
+    let ambiguous = jiuzhu(&["show", "dibao-", "--db", &db], &[]);
+    assert_eq!(ambiguous.status.code(), Some(2));
+    let err = text(&ambiguous.stderr);
+    assert!(
+        err.starts_with("error[ambiguous_id]: dibao- matches several case ids"),
+        "{err}"
+    );
+    assert!(err.contains(&ids[0]) && err.contains(&ids[1]), "{err}");
 }
 
 #[test]

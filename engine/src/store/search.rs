@@ -236,3 +236,61 @@ fn matches(vars: &serde_json::Value, summary: &CaseSummary, query: &CaseQuery) -
         None => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+
+    #[test]
+    fn fragments_that_cannot_be_ids_resolve_to_nothing() {
+        // Wildcards and spaces are no part of an id: they match nothing, not everything.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let store = Store::open("sqlite::memory:").await.expect("store");
+            for fragment in ["", "%", "a_%", "x y"] {
+                assert_eq!(
+                    store.resolve_instance_id(fragment).await.expect("query"),
+                    Resolved::None,
+                    "{fragment:?}"
+                );
+            }
+            assert_eq!(store.pending_effects("payment").await.expect("count"), 0);
+        });
+    }
+
+    #[test]
+    fn a_read_only_open_neither_creates_nor_migrates() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("x.db");
+        let url = path.display().to_string();
+        let read_only = StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        };
+        runtime.block_on(async {
+            assert!(Store::open_with(&url, read_only.clone()).await.is_err());
+            assert!(!path.exists(), "a read-only open created the file");
+            let store = Store::open(&url).await.expect("create");
+            store.close().await;
+            let reader = Store::open_with(&url, read_only).await.expect("read-only");
+            let none = reader
+                .search_cases(&CaseQuery {
+                    name: Some("张".into()),
+                    limit: 10,
+                    ..CaseQuery::default()
+                })
+                .await
+                .expect("search");
+            assert!(none.is_empty());
+            reader.close().await;
+        });
+    }
+}
