@@ -20,15 +20,30 @@ use crate::errors::CliError;
 pub struct GlobalArgs {
     /// Database: a SQLite file or a `postgres://` URL [default: $JIUZHU_DB, else
     /// data/jiuzhu.db in the project folder]. Commands that only read never create it.
-    #[arg(long, global = true, value_name = "FILE|URL")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "FILE|URL"
+    )]
     pub db: Option<String>,
     /// The project folder, holding processes/ and data/ [default: $JIUZHU_HOME, else the
     /// current folder or the nearest folder above it with a processes/ folder].
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "DIR"
+    )]
     pub project: Option<PathBuf>,
     /// The definitions folder (procedures, org.yaml, calendars, rules, policies, templates)
     /// [default: processes/ in the project folder].
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "DIR"
+    )]
     pub definitions: Option<PathBuf>,
 }
 

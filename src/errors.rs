@@ -100,7 +100,15 @@ pub fn report(error: &anyhow::Error) -> i32 {
         }
         if let Some(store) = cause.downcast_ref::<StoreError>() {
             let (code, exit) = store_code(store);
-            emit(code, &message, &[]);
+            let mut hints = Vec::new();
+            if message.contains("readonly database") {
+                hints.push(
+                    "the database file or its folder is read-only: the reading commands \
+                     (tasks, show, history, cases, status) work on it; this one writes"
+                        .to_string(),
+                );
+            }
+            emit(code, &message, &hints);
             return exit;
         }
     }
