@@ -28,7 +28,7 @@ pub async fn incidents(store: &Store, json: bool, limit: u32, offset: u32) -> Re
 }
 
 /// Puts the dead effect `id` back in the outbox, due at `now` with a new attempt budget.
-/// Exit code 1 with `not_found: …` when `id` is no incident (unknown, or not dead).
+/// Exit code 1 with `error[not_found]: …` when `id` is no incident (unknown, or not dead).
 pub async fn retry(store: &Store, id: &str, now: DateTime<Utc>) -> Result<i32> {
     match store.retry_outbox(id, now).await {
         Ok(()) => {
@@ -48,8 +48,12 @@ pub async fn retry(store: &Store, id: &str, now: DateTime<Utc>) -> Result<i32> {
                     OutboxStatus::Dead => "it changed while retrying; run the command again".into(),
                 },
             };
-            eprintln!("not_found: {id}: {why} (see `jiuzhu incidents`)");
-            Ok(1)
+            crate::errors::emit(
+                "not_found",
+                &format!("{id}: {why}"),
+                &["`jiuzhu incidents` lists the effects that can be retried".to_string()],
+            );
+            Ok(crate::errors::REFUSED)
         }
         Err(error) => Err(error).with_context(|| format!("retrying {id}")),
     }

@@ -2,15 +2,16 @@
 //! complete, message, show, history, run, and the demo.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow};
 use jiuzhu_adapters::dispatch::{DispatchConfig, Dispatcher};
 use jiuzhu_adapters::notify::{Notifier, NotifyConfig, TemplateSet};
 use jiuzhu_adapters::payments::{Ledger, PaymentsConfig};
+use jiuzhu_engine::calendar::Calendar;
 use jiuzhu_engine::clock::{Clock, SystemClock};
-use jiuzhu_engine::core::{Actor, InstanceState};
+use jiuzhu_engine::core::Actor;
 use jiuzhu_engine::group_commit::{GroupCommitOptions, GroupCommitter};
 use jiuzhu_engine::project::Project;
 use jiuzhu_engine::runtime::{Engine, EngineError, TIMER_CONCURRENCY};
@@ -18,32 +19,34 @@ use jiuzhu_engine::scheduler::{Scheduler, TickReport};
 use jiuzhu_engine::store::{InstanceFilter, Store};
 use jiuzhu_rules::Value;
 
-/// Where the database is: `--db`, else `JIUZHU_DB`, else `data/jiuzhu.db` under the data directory.
-pub fn database_url(db: Option<&str>) -> String {
-    if let Some(db) = db {
-        return db.to_string();
-    }
-    if let Ok(db) = std::env::var("JIUZHU_DB")
-        && !db.is_empty()
-    {
-        return db;
-    }
-    let dir = std::env::var("JIUZHU_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("data"));
-    dir.join("jiuzhu.db").display().to_string()
-}
+use crate::cli_args::{Paths, read_data};
+use crate::errors::CliError;
+use crate::output::short_id;
+use crate::views::{self, View, resolve_instance, resolve_task};
 
 pub struct Session {
     /// Shared with the dispatcher, which starts processes for `start_process` effects.
     pub engine: Arc<Engine>,
+    /// Where the project, definitions and database are.
+    pub paths: Paths,
 }
 
 impl Session {
-    pub async fn open(db: Option<&str>, definitions: &Path) -> Result<Session> {
-        let project =
-            Project::load(definitions).map_err(|problems| anyhow!(problems.join("\n")))?;
-        let url = database_url(db);
+    /// Loads the project and opens the database; only with `create` may a missing SQLite
+    /// file be created (deploy, demo), else it is an error naming the path.
+    pub async fn open(paths: &Paths, create: bool) -> Result<Session> {
+        if !create {
+            paths.require_database()?;
+        }
+        let definitions = paths.definitions.as_path();
+        let project = Project::load(definitions).map_err(|problems| {
+            CliError::usage(
+                "invalid_definition",
+                format!("{}:\n{}", definitions.display(), problems.join("\n")),
+            )
+            .hint("`jiuzhu validate` checks the definitions; --project DIR names another project")
+        })?;
+        let url = paths.db.clone();
         if !url.starts_with("postgres")
             && let Some(parent) = Path::new(
                 url.trim_start_matches("sqlite:")
@@ -69,25 +72,39 @@ impl Session {
             .with_group_commit(committer, TIMER_CONCURRENCY);
         Ok(Session {
             engine: Arc::new(engine),
+            paths: paths.clone(),
         })
     }
 
     /// A user of the org directory, as an actor.
     pub fn actor(&self, user: &str) -> Result<Actor> {
-        let org = self
-            .engine
-            .project
-            .org
-            .as_ref()
-            .ok_or_else(|| anyhow!("no org.yaml beside the definitions"))?;
-        let u = org
-            .user(user)
-            .ok_or_else(|| anyhow!("not_found: no user {user} in org.yaml"))?;
+        let org = self.engine.project.org.as_ref().ok_or_else(|| {
+            CliError::usage("invalid_input", "no org.yaml beside the definitions")
+        })?;
+        let u = org.user(user).ok_or_else(|| {
+            CliError::usage("unknown_user", format!("no user {user} in org.yaml"))
+        })?;
         Ok(Actor {
             user: u.id.clone(),
             roles: u.roles.clone(),
             unit: u.unit.clone(),
         })
+    }
+
+    /// What the read commands need, for the demo's queues.
+    pub fn view(&self) -> View<'_> {
+        let project = &self.engine.project;
+        View {
+            store: &self.engine.store,
+            org: Ok(project.org.as_ref()),
+            context: &project.context,
+            offset: project
+                .calendars
+                .get("cn")
+                .map(Calendar::utc_offset)
+                .unwrap_or_else(|| Calendar::china_national().utc_offset()),
+            reveal: false,
+        }
     }
 }
 
@@ -95,29 +112,17 @@ fn node_name() -> String {
     format!("node-{}", std::process::id())
 }
 
-/// Reads `--data FILE` (JSON or YAML) into a map.
-pub fn read_data(file: Option<&Path>) -> Result<BTreeMap<String, Value>> {
-    let Some(file) = file else {
-        return Ok(BTreeMap::new());
-    };
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let json: serde_json::Value = if file.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: not valid JSON", file.display()))?
-    } else {
-        serde_saphyr::from_str(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?
-    };
-    match Value::from_json(&json) {
-        Value::Object(map) => Ok(map),
-        _ => bail!("invalid_data: {}: expected an object at $", file.display()),
-    }
+/// Prints an engine error as `error[CODE]: message` and returns exit code 1.
+pub fn fail(e: &EngineError) -> i32 {
+    crate::errors::engine(e)
 }
 
-/// Prints an engine error as `CODE: message` and returns exit code 1.
-pub fn fail(e: &EngineError) -> i32 {
-    eprintln!("{}: {e}", e.code());
-    1
+fn emit_invalid(problem: &str) {
+    crate::errors::emit(
+        "invalid_definition",
+        &format!("{problem}\nnothing deployed"),
+        &[],
+    );
 }
 
 pub async fn deploy(session: &Session) -> Result<i32> {
@@ -128,7 +133,7 @@ pub async fn deploy(session: &Session) -> Result<i32> {
         let templates = match TemplateSet::load_dir(&templates_dir) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("invalid_definition: {e}\nnothing deployed");
+                emit_invalid(&e.to_string());
                 return Ok(1);
             }
         };
@@ -138,7 +143,7 @@ pub async fn deploy(session: &Session) -> Result<i32> {
         }
         let names: Vec<&str> = used.iter().map(String::as_str).collect();
         if let Err(e) = templates.check_names(&names) {
-            eprintln!("invalid_definition: {e}\nnothing deployed");
+            emit_invalid(&e.to_string());
             return Ok(1);
         }
     }
@@ -155,7 +160,7 @@ pub async fn deploy(session: &Session) -> Result<i32> {
 pub async fn start(
     session: &Session,
     process: &str,
-    data: Option<&Path>,
+    data: Option<&str>,
     user: &str,
     unit: Option<&str>,
 ) -> Result<i32> {
@@ -167,7 +172,10 @@ pub async fn start(
             for task in report.tasks_opened {
                 println!(
                     "  task {} {} ({}, {})",
-                    task.id, task.label, task.node_id, task.role
+                    short_id(&task.id),
+                    task.label,
+                    task.node_id,
+                    task.role
                 );
             }
             Ok(0)
@@ -176,48 +184,9 @@ pub async fn start(
     }
 }
 
-pub async fn tasks(session: &Session, user: &str) -> Result<i32> {
-    let actor = session.actor(user)?;
-    let tasks = session
-        .engine
-        .store
-        .tasks_for(
-            &actor.roles,
-            std::slice::from_ref(&actor.unit),
-            &actor.user,
-            200,
-        )
-        .await?;
-    if tasks.is_empty() {
-        println!("(no tasks for {user})");
-    }
-    for task in tasks {
-        let due = task
-            .due_at
-            .map(|d| {
-                d.with_timezone(
-                    &chrono::FixedOffset::east_opt(8 * 3600)
-                        .unwrap_or(chrono::FixedOffset::east_opt(0).expect("UTC")),
-                )
-                .format("%Y-%m-%d %H:%M")
-                .to_string()
-            })
-            .unwrap_or_else(|| "-".into());
-        let holder = task
-            .assignee
-            .as_deref()
-            .map(|a| format!(" [{a}]"))
-            .unwrap_or_default();
-        println!(
-            "{}  due {due}  {}  {}  {}{holder}",
-            task.id, task.label, task.instance_id, task.unit
-        );
-    }
-    Ok(0)
-}
-
 pub async fn claim(session: &Session, task: &str, user: &str) -> Result<i32> {
     let actor = session.actor(user)?;
+    let task = &resolve_task(&session.engine.store, task).await?;
     match session.engine.claim(task, &actor).await {
         Ok(_) => {
             println!("claimed {task} for {user}");
@@ -229,6 +198,7 @@ pub async fn claim(session: &Session, task: &str, user: &str) -> Result<i32> {
 
 pub async fn unclaim(session: &Session, task: &str, user: &str) -> Result<i32> {
     let actor = session.actor(user)?;
+    let task = &resolve_task(&session.engine.store, task).await?;
     match session.engine.unclaim(task, &actor).await {
         Ok(_) => {
             println!("released {task}");
@@ -249,6 +219,7 @@ pub async fn hand_on(
 ) -> Result<i32> {
     let actor = session.actor(user)?;
     let target = session.actor(to)?;
+    let task = &resolve_task(&session.engine.store, task).await?;
     let outcome = if reassign {
         session.engine.reassign(task, &actor, &target).await
     } else {
@@ -266,11 +237,12 @@ pub async fn hand_on(
 pub async fn complete(
     session: &Session,
     task: &str,
-    data: Option<&Path>,
+    data: Option<&str>,
     user: &str,
 ) -> Result<i32> {
     let actor = session.actor(user)?;
     let data = read_data(data)?;
+    let task = &resolve_task(&session.engine.store, task).await?;
     match session.engine.complete(task, &actor, data).await {
         Ok(report) => {
             print_step(&report);
@@ -284,11 +256,12 @@ pub async fn message(
     session: &Session,
     instance: &str,
     name: &str,
-    data: Option<&Path>,
+    data: Option<&str>,
     user: Option<&str>,
 ) -> Result<i32> {
     let actor = user.map(|u| session.actor(u)).transpose()?;
     let data = read_data(data)?;
+    let instance = &resolve_instance(&session.engine.store, instance).await?;
     match session
         .engine
         .message(instance, name, actor.as_ref(), data)
@@ -313,109 +286,19 @@ fn print_step(report: &jiuzhu_engine::runtime::StepReport) {
     for task in &report.tasks_opened {
         println!(
             "  task {} {} ({}, {})",
-            task.id, task.label, task.node_id, task.role
-        );
-    }
-    for effect in &report.outbox {
-        println!("  effect {}", effect.payload);
-    }
-}
-
-pub async fn show(session: &Session, instance: &str) -> Result<i32> {
-    let (row, def, state) = match session.engine.load(instance).await {
-        Ok(loaded) => loaded,
-        Err(e) => return Ok(fail(&e)),
-    };
-    println!(
-        "{} · {} ({}@{})",
-        row.id, def.name, row.process_id, row.process_version
-    );
-    println!(
-        "status: {}  outcome: {}",
-        row.status,
-        row.outcome.as_deref().unwrap_or("-")
-    );
-    println!(
-        "unit: {}  started: {} by {}",
-        state.unit, state.started_at, state.started_by
-    );
-    print_state(&def, &state);
-    Ok(0)
-}
-
-fn print_state(def: &jiuzhu_engine::lang::model::Definition, state: &InstanceState) {
-    println!("variables:");
-    for decl in &def.variables {
-        if let Some(value) = state.vars.get(&decl.name) {
-            let label = decl.label.as_deref().unwrap_or(&decl.name);
-            let text = match value {
-                Value::Object(_) | Value::List(_) => value.to_json().to_string(),
-                other => other.to_string(),
-            };
-            let text: String = if text.chars().count() > 100 {
-                text.chars().take(100).chain("…".chars()).collect()
-            } else {
-                text
-            };
-            println!("  {} ({label}): {text}", decl.name);
-        }
-    }
-    println!("open tasks:");
-    for task in &state.tasks {
-        let due = task
-            .due_at
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "-".into());
-        println!(
-            "  {} {} role {} unit {} due {due}",
-            task.id,
+            short_id(&task.id),
             task.label,
-            task.roles.join("|"),
-            task.unit
+            task.node_id,
+            task.role
         );
     }
-    println!("timers:");
-    for timer in &state.timers {
+    // Effects carry payees, accounts and ID numbers: masked, as every view is.
+    for effect in &report.outbox {
         println!(
-            "  {} at {} ({})",
-            timer.id,
-            timer.due_at,
-            serde_json::to_value(&timer.kind).unwrap_or_default()
+            "  effect {}",
+            jiuzhu_engine::privacy::mask_json(&effect.payload)
         );
     }
-}
-
-pub async fn history(session: &Session, instance: &str, verify: bool) -> Result<i32> {
-    let rows = session.engine.store.history(instance).await?;
-    if rows.is_empty() {
-        eprintln!("not_found: no history for {instance}");
-        return Ok(1);
-    }
-    for row in &rows {
-        println!(
-            "#{} {} {} {} {} {}",
-            row.seq,
-            row.at.to_rfc3339(),
-            row.actor.as_deref().unwrap_or("system"),
-            row.event,
-            row.node.as_deref().unwrap_or("-"),
-            row.data
-        );
-    }
-    if verify {
-        match session.engine.store.verify_history(instance).await {
-            Ok(()) => println!(
-                "hash chain verified: {} rows, head {}",
-                rows.len(),
-                &rows[rows.len() - 1].hash[..16]
-            ),
-            Err(e) => {
-                eprintln!("tampered: {e}");
-                return Ok(1);
-            }
-        }
-    }
-    Ok(0)
 }
 
 /// The scheduler loop: every second, fires due timers and starts due cron occurrences
@@ -551,7 +434,7 @@ fn print_tick(report: &TickReport) {
     }
 }
 
-fn lag_text(lag: Option<chrono::Duration>) -> String {
+pub fn lag_text(lag: Option<chrono::Duration>) -> String {
     match lag {
         None => "none waiting".to_string(),
         Some(lag) => {
@@ -561,59 +444,10 @@ fn lag_text(lag: Option<chrono::Duration>) -> String {
     }
 }
 
-/// A time as offices read it (+08:00), falling back to UTC.
-fn beijing(at: chrono::DateTime<chrono::Utc>) -> String {
-    chrono::FixedOffset::east_opt(8 * 3600)
-        .map(|offset| at.with_timezone(&offset).to_rfc3339())
-        .unwrap_or_else(|| at.to_rfc3339())
-}
-
-/// What the database holds: deployments, active cases per process, open tasks, pending
-/// timers and outbox, the cron schedules and how late the oldest due timer is.
-pub async fn status(session: &Session) -> Result<i32> {
-    let engine = &session.engine;
-    let store = &engine.store;
-    let now = engine.now();
-    let summary = store.summary().await?;
-    let active: BTreeMap<String, i64> = summary.active_instances.into_iter().collect();
-    println!("deployments:");
-    let versions = store.latest_versions().await?;
-    if versions.is_empty() {
-        println!("  (none: run `jiuzhu deploy`)");
-    }
-    for (process, version) in versions {
-        println!(
-            "  {process}@{version}  active instances: {}",
-            active.get(&process).copied().unwrap_or(0)
-        );
-    }
-    println!("open tasks: {}", summary.open_tasks);
-    println!("pending timers: {}", summary.pending_timers);
-    println!("pending outbox effects: {}", summary.pending_outbox);
-    println!(
-        "oldest due timer: {}",
-        lag_text(store.oldest_due_timer_lag(now).await?)
-    );
-    let schedules = store.schedules().await?;
-    if !schedules.is_empty() {
-        println!("schedules:");
-    }
-    for schedule in schedules {
-        println!(
-            "  {} {} `{}` next {}",
-            schedule.process_id,
-            schedule.schedule_id,
-            schedule.cron,
-            beijing(schedule.next_due_at)
-        );
-    }
-    Ok(0)
-}
-
 /// Seeds a fresh database with the shipped procedures and a few dibao cases at
 /// different stages, then prints each user's queue and what to try next.
 pub async fn demo(session: &Session, seed_only: bool) -> Result<i32> {
-    println!("Jiuzhu demo · database {}", database_url(None));
+    println!("Jiuzhu demo · database {}", session.paths.db);
     if deploy(session).await? != 0 {
         return Ok(1);
     }
@@ -633,10 +467,17 @@ pub async fn demo(session: &Session, seed_only: bool) -> Result<i32> {
     };
     for user in ["zx_clerk", "zx_staff1", "zx_head", "county_staff1"] {
         println!("\nqueue of {user}:");
-        tasks(session, user).await?;
+        views::tasks(&session.view(), user).await?;
     }
+    // The hints name the database when it is not the default one, so they work as printed.
+    let db = if session.paths.db_named {
+        format!(" --db {}", session.paths.db)
+    } else {
+        String::new()
+    };
+    let example = short_id(&example);
     println!(
-        "\nin another terminal: cargo run -- show {example}\n                      cargo run -- history {example} --verify\n                      cargo run -- tasks --as zx_staff1"
+        "\nin another terminal: cargo run -- show {example}{db}\n                      cargo run -- history {example} --verify{db}\n                      cargo run -- tasks --as zx_staff1{db}\n                      cargo run -- cases --name 张{db}"
     );
     if seed_only {
         return Ok(0);
@@ -650,11 +491,12 @@ pub async fn demo(session: &Session, seed_only: bool) -> Result<i32> {
 /// Two dibao cases: one just applied, one surveyed, verified and assessed.
 /// Returns the id of the second.
 async fn seed_demo(session: &Session) -> Result<String> {
-    let household = |wage: &str| {
+    let household = |name: &str, id_number: &str, wage: &str| {
         serde_json::json!({
-            "applicant_name": "张秀兰",
+            "applicant_name": name,
             "area": "urban",
             "contact": {"phone": "13800000000"},
+            "bank": {"account": "6222020200112233445", "id_number": id_number},
             "household": {
                 "members": [
                     {"id": "m1", "birth_date": "1950-05-01", "income": [{"kind": "pension_basic", "monthly": "180.00"}]},
@@ -674,12 +516,20 @@ async fn seed_demo(session: &Session) -> Result<String> {
     let county = session.actor("county_staff1")?;
     // Case 1: just applied.
     let first = engine
-        .start("dibao", &clerk, as_map(household("1000.00")))
+        .start(
+            "dibao",
+            &clerk,
+            as_map(household("张秀兰", "230502195005011228", "1000.00")),
+        )
         .await
         .map_err(|e| anyhow!(e))?;
     // Case 2: accepted, surveyed and verified: waiting for the initial opinion.
     let second = engine
-        .start("dibao", &clerk, as_map(household("1200.00")))
+        .start(
+            "dibao",
+            &clerk,
+            as_map(household("李淑芬", "230502197809123326", "1200.00")),
+        )
         .await
         .map_err(|e| anyhow!(e))?;
     let accept = second

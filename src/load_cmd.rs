@@ -32,16 +32,17 @@ pub fn run(db: &str, definitions: &Path, instances: usize) -> i32 {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            crate::errors::emit(
+                "runtime",
+                &format!("cannot start the async runtime: {e}"),
+                &[],
+            );
             return 1;
         }
     };
     match runtime.block_on(drive(db, definitions, instances)) {
         Ok(()) => 0,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            1
-        }
+        Err(e) => crate::errors::report(&e),
     }
 }
 

@@ -2,13 +2,18 @@
 
 mod assess_cmd;
 mod bench;
+mod cases_cmd;
+mod cli_args;
 mod diagram_cmd;
+mod errors;
 mod incidents_cmd;
 mod lifecycle;
 mod load_cmd;
+mod output;
 mod payments_cmd;
 mod test_cmd;
 mod validate_cmd;
+mod views;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,9 +50,15 @@ fn tune_allocator() {
 #[command(
     name = "jiuzhu",
     version,
-    about = "Jiuzhu (救助): a durable workflow engine for social assistance"
+    about = "Jiuzhu (救助): a durable workflow engine for social assistance",
+    after_help = "The project folder is --project, else $JIUZHU_HOME, else the current folder or the \
+nearest one above it holding processes/; the database is data/jiuzhu.db in it unless --db or \
+JIUZHU_DB names another. Exit codes: 0 done, 1 refused or failed, 2 bad input or usage. \
+Docs: README.md and docs/ (case-format.md, assessment.md, procedures.md, scenarios.md)."
 )]
 struct Cli {
+    #[command(flatten)]
+    global: cli_args::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,162 +70,175 @@ enum Command {
         /// Seed and show the queues, then exit instead of serving.
         #[arg(long)]
         seed_only: bool,
-        #[command(flatten)]
-        db: DbArgs,
     },
-    /// Assess a household's eligibility and amount (spec/assess.md); prints one JSON object.
+    /// Assess a household's eligibility and amount (docs/assessment.md); prints one JSON object.
     Assess {
-        #[arg(long)]
+        /// The policy parameter file (standards, rates, caps) to assess under.
+        #[arg(long, value_name = "FILE")]
         policy: PathBuf,
-        #[arg(long)]
+        /// The case file: household members, income, assets (docs/case-format.md).
+        #[arg(long, value_name = "FILE")]
         case: PathBuf,
         /// Rule files that replace the shipped ones (a folder of *.yaml).
-        #[arg(long)]
+        #[arg(long, value_name = "DIR")]
         rules: Option<PathBuf>,
         /// Add a trace: each rule that fired, its inputs and result, with Chinese labels.
         #[arg(long)]
         explain: bool,
     },
-    /// Store every definition of the project; a changed one gets a new version.
-    Deploy {
-        #[command(flatten)]
-        db: DbArgs,
-    },
-    /// Start a case of PROCESS with start data from FILE (JSON or YAML).
+    /// Store every definition of the project; a changed one gets a new version (creates the database).
+    Deploy,
+    /// Start a case of PROCESS as USER with start data (docs/procedures.md lists each one's variables).
     Start {
+        /// The procedure's id: dibao, tekun, temporary_aid, low_income, …
         process: String,
-        #[arg(long)]
-        data: Option<PathBuf>,
-        #[arg(long = "as")]
+        /// Start data: a JSON or YAML file, `-` for standard input, or inline JSON '{"a": 1}'.
+        #[arg(long, value_name = "FILE|-|JSON")]
+        data: Option<String>,
+        /// The user acting (an id of org.yaml).
+        #[arg(long = "as", value_name = "USER")]
         user: String,
         /// The unit the case belongs to: the user's own (default) or one below it.
-        #[arg(long)]
+        #[arg(long, value_name = "UNIT")]
         unit: Option<String>,
-        #[command(flatten)]
-        db: DbArgs,
     },
     /// The queue of USER: claimable and claimed tasks in their units for their roles, due date first.
     Tasks {
-        #[arg(long = "as")]
+        /// The user whose queue to show (an id of org.yaml).
+        #[arg(long = "as", value_name = "USER")]
         user: String,
-        #[command(flatten)]
-        db: DbArgs,
+        /// Show applicants' names unmasked.
+        #[arg(long)]
+        reveal: bool,
     },
     /// Claim a task so nobody else completes it.
     Claim {
+        /// The task id, its short form (as `tasks` prints it) or a unique part of it.
         task: String,
-        #[arg(long = "as")]
+        /// The user claiming it (an id of org.yaml).
+        #[arg(long = "as", value_name = "USER")]
         user: String,
-        #[command(flatten)]
-        db: DbArgs,
     },
     /// Release a claimed task (its holder, or a head of the unit).
     Unclaim {
+        /// The task id, its short form (as `tasks` prints it) or a unique part of it.
         task: String,
-        #[arg(long = "as")]
+        /// The user releasing it (an id of org.yaml).
+        #[arg(long = "as", value_name = "USER")]
         user: String,
-        #[command(flatten)]
-        db: DbArgs,
     },
     /// Hand a task to another user (a head of the unit).
     Reassign {
+        /// The task id, its short form (as `tasks` prints it) or a unique part of it.
         task: String,
-        #[arg(long)]
+        /// The user who gets the task (an id of org.yaml).
+        #[arg(long, value_name = "USER")]
         to: String,
-        #[arg(long = "as")]
+        /// The head handing it over (an id of org.yaml).
+        #[arg(long = "as", value_name = "USER")]
         user: String,
-        #[command(flatten)]
-        db: DbArgs,
     },
     /// Hand a task you hold to a named colleague (e.g. while on leave).
     Delegate {
+        /// The task id, its short form (as `tasks` prints it) or a unique part of it.
         task: String,
-        #[arg(long)]
+        /// The colleague who gets the task (an id of org.yaml).
+        #[arg(long, value_name = "USER")]
         to: String,
-        #[arg(long = "as")]
+        /// The user handing it on (an id of org.yaml).
+        #[arg(long = "as", value_name = "USER")]
         user: String,
-        #[command(flatten)]
-        db: DbArgs,
     },
-    /// Complete a task with form data from FILE.
+    /// Complete a task with form data.
     Complete {
+        /// The task id, its short form (as `tasks` prints it) or a unique part of it.
         task: String,
-        #[arg(long)]
-        data: Option<PathBuf>,
-        #[arg(long = "as")]
+        /// Form data: a JSON or YAML file, `-` for standard input, or inline JSON '{"complete": true}'.
+        #[arg(long, value_name = "FILE|-|JSON")]
+        data: Option<String>,
+        /// The user completing it (an id of org.yaml).
+        #[arg(long = "as", value_name = "USER")]
         user: String,
-        #[command(flatten)]
-        db: DbArgs,
     },
-    /// Deliver message NAME (objection, withdraw, extend, …) to an instance.
+    /// Deliver message NAME (objection, withdraw, extend, …) to a case.
     Message {
+        /// The case id, its short form or a unique part of it.
         instance: String,
+        /// The message, as the procedure names it (docs/procedures.md).
         name: String,
-        #[arg(long)]
-        data: Option<PathBuf>,
-        #[arg(long = "as")]
+        /// Message data: a JSON or YAML file, `-` for standard input, or inline JSON.
+        #[arg(long, value_name = "FILE|-|JSON")]
+        data: Option<String>,
+        /// The user sending it, if a person does (an id of org.yaml).
+        #[arg(long = "as", value_name = "USER")]
         user: Option<String>,
-        #[command(flatten)]
-        db: DbArgs,
     },
-    /// An instance: state, variables, open tasks, timers.
+    /// A case: state, variables, open tasks, timers (personal data masked).
     Show {
+        /// The case id, its short form or a unique part of it.
         instance: String,
-        #[command(flatten)]
-        db: DbArgs,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Show personal data unmasked (the output says so).
+        #[arg(long)]
+        reveal: bool,
     },
-    /// The audit trail of an instance; --verify checks its hash chain.
+    /// The audit trail of a case as a timeline in local time; --verify checks its hash chain.
     History {
+        /// The case id, its short form or a unique part of it.
         instance: String,
+        /// Check the hash chain: exit 1 if any row was altered.
         #[arg(long)]
         verify: bool,
-        #[command(flatten)]
-        db: DbArgs,
+        /// Print a JSON array of the rows instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Show personal data unmasked (the output says so).
+        #[arg(long)]
+        reveal: bool,
     },
+    /// List and search cases by procedure, status, unit, applicant name or ID number.
+    Cases(cases_cmd::CasesArgs),
     /// The scheduler: fire due timers and start due cron schedules (every second, or --once).
     Run {
+        /// One round (timers, cron, payment run, outbox), then exit.
         #[arg(long)]
         once: bool,
         /// Notification channels (SMTP, webhook) and retry settings; default: JIUZHU_NOTIFY_* variables.
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         notify_config: Option<PathBuf>,
         /// The monthly run's schedule and bank-file settings (default: 09:00 on the 5th).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         payments_config: Option<PathBuf>,
-        #[command(flatten)]
-        db: DbArgs,
     },
     /// Effects the dispatcher gave up on, with the last error, attempts and times.
     Incidents {
+        /// Print a JSON array instead of text.
         #[arg(long)]
         json: bool,
+        /// At most this many incidents.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        /// Skip this many first (for the next page).
         #[arg(long, default_value_t = 0)]
         offset: u32,
-        #[command(flatten)]
-        db: DbArgs,
     },
     /// Put a dead effect back in the outbox with a fresh attempt budget.
     Retry {
+        /// The effect's id, as `incidents` prints it.
         id: String,
-        #[command(flatten)]
-        db: DbArgs,
     },
     /// Measure the engine on a fixed workload (dibao-lite, timers, inbox); prints one JSON object.
     Bench(bench::BenchArgs),
     /// Deployments, active cases per process, open tasks, pending timers, the oldest due timer's lag.
-    Status {
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    Status,
     /// Drive N dibao cases to their end, one `ack` line per committed step (crash testing).
     #[command(hide = true)]
     Load {
+        /// How many cases to drive.
         #[arg(long)]
         instances: usize,
-        #[command(flatten)]
-        db: DbArgs,
     },
     /// Payments: monthly run and bank file, gateway, the bank's results, the monthly report.
     Payments {
@@ -222,8 +246,6 @@ enum Command {
         command: payments_cmd::PaymentsCommand,
         #[command(flatten)]
         options: payments_cmd::PaymentsOptions,
-        #[command(flatten)]
-        db: DbArgs,
     },
     /// Check process definitions; every problem as file:line:column: CODE: message.
     Validate {
@@ -233,18 +255,13 @@ enum Command {
     },
     /// Print a process as a Mermaid flowchart (labels in Chinese).
     Diagram {
-        /// A process id or a path to a .yaml definition.
+        /// A process id (looked up in the definitions folder) or a path to a .yaml definition.
         process: String,
-        #[arg(long, default_value = "processes")]
-        definitions: PathBuf,
     },
-    /// Run scenario files against a fresh engine with a manual clock.
+    /// Run scenario files against a fresh engine with a manual clock (docs/scenarios.md).
     Test {
-        /// Where process ids are looked up.
-        #[arg(long, default_value = "processes")]
-        definitions: PathBuf,
         /// A policy parameter file for every rule step (default: the project's, by date and unit).
-        #[arg(long)]
+        #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
         /// Scenario files or folders (searched recursively for *.scenario.yaml).
         #[arg(required = true)]
@@ -252,20 +269,20 @@ enum Command {
     },
 }
 
-/// Which database and which definitions a lifecycle command uses.
-#[derive(clap::Args)]
-struct DbArgs {
-    /// Database: a SQLite file path or `postgres://…` (default: $JIUZHU_DB, else data/jiuzhu.db).
-    #[arg(long)]
-    db: Option<String>,
-    #[arg(long, default_value = "processes")]
-    definitions: PathBuf,
+/// How a command uses the database.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// May create a missing SQLite file (deploy, demo).
+    Create,
+    /// Writes an existing database.
+    Write,
 }
 
 fn main() -> ExitCode {
     restore_sigpipe();
     tune_allocator();
     let cli = Cli::parse();
+    let global = &cli.global;
     let code = match cli.command {
         Command::Assess {
             policy,
@@ -273,40 +290,36 @@ fn main() -> ExitCode {
             rules,
             explain,
         } => assess_cmd::run(&policy, &case, rules.as_deref(), explain),
-        Command::Demo { seed_only, db } => {
-            lifecycle_cmd(&db, async |s| lifecycle::demo(s, seed_only).await)
+        Command::Demo { seed_only } => lifecycle_cmd(global, Access::Create, async |s| {
+            lifecycle::demo(s, seed_only).await
+        }),
+        Command::Deploy => {
+            lifecycle_cmd(global, Access::Create, async |s| lifecycle::deploy(s).await)
         }
-        Command::Deploy { db } => lifecycle_cmd(&db, async |s| lifecycle::deploy(s).await),
         Command::Start {
             process,
             data,
             user,
             unit,
-            db,
-        } => lifecycle_cmd(&db, async |s| {
+        } => lifecycle_cmd(global, Access::Write, async |s| {
             lifecycle::start(s, &process, data.as_deref(), &user, unit.as_deref()).await
         }),
-        Command::Tasks { user, db } => {
-            lifecycle_cmd(&db, async |s| lifecycle::tasks(s, &user).await)
+        Command::Tasks { user, reveal } => {
+            read_cmd(global, async |s| views::tasks(&s.view(reveal), &user).await)
         }
-        Command::Claim { task, user, db } => {
-            lifecycle_cmd(&db, async |s| lifecycle::claim(s, &task, &user).await)
-        }
-        Command::Unclaim { task, user, db } => {
-            lifecycle_cmd(&db, async |s| lifecycle::unclaim(s, &task, &user).await)
-        }
-        Command::Reassign { task, to, user, db } => lifecycle_cmd(&db, async |s| {
+        Command::Claim { task, user } => lifecycle_cmd(global, Access::Write, async |s| {
+            lifecycle::claim(s, &task, &user).await
+        }),
+        Command::Unclaim { task, user } => lifecycle_cmd(global, Access::Write, async |s| {
+            lifecycle::unclaim(s, &task, &user).await
+        }),
+        Command::Reassign { task, to, user } => lifecycle_cmd(global, Access::Write, async |s| {
             lifecycle::hand_on(s, &task, &user, &to, true).await
         }),
-        Command::Delegate { task, to, user, db } => lifecycle_cmd(&db, async |s| {
+        Command::Delegate { task, to, user } => lifecycle_cmd(global, Access::Write, async |s| {
             lifecycle::hand_on(s, &task, &user, &to, false).await
         }),
-        Command::Complete {
-            task,
-            data,
-            user,
-            db,
-        } => lifecycle_cmd(&db, async |s| {
+        Command::Complete { task, data, user } => lifecycle_cmd(global, Access::Write, async |s| {
             lifecycle::complete(s, &task, data.as_deref(), &user).await
         }),
         Command::Message {
@@ -314,26 +327,32 @@ fn main() -> ExitCode {
             name,
             data,
             user,
-            db,
-        } => lifecycle_cmd(&db, async |s| {
+        } => lifecycle_cmd(global, Access::Write, async |s| {
             lifecycle::message(s, &instance, &name, data.as_deref(), user.as_deref()).await
         }),
-        Command::Show { instance, db } => {
-            lifecycle_cmd(&db, async |s| lifecycle::show(s, &instance).await)
-        }
+        Command::Show {
+            instance,
+            json,
+            reveal,
+        } => read_cmd(global, async |s| {
+            views::show(&s.view(reveal), &instance, json).await
+        }),
         Command::History {
             instance,
             verify,
-            db,
-        } => lifecycle_cmd(&db, async |s| {
-            lifecycle::history(s, &instance, verify).await
+            json,
+            reveal,
+        } => read_cmd(global, async |s| {
+            views::history(&s.view(reveal), &instance, verify, json).await
+        }),
+        Command::Cases(args) => read_cmd(global, async |s| {
+            cases_cmd::run(&s.view(args.reveal), &args).await
         }),
         Command::Run {
             once,
             notify_config,
             payments_config,
-            db,
-        } => lifecycle_cmd(&db, async |s| {
+        } => lifecycle_cmd(global, Access::Write, async |s| {
             lifecycle::run(
                 s,
                 once,
@@ -346,37 +365,38 @@ fn main() -> ExitCode {
             json,
             limit,
             offset,
-            db,
-        } => lifecycle_cmd(&db, async |s| {
-            incidents_cmd::incidents(&s.engine.store, json, limit, offset).await
+        } => read_cmd(global, async |s| {
+            incidents_cmd::incidents(&s.store, json, limit, offset).await
         }),
-        Command::Retry { id, db } => lifecycle_cmd(&db, async |s| {
+        Command::Retry { id } => lifecycle_cmd(global, Access::Write, async |s| {
             incidents_cmd::retry(&s.engine.store, &id, s.engine.now()).await
         }),
-        Command::Status { db } => lifecycle_cmd(&db, async |s| lifecycle::status(s).await),
-        Command::Load { instances, db } => load_cmd::run(
-            &lifecycle::database_url(db.db.as_deref()),
-            &db.definitions,
-            instances,
-        ),
+        Command::Status => read_cmd(global, async |s| views::status(&s.view(false)).await),
+        Command::Load { instances } => match global.paths() {
+            Ok(paths) => load_cmd::run(&paths.db, &paths.definitions, instances),
+            Err(e) => errors::report(&e),
+        },
         Command::Bench(args) => bench::run(args),
-        Command::Payments {
-            command,
-            options,
-            db,
-        } => lifecycle_cmd(&db, async |s| {
-            payments_cmd::run(s, &command, &options).await
-        }),
+        Command::Payments { command, options } => {
+            if let payments_cmd::PaymentsCommand::Report { month, json } = &command {
+                read_cmd(global, async |s| {
+                    payments_cmd::report(&s.store, &options, month, *json).await
+                })
+            } else {
+                lifecycle_cmd(global, Access::Write, async |s| {
+                    payments_cmd::run(s, &command, &options).await
+                })
+            }
+        }
         Command::Validate { paths } => validate_cmd::run(&paths),
-        Command::Diagram {
-            process,
-            definitions,
-        } => diagram_cmd::run(&process, &definitions),
-        Command::Test {
-            definitions,
-            policy,
-            paths,
-        } => test_cmd::run(&definitions, policy.as_deref(), &paths),
+        Command::Diagram { process } => match global.paths() {
+            Ok(paths) => diagram_cmd::run(&process, &paths.definitions),
+            Err(e) => errors::report(&e),
+        },
+        Command::Test { policy, paths } => match global.paths() {
+            Ok(dirs) => test_cmd::run(&dirs.definitions, policy.as_deref(), &paths),
+            Err(e) => errors::report(&e),
+        },
     };
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
@@ -393,37 +413,88 @@ fn restore_sigpipe() {
     }
 }
 
-/// Opens the database and runs one lifecycle command on a tokio runtime.
-fn lifecycle_cmd(
-    args: &DbArgs,
-    command: impl AsyncFnOnce(&lifecycle::Session) -> anyhow::Result<i32>,
-) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+fn tokio_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(rt) => Some(rt),
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return 1;
+            errors::emit(
+                "runtime",
+                &format!("cannot start the async runtime: {e}"),
+                &[],
+            );
+            None
         }
+    }
+}
+
+/// Loads the project, opens the database and runs one command that may write.
+fn lifecycle_cmd(
+    global: &cli_args::GlobalArgs,
+    access: Access,
+    command: impl AsyncFnOnce(&lifecycle::Session) -> anyhow::Result<i32>,
+) -> i32 {
+    let Some(runtime) = tokio_runtime() else {
+        return 1;
     };
     runtime.block_on(async {
-        let session = match lifecycle::Session::open(args.db.as_deref(), &args.definitions).await {
+        let opened = match global.paths() {
+            Ok(paths) => lifecycle::Session::open(&paths, access == Access::Create).await,
+            Err(e) => Err(e),
+        };
+        let session = match opened {
             Ok(session) => session,
             Err(e) => {
-                eprintln!("error: {e:#}");
-                return 2;
+                // The command did not run: a setup or usage problem unless the error says otherwise.
+                let code = errors::report(&e);
+                return if code == errors::REFUSED {
+                    errors::USAGE
+                } else {
+                    code
+                };
             }
         };
         let code = match command(&session).await {
             Ok(code) => code,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                1
-            }
+            Err(e) => errors::report(&e),
         };
         session.engine.store.close().await;
+        code
+    })
+}
+
+/// Opens the database read-only, without loading the definitions, and runs one command
+/// that only reads.
+fn read_cmd(
+    global: &cli_args::GlobalArgs,
+    command: impl AsyncFnOnce(&views::ReadSession) -> anyhow::Result<i32>,
+) -> i32 {
+    let Some(runtime) = tokio_runtime() else {
+        return 1;
+    };
+    runtime.block_on(async {
+        let opened = match global.paths() {
+            Ok(paths) => views::ReadSession::open(&paths).await,
+            Err(e) => Err(e),
+        };
+        let session = match opened {
+            Ok(session) => session,
+            Err(e) => {
+                let code = errors::report(&e);
+                return if code == errors::REFUSED {
+                    errors::USAGE
+                } else {
+                    code
+                };
+            }
+        };
+        let code = match command(&session).await {
+            Ok(code) => code,
+            Err(e) => errors::report(&e),
+        };
+        session.store.close().await;
         code
     })
 }
@@ -431,6 +502,41 @@ fn lifecycle_cmd(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every subcommand says what it does and every argument what it means, at any depth,
+    /// so `--help` answers a new user everywhere.
+    #[test]
+    fn every_command_and_argument_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut command = <Cli as clap::CommandFactory>::command();
+        command.build();
+        let mut missing = Vec::new();
+        walk(&command, "jiuzhu", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:#?}");
+        // The global options reach every subcommand, payments' own included.
+        let payments = command
+            .find_subcommand("payments")
+            .and_then(|p| p.find_subcommand("report"))
+            .expect("payments report");
+        assert!(payments.get_arguments().any(|a| a.get_id() == "db"));
+    }
 
     #[test]
     fn the_purge_delay_option_is_the_one_set() {

@@ -27,18 +27,23 @@ pub enum PaymentsCommand {
     },
     /// Write due, unsent instructions to a bank file (and rewrite an interrupted one).
     Export {
+        /// Folder for the bank file (default: the config's bank_dir).
         #[arg(long)]
         out: Option<PathBuf>,
     },
     /// Send due, unsent instructions through the configured payment gateway.
     Send,
     /// Record the bank's result file (reference,status,reason); failures open fix tasks.
-    ImportResult { file: PathBuf },
+    ImportResult {
+        /// The bank's result file (CSV: reference,status,reason).
+        file: PathBuf,
+    },
     /// Totals per program and unit for a month.
     Report {
         /// YYYY-MM
         #[arg(long)]
         month: String,
+        /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -53,8 +58,11 @@ pub struct PaymentsOptions {
 }
 
 fn month(text: &str) -> Result<YearMonth> {
-    text.parse()
-        .with_context(|| format!("invalid_data: --month {text:?}"))
+    text.parse().map_err(|e| {
+        crate::errors::CliError::usage("invalid_input", format!("--month {text:?}: {e}"))
+            .hint("a month is written YYYY-MM, e.g. 2026-04")
+            .into()
+    })
 }
 
 pub async fn run(
@@ -80,10 +88,15 @@ pub async fn run(
                 None => ledger.run_due(&config.run_schedule, now).await?,
             };
             match summary {
-                Some(s) => println!(
-                    "run {}: {} instructions created, {} already there",
-                    s.month, s.created, s.existing
-                ),
+                Some(s) => {
+                    println!(
+                        "run {}: {} instructions created, {} already there",
+                        s.month, s.created, s.existing
+                    );
+                    if s.created == 0 && s.existing == 0 {
+                        explain_empty_run(engine, &s.month.to_string()).await?;
+                    }
+                }
                 None => println!(
                     "no run due (schedule {:?}, or this month ran already)",
                     config.run_schedule.expression()
@@ -140,13 +153,47 @@ pub async fn run(
             }
         }
         PaymentsCommand::Report { month: text, json } => {
-            let report = ledger.month_report(month(text)?).await?;
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                print_report(&report);
-            }
+            report(&engine.store, options, text, *json).await?;
         }
+    }
+    Ok(0)
+}
+
+/// Why a run created no instruction: benefits come from the `payment` effects of approved
+/// cases, which reach the ledger only when `jiuzhu run` delivers the outbox.
+async fn explain_empty_run(engine: &jiuzhu_engine::runtime::Engine, month: &str) -> Result<()> {
+    let pending = engine.store.pending_effects("payment").await?;
+    if pending > 0 {
+        println!(
+            "{pending} payment effect(s) are still in the outbox, not yet in the ledger: \
+             run `jiuzhu run --once` first, then this run again"
+        );
+    } else {
+        println!(
+            "no active benefits for {month}: no approved case has a benefit running that month \
+             (`jiuzhu cases --status completed` lists the decided cases)"
+        );
+    }
+    Ok(())
+}
+
+/// `payments report`: totals per program and unit for a month (reads only).
+pub async fn report(
+    store: &jiuzhu_engine::store::Store,
+    options: &PaymentsOptions,
+    text: &str,
+    json: bool,
+) -> Result<i32> {
+    let config = match &options.config {
+        Some(path) => PaymentsConfig::load(path)?,
+        None => PaymentsConfig::default(),
+    };
+    let ledger = Ledger::new(store).with_utc_offset(config.utc_offset());
+    let report = ledger.month_report(month(text)?).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
     }
     Ok(0)
 }

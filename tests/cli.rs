@@ -17,6 +17,11 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The short form of a case id the commands print: its last 8 characters.
+fn short(id: &str) -> &str {
+    &id[id.len() - 8..]
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -211,29 +216,30 @@ fn a_case_runs_through_the_lifecycle_on_sqlite() {
 
     let queue = lifecycle(&db, &["tasks", "--as", "zx_clerk"]);
     let queue = text(&queue.stdout);
+    // The queue shows short ids: the last 8 characters of the case id.
     let task = queue
         .lines()
-        .find(|l| l.contains(&instance))
+        .find(|l| l.contains(short(&instance)))
         .and_then(|l| l.split_whitespace().next())
         .expect("the accept task is in the clerk's queue")
         .to_string();
     // Another township's clerk does not see it and may not act on it.
     let other = lifecycle(&db, &["tasks", "--as", "fa_clerk"]);
-    assert!(!text(&other.stdout).contains(&instance));
+    assert!(!text(&other.stdout).contains(short(&instance)));
 
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, r#"{"complete": "yes"}"#).expect("write");
     let refused = complete_as(&db, &task, &bad, "zx_clerk");
     assert_eq!(refused.status.code(), Some(1));
     assert!(
-        text(&refused.stderr).starts_with("invalid_data: $.complete"),
+        text(&refused.stderr).starts_with("error[invalid_data]: $.complete"),
         "{}",
         text(&refused.stderr)
     );
 
     let forbidden = complete_as(&db, &task, &bad, "fa_clerk");
     assert!(
-        text(&forbidden.stderr).starts_with("forbidden:"),
+        text(&forbidden.stderr).starts_with("error[forbidden]:"),
         "{}",
         text(&forbidden.stderr)
     );
@@ -250,7 +256,7 @@ fn a_case_runs_through_the_lifecycle_on_sqlite() {
     // The same task again: it is closed.
     let twice = complete_as(&db, &task, &good, "zx_clerk");
     assert!(
-        text(&twice.stderr).starts_with("not_found:"),
+        text(&twice.stderr).starts_with("error[not_found]:"),
         "{}",
         text(&twice.stderr)
     );
@@ -272,7 +278,7 @@ fn a_case_runs_through_the_lifecycle_on_sqlite() {
 
     let unknown = lifecycle(&db, &["message", &instance, "no_such_message"]);
     assert!(
-        text(&unknown.stderr).starts_with("not_found:"),
+        text(&unknown.stderr).starts_with("error[not_found]:"),
         "{}",
         text(&unknown.stderr)
     );
@@ -358,4 +364,504 @@ fn deploy_refuses_a_notice_without_a_template_and_deploys_nothing() {
         "{}",
         text(&status.stdout)
     );
+}
+
+/// The binary run in `dir` with `args`, `env` and `stdin`; neither JIUZHU_DB nor
+/// JIUZHU_HOME leaks in from the caller.
+fn jiuzhu_in(dir: &Path, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    use std::io::Write as _;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jiuzhu"));
+    cmd.current_dir(dir)
+        .args(args)
+        .env_remove("JIUZHU_DB")
+        .env_remove("JIUZHU_HOME")
+        .env_remove("JIUZHU_DATA")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("the jiuzhu binary runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("the jiuzhu binary ends")
+}
+
+const ZHANG: &str = r#"{"applicant_name": "张三丰", "area": "urban",
+    "bank": {"account": "6222020200112233445", "id_number": "230102194810201234"},
+    "household": {"members": [{"id": "m1", "birth_date": "1948-10-20"}], "savings": "0"}}"#;
+const LI: &str = r#"{"applicant_name": "李四", "area": "urban",
+    "bank": {"account": "6222020200998877665", "id_number": "23010219551111567X"},
+    "household": {"members": [{"id": "m1", "birth_date": "1955-11-11"}], "savings": "0"}}"#;
+
+/// A deployed database in `dir` with the cases of `starts` (start data, as inline JSON);
+/// returns the database path and the case ids.
+fn seeded(dir: &Path, starts: &[&str]) -> (String, Vec<String>) {
+    let db = dir.join("jiuzhu.db").display().to_string();
+    let deploy = jiuzhu(&["--db", &db, "deploy"], &[]);
+    assert!(deploy.status.success(), "{}", text(&deploy.stderr));
+    let ids = starts
+        .iter()
+        .map(|data| {
+            let out = jiuzhu(
+                &[
+                    "start", "dibao", "--data", data, "--as", "zx_clerk", "--db", &db,
+                ],
+                &[],
+            );
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            text(&out.stdout)
+                .lines()
+                .next()
+                .expect("the case id")
+                .trim()
+                .to_string()
+        })
+        .collect();
+    (db, ids)
+}
+
+#[test]
+fn db_goes_before_or_after_any_subcommand() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("jiuzhu.db").display().to_string();
+    assert!(jiuzhu(&["--db", &db, "deploy"], &[]).status.success());
+    for args in [
+        vec!["--db", &db, "status"],
+        vec!["status", "--db", &db],
+        vec!["--db", &db, "payments", "report", "--month", "2026-04"],
+        vec!["payments", "report", "--month", "2026-04", "--db", &db],
+        vec!["payments", "--db", &db, "report", "--month", "2026-04"],
+    ] {
+        let out = jiuzhu(&args, &[]);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    let status = jiuzhu(&["--db", &db, "status"], &[]);
+    assert!(
+        text(&status.stdout).contains("dibao@1"),
+        "{}",
+        text(&status.stdout)
+    );
+}
+
+#[test]
+fn data_comes_from_stdin_or_inline_json() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("jiuzhu.db").display().to_string();
+    assert!(jiuzhu(&["--db", &db, "deploy"], &[]).status.success());
+    let start = jiuzhu_in(
+        &root(),
+        &[
+            "start", "dibao", "--data", "-", "--as", "zx_clerk", "--db", &db,
+        ],
+        &[],
+        Some(ZHANG),
+    );
+    assert!(start.status.success(), "{}", text(&start.stderr));
+    let instance = text(&start.stdout)
+        .lines()
+        .next()
+        .expect("id")
+        .trim()
+        .to_string();
+    // The short task id as the queue prints it, completed with inline JSON.
+    let task = format!("{}-t2", short(&instance));
+    let queue = jiuzhu(&["tasks", "--as", "zx_clerk", "--db", &db], &[]);
+    assert!(
+        text(&queue.stdout).contains(&task),
+        "{}",
+        text(&queue.stdout)
+    );
+    let done = jiuzhu(
+        &[
+            "complete",
+            &task,
+            "--data",
+            r#"{"complete": true}"#,
+            "--as",
+            "zx_clerk",
+            "--db",
+            &db,
+        ],
+        &[],
+    );
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    assert!(
+        text(&done.stdout).contains("入户调查"),
+        "{}",
+        text(&done.stdout)
+    );
+    // Inline JSON that is not JSON is bad input (exit 2), named as such.
+    let bad = jiuzhu(
+        &[
+            "message", &instance, "withdraw", "--data", "{oops", "--db", &db,
+        ],
+        &[],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).starts_with("error[invalid_input]: --data (inline JSON)"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
+
+#[test]
+fn a_read_command_on_a_missing_database_fails_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("typo.db");
+    let path = db.display().to_string();
+    for args in [
+        vec!["tasks", "--as", "zx_clerk"],
+        vec!["show", "x"],
+        vec!["history", "x"],
+        vec!["status"],
+        vec!["cases"],
+        vec!["incidents"],
+        vec!["payments", "report", "--month", "2026-04"],
+        vec!["start", "dibao", "--as", "zx_clerk"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--db", &path]);
+        let out = jiuzhu(&all, &[]);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = text(&out.stderr);
+        assert!(
+            err.starts_with(&format!("error[no_database]: no database at {path}")),
+            "{err}"
+        );
+        assert!(err.contains("hint: create it with `jiuzhu deploy"), "{err}");
+        assert!(!db.exists(), "{args:?} created {path}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_read_only_database_can_be_read() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let folder = dir.path().join("ro");
+    std::fs::create_dir(&folder).expect("dir");
+    let (db, ids) = seeded(&folder, &[ZHANG]);
+    let mode = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    let before = std::fs::read(&db).expect("read db");
+    mode(Path::new(&db), 0o444);
+    mode(&folder, 0o555);
+    let outs: Vec<Output> = [
+        vec!["tasks", "--as", "zx_clerk"],
+        vec!["show", &ids[0]],
+        vec!["history", &ids[0], "--verify"],
+        vec!["cases"],
+        vec!["status"],
+    ]
+    .iter()
+    .map(|args| {
+        let mut all = args.clone();
+        all.extend(["--db", &db]);
+        jiuzhu(&all, &[])
+    })
+    .collect();
+    mode(&folder, 0o755);
+    mode(Path::new(&db), 0o644);
+    for out in &outs {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    assert!(text(&outs[1].stdout).contains("status: active"));
+    assert!(text(&outs[2].stdout).contains("hash chain verified: 1 rows"));
+    assert_eq!(
+        std::fs::read(&db).expect("read db"),
+        before,
+        "a read wrote the file"
+    );
+}
+
+#[test]
+fn the_project_is_found_from_any_folder() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let project = dir.path().join("office");
+    copy_dir(&root().join("processes"), &project.join("processes"));
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("dir");
+    let project_arg = project.display().to_string();
+    // --project: the database defaults to data/jiuzhu.db in the project folder.
+    let deploy = jiuzhu_in(
+        &elsewhere,
+        &["--project", &project_arg, "deploy"],
+        &[],
+        None,
+    );
+    assert!(deploy.status.success(), "{}", text(&deploy.stderr));
+    assert!(project.join("data/jiuzhu.db").exists());
+    assert_eq!(std::fs::read_dir(&elsewhere).expect("dir").count(), 0);
+    // JIUZHU_HOME, from an unrelated folder.
+    let start = jiuzhu_in(
+        &elsewhere,
+        &["start", "dibao", "--data", ZHANG, "--as", "zx_clerk"],
+        &[("JIUZHU_HOME", &project_arg)],
+        None,
+    );
+    assert!(start.status.success(), "{}", text(&start.stderr));
+    // No option at all, from a folder inside the project: found by its processes/ folder.
+    let inside = project.join("processes/scenarios");
+    let queue = jiuzhu_in(&inside, &["tasks", "--as", "zx_clerk"], &[], None);
+    assert!(queue.status.success(), "{}", text(&queue.stderr));
+    assert!(
+        text(&queue.stdout).contains("受理"),
+        "{}",
+        text(&queue.stdout)
+    );
+}
+
+#[test]
+fn a_broken_definition_does_not_stop_reading() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let definitions = dir.path().join("processes");
+    copy_dir(&root().join("processes"), &definitions);
+    let defs = definitions.display().to_string();
+    let db = dir.path().join("jiuzhu.db").display().to_string();
+    let deploy = jiuzhu(&["deploy", "--db", &db, "--definitions", &defs], &[]);
+    assert!(deploy.status.success(), "{}", text(&deploy.stderr));
+    let start = jiuzhu(
+        &[
+            "start",
+            "dibao",
+            "--data",
+            ZHANG,
+            "--as",
+            "zx_clerk",
+            "--db",
+            &db,
+            "--definitions",
+            &defs,
+        ],
+        &[],
+    );
+    assert!(start.status.success(), "{}", text(&start.stderr));
+    let instance = text(&start.stdout)
+        .lines()
+        .next()
+        .expect("id")
+        .trim()
+        .to_string();
+    std::fs::write(definitions.join("tekun.yaml"), "id: tekun\nnodes: [oops\n").expect("break");
+    for args in [
+        vec!["tasks", "--as", "zx_clerk"],
+        vec!["show", &instance],
+        vec!["history", &instance],
+        vec!["cases"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--db", &db, "--definitions", &defs]);
+        let out = jiuzhu(&all, &[]);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    // A command that runs steps needs the definitions: it says what is wrong.
+    let refused = jiuzhu(
+        &[
+            "message",
+            &instance,
+            "withdraw",
+            "--db",
+            &db,
+            "--definitions",
+            &defs,
+        ],
+        &[],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let err = text(&refused.stderr);
+    assert!(
+        err.starts_with("error[invalid_definition]:") && err.contains("tekun.yaml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn cases_are_found_by_name_and_id_number_and_shown_masked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (db, ids) = seeded(dir.path(), &[ZHANG, LI]);
+    let by_name = jiuzhu(&["cases", "--name", "张", "--db", &db], &[]);
+    assert!(by_name.status.success(), "{}", text(&by_name.stderr));
+    let out = text(&by_name.stdout);
+    assert!(
+        out.contains(short(&ids[0])) && !out.contains(short(&ids[1])),
+        "{out}"
+    );
+    assert!(
+        out.contains("张*") && out.contains("230***********1234"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("张三丰") && !out.contains("230102194810201234"),
+        "{out}"
+    );
+
+    // As typed from the card: spaces and a lower-case x.
+    let by_id = jiuzhu(
+        &[
+            "cases",
+            "--id-number",
+            "230102 19551111 567x",
+            "--json",
+            "--db",
+            &db,
+        ],
+        &[],
+    );
+    assert!(by_id.status.success(), "{}", text(&by_id.stderr));
+    let found: serde_json::Value = serde_json::from_slice(&by_id.stdout).expect("JSON");
+    let found = found.as_array().expect("an array");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["id"], ids[1].as_str());
+    assert_eq!(found[0]["applicant_name"], "李*");
+    assert_eq!(found[0]["id_number"], "230***********567X");
+
+    // Paging and the other filters.
+    let page = jiuzhu(
+        &[
+            "cases",
+            "--process",
+            "dibao",
+            "--status",
+            "active",
+            "--unit",
+            "双鸭山市",
+            "--limit",
+            "1",
+            "--offset",
+            "1",
+            "--json",
+            "--db",
+            &db,
+        ],
+        &[],
+    );
+    let page: serde_json::Value = serde_json::from_slice(&page.stdout).expect("JSON");
+    assert_eq!(page.as_array().map(Vec::len), Some(1));
+    assert_eq!(page[0]["id"], ids[1].as_str());
+    let none = jiuzhu(&["cases", "--process", "tekun", "--json", "--db", &db], &[]);
+    assert_eq!(text(&none.stdout).trim(), "[]");
+
+    // A beginning both ids share is ambiguous: refused with the candidates.
+    let ambiguous = jiuzhu(&["show", "dibao-", "--db", &db], &[]);
+    assert_eq!(ambiguous.status.code(), Some(2));
+    let err = text(&ambiguous.stderr);
+    assert!(
+        err.starts_with("error[ambiguous_id]: dibao- matches several case ids"),
+        "{err}"
+    );
+    assert!(err.contains(&ids[0]) && err.contains(&ids[1]), "{err}");
+}
+
+#[test]
+fn show_prints_json_masked_unless_revealed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (db, ids) = seeded(dir.path(), &[ZHANG]);
+    let show = jiuzhu(&["show", short(&ids[0]), "--json", "--db", &db], &[]);
+    assert!(show.status.success(), "{}", text(&show.stderr));
+    let case: serde_json::Value = serde_json::from_slice(&show.stdout).expect("JSON");
+    assert_eq!(case["id"], ids[0].as_str());
+    assert_eq!(case["status"], "active");
+    assert_eq!(case["revealed"], false);
+    assert_eq!(case["variables"]["applicant_name"], "张*");
+    assert_eq!(case["variables"]["bank"]["account"], "***************3445");
+    assert_eq!(case["tasks"][0]["label"], "受理");
+    assert!(!text(&show.stdout).contains("张三丰"));
+
+    let revealed = jiuzhu(&["show", &ids[0], "--json", "--reveal", "--db", &db], &[]);
+    let case: serde_json::Value = serde_json::from_slice(&revealed.stdout).expect("JSON");
+    assert_eq!(case["revealed"], true);
+    assert_eq!(case["variables"]["applicant_name"], "张三丰");
+    let text_view = jiuzhu(&["show", &ids[0], "--reveal", "--db", &db], &[]);
+    assert!(text(&text_view.stdout).starts_with("** personal data revealed"));
+}
+
+#[test]
+fn history_is_a_timeline_in_local_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (db, ids) = seeded(dir.path(), &[ZHANG]);
+    let history = jiuzhu(&["history", &ids[0], "--db", &db], &[]);
+    assert!(history.status.success(), "{}", text(&history.stderr));
+    let out = text(&history.stdout);
+    let first = out.lines().find(|l| l.starts_with("#1 ")).expect("row 1");
+    assert!(first.contains(" +08:00  zx_clerk  start"), "{first}");
+    assert!(
+        out.contains("applicant_name = 张*") && !out.contains("张三丰"),
+        "{out}"
+    );
+
+    let json = jiuzhu(&["history", &ids[0], "--json", "--db", &db], &[]);
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    assert_eq!(rows[0]["seq"], 1);
+    assert_eq!(rows[0]["actor"], "zx_clerk");
+    assert!(
+        rows[0]["at"]
+            .as_str()
+            .is_some_and(|at| at.ends_with("+08:00")),
+        "{rows}"
+    );
+    assert_eq!(rows[0]["input"]["bank"]["id_number"], "230***********1234");
+}
+
+#[test]
+fn errors_share_one_form() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (db, _) = seeded(dir.path(), &[]);
+    let show = jiuzhu(&["show", "no-such-case", "--db", &db], &[]);
+    assert_eq!(show.status.code(), Some(1));
+    assert!(
+        text(&show.stderr).starts_with("error[not_found]: no case no-such-case"),
+        "{}",
+        text(&show.stderr)
+    );
+    let user = jiuzhu(&["tasks", "--as", "nobody", "--db", &db], &[]);
+    assert_eq!(user.status.code(), Some(2));
+    assert!(
+        text(&user.stderr).starts_with("error[unknown_user]:"),
+        "{}",
+        text(&user.stderr)
+    );
+    let month = jiuzhu(
+        &["payments", "report", "--month", "April", "--db", &db],
+        &[],
+    );
+    assert_eq!(month.status.code(), Some(2));
+    assert!(
+        text(&month.stderr).starts_with("error[invalid_input]: --month"),
+        "{}",
+        text(&month.stderr)
+    );
+}
+
+#[test]
+fn an_empty_payment_run_says_why() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (db, _) = seeded(dir.path(), &[]);
+    let run = jiuzhu(
+        &[
+            "payments",
+            "run",
+            "--month",
+            "2026-04",
+            "--no-file",
+            "--db",
+            &db,
+        ],
+        &[],
+    );
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let out = text(&run.stdout);
+    assert!(out.contains("0 instructions created"), "{out}");
+    assert!(out.contains("no active benefits for 2026-04"), "{out}");
 }

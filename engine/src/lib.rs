@@ -9,6 +9,7 @@ pub mod duration;
 pub mod group_commit;
 pub mod lang;
 pub mod org;
+pub mod privacy;
 pub mod project;
 pub mod runtime;
 pub mod scenario;

@@ -23,6 +23,7 @@ const UNIT: &str = "bench/county/town";
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// How many dibao-lite cases to drive from start to payment.
     #[arg(long, default_value_t = 2000)]
     pub instances: u64,
     /// Concurrent clients, each driving its own instances start to end.

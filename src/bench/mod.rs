@@ -57,7 +57,11 @@ pub fn run(args: BenchArgs) -> i32 {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            crate::errors::emit(
+                "runtime",
+                &format!("cannot start the async runtime: {e}"),
+                &[],
+            );
             return 1;
         }
     };
@@ -73,10 +77,7 @@ pub fn run(args: BenchArgs) -> i32 {
             println!("{report}");
             0
         }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            1
-        }
+        Err(e) => crate::errors::report(&e),
     }
 }
 

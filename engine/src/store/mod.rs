@@ -18,6 +18,7 @@ mod outbox;
 mod postgres;
 mod raw_sqlite;
 mod schedules;
+pub mod search;
 mod shared;
 mod sqlite;
 
@@ -304,6 +305,10 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long to wait for a free pooled connection.
     pub acquire_timeout: Duration,
+    /// SQLite: open an existing file for reading only: never create, migrate or write it,
+    /// so a read-only file or folder (a copy, a backup, a mounted snapshot) can be read.
+    /// Ignored by PostgreSQL, where access is the database role's business.
+    pub read_only: bool,
 }
 
 impl Default for StoreOptions {
@@ -313,6 +318,7 @@ impl Default for StoreOptions {
             busy_timeout: Duration::from_secs(5),
             max_connections: 8,
             acquire_timeout: Duration::from_secs(30),
+            read_only: false,
         }
     }
 }

@@ -237,6 +237,9 @@ impl SqliteStore {
                     .filename(&path)
                     .foreign_keys(true)
                     .busy_timeout(options.busy_timeout);
+                if options.read_only {
+                    return Self::open_read_only(base, heads, &options).await;
+                }
                 let writer_options = base
                     .clone()
                     .create_if_missing(true)
@@ -270,6 +273,61 @@ impl SqliteStore {
                     _checkpointer: Some(Arc::new(checkpointer)),
                 })
             }
+        }
+    }
+
+    /// Opens an existing file for reading only: no creation, no migration, no checkpointer
+    /// and no commit connection; one read-only pool serves as reader and (refusing) writer.
+    ///
+    /// A WAL file needs its `-shm` index, which SQLite creates beside the file; in a folder
+    /// this process may not write, and with no `-shm` left there, the file is opened as
+    /// immutable instead (nobody can be writing it if nobody may).
+    async fn open_read_only(
+        base: SqliteConnectOptions,
+        heads: Arc<HeadCache>,
+        options: &StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let pool_options = || {
+            SqlitePoolOptions::new()
+                .test_before_acquire(false)
+                .max_connections(options.max_connections.max(1))
+                .acquire_timeout(options.acquire_timeout)
+        };
+        let read_only = base.read_only(true);
+        let pool = match Self::schema_checked(pool_options(), read_only.clone()).await {
+            Ok(pool) => pool,
+            Err(StoreError::SchemaTooNew { found, supported }) => {
+                return Err(StoreError::SchemaTooNew { found, supported });
+            }
+            Err(_) => Self::schema_checked(pool_options(), read_only.immutable(true)).await?,
+        };
+        Ok(SqliteStore {
+            writer: pool.clone(),
+            reader: pool,
+            heads,
+            commits: raw_sqlite::CommitConnection::shared(),
+            busy_timeout: options.busy_timeout,
+            _checkpointer: None,
+        })
+    }
+
+    /// Connects and reads the schema version: a file written by a newer binary is refused,
+    /// as a migrating open refuses it.
+    async fn schema_checked(
+        pool: SqlitePoolOptions,
+        connect: SqliteConnectOptions,
+    ) -> Result<SqlitePool, StoreError> {
+        let pool = pool.connect_with(connect).await.map_err(classify)?;
+        let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+            .fetch_one(&pool)
+            .await
+            .map_err(classify)?;
+        match found {
+            Some(found) if found > shared::SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+                found,
+                supported: shared::SCHEMA_VERSION,
+            }),
+            _ => Ok(pool),
         }
     }
 
