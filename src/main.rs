@@ -7,7 +7,10 @@ mod incidents_cmd;
 mod lifecycle;
 mod load_cmd;
 mod payments_cmd;
+mod serve_cmd;
 mod test_cmd;
+mod tokens_cmd;
+mod users_cmd;
 mod validate_cmd;
 
 use std::path::PathBuf;
@@ -194,6 +197,27 @@ enum Command {
         #[command(flatten)]
         db: DbArgs,
     },
+    /// Serve the HTTP API, with the scheduler and the outbox dispatcher, until Ctrl-C/SIGTERM.
+    Serve {
+        #[command(flatten)]
+        args: serve_cmd::ServeArgs,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// The server's users: add, set-password, disable, enable, list.
+    Users {
+        #[command(subcommand)]
+        command: users_cmd::UsersCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// API tokens for machine clients: create, revoke, list.
+    Tokens {
+        #[command(subcommand)]
+        command: tokens_cmd::TokensCommand,
+        #[command(flatten)]
+        db: DbArgs,
+    },
     /// Check process definitions; every problem as file:line:column: CODE: message.
     Validate {
         /// Definition files or folders.
@@ -326,6 +350,13 @@ fn main() -> ExitCode {
         } => lifecycle_cmd(&db, async |s| {
             payments_cmd::run(s, &command, &options).await
         }),
+        Command::Serve { args, db } => lifecycle_cmd(&db, async |s| serve_cmd::run(s, &args).await),
+        Command::Users { command, db } => {
+            lifecycle_cmd(&db, async |s| users_cmd::run(s, &command).await)
+        }
+        Command::Tokens { command, db } => {
+            lifecycle_cmd(&db, async |s| tokens_cmd::run(s, &command).await)
+        }
         Command::Validate { paths } => validate_cmd::run(&paths),
         Command::Diagram {
             process,
