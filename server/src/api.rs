@@ -26,6 +26,7 @@ use crate::app::AppState;
 use crate::auth;
 use crate::authz::{Credential, Principal, not_found};
 use crate::mask::{mask_json, mask_name};
+use crate::metrics::Gauge;
 use crate::problem::{ApiError, Problem};
 use crate::secrets;
 
@@ -50,11 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/tasks/{id}/complete", post(complete_task))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not take that method",
-            )
+            ApiError::new("method_not_allowed", "this route does not take that method")
         })
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -95,14 +92,13 @@ where
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => {
-                let status = rejection.status();
-                let code = match status {
+                let code = match rejection.status() {
                     StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
                     StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
                     StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
                     _ => "bad_json",
                 };
-                Err(ApiError::new(status, code, rejection.body_text()))
+                Err(ApiError::new(code, rejection.body_text()))
             }
         }
     }
@@ -112,11 +108,7 @@ where
 fn data_map(json: serde_json::Value) -> AppResult<BTreeMap<String, Value>> {
     match Value::from_json(&json) {
         Value::Object(map) => Ok(map),
-        _ => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_data",
-            "expected a JSON object",
-        )),
+        _ => Err(ApiError::new("invalid_data", "expected a JSON object")),
     }
 }
 
@@ -144,11 +136,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> AppResult<Json<Status>> {
             status: "ready".into(),
         }))
     } else {
-        Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "the database does not answer",
-        ))
+        Err(ApiError::new("unavailable", "the database does not answer"))
     }
 }
 
@@ -174,12 +162,16 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
                 )
             })
             .collect();
-        gauges.push(("jiuzhu_active_cases", "Active cases by process.", active));
-        gauges.push((
-            "jiuzhu_open_tasks",
-            "Open tasks.",
-            vec![(String::new(), summary.open_tasks)],
-        ));
+        gauges.push(Gauge {
+            name: "jiuzhu_active_cases",
+            help: "Active cases by process.",
+            values: active,
+        });
+        gauges.push(Gauge {
+            name: "jiuzhu_open_tasks",
+            help: "Open tasks.",
+            values: vec![(String::new(), summary.open_tasks)],
+        });
     }
     let text = state.metrics.render(&gauges);
     (
@@ -257,7 +249,6 @@ async fn login(
     let account = format!("user:{}", body.user);
     if state.db.login_failures(&address, since).await? >= config.max_failures_per_address {
         return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             "too many failed logins from this address; try again later",
         )
@@ -267,7 +258,6 @@ async fn login(
     // tell which accounts exist.
     if state.db.login_failures(&account, since).await? >= config.max_failures_per_account {
         return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
             "locked",
             "too many failed logins for this account; try again later",
         )

@@ -18,6 +18,14 @@ struct Histogram {
     sum: f64,
 }
 
+/// A gauge to append to the exposition: name, help text, and values by label set
+/// (`process="dibao"`; empty for none).
+pub struct Gauge<'a> {
+    pub name: &'a str,
+    pub help: &'a str,
+    pub values: Vec<(String, i64)>,
+}
+
 /// The registry of one server.
 #[derive(Default)]
 pub struct Metrics {
@@ -47,7 +55,7 @@ impl Metrics {
     }
 
     /// The text exposition, with `gauges` (name, help, value) appended.
-    pub fn render(&self, gauges: &[(&str, &str, Vec<(String, i64)>)]) -> String {
+    pub fn render(&self, gauges: &[Gauge<'_>]) -> String {
         let mut out = String::new();
         out.push_str("# HELP jiuzhu_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE jiuzhu_http_requests_total counter\n");
@@ -91,7 +99,7 @@ impl Metrics {
                 );
             }
         }
-        for (name, help, values) in gauges {
+        for Gauge { name, help, values } in gauges {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} gauge");
             for (labels, value) in values {
@@ -123,7 +131,11 @@ mod tests {
         let m = Metrics::default();
         m.observe("GET", "/api/cases/{id}", 200, Duration::from_millis(3));
         m.observe("GET", "/api/cases/{id}", 404, Duration::from_millis(30));
-        let text = m.render(&[("jiuzhu_open_tasks", "Open tasks.", vec![(String::new(), 7)])]);
+        let text = m.render(&[Gauge {
+            name: "jiuzhu_open_tasks",
+            help: "Open tasks.",
+            values: vec![(String::new(), 7)],
+        }]);
         assert!(text.contains(
             "jiuzhu_http_requests_total{method=\"GET\",route=\"/api/cases/{id}\",status=\"404\"} 1"
         ));

@@ -31,9 +31,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> ApiError {
+    /// An error with a stable code; its status comes from [`status_of`].
+    pub fn new(code: &'static str, detail: impl Into<String>) -> ApiError {
         ApiError {
-            status,
+            status: status_of(code),
             code,
             detail: detail.into(),
             retry_after: None,
@@ -41,19 +42,19 @@ impl ApiError {
     }
 
     pub fn not_found(detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", detail)
+        ApiError::new("not_found", detail)
     }
 
     pub fn unauthenticated(detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", detail)
+        ApiError::new("unauthenticated", detail)
     }
 
     pub fn forbidden(code: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::FORBIDDEN, code, detail)
+        ApiError::new(code, detail)
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, code, detail)
+        ApiError::new(code, detail)
     }
 
     /// An error whose text must not reach the client: it is logged (it names no personal
@@ -68,11 +69,7 @@ impl ApiError {
             source = cause.source();
         }
         eprintln!("internal error: {text}");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the server could not complete the request",
-        )
+        ApiError::new("internal", "the server could not complete the request")
     }
 
     pub fn with_retry_after(mut self, seconds: i64) -> ApiError {
@@ -81,18 +78,21 @@ impl ApiError {
     }
 }
 
-/// The HTTP status of a stable error code: the one mapping for the whole API.
+/// The HTTP status of a stable error code: the one mapping for the whole API (the
+/// engine's codes and the server's own); an unknown code is an internal error.
 pub fn status_of(code: &str) -> StatusCode {
     match code {
         "not_found" => StatusCode::NOT_FOUND,
         "forbidden" | "separation_of_duties" | "csrf" => StatusCode::FORBIDDEN,
         "conflict" | "duplicate" => StatusCode::CONFLICT,
         "invalid_data" | "invalid_request" => StatusCode::UNPROCESSABLE_ENTITY,
-        "bad_json" => StatusCode::BAD_REQUEST,
+        "bad_json" | "bad_query" => StatusCode::BAD_REQUEST,
         "unauthenticated" => StatusCode::UNAUTHORIZED,
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "rate_limited" | "locked" => StatusCode::TOO_MANY_REQUESTS,
+        "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
+        "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -100,11 +100,10 @@ pub fn status_of(code: &str) -> StatusCode {
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> ApiError {
         let code = error.code();
-        let status = status_of(code);
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
+        if status_of(code) == StatusCode::INTERNAL_SERVER_ERROR {
             return ApiError::internal(&error);
         }
-        ApiError::new(status, code, error.to_string())
+        ApiError::new(code, error.to_string())
     }
 }
 
@@ -170,6 +169,11 @@ mod tests {
             ("invalid_data", 422),
             ("bad_json", 400),
             ("unauthenticated", 401),
+            ("csrf", 403),
+            ("payload_too_large", 413),
+            ("unsupported_media_type", 415),
+            ("locked", 429),
+            ("unavailable", 503),
             ("store", 500),
             ("incident", 500),
         ] {
