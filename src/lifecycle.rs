@@ -312,6 +312,22 @@ pub async fn run(
     notify_config: Option<&Path>,
     payments_config: Option<&Path>,
 ) -> Result<i32> {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    run_until(session, once, notify_config, payments_config, ctrl_c).await
+}
+
+/// [`run`] until `shutdown` completes (`jiuzhu serve` stops it with the HTTP server); a
+/// tick under way when it does is finished first.
+pub async fn run_until(
+    session: &Session,
+    once: bool,
+    notify_config: Option<&Path>,
+    payments_config: Option<&Path>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<i32> {
+    let mut shutdown = std::pin::pin!(shutdown);
     let scheduler = Scheduler::new(&session.engine);
     let dispatcher = dispatcher(session, notify_config)?;
     let payments = match payments_config {
@@ -350,7 +366,7 @@ pub async fn run(
             return Ok(0);
         }
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(0),
+            _ = &mut shutdown => return Ok(0),
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
         }
     }

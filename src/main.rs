@@ -11,7 +11,10 @@ mod lifecycle;
 mod load_cmd;
 mod output;
 mod payments_cmd;
+mod serve_cmd;
 mod test_cmd;
+mod tokens_cmd;
+mod users_cmd;
 mod validate_cmd;
 mod views;
 
@@ -247,6 +250,21 @@ enum Command {
         #[command(flatten)]
         options: payments_cmd::PaymentsOptions,
     },
+    /// Serve the HTTP API, with the scheduler and the outbox dispatcher, until Ctrl-C/SIGTERM.
+    Serve {
+        #[command(flatten)]
+        args: serve_cmd::ServeArgs,
+    },
+    /// The server's users: add, set-password, disable, enable, list.
+    Users {
+        #[command(subcommand)]
+        command: users_cmd::UsersCommand,
+    },
+    /// API tokens for machine clients: create, revoke, list.
+    Tokens {
+        #[command(subcommand)]
+        command: tokens_cmd::TokensCommand,
+    },
     /// Check process definitions; every problem as file:line:column: CODE: message.
     Validate {
         /// Definition files or folders.
@@ -388,6 +406,21 @@ fn main() -> ExitCode {
                 })
             }
         }
+        Command::Serve { args } => {
+            // The demo seeds a fresh database; a plain server opens an existing one.
+            let access = if args.demo {
+                Access::Create
+            } else {
+                Access::Write
+            };
+            lifecycle_cmd(global, access, async |s| serve_cmd::run(s, &args).await)
+        }
+        Command::Users { command } => lifecycle_cmd(global, Access::Write, async |s| {
+            users_cmd::run(s, &command).await
+        }),
+        Command::Tokens { command } => lifecycle_cmd(global, Access::Write, async |s| {
+            tokens_cmd::run(s, &command).await
+        }),
         Command::Validate { paths } => validate_cmd::run(&paths),
         Command::Diagram { process } => match global.paths() {
             Ok(paths) => diagram_cmd::run(&process, &paths.definitions),

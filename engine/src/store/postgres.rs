@@ -140,13 +140,20 @@ impl PostgresStore {
             .await
             .map_err(classify)?;
         // sqlx's migrator holds an advisory lock, so nodes starting together migrate once.
-        let migrator = Migrator::new(EmbeddedMigrations(MIGRATIONS))
+        let mut migrator = Migrator::new(EmbeddedMigrations(MIGRATIONS))
             .await
             .map_err(|e| shared::migrate_error(e, classify))?;
+        // Other components keep their migrations in the same table, in ranges of their own.
+        migrator.set_ignore_missing(true);
         migrator
             .run(&pool)
             .await
             .map_err(|e| shared::migrate_error(e, classify))?;
+        let newest: Option<i64> = sqlx::query_scalar(shared::NEWEST_ENGINE_MIGRATION)
+            .fetch_one(&pool)
+            .await
+            .map_err(classify)?;
+        shared::refuse_newer_schema(newest)?;
         Ok(PostgresStore {
             writer: pool.clone(),
             reader: pool,

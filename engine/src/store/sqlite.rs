@@ -180,13 +180,20 @@ pub(super) fn classify(error: sqlx::Error) -> StoreError {
 }
 
 async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    let migrator = Migrator::new(EmbeddedMigrations(MIGRATIONS))
+    let mut migrator = Migrator::new(EmbeddedMigrations(MIGRATIONS))
         .await
         .map_err(|e| shared::migrate_error(e, classify))?;
+    // Other components keep their migrations in the same table, in ranges of their own.
+    migrator.set_ignore_missing(true);
     migrator
         .run(pool)
         .await
-        .map_err(|e| shared::migrate_error(e, classify))
+        .map_err(|e| shared::migrate_error(e, classify))?;
+    let newest: Option<i64> = sqlx::query_scalar(shared::NEWEST_ENGINE_MIGRATION)
+        .fetch_one(pool)
+        .await
+        .map_err(classify)?;
+    shared::refuse_newer_schema(newest)
 }
 
 impl SqliteStore {

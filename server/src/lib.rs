@@ -1,0 +1,19 @@
+//! The Jiuzhu server: users and logins, server-side sessions, API tokens, authorization in
+//! one place, and the JSON API over the engine (`jiuzhu serve`).
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod authz;
+pub mod db;
+pub mod mask;
+pub mod metrics;
+pub mod problem;
+pub mod secrets;
+pub mod sessions;
+pub mod users;
+
+pub use app::{AppState, ServerConfig, serve};
+pub use db::{DbError, ServerDb};
+pub use sessions::AuthConfig;
+pub use users::{UserError, UserRecord};
