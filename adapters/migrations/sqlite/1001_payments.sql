@@ -1,10 +1,14 @@
--- Jiuzhu payments ledger, schema 3 (SQLite). Times are epoch milliseconds UTC
+-- Jiuzhu payments ledger, adapters migration 1001 (SQLite). Times are epoch milliseconds UTC
 -- (INTEGER); months are 'YYYY-MM', dates 'YYYY-MM-DD'; money is the exact
 -- decimal text ('705.00'), never a float, and is summed in rust_decimal.
+-- The adapters' own migrations use versions 1000-1999 of _sqlx_migrations
+-- (the engine's 1-999). These tables were the engine's migration 3 until the
+-- adapters took them over; a database migrated then already has them, hence
+-- IF NOT EXISTS throughout.
 
 -- Every payment / payment_stop effect applied to the ledger, by its id: the
 -- outbox delivers at least once, this key makes a second delivery a no-op.
-CREATE TABLE payment_effects (
+CREATE TABLE IF NOT EXISTS payment_effects (
     effect_id   TEXT    PRIMARY KEY,
     instance_id TEXT    NOT NULL,
     kind        TEXT    NOT NULL,
@@ -14,7 +18,7 @@ CREATE TABLE payment_effects (
 
 -- A monthly benefit of one case under one program. The row never changes:
 -- amount, stop and payee are in benefit_entries.
-CREATE TABLE benefits (
+CREATE TABLE IF NOT EXISTS benefits (
     id         TEXT    PRIMARY KEY,
     case_id    TEXT    NOT NULL,
     program    TEXT    NOT NULL,
@@ -25,7 +29,7 @@ CREATE TABLE benefits (
 
 -- Append-only: each change is a new entry taking effect from a month; the
 -- benefit's state in month M is the latest entry of each kind effective by M.
-CREATE TABLE benefit_entries (
+CREATE TABLE IF NOT EXISTS benefit_entries (
     id              TEXT    PRIMARY KEY,
     benefit_id      TEXT    NOT NULL REFERENCES benefits (id),
     seq             INTEGER NOT NULL,
@@ -46,7 +50,7 @@ CREATE TABLE benefit_entries (
 -- idempotency key: '{benefit}:{YYYY-MM}' for a monthly payment, the effect id
 -- (with ':k' for staged installments) otherwise. A monthly run inserts at most
 -- one row per (benefit, month); one-off rows have no benefit.
-CREATE TABLE payment_instructions (
+CREATE TABLE IF NOT EXISTS payment_instructions (
     id             TEXT    PRIMARY KEY,
     kind           TEXT    NOT NULL,
     benefit_id     TEXT    REFERENCES benefits (id),
@@ -71,14 +75,14 @@ CREATE TABLE payment_instructions (
     updated_at     INTEGER NOT NULL,
     UNIQUE (benefit_id, month)
 );
-CREATE INDEX payment_instructions_due ON payment_instructions (status, due_on);
-CREATE INDEX payment_instructions_by_month ON payment_instructions (month);
-CREATE INDEX payment_instructions_by_case ON payment_instructions (case_id, program);
-CREATE INDEX payment_instructions_by_batch ON payment_instructions (batch_id);
+CREATE INDEX IF NOT EXISTS payment_instructions_due ON payment_instructions (status, due_on);
+CREATE INDEX IF NOT EXISTS payment_instructions_by_month ON payment_instructions (month);
+CREATE INDEX IF NOT EXISTS payment_instructions_by_case ON payment_instructions (case_id, program);
+CREATE INDEX IF NOT EXISTS payment_instructions_by_batch ON payment_instructions (batch_id);
 
 -- A bank file. 'writing' from the moment its instructions are reserved until
 -- the file is safely on disk; then 'sent' together with its instructions.
-CREATE TABLE payment_batches (
+CREATE TABLE IF NOT EXISTS payment_batches (
     id                TEXT    PRIMARY KEY,
     file_name         TEXT    NOT NULL,
     status            TEXT    NOT NULL,
@@ -89,7 +93,7 @@ CREATE TABLE payment_batches (
 );
 
 -- Monthly runs done, so the cron trigger runs each month once.
-CREATE TABLE payment_runs (
+CREATE TABLE IF NOT EXISTS payment_runs (
     month        TEXT    PRIMARY KEY,
     run_at       INTEGER NOT NULL,
     instructions INTEGER NOT NULL
@@ -97,7 +101,7 @@ CREATE TABLE payment_runs (
 
 -- The bank's verdict per reference, first report wins; fix_instance is the
 -- payment_fix case opened for a failure.
-CREATE TABLE payment_results (
+CREATE TABLE IF NOT EXISTS payment_results (
     reference    TEXT    PRIMARY KEY REFERENCES payment_instructions (id),
     outcome      TEXT    NOT NULL,
     reason       TEXT,

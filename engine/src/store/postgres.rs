@@ -3,9 +3,9 @@
 //! on, or double-claim, the same row.
 
 use super::group_write::{self, Param, WriteTx};
-use super::shared::{self, EmbeddedMigrations, HeadCache};
+use super::migrations;
+use super::shared::{self, HeadCache};
 use super::{ConflictReason, StoreError, StoreOptions};
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,11 +23,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "schedules",
         include_str!("../../migrations/postgres/0002_schedules.sql"),
-    ),
-    (
-        3,
-        "payments",
-        include_str!("../../migrations/postgres/0003_payments.sql"),
     ),
     (
         4,
@@ -138,13 +133,14 @@ impl PostgresStore {
             .await
             .map_err(classify)?;
         // sqlx's migrator holds an advisory lock, so nodes starting together migrate once.
-        let migrator = Migrator::new(EmbeddedMigrations(MIGRATIONS))
-            .await
-            .map_err(|e| shared::migrate_error(e, classify))?;
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| shared::migrate_error(e, classify))?;
+        migrations::run(
+            "engine",
+            &pool,
+            MIGRATIONS,
+            migrations::ENGINE_VERSIONS,
+            classify,
+        )
+        .await?;
         Ok(PostgresStore {
             writer: pool.clone(),
             reader: pool,
@@ -265,6 +261,21 @@ impl WriteTx for PgWrite<'_> {
 
 impl PostgresStore {
     /// The pool that writes, for adapters keeping their tables in this database.
+    /// Runs another component's migrations (see `migrations`).
+    pub(crate) async fn migrate_component(
+        &self,
+        component: &'static migrations::ComponentMigrations,
+    ) -> Result<(), StoreError> {
+        migrations::run(
+            component.component,
+            &self.writer,
+            component.postgres,
+            component.versions.clone(),
+            classify,
+        )
+        .await
+    }
+
     pub(crate) fn write_pool(&self) -> &PgPool {
         &self.writer
     }
