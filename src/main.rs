@@ -15,7 +15,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
-use tracing::Instrument as _;
 
 /// mimalloc, not the C library's allocator: a step builds and drops many small JSON and map
 /// nodes, on several threads at once, and glibc's malloc spent about 40 % of the timer-firing
@@ -245,7 +244,8 @@ fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     logging::init(cli.log_format);
-    // Every event of the command, on this thread or in what it awaits, carries its name.
+    // Every event of the command on this thread carries its name (`block_on` polls the
+    // command's future here; the tasks it spawns log with their own spans).
     let span = tracing::info_span!("command", name = matches.subcommand_name().unwrap_or(""));
     let _entered = span.enter();
     let started = std::time::Instant::now();
@@ -383,28 +383,24 @@ fn lifecycle_cmd(
             return 1;
         }
     };
-    runtime.block_on(
-        async {
-            let session =
-                match lifecycle::Session::open(args.db.as_deref(), &args.definitions).await {
-                    Ok(session) => session,
-                    Err(e) => {
-                        eprintln!("error: {e:#}");
-                        return 2;
-                    }
-                };
-            let code = match command(&session).await {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    1
-                }
-            };
-            session.engine.store.close().await;
-            code
-        }
-        .instrument(tracing::Span::current()),
-    )
+    runtime.block_on(async {
+        let session = match lifecycle::Session::open(args.db.as_deref(), &args.definitions).await {
+            Ok(session) => session,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return 2;
+            }
+        };
+        let code = match command(&session).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        };
+        session.engine.store.close().await;
+        code
+    })
 }
 
 #[cfg(test)]
