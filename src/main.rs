@@ -9,6 +9,7 @@ mod errors;
 mod incidents_cmd;
 mod lifecycle;
 mod load_cmd;
+mod logging;
 mod output;
 mod payments_cmd;
 mod serve_cmd;
@@ -21,7 +22,7 @@ mod views;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
 /// mimalloc, not the C library's allocator: a step builds and drops many small JSON and map
 /// nodes, on several threads at once, and glibc's malloc spent about 40 % of the timer-firing
@@ -57,11 +58,17 @@ fn tune_allocator() {
     after_help = "The project folder is --project, else $JIUZHU_HOME, else the current folder or the \
 nearest one above it holding processes/; the database is data/jiuzhu.db in it unless --db or \
 JIUZHU_DB names another. Exit codes: 0 done, 1 refused or failed, 2 bad input or usage. \
-Docs: README.md and docs/ (case-format.md, assessment.md, procedures.md, scenarios.md)."
+Docs: README.md and docs/ (case-format.md, assessment.md, procedures.md, scenarios.md). \
+Logs go to stderr. RUST_LOG filters them (default: info for jiuzhu's crates, warn for others; \
+RUST_LOG=debug shows ticks, timer batches, group commits and deliveries). Logs carry ids, \
+counts and durations, never personal data."
 )]
 struct Cli {
     #[command(flatten)]
     global: cli_args::GlobalArgs,
+    /// How log lines on stderr are written: `human` lines or one `json` object per line.
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Human)]
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -299,7 +306,15 @@ enum Access {
 fn main() -> ExitCode {
     restore_sigpipe();
     tune_allocator();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    logging::init(cli.log_format);
+    // Every event of the command on this thread carries its name (`block_on` polls the
+    // command's future here; the tasks it spawns log with their own spans).
+    let span = tracing::info_span!("command", name = matches.subcommand_name().unwrap_or(""));
+    let _entered = span.enter();
+    let started = std::time::Instant::now();
+    tracing::debug!("command started");
     let global = &cli.global;
     let code = match cli.command {
         Command::Assess {
@@ -431,6 +446,7 @@ fn main() -> ExitCode {
             Err(e) => errors::report(&e),
         },
     };
+    tracing::debug!(code, elapsed = ?started.elapsed(), "command finished");
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 

@@ -11,11 +11,16 @@
 //! inline: a lone client then pays no hand-off to the committer task and back, which on a
 //! loaded 2-core machine costs more than the commit's own statements. The committer and
 //! inline commits take turns on one lock, so groups still form while a commit is running.
+//!
+//! Each group is logged at `debug` (target `jiuzhu_engine::group_commit`) with its size,
+//! how many of its steps failed, and how long the commit took; only counts and durations.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 
 use crate::store::{StepCommit, Store, StoreError};
 
@@ -115,7 +120,16 @@ impl GroupCommitter {
         {
             self.stats.groups.fetch_add(1, Ordering::Relaxed);
             self.stats.steps.fetch_add(1, Ordering::Relaxed);
-            self.store.commit(&step).await?;
+            let started = Instant::now();
+            let outcome = self.store.commit(&step).await;
+            tracing::debug!(
+                size = 1,
+                inline = true,
+                failed = usize::from(outcome.is_err()),
+                elapsed = ?started.elapsed(),
+                "group committed"
+            );
+            outcome?;
             return Ok(step);
         }
         let (reply, answer) = oneshot::channel();
@@ -153,20 +167,37 @@ async fn run(
         stats.groups.fetch_add(1, Ordering::Relaxed);
         stats.steps.fetch_add(steps.len() as u64, Ordering::Relaxed);
         let turn = writing.lock().await;
-        let outcomes = match store.commit_group(&steps).await {
-            Ok(outcomes) => outcomes,
-            Err(error) if steps.len() == 1 => vec![Err(error)],
-            // Nothing of the group was kept (a lock timeout, a full disk, a lost connection).
-            // Each step is tried on its own, so every caller gets its own, exact outcome.
-            Err(_) => {
-                let mut outcomes = Vec::with_capacity(steps.len());
-                for step in &steps {
-                    outcomes.push(store.commit(step).await);
+        let started = Instant::now();
+        let span = tracing::debug_span!("commit_group", size = steps.len());
+        let outcomes = async {
+            match store.commit_group(&steps).await {
+                Ok(outcomes) => outcomes,
+                Err(error) if steps.len() == 1 => vec![Err(error)],
+                // Nothing of the group was kept (a lock timeout, a full disk, a lost connection).
+                // Each step is tried on its own, so every caller gets its own, exact outcome.
+                Err(error) => {
+                    tracing::warn!(
+                        size = steps.len(),
+                        %error,
+                        "group commit failed; committing its steps one by one"
+                    );
+                    let mut outcomes = Vec::with_capacity(steps.len());
+                    for step in &steps {
+                        outcomes.push(store.commit(step).await);
+                    }
+                    outcomes
                 }
-                outcomes
             }
-        };
+        }
+        .instrument(span)
+        .await;
         drop(turn);
+        tracing::debug!(
+            size = steps.len(),
+            failed = outcomes.iter().filter(|outcome| outcome.is_err()).count(),
+            elapsed = ?started.elapsed(),
+            "group committed"
+        );
         for ((step, reply), outcome) in steps.into_iter().zip(replies).zip(outcomes) {
             // A caller that stopped waiting has nobody to tell; its step stands either way.
             let _ = reply.send((step, outcome));

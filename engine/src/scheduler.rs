@@ -8,6 +8,11 @@
 //! occurrence (a second start is a duplicate key) and the schedule row moves on only by a
 //! compare-and-set on the occurrence just started. Time is the engine's clock; cron
 //! expressions are read in the UTC offset of the process's calendar (+08:00 in China).
+//!
+//! Logs (target `jiuzhu_engine::scheduler`): each tick and timer batch at `debug` with
+//! counts and durations, each fired timer at `debug` with its timer and instance id, each
+//! cron start at `info`, failures at `warn` with an error code, never the error's text (a
+//! step's error may quote submitted data).
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -15,11 +20,13 @@ use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use futures_util::StreamExt as _;
 use jiuzhu_rules::Value;
 use jiuzhu_rules::expr::EvalError;
+use tracing::Instrument as _;
 
 use crate::core::Actor;
 use crate::lang::model::{Definition, ScheduleDecl, ValueTemplate};
@@ -54,6 +61,20 @@ pub enum SchedulerError {
         #[source]
         source: EvalError,
     },
+}
+
+impl SchedulerError {
+    /// A short code for logs: what kind of failure, without the message (which may quote
+    /// a step's data).
+    pub fn code(&self) -> &'static str {
+        match self {
+            SchedulerError::Store(error) if error.is_conflict() => "conflict",
+            SchedulerError::Store(_) => "store",
+            SchedulerError::Engine(error) => error.code(),
+            SchedulerError::BadCron { .. } => "bad_cron",
+            SchedulerError::BadData { .. } => "bad_start_data",
+        }
+    }
 }
 
 /// How much one tick does, and how long its leases last.
@@ -182,15 +203,32 @@ impl<'e> Scheduler<'e> {
     /// An error means the database failed; a problem with one timer or schedule is
     /// reported in the [`TickReport`] and the rest still run.
     pub async fn tick(&self) -> Result<TickReport, SchedulerError> {
-        let mut report = TickReport::default();
-        self.fire_due_timers(&mut report).await?;
-        self.start_due_schedules(&mut report).await?;
-        report.oldest_due_timer_lag = self
-            .engine
-            .store
-            .oldest_due_timer_lag(self.engine.now())
-            .await?;
-        Ok(report)
+        let span = tracing::debug_span!("tick", node = %self.engine.node_id);
+        async {
+            let started = Instant::now();
+            let mut report = TickReport::default();
+            self.fire_due_timers(&mut report).await?;
+            self.start_due_schedules(&mut report).await?;
+            report.oldest_due_timer_lag = self
+                .engine
+                .store
+                .oldest_due_timer_lag(self.engine.now())
+                .await?;
+            tracing::debug!(
+                fired = report.fired.len(),
+                stale = report.stale,
+                busy = report.busy,
+                timer_failures = report.timer_failures.len(),
+                started = report.started.len(),
+                schedule_failures = report.schedule_failures.len(),
+                oldest_due_timer_lag_ms = report.oldest_due_timer_lag.map(|lag| lag.num_milliseconds()),
+                elapsed = ?started.elapsed(),
+                "tick done"
+            );
+            Ok(report)
+        }
+        .instrument(span)
+        .await
     }
 
     /// Claims due timers a batch at a time and fires them, one pipeline across batches: the
@@ -200,6 +238,13 @@ impl<'e> Scheduler<'e> {
     /// (their leases bring back whatever was claimed and not fired).
     async fn fire_due_timers(&self, report: &mut TickReport) -> Result<(), SchedulerError> {
         let engine = self.engine;
+        let started = Instant::now();
+        let (fired_before, stale_before, busy_before, failed_before) = (
+            report.fired.len(),
+            report.stale,
+            report.busy,
+            report.timer_failures.len(),
+        );
         let claim_failure: Mutex<Option<StoreError>> = Mutex::new(None);
         let claim_failure = &claim_failure;
         let claims = Claims {
@@ -209,6 +254,7 @@ impl<'e> Scheduler<'e> {
             batch: self.options.timer_batch,
             lease: self.options.lease,
             handled: 0,
+            batches: 0,
             done: false,
             claiming: None,
         };
@@ -234,24 +280,62 @@ impl<'e> Scheduler<'e> {
         while let Some(outcomes) = firing.next().await {
             for (timer, outcome) in outcomes {
                 match outcome {
-                    Ok(TimerFiring::Fired(step)) => report.fired.push(FiredTimer {
-                        timer_id: timer.id,
-                        instance_id: step.instance.id,
-                        version: step.instance.version,
-                    }),
-                    Ok(TimerFiring::Stale) => report.stale += 1,
-                    Ok(TimerFiring::Busy) => report.busy += 1,
+                    Ok(TimerFiring::Fired(step)) => {
+                        tracing::debug!(
+                            timer = %timer.id,
+                            instance = %step.instance.id,
+                            version = step.instance.version,
+                            "timer fired"
+                        );
+                        report.fired.push(FiredTimer {
+                            timer_id: timer.id,
+                            instance_id: step.instance.id,
+                            version: step.instance.version,
+                        })
+                    }
+                    Ok(TimerFiring::Stale) => {
+                        tracing::debug!(timer = %timer.id, instance = %timer.instance_id, "timer stale, dropped");
+                        report.stale += 1
+                    }
+                    Ok(TimerFiring::Busy) => {
+                        tracing::debug!(timer = %timer.id, instance = %timer.instance_id, "timer busy, retried after its lease");
+                        report.busy += 1
+                    }
                     // The database itself failed: stop the tick, leases bring the rest back.
                     Err(EngineError::Store(error)) if !error.is_conflict() => {
+                        tracing::warn!(timer = %timer.id, instance = %timer.instance_id, %error, "timer firing stopped by the database");
                         return Err(error.into());
                     }
-                    Err(error) => report.timer_failures.push(TimerFailure {
-                        timer_id: timer.id,
-                        instance_id: timer.instance_id,
-                        error,
-                    }),
+                    Err(error) => {
+                        tracing::warn!(
+                            timer = %timer.id,
+                            instance = %timer.instance_id,
+                            error = error.code(),
+                            "timer firing failed; retried after its lease"
+                        );
+                        report.timer_failures.push(TimerFailure {
+                            timer_id: timer.id,
+                            instance_id: timer.instance_id,
+                            error,
+                        })
+                    }
                 }
             }
+        }
+        let fired = report.fired.len() - fired_before;
+        let stale = report.stale - stale_before;
+        let busy = report.busy - busy_before;
+        let failed = report.timer_failures.len() - failed_before;
+        if fired + stale + busy + failed > 0 {
+            tracing::debug!(
+                handled = fired + stale + busy + failed,
+                fired,
+                stale,
+                busy,
+                failed,
+                elapsed = ?started.elapsed(),
+                "due timers handled"
+            );
         }
         match claim_failure
             .lock()
@@ -287,15 +371,30 @@ impl<'e> Scheduler<'e> {
                 };
                 match self.start_occurrence(&row, declared).await {
                     Ok(Some(start)) => {
+                        tracing::info!(
+                            process = %start.process_id,
+                            schedule = %start.schedule_id,
+                            instance = %start.instance_id,
+                            occurrence = %start.occurrence,
+                            "cron occurrence started"
+                        );
                         started += 1;
                         report.started.push(start);
                     }
                     Ok(None) => {}
-                    Err(error) => report.schedule_failures.push(ScheduleFailure {
-                        process_id: row.process_id,
-                        schedule_id: row.schedule_id,
-                        error,
-                    }),
+                    Err(error) => {
+                        tracing::warn!(
+                            process = %row.process_id,
+                            schedule = %row.schedule_id,
+                            error = error.code(),
+                            "cron occurrence not started; retried after its lease"
+                        );
+                        report.schedule_failures.push(ScheduleFailure {
+                            process_id: row.process_id,
+                            schedule_id: row.schedule_id,
+                            error,
+                        })
+                    }
                 }
             }
         }
@@ -503,6 +602,8 @@ struct Claims<'a> {
     batch: u32,
     lease: chrono::Duration,
     handled: usize,
+    /// Batches claimed so far this tick, to number their log lines.
+    batches: usize,
     done: bool,
     claiming: Option<Claiming<'a>>,
 }
@@ -522,12 +623,27 @@ impl futures_util::Stream for Claims<'_> {
                     .batch
                     .min(u32::try_from(this.max - this.handled).unwrap_or(u32::MAX));
                 let (engine, lease) = (this.engine, this.lease);
-                let claim = Box::pin(async move {
-                    engine
-                        .store
-                        .claim_due_timers(&engine.node_id, engine.now(), lease, batch)
-                        .await
-                });
+                this.batches += 1;
+                let span = tracing::debug_span!("timer_batch", batch = this.batches, asked = batch);
+                let claim = Box::pin(
+                    async move {
+                        let started = Instant::now();
+                        let claimed = engine
+                            .store
+                            .claim_due_timers(&engine.node_id, engine.now(), lease, batch)
+                            .await;
+                        match &claimed {
+                            Ok(timers) => tracing::debug!(
+                                claimed = timers.len(),
+                                elapsed = ?started.elapsed(),
+                                "timers claimed"
+                            ),
+                            Err(error) => tracing::warn!(%error, "timer claim failed"),
+                        }
+                        claimed
+                    }
+                    .instrument(span),
+                );
                 this.claiming.insert((batch, claim))
             }
         };

@@ -30,6 +30,12 @@
 //! or the last allowed attempt makes the entry *dead*: an incident listed by
 //! `jiuzhu incidents` with its last error, attempts and times, until `jiuzhu retry ID`
 //! gives it a fresh attempt budget.
+//!
+//! Every delivery runs in a `delivery` span (target `jiuzhu_adapters::dispatch`) with the
+//! effect id, kind, instance id and attempt number, and ends in one event with its outcome;
+//! each notification channel sent or failed is an event with the channel's name. Errors
+//! and notes are not logged: they can quote an address or a recipient's name. They are
+//! kept on the entry, for `jiuzhu incidents`.
 
 pub mod incidents;
 pub mod payment;
@@ -37,6 +43,7 @@ pub mod route;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
@@ -45,6 +52,7 @@ use jiuzhu_engine::runtime::{Engine, EngineError};
 use jiuzhu_engine::store::{ClaimedOutbox, ConflictReason, Store, StoreError};
 use rand::SeedableRng as _;
 use serde_json::Value as Json;
+use tracing::Instrument as _;
 
 use crate::notify::Notifier;
 use crate::retry::{JitterSource, RetryPolicy};
@@ -119,6 +127,19 @@ pub enum Outcome {
     Unrecorded {
         error: String,
     },
+}
+
+impl Outcome {
+    /// The outcome's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Deferred { .. } => "deferred",
+            Outcome::Retrying { .. } => "retrying",
+            Outcome::Dead { .. } => "dead",
+            Outcome::Unrecorded { .. } => "unrecorded",
+        }
+    }
 }
 
 /// One entry of a tick.
@@ -257,6 +278,7 @@ impl Dispatcher {
 
     /// Claims the entries due at `now`, delivers them and records each outcome.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, DispatchError> {
+        let started = Instant::now();
         let claimed = self
             .store()
             .claim_outbox(
@@ -274,15 +296,80 @@ impl Dispatcher {
                 .collect()
                 .await;
         entries.sort_by_key(|(index, _)| *index);
-        Ok(TickReport {
+        let report = TickReport {
             entries: entries.into_iter().map(|(_, entry)| entry).collect(),
-        })
+        };
+        if report.claimed() > 0 {
+            tracing::debug!(
+                node = %self.config.node_id,
+                claimed = report.claimed(),
+                delivered = report.delivered(),
+                deferred = report.deferred(),
+                retrying = report.retrying(),
+                dead = report.dead(),
+                unrecorded = report.unrecorded(),
+                elapsed = ?started.elapsed(),
+                "outbox batch handled"
+            );
+        }
+        Ok(report)
     }
 
     async fn handle(&self, claimed: ClaimedOutbox, now: DateTime<Utc>) -> EntryReport {
+        let span = tracing::debug_span!(
+            "delivery",
+            effect = %claimed.entry.id,
+            kind = %claimed.entry.kind,
+            instance = %claimed.entry.instance_id,
+            attempt = claimed.attempts.saturating_add(1),
+        );
+        async move { self.handle_in_span(claimed, now).await }
+            .instrument(span)
+            .await
+    }
+
+    async fn handle_in_span(&self, claimed: ClaimedOutbox, now: DateTime<Utc>) -> EntryReport {
+        let started = Instant::now();
         let mut notes = Vec::new();
         let attempt = self.deliver(&claimed, now, &mut notes).await;
         let outcome = self.record(&claimed, attempt, now).await;
+        let elapsed = started.elapsed();
+        match &outcome {
+            Outcome::Delivered => {
+                tracing::debug!(outcome = outcome.name(), ?elapsed, "delivery done")
+            }
+            Outcome::Deferred { until } => {
+                tracing::debug!(outcome = outcome.name(), %until, ?elapsed, "delivery deferred")
+            }
+            Outcome::Retrying {
+                attempts,
+                next_attempt_at,
+                ..
+            } => tracing::info!(
+                outcome = outcome.name(),
+                attempts,
+                %next_attempt_at,
+                ?elapsed,
+                "delivery failed; retrying later"
+            ),
+            Outcome::Dead { attempts, .. } => tracing::warn!(
+                outcome = outcome.name(),
+                attempts,
+                ?elapsed,
+                "delivery given up: an incident now (see `jiuzhu incidents`)"
+            ),
+            Outcome::Unrecorded { .. } => tracing::warn!(
+                outcome = outcome.name(),
+                ?elapsed,
+                "delivery outcome not recorded; claimed again after the lease"
+            ),
+        }
+        if !notes.is_empty() {
+            tracing::debug!(
+                notes = notes.len(),
+                "delivery has notes (kept on the report)"
+            );
+        }
         EntryReport {
             id: claimed.entry.id,
             kind: claimed.entry.kind,
@@ -364,7 +451,14 @@ impl Dispatcher {
         let mut failures = Vec::new();
         let mut retryable = true;
         for delivery in plan.deliveries.iter().filter(|d| !done.contains(&d.key)) {
-            match notifier.send(delivery).await {
+            let sent = notifier.send(delivery).await;
+            tracing::debug!(
+                channel = delivery.channel.as_str(),
+                sent = sent.is_ok(),
+                retryable = sent.as_ref().err().map(|error| error.is_retryable()),
+                "notification channel"
+            );
+            match sent {
                 Ok(()) => {
                     // Unrecorded, the channel is sent again on the next attempt: a
                     // duplicate, never a loss.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use chrono::NaiveDate;
+use jiuzhu_engine::store::migrations::{self, ComponentMigrations};
 use rust_decimal::Decimal;
 
 use super::PaymentError;
@@ -16,6 +17,23 @@ use super::ledger::{
 };
 use super::model::{BenefitEntry, EntryKind, Payee, YearMonth, due_in_month, split_installments};
 use super::results::{PaymentResult, ResultOutcome};
+
+/// The ledger's tables: the adapters' own migrations, versions 1000–1999 of the database's
+/// one migration table (see `jiuzhu_engine::store::migrations`).
+pub(super) const MIGRATIONS: ComponentMigrations = ComponentMigrations {
+    component: "adapters",
+    versions: migrations::ADAPTERS_VERSIONS,
+    sqlite: &[(
+        1001,
+        "payments",
+        include_str!("../../migrations/sqlite/1001_payments.sql"),
+    )],
+    postgres: &[(
+        1001,
+        "payments",
+        include_str!("../../migrations/postgres/1001_payments.sql"),
+    )],
+};
 
 /// Rows per multi-row INSERT: 19 parameters a row stays far below both databases' limits.
 const ROWS_PER_INSERT: usize = 200;

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use jiuzhu_engine::core::Actor;
 use jiuzhu_engine::runtime::Engine;
-use jiuzhu_engine::store::{OutboxRow, Store, StorePool};
+use std::sync::{Arc, OnceLock};
+
+use jiuzhu_engine::store::{ComponentDb, DbPool, OutboxRow, Store};
 use jiuzhu_rules::Value;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -219,23 +221,25 @@ pub struct MonthReport {
     pub total: Decimal,
 }
 
-/// The payments ledger on the engine's database. Cheap to clone.
+/// The payments ledger on the engine's database, in tables of its own (the adapters'
+/// migrations, `adapters/migrations/`). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Ledger {
     store: Store,
-    pool: StorePool,
+    /// The ledger's handle on the database, made (its migrations run) on first use.
+    db: Arc<OnceLock<ComponentDb>>,
     offset: FixedOffset,
 }
 
 /// Runs one `db` operation on whichever database the ledger is on.
 macro_rules! on_db {
     ($self:ident, |$pool:ident, $ops:ident| $call:expr) => {
-        match &$self.pool {
-            StorePool::Sqlite($pool) => {
+        match $self.db().await?.pool() {
+            DbPool::Sqlite($pool) => {
                 use sqlite_ops as $ops;
                 $call.await
             }
-            StorePool::Postgres($pool) => {
+            DbPool::Postgres($pool) => {
                 use postgres_ops as $ops;
                 $call.await
             }
@@ -244,14 +248,32 @@ macro_rules! on_db {
 }
 
 impl Ledger {
-    /// The ledger on `store`'s database (its tables come with the store's migrations).
+    /// The ledger on `store`'s database; its tables are migrated on its first database
+    /// operation (use [`Ledger::open`] to migrate at once and see a failure there).
     /// Dates are local to UTC+08:00 unless [`Ledger::with_utc_offset`] says otherwise.
     pub fn new(store: &Store) -> Ledger {
         Ledger {
             store: store.clone(),
-            pool: store.pool(),
+            db: Arc::new(OnceLock::new()),
             offset: BEIJING,
         }
+    }
+
+    /// [`Ledger::new`], with the ledger's migrations run now.
+    pub async fn open(store: &Store) -> Result<Ledger, PaymentError> {
+        let ledger = Ledger::new(store);
+        ledger.db().await?;
+        Ok(ledger)
+    }
+
+    /// The ledger's handle on the database; the first call runs its migrations (two
+    /// first calls at once both run them, which the migrator makes harmless).
+    async fn db(&self) -> Result<&ComponentDb, PaymentError> {
+        if let Some(db) = self.db.get() {
+            return Ok(db);
+        }
+        let db = self.store.component_db(&super::db::MIGRATIONS).await?;
+        Ok(self.db.get_or_init(|| db))
     }
 
     pub fn with_utc_offset(mut self, offset: FixedOffset) -> Ledger {

@@ -10,10 +10,12 @@
 //!
 //! All times are stored as epoch milliseconds UTC, so they keep millisecond precision.
 
+#[cfg(feature = "bench")]
 mod bench;
 mod chain;
 mod checkpoint;
 mod group_write;
+pub mod migrations;
 mod outbox;
 mod postgres;
 mod raw_sqlite;
@@ -26,6 +28,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+#[cfg(feature = "bench")]
 pub use bench::{BenchCounts, BenchDatabase};
 pub use chain::{GENESIS_HASH, TamperError, TamperKind, canonical_json, sha256_hex};
 pub use outbox::{OutboxEntry, OutboxStatus};
@@ -659,22 +662,66 @@ impl Store {
     }
 }
 
-/// The connection pool behind a [`Store`], for adapters (the payments ledger) that keep
-/// their own tables in the same database, migrated with the store's.
+/// The store's database for a component that keeps its own tables in it (the adapters'
+/// payments ledger, the server), got from [`Store::component_db`] once that component's
+/// own migrations ran. It hands out the pool that writes: on SQLite the single writer
+/// connection, so the component's writes queue behind the engine's steps instead of
+/// contending for the file lock. The component writes its SQL for both databases, so it
+/// gets the concrete pool; what it does not get is a way around its migrations or the
+/// engine's other connections.
 #[derive(Debug, Clone)]
-pub enum StorePool {
-    /// SQLite's single writer connection: writing through it queues behind the engine's
-    /// steps instead of contending for the file lock.
+pub struct ComponentDb {
+    pool: ComponentPool,
+}
+
+#[derive(Debug, Clone)]
+enum ComponentPool {
     Sqlite(sqlx::SqlitePool),
     Postgres(sqlx::PgPool),
 }
 
-impl Store {
-    /// The pool that writes to this store's database.
-    pub fn pool(&self) -> StorePool {
-        match &self.backend {
-            Backend::Sqlite(s) => StorePool::Sqlite(s.write_pool().clone()),
-            Backend::Postgres(s) => StorePool::Postgres(s.write_pool().clone()),
+impl ComponentDb {
+    pub fn kind(&self) -> StoreKind {
+        match self.pool {
+            ComponentPool::Sqlite(_) => StoreKind::Sqlite,
+            ComponentPool::Postgres(_) => StoreKind::Postgres,
         }
+    }
+
+    /// The pool, for the component's SQL of that database.
+    pub fn pool(&self) -> DbPool<'_> {
+        match &self.pool {
+            ComponentPool::Sqlite(pool) => DbPool::Sqlite(pool),
+            ComponentPool::Postgres(pool) => DbPool::Postgres(pool),
+        }
+    }
+}
+
+/// See [`ComponentDb::pool`].
+#[derive(Debug, Clone, Copy)]
+pub enum DbPool<'a> {
+    Sqlite(&'a sqlx::SqlitePool),
+    Postgres(&'a sqlx::PgPool),
+}
+
+impl Store {
+    /// Runs `component`'s own migrations on this store's database (see [`migrations`]:
+    /// each component has its own range of versions) and returns the handle its SQL runs
+    /// on. Cheap once migrated: the migrator finds nothing to do.
+    pub async fn component_db(
+        &self,
+        component: &'static migrations::ComponentMigrations,
+    ) -> Result<ComponentDb, StoreError> {
+        let pool = match &self.backend {
+            Backend::Sqlite(s) => {
+                s.migrate_component(component).await?;
+                ComponentPool::Sqlite(s.write_pool().clone())
+            }
+            Backend::Postgres(s) => {
+                s.migrate_component(component).await?;
+                ComponentPool::Postgres(s.write_pool().clone())
+            }
+        };
+        Ok(ComponentDb { pool })
     }
 }

@@ -3,9 +3,9 @@
 //! on, or double-claim, the same row.
 
 use super::group_write::{self, Param, WriteTx};
-use super::shared::{self, EmbeddedMigrations, HeadCache};
+use super::migrations;
+use super::shared::{self, HeadCache};
 use super::{ConflictReason, StoreError, StoreOptions};
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,11 +23,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "schedules",
         include_str!("../../migrations/postgres/0002_schedules.sql"),
-    ),
-    (
-        3,
-        "payments",
-        include_str!("../../migrations/postgres/0003_payments.sql"),
     ),
     (
         4,
@@ -140,20 +135,14 @@ impl PostgresStore {
             .await
             .map_err(classify)?;
         // sqlx's migrator holds an advisory lock, so nodes starting together migrate once.
-        let mut migrator = Migrator::new(EmbeddedMigrations(MIGRATIONS))
-            .await
-            .map_err(|e| shared::migrate_error(e, classify))?;
-        // Other components keep their migrations in the same table, in ranges of their own.
-        migrator.set_ignore_missing(true);
-        migrator
-            .run(&pool)
-            .await
-            .map_err(|e| shared::migrate_error(e, classify))?;
-        let newest: Option<i64> = sqlx::query_scalar(shared::NEWEST_ENGINE_MIGRATION)
-            .fetch_one(&pool)
-            .await
-            .map_err(classify)?;
-        shared::refuse_newer_schema(newest)?;
+        migrations::run(
+            "engine",
+            &pool,
+            MIGRATIONS,
+            migrations::ENGINE_VERSIONS,
+            classify,
+        )
+        .await?;
         Ok(PostgresStore {
             writer: pool.clone(),
             reader: pool,
@@ -274,6 +263,21 @@ impl WriteTx for PgWrite<'_> {
 
 impl PostgresStore {
     /// The pool that writes, for adapters keeping their tables in this database.
+    /// Runs another component's migrations (see `migrations`).
+    pub(crate) async fn migrate_component(
+        &self,
+        component: &'static migrations::ComponentMigrations,
+    ) -> Result<(), StoreError> {
+        migrations::run(
+            component.component,
+            &self.writer,
+            component.postgres,
+            component.versions.clone(),
+            classify,
+        )
+        .await
+    }
+
     pub(crate) fn write_pool(&self) -> &PgPool {
         &self.writer
     }

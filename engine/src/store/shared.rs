@@ -72,23 +72,6 @@ pub(crate) fn migrate_error(
     }
 }
 
-/// The engine's migrations are versions 1–999 of the one migrations table; the other
-/// components number theirs from 1000 (adapters) and 2000 (server).
-pub(crate) const NEWEST_ENGINE_MIGRATION: &str =
-    "SELECT MAX(version) FROM _sqlx_migrations WHERE version < 1000";
-
-/// The migrator ignores versions it does not know (the other components' ones), so an
-/// engine migration newer than this binary is looked for here.
-pub(crate) fn refuse_newer_schema(newest: Option<i64>) -> Result<(), StoreError> {
-    match newest {
-        Some(found) if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
-            found,
-            supported: SCHEMA_VERSION,
-        }),
-        _ => Ok(()),
-    }
-}
-
 pub(crate) fn ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }

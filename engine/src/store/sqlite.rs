@@ -4,10 +4,10 @@
 
 use super::checkpoint::{self, Checkpointer};
 use super::group_write;
+use super::migrations;
 use super::raw_sqlite;
-use super::shared::{self, EmbeddedMigrations, HeadCache};
+use super::shared::{self, HeadCache};
 use super::{ConflictReason, StoreError, StoreOptions, Synchronous};
-use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -28,11 +28,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "schedules",
         include_str!("../../migrations/sqlite/0002_schedules.sql"),
-    ),
-    (
-        3,
-        "payments",
-        include_str!("../../migrations/sqlite/0003_payments.sql"),
     ),
     (
         4,
@@ -180,20 +175,14 @@ pub(super) fn classify(error: sqlx::Error) -> StoreError {
 }
 
 async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
-    let mut migrator = Migrator::new(EmbeddedMigrations(MIGRATIONS))
-        .await
-        .map_err(|e| shared::migrate_error(e, classify))?;
-    // Other components keep their migrations in the same table, in ranges of their own.
-    migrator.set_ignore_missing(true);
-    migrator
-        .run(pool)
-        .await
-        .map_err(|e| shared::migrate_error(e, classify))?;
-    let newest: Option<i64> = sqlx::query_scalar(shared::NEWEST_ENGINE_MIGRATION)
-        .fetch_one(pool)
-        .await
-        .map_err(classify)?;
-    shared::refuse_newer_schema(newest)
+    migrations::run(
+        "engine",
+        pool,
+        MIGRATIONS,
+        migrations::ENGINE_VERSIONS,
+        classify,
+    )
+    .await
 }
 
 impl SqliteStore {
@@ -388,6 +377,21 @@ impl SqliteStore {
     }
 
     /// The pool that writes, for adapters keeping their tables in this database.
+    /// Runs another component's migrations on the writer (see `migrations`).
+    pub(crate) async fn migrate_component(
+        &self,
+        component: &'static migrations::ComponentMigrations,
+    ) -> Result<(), StoreError> {
+        migrations::run(
+            component.component,
+            &self.writer,
+            component.sqlite,
+            component.versions.clone(),
+            classify,
+        )
+        .await
+    }
+
     pub(crate) fn write_pool(&self) -> &SqlitePool {
         &self.writer
     }
