@@ -9,8 +9,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Datelike, Days, FixedOffset, Months, NaiveDate};
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use super::check::{is_numeric, is_string, numeric_result, unify};
-use super::eval::{compare, equal};
+use super::ops::{compare, equal, is_numeric, is_string, number, numeric_result, unify};
 use crate::domain::{age_on, severely_disabled};
 use crate::value::{Type, Value};
 
@@ -643,15 +642,6 @@ fn check_committee_decision(t: &[Type]) -> Result<Type, String> {
 }
 
 // ---- value helpers -----------------------------------------------------------
-
-/// The exact value of an `Int` or `Decimal` (strings are not numbers here).
-pub fn number(v: &Value) -> Option<Decimal> {
-    match v {
-        Value::Int(i) => Some(Decimal::from(*i)),
-        Value::Decimal(d) => Some(*d),
-        _ => None,
-    }
-}
 
 fn want_number(v: &Value) -> Result<Decimal, String> {
     number(v).ok_or_else(|| format!("expected a number, found {}", v.type_name()))
