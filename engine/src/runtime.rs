@@ -106,7 +106,9 @@ impl Engine {
         clock: Arc<dyn Clock>,
         node_id: &str,
     ) -> Result<Engine, EngineError> {
-        let assessor = project.assessor(None).map_err(EngineError::Invalid)?;
+        let assessor = project
+            .assessor(None)
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
         Ok(Engine {
             store,
             project,
