@@ -253,7 +253,7 @@ impl<'a> Evaluator<'a> {
                     })
                     .sum();
                 self.charge(touched)?;
-                f(&values).map_err(function_error)
+                f(&values).map_err(|e| function_error(e.0))
             }
             (
                 Implementation::List {
@@ -312,9 +312,9 @@ impl<'a> Evaluator<'a> {
             ListFn::Any => Value::Bool(false),
             ListFn::Filter | ListFn::Map => Value::List(kept),
             ListFn::Count => Value::Int(count),
-            ListFn::Sum => sum_values(&kept).map_err(|message| EvalError::Function {
+            ListFn::Sum => sum_values(&kept).map_err(|e| EvalError::Function {
                 function: "sum".into(),
-                message,
+                message: e.0,
                 offset: body.span.offset,
             })?,
         })

@@ -65,7 +65,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use ast::Span;
 pub use builtins::{
-    Builtin, CheckFn, Implementation, LambdaUse, ListFn, PlainFn, Registry, as_date,
+    Builtin, CheckFn, FunctionError, Implementation, LambdaUse, ListFn, PlainFn, Registry, as_date,
 };
 pub use check::did_you_mean;
 pub use eval::{MAX_LIST_LEN, MAX_STEPS};
