@@ -181,7 +181,7 @@ impl NotifyConfig {
                 line,
                 column,
                 message,
-            } = ErrorAt::of(&err);
+            } = ErrorAt::of_config(&err, src);
             ConfigError::Yaml {
                 file: file.to_string(),
                 line,
