@@ -1,5 +1,11 @@
 //! The generic engine: process language, pure core, calendars, scenario runner, store and scheduler.
 
+// Unsafe code lives in one place: the SQLite writer hands sqlx's connection handle
+// to rusqlite (see store/raw_sqlite.rs).
+#![deny(unsafe_code)]
+// A library reports through its return values; only the binary writes to the terminal.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod assessor;
 pub mod calendar;
 pub mod clock;
@@ -14,4 +20,5 @@ pub mod project;
 pub mod runtime;
 pub mod scenario;
 pub mod scheduler;
+#[allow(unsafe_code)]
 pub mod store;

@@ -4,6 +4,7 @@
 //! Read from `processes/org.yaml`. Units are paths `市/县区/乡镇街道[/村社区]`;
 //! a user may act on tasks of their own unit and of every unit below it.
 
+use jiuzhu_rules::yaml::ErrorAt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -92,14 +93,11 @@ impl Org {
             message,
         };
         let raw: RawOrg = serde_saphyr::from_str(src).map_err(|err| {
-            let (line, column) = err
-                .location()
-                .map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
-            let message = serde_saphyr::MessageFormatter::format_message(
-                &serde_saphyr::DefaultMessageFormatter,
-                &err,
-            )
-            .into_owned();
+            let ErrorAt {
+                line,
+                column,
+                message,
+            } = ErrorAt::of(&err);
             invalid(line, column, message)
         })?;
         let mut seen = BTreeSet::new();

@@ -5,16 +5,95 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use jiuzhu_rules::policy::{Policy, PolicySet};
-use jiuzhu_rules::ruleset::RuleSet;
+use jiuzhu_rules::policy::{Policy, PolicyError, PolicySet};
+use jiuzhu_rules::ruleset::{RuleSet, RulesError};
 
 use crate::assessor::{Policies, RulesAssessor};
-use crate::calendar::{Calendar, CalendarSet};
+use crate::calendar::{Calendar, CalendarError, CalendarSet};
 use crate::core::Assessor;
 use crate::lang::model::Definition;
-use crate::lang::{LoadContext, load_definition, load_dir};
-use crate::org::Org;
+use crate::lang::{Diagnostic, LoadContext, load_definition, load_dir};
+use crate::org::{Org, OrgError};
 use crate::scenario::World;
+
+/// One problem of a project folder. Each displays as one or more
+/// `file:line:column: message` lines.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error(transparent)]
+    Org(#[from] OrgError),
+    #[error(transparent)]
+    Calendar(#[from] CalendarError),
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    /// A process definition breaks the language (`file:line:column: CODE: message`).
+    #[error("{0}")]
+    Definition(Diagnostic),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// Every problem of the `policies/` folder, one a line.
+    #[error("{}", lines(.0))]
+    Policies(Vec<PolicyError>),
+}
+
+impl ProjectError {
+    /// A stable name of the kind of problem, for APIs and logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProjectError::Definition(_) => "invalid_definition",
+            ProjectError::Org(_)
+            | ProjectError::Calendar(_)
+            | ProjectError::Rules(_)
+            | ProjectError::Policy(_)
+            | ProjectError::Policies(_) => "invalid_configuration",
+        }
+    }
+}
+
+/// Every problem found while loading a project folder, in the order found.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", lines(.0))]
+pub struct ProjectErrors(pub Vec<ProjectError>);
+
+impl ProjectErrors {
+    /// The problems' lines joined by `separator` (as a report prints them).
+    pub fn join(&self, separator: &str) -> String {
+        self.0
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(separator)
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, ProjectError> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl IntoIterator for ProjectErrors {
+    type Item = ProjectError;
+    type IntoIter = std::vec::IntoIter<ProjectError>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+fn lines<T: std::fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
 
 /// Everything a folder of process definitions brings.
 pub struct Project {
@@ -29,15 +108,15 @@ pub struct Project {
 }
 
 impl Project {
-    /// Loads `dir`; every problem found is returned, one line each (`file:line:column: CODE: message`).
-    pub fn load(dir: &Path) -> Result<Project, Vec<String>> {
+    /// Loads `dir`; every problem found is returned (`file:line:column: CODE: message`).
+    pub fn load(dir: &Path) -> Result<Project, ProjectErrors> {
         let mut problems = Vec::new();
         let org_path = dir.join("org.yaml");
         let org = if org_path.exists() {
             match Org::load(&org_path) {
                 Ok(org) => Some(org),
                 Err(e) => {
-                    problems.push(e.to_string());
+                    problems.push(ProjectError::Org(e));
                     None
                 }
             }
@@ -47,7 +126,7 @@ impl Project {
         let calendars_dir = dir.join("calendars");
         let mut calendars = if calendars_dir.is_dir() {
             CalendarSet::load_dir(&calendars_dir).unwrap_or_else(|e| {
-                problems.push(e.to_string());
+                problems.push(ProjectError::Calendar(e));
                 CalendarSet::default()
             })
         } else {
@@ -59,7 +138,7 @@ impl Project {
         let rules_dir = dir.join("rules");
         let rules = if rules_dir.is_dir() {
             RuleSet::load_dir(&rules_dir).unwrap_or_else(|e| {
-                problems.push(e.to_string());
+                problems.push(ProjectError::Rules(e));
                 RuleSet::builtin()
             })
         } else {
@@ -75,7 +154,7 @@ impl Project {
             context = context.with_roles(org.role_ids());
         }
         let (loaded, diagnostics) = load_dir(dir, &context);
-        problems.extend(diagnostics.iter().map(|d| d.to_string()));
+        problems.extend(diagnostics.into_iter().map(ProjectError::Definition));
         let mut definitions = BTreeMap::new();
         let mut files = BTreeMap::new();
         for (path, def) in loaded {
@@ -93,25 +172,19 @@ impl Project {
                 context,
             })
         } else {
-            Err(problems)
+            Err(ProjectErrors(problems))
         }
     }
 
     /// The project's policy files (`policies/`), selected per case by unit and date.
-    pub fn policy_set(&self) -> Result<PolicySet, String> {
-        PolicySet::load_dir(&self.dir.join("policies")).map_err(|errors| {
-            errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+    pub fn policy_set(&self) -> Result<PolicySet, ProjectError> {
+        PolicySet::load_dir(&self.dir.join("policies")).map_err(ProjectError::Policies)
     }
 
     /// The assessor: one policy file when given, else the project's policies.
-    pub fn assessor(&self, policy: Option<&Path>) -> Result<RulesAssessor, String> {
+    pub fn assessor(&self, policy: Option<&Path>) -> Result<RulesAssessor, ProjectError> {
         let policies = match policy {
-            Some(path) => Policies::Fixed(Box::new(Policy::load(path).map_err(|e| e.to_string())?)),
+            Some(path) => Policies::Fixed(Box::new(Policy::load(path)?)),
             None => Policies::Set(self.policy_set()?),
         };
         Ok(RulesAssessor {
@@ -151,6 +224,9 @@ impl World for Project {
     }
 
     fn assessor(&self, policy: Option<&Path>) -> Result<Box<dyn Assessor>, String> {
-        Ok(Box::new(Project::assessor(self, policy)?))
+        // The scenario runner's interface still speaks in strings.
+        Ok(Box::new(
+            Project::assessor(self, policy).map_err(|e| e.to_string())?,
+        ))
     }
 }

@@ -76,8 +76,11 @@ pub enum EngineError {
         source: std::io::Error,
     },
     /// The project's rules or policies do not load.
-    #[error("project rules: {problem}")]
-    Rules { problem: String },
+    #[error("project rules: {source}")]
+    Rules {
+        #[source]
+        source: crate::project::ProjectError,
+    },
     /// A stored state does not read back as an instance state of its definition.
     #[error("stored state of {instance} is unreadable: {problem}")]
     CorruptState { instance: String, problem: String },
@@ -177,7 +180,7 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let assessor = project
             .assessor(None)
-            .map_err(|problem| EngineError::Rules { problem })?;
+            .map_err(|source| EngineError::Rules { source })?;
         Ok(Engine {
             store,
             project,

@@ -131,7 +131,9 @@ fn run(actions: &[Action]) -> Result<(), TestCaseError> {
         .expect("dibao is shipped")
         .clone();
     let calendar = Calendar::china_national();
-    let assessor = project.assessor(None).map_err(TestCaseError::fail)?;
+    let assessor = project
+        .assessor(None)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let ctx = Context {
         calendar: &calendar,
         assessor: &assessor,

@@ -1,6 +1,10 @@
 //! Rules: the expression language, policy parameters, decision tables and the
 //! assessments of `spec/assess.md`. Pure evaluation: no IO, no clock (`as_of` is an argument).
 
+#![forbid(unsafe_code)]
+// A library reports through its return values; only the binary writes to the terminal.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod assessment;
 pub mod case;
 pub mod domain;

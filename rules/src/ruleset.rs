@@ -203,10 +203,10 @@ pub fn rules_registry() -> Arc<Registry> {
                 lambda: LambdaUse::None,
                 check: |t| {
                     if !matches!(t[0], Type::Object { .. } | Type::Any) {
-                        return Err(format!("expected a member object, found {}", t[0]));
+                        return Err(format!("expected a member object, found {}", t[0]).into());
                     }
                     if !matches!(t[1], Type::Bool | Type::Any) {
-                        return Err(format!("expected a bool flag, found {}", t[1]));
+                        return Err(format!("expected a bool flag, found {}", t[1]).into());
                     }
                     Ok(Type::Bool)
                 },
@@ -217,7 +217,7 @@ pub fn rules_registry() -> Arc<Registry> {
         .clone()
 }
 
-fn severely_disabled_builtin(args: &[Value]) -> Result<Value, String> {
+fn severely_disabled_builtin(args: &[Value]) -> Result<Value, expr::FunctionError> {
     let member = &args[0];
     let flag = args[1].as_bool().ok_or("the flag must be a bool")?;
     let int = |v: Option<&Value>| v.and_then(expr::number).and_then(|d| i64::try_from(d).ok());

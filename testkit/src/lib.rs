@@ -11,6 +11,8 @@
 //! `async fn finish(db: Db, teardown: Teardown, outcome: Outcome)` and lists its tests
 //! in [`on_both_databases!`].
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 

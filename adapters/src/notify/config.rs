@@ -5,6 +5,7 @@
 //! environment variables. Secrets are only *named* here (`{env: …}` or
 //! `{file: …}`); their values are loaded when the channels are built.
 
+use jiuzhu_rules::yaml::ErrorAt;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -175,14 +176,12 @@ impl NotifyConfig {
     /// Parses and checks a config file's text; `file` names it in errors.
     pub fn from_yaml(src: &str, file: &str) -> Result<NotifyConfig, ConfigError> {
         let config: NotifyConfig = serde_saphyr::from_str(src).map_err(|err| {
-            let (line, column) = err
-                .location()
-                .map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
-            let message = serde_saphyr::MessageFormatter::format_message(
-                &serde_saphyr::DefaultMessageFormatter,
-                &err,
-            )
-            .into_owned();
+            // Never the refused value: it may be a misplaced password.
+            let ErrorAt {
+                line,
+                column,
+                message,
+            } = ErrorAt::of_config(&err, src);
             ConfigError::Yaml {
                 file: file.to_string(),
                 line,
@@ -411,6 +410,27 @@ retry: {max_attempts: 5, base_seconds: 60, max_delay_seconds: 1800}
             "routes: {staff: [email]}\nsmtp: {host: localhost, from: a@b.example, pasword: x}\n";
         let err = NotifyConfig::from_yaml(src, "notify.yaml").unwrap_err();
         assert!(err.to_string().starts_with("notify.yaml:2:"), "{err}");
+    }
+
+    #[test]
+    fn a_misplaced_secret_is_never_echoed() {
+        // A password pasted where a variant or a number belongs.
+        for src in [
+            "routes: {staff: [email]}\nsmtp:\n  host: localhost\n  from: a@b.example\n  tls: Hunter2-secret\n",
+            "routes: {staff: [email]}\nsmtp:\n  host: localhost\n  from: a@b.example\n  port: Hunter2-secret\n",
+            "routes: {staff: [email]}\nsmtp:\n  host: localhost\n  from: a@b.example\n  password: Hunter2-secret\n",
+        ] {
+            let err = NotifyConfig::from_yaml(src, "notify.yaml").unwrap_err();
+            let text = err.to_string();
+            assert!(!text.contains("Hunter2"), "{text}");
+            assert!(text.starts_with("notify.yaml:5:"), "{text}");
+            let key = src
+                .lines()
+                .nth(4)
+                .and_then(|l| l.split(':').next())
+                .unwrap();
+            assert!(text.contains(&format!("`{}`", key.trim())), "{text}");
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@
 //! time with the template's name and the variable, not at 3 a.m. when the
 //! reminder fires.
 
+use jiuzhu_rules::yaml::ErrorAt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -243,14 +244,11 @@ impl TemplateSet {
             let raw: RawTemplate = match serde_saphyr::from_str(src) {
                 Ok(raw) => raw,
                 Err(err) => {
-                    let (line, column) = err
-                        .location()
-                        .map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
-                    let message = serde_saphyr::MessageFormatter::format_message(
-                        &serde_saphyr::DefaultMessageFormatter,
-                        &err,
-                    )
-                    .into_owned();
+                    let ErrorAt {
+                        line,
+                        column,
+                        message,
+                    } = ErrorAt::of(&err);
                     problems.push(TemplateProblem::Yaml {
                         file: file.to_path_buf(),
                         line,

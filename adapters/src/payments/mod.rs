@@ -86,11 +86,12 @@ pub enum PaymentError {
         #[source]
         source: cron::error::Error,
     },
+    /// The message names the key and position, never the refused value.
     #[error("invalid payments configuration {path}")]
     Config {
         path: PathBuf,
         #[source]
-        source: Box<serde_saphyr::Error>,
+        source: jiuzhu_rules::yaml::SourceError,
     },
     #[error("utc_offset_hours {0} is outside -12..=14")]
     UtcOffset(i32),

@@ -1,6 +1,7 @@
 //! When the monthly payment run happens (a cron expression in local time, by default
 //! 09:00 on the 5th) and the rest of the payments configuration.
 
+use jiuzhu_rules::yaml::SourceError;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -111,9 +112,9 @@ impl PaymentsConfig {
             source,
         })?;
         let config: PaymentsConfig =
-            serde_saphyr::from_str(&text).map_err(|source| PaymentError::Config {
+            serde_saphyr::from_str(&text).map_err(|error| PaymentError::Config {
                 path: path.to_owned(),
-                source: Box::new(source),
+                source: SourceError::from_config_yaml(&path.display().to_string(), &text, &error),
             })?;
         if !(-12..=14).contains(&config.utc_offset_hours) {
             return Err(PaymentError::UtcOffset(config.utc_offset_hours));
@@ -180,5 +181,21 @@ mod tests {
         assert_eq!(config.bank_dir, PathBuf::from("out"));
         assert_eq!(config.bank_file.columns.len(), 2);
         assert_eq!(config.utc_offset_hours, 8);
+    }
+
+    #[test]
+    fn config_errors_name_the_key_but_never_echo_the_value() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("payments.yaml");
+        std::fs::write(&path, "bank_dir: out\nutc_offset_hours: Hunter2-secret\n").expect("write");
+        let error = PaymentsConfig::load(&path).expect_err("a word is not an hour");
+        let mut chain = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            chain.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        assert!(!chain.contains("Hunter2"), "{chain}");
+        assert!(chain.contains(":2:19: `utc_offset_hours`"), "{chain}");
     }
 }

@@ -44,6 +44,7 @@
 //! positioned at the offending character inside the YAML scalar.
 
 pub mod compile;
+pub mod context;
 pub mod diagnostic;
 pub mod graph;
 pub mod model;
@@ -54,47 +55,9 @@ pub mod yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+pub use context::{LoadContext, PROGRAMS};
 pub use diagnostic::{Diagnostic, codes, render};
 use model::Definition;
-
-/// The assessment programs of the rules crate.
-pub const PROGRAMS: &[&str] = &["dibao", "low_income", "tekun", "temporary_aid"];
-
-/// What a definition is checked against besides itself.
-#[derive(Debug, Clone)]
-pub struct LoadContext {
-    /// Role ids from the org file; `None` leaves roles unchecked.
-    pub roles: Option<BTreeSet<String>>,
-    /// Calendar ids; `None` leaves calendars unchecked.
-    pub calendars: Option<BTreeSet<String>>,
-    /// Assessment programs a rule node may call.
-    pub programs: BTreeSet<String>,
-}
-
-impl Default for LoadContext {
-    fn default() -> LoadContext {
-        LoadContext {
-            roles: None,
-            calendars: None,
-            programs: PROGRAMS.iter().map(|p| p.to_string()).collect(),
-        }
-    }
-}
-
-impl LoadContext {
-    pub fn with_roles(mut self, roles: impl IntoIterator<Item = impl Into<String>>) -> LoadContext {
-        self.roles = Some(roles.into_iter().map(Into::into).collect());
-        self
-    }
-
-    pub fn with_calendars(
-        mut self,
-        calendars: impl IntoIterator<Item = impl Into<String>>,
-    ) -> LoadContext {
-        self.calendars = Some(calendars.into_iter().map(Into::into).collect());
-        self
-    }
-}
 
 /// Loads one definition from its source text. `file_name` is used in diagnostics.
 pub fn load_definition(

@@ -9,16 +9,33 @@ use std::str::FromStr;
 use chrono::{DateTime, Datelike, Days, FixedOffset, Months, NaiveDate};
 use rust_decimal::{Decimal, RoundingStrategy};
 
-use super::check::{is_numeric, is_string, numeric_result, unify};
-use super::eval::{compare, equal};
+use super::ops::{compare, equal, is_numeric, is_string, number, numeric_result, unify};
 use crate::domain::{age_on, severely_disabled};
 use crate::value::{Type, Value};
 
 /// A pure implementation over evaluated arguments; the message of an `Err`
 /// becomes an [`super::EvalError::Function`].
-pub type PlainFn = fn(&[Value]) -> Result<Value, String>;
+/// Why a built-in function refused its arguments or could not compute a
+/// result; the evaluator turns it into [`super::EvalError::Function`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct FunctionError(pub String);
+
+impl From<String> for FunctionError {
+    fn from(message: String) -> FunctionError {
+        FunctionError(message)
+    }
+}
+
+impl From<&str> for FunctionError {
+    fn from(message: &str) -> FunctionError {
+        FunctionError(message.to_string())
+    }
+}
+
+pub type PlainFn = fn(&[Value]) -> Result<Value, FunctionError>;
 /// A type rule: argument types (for a lambda, the type of its body) → result type.
-pub type CheckFn = fn(&[Type]) -> Result<Type, String>;
+pub type CheckFn = fn(&[Type]) -> Result<Type, FunctionError>;
 
 /// Whether the second argument is a lambda `x => ...` over the first (a list).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -412,15 +429,15 @@ fn item_type(t: &Type) -> Option<Type> {
     }
 }
 
-fn check_len(t: &[Type]) -> Result<Type, String> {
+fn check_len(t: &[Type]) -> Result<Type, FunctionError> {
     if item_type(&t[0]).is_some() || is_string(&t[0]) {
         Ok(Type::Int)
     } else {
-        Err(format!("`len` needs a list or a string, found {}", t[0]))
+        Err(format!("`len` needs a list or a string, found {}", t[0]).into())
     }
 }
 
-fn check_min_max(t: &[Type]) -> Result<Type, String> {
+fn check_min_max(t: &[Type]) -> Result<Type, FunctionError> {
     let (a, b) = match t {
         [list] => {
             let item = item_type(list).ok_or_else(|| format!("expected a list, found {list}"))?;
@@ -434,128 +451,129 @@ fn check_min_max(t: &[Type]) -> Result<Type, String> {
     }
     match unify(&a, &b) {
         Some(u @ (Type::Date | Type::DateTime | Type::Any)) => Ok(u),
-        _ => Err(format!("cannot take the extreme of {a} and {b}")),
+        _ => Err(format!("cannot take the extreme of {a} and {b}").into()),
     }
 }
 
-fn check_abs(t: &[Type]) -> Result<Type, String> {
+fn check_abs(t: &[Type]) -> Result<Type, FunctionError> {
     if is_numeric(&t[0]) {
         Ok(t[0].clone())
     } else {
-        Err(format!("expected a number, found {}", t[0]))
+        Err(format!("expected a number, found {}", t[0]).into())
     }
 }
 
-fn check_rounding(t: &[Type]) -> Result<Type, String> {
+fn check_rounding(t: &[Type]) -> Result<Type, FunctionError> {
     if !is_numeric(&t[0]) {
-        return Err(format!("expected a number, found {}", t[0]));
+        return Err(format!("expected a number, found {}", t[0]).into());
     }
     if let Some(places) = t.get(1)
         && !matches!(places, Type::Int | Type::Any)
     {
-        return Err(format!("places must be an int, found {places}"));
+        return Err(format!("places must be an int, found {places}").into());
     }
     Ok(Type::Decimal)
 }
 
-fn check_median(t: &[Type]) -> Result<Type, String> {
+fn check_median(t: &[Type]) -> Result<Type, FunctionError> {
     match item_type(&t[0]) {
         Some(item) if is_numeric(&item) => Ok(Type::Decimal),
-        _ => Err(format!("expected a list of numbers, found {}", t[0])),
+        _ => Err(format!("expected a list of numbers, found {}", t[0]).into()),
     }
 }
 
-fn check_contains(t: &[Type]) -> Result<Type, String> {
+fn check_contains(t: &[Type]) -> Result<Type, FunctionError> {
     match &t[0] {
         Type::List(_) | Type::Any => Ok(Type::Bool),
         s if is_string(s) && is_string(&t[1]) => Ok(Type::Bool),
-        other => Err(format!("expected a list or a string, found {other}")),
+        other => Err(format!("expected a list or a string, found {other}").into()),
     }
 }
 
-fn check_date_ctor(t: &[Type]) -> Result<Type, String> {
+fn check_date_ctor(t: &[Type]) -> Result<Type, FunctionError> {
     if is_string(&t[0]) || t[0] == Type::Date {
         Ok(Type::Date)
     } else {
-        Err(format!("expected a string, found {}", t[0]))
+        Err(format!("expected a string, found {}", t[0]).into())
     }
 }
 
-fn check_datetime_ctor(t: &[Type]) -> Result<Type, String> {
+fn check_datetime_ctor(t: &[Type]) -> Result<Type, FunctionError> {
     if is_string(&t[0]) || t[0] == Type::DateTime {
         Ok(Type::DateTime)
     } else {
-        Err(format!("expected a string, found {}", t[0]))
+        Err(format!("expected a string, found {}", t[0]).into())
     }
 }
 
-fn check_to_date(t: &[Type]) -> Result<Type, String> {
+fn check_to_date(t: &[Type]) -> Result<Type, FunctionError> {
     if is_datelike(&t[0]) {
         Ok(Type::Date)
     } else {
-        Err(format!("expected a date or datetime, found {}", t[0]))
+        Err(format!("expected a date or datetime, found {}", t[0]).into())
     }
 }
 
-fn check_shift(t: &[Type]) -> Result<Type, String> {
+fn check_shift(t: &[Type]) -> Result<Type, FunctionError> {
     if !is_datelike(&t[0]) {
-        return Err(format!("expected a date or datetime, found {}", t[0]));
+        return Err(format!("expected a date or datetime, found {}", t[0]).into());
     }
     if !matches!(t[1], Type::Int | Type::Any) {
-        return Err(format!("expected an int count, found {}", t[1]));
+        return Err(format!("expected an int count, found {}", t[1]).into());
     }
     Ok(t[0].clone())
 }
 
-fn check_date_part(t: &[Type]) -> Result<Type, String> {
+fn check_date_part(t: &[Type]) -> Result<Type, FunctionError> {
     check_to_date(t).map(|_| Type::Int)
 }
 
-fn check_two_dates(t: &[Type]) -> Result<Type, String> {
+fn check_two_dates(t: &[Type]) -> Result<Type, FunctionError> {
     if is_datelike(&t[0]) && is_datelike(&t[1]) {
         Ok(Type::Int)
     } else {
-        Err(format!("expected two dates, found {} and {}", t[0], t[1]))
+        Err(format!("expected two dates, found {} and {}", t[0], t[1]).into())
     }
 }
 
-fn check_decimal_ctor(t: &[Type]) -> Result<Type, String> {
+fn check_decimal_ctor(t: &[Type]) -> Result<Type, FunctionError> {
     if is_numeric(&t[0]) || is_string(&t[0]) {
         Ok(Type::Decimal)
     } else {
-        Err(format!("expected a number or a string, found {}", t[0]))
+        Err(format!("expected a number or a string, found {}", t[0]).into())
     }
 }
 
-fn check_coalesce(t: &[Type]) -> Result<Type, String> {
-    unify(&t[0], &t[1]).ok_or_else(|| format!("{} and {} have no common type", t[0], t[1]))
+fn check_coalesce(t: &[Type]) -> Result<Type, FunctionError> {
+    unify(&t[0], &t[1])
+        .ok_or_else(|| FunctionError(format!("{} and {} have no common type", t[0], t[1])))
 }
 
-fn check_list_arg(t: &Type) -> Result<(), String> {
+fn check_list_arg(t: &Type) -> Result<(), FunctionError> {
     item_type(t)
         .map(|_| ())
-        .ok_or_else(|| format!("expected a list, found {t}"))
+        .ok_or_else(|| FunctionError(format!("expected a list, found {t}")))
 }
 
-fn check_predicate(t: &[Type]) -> Result<Type, String> {
+fn check_predicate(t: &[Type]) -> Result<Type, FunctionError> {
     check_list_arg(&t[0])?;
     if matches!(t[1], Type::Bool | Type::Any) {
         Ok(Type::Bool)
     } else {
-        Err(format!("the lambda must return a bool, found {}", t[1]))
+        Err(format!("the lambda must return a bool, found {}", t[1]).into())
     }
 }
 
-fn check_filter(t: &[Type]) -> Result<Type, String> {
+fn check_filter(t: &[Type]) -> Result<Type, FunctionError> {
     check_predicate(t).map(|_| t[0].clone())
 }
 
-fn check_map(t: &[Type]) -> Result<Type, String> {
+fn check_map(t: &[Type]) -> Result<Type, FunctionError> {
     check_list_arg(&t[0])?;
     Ok(Type::list(t[1].clone()))
 }
 
-fn check_count(t: &[Type]) -> Result<Type, String> {
+fn check_count(t: &[Type]) -> Result<Type, FunctionError> {
     check_list_arg(&t[0])?;
     if t.len() == 2 {
         check_predicate(t)?;
@@ -563,7 +581,7 @@ fn check_count(t: &[Type]) -> Result<Type, String> {
     Ok(Type::Int)
 }
 
-fn check_sum(t: &[Type]) -> Result<Type, String> {
+fn check_sum(t: &[Type]) -> Result<Type, FunctionError> {
     check_list_arg(&t[0])?;
     let summed = match t.get(1) {
         Some(body) => body.clone(),
@@ -572,49 +590,49 @@ fn check_sum(t: &[Type]) -> Result<Type, String> {
     if is_numeric(&summed) {
         Ok(summed)
     } else {
-        Err(format!("can only sum numbers, found {summed}"))
+        Err(format!("can only sum numbers, found {summed}").into())
     }
 }
 
-fn check_all_unable_to_work(t: &[Type]) -> Result<Type, String> {
+fn check_all_unable_to_work(t: &[Type]) -> Result<Type, FunctionError> {
     if !matches!(t[0], Type::Object { .. } | Type::Any) {
-        return Err(format!("expected a household object, found {}", t[0]));
+        return Err(format!("expected a household object, found {}", t[0]).into());
     }
     if !is_datelike(&t[1]) && !is_string(&t[1]) {
-        return Err(format!("expected an as_of date, found {}", t[1]));
+        return Err(format!("expected an as_of date, found {}", t[1]).into());
     }
     if let Some(flag) = t.get(2)
         && !matches!(flag, Type::Bool | Type::Any)
     {
-        return Err(format!("expected a bool flag, found {flag}"));
+        return Err(format!("expected a bool flag, found {flag}").into());
     }
     Ok(Type::Bool)
 }
 
-fn check_stable_percent(t: &[Type]) -> Result<Type, String> {
+fn check_stable_percent(t: &[Type]) -> Result<Type, FunctionError> {
     if is_string(&t[0]) || matches!(t[0], Type::Enum(_)) {
         Ok(Type::Int)
     } else {
-        Err(format!("expected a string key, found {}", t[0]))
+        Err(format!("expected a string key, found {}", t[0]).into())
     }
 }
 
-fn check_birthday(t: &[Type]) -> Result<Type, String> {
+fn check_birthday(t: &[Type]) -> Result<Type, FunctionError> {
     if !is_datelike(&t[0]) && !is_string(&t[0]) {
-        return Err(format!("expected a birth date, found {}", t[0]));
+        return Err(format!("expected a birth date, found {}", t[0]).into());
     }
     if !matches!(t[1], Type::Int | Type::Any) {
-        return Err(format!("expected an int number of years, found {}", t[1]));
+        return Err(format!("expected an int number of years, found {}", t[1]).into());
     }
     Ok(Type::Date)
 }
 
-fn check_with(t: &[Type]) -> Result<Type, String> {
+fn check_with(t: &[Type]) -> Result<Type, FunctionError> {
     if !matches!(t[0], Type::Object { .. } | Type::Any) {
-        return Err(format!("expected an object, found {}", t[0]));
+        return Err(format!("expected an object, found {}", t[0]).into());
     }
     if !is_string(&t[1]) {
-        return Err(format!("expected a field name, found {}", t[1]));
+        return Err(format!("expected a field name, found {}", t[1]).into());
     }
     // The object keeps its type; a value that does not fit the field is caught
     // when the result is stored (variables are coerced to their declared type).
@@ -637,78 +655,66 @@ pub fn committee_result_type() -> Type {
     }
 }
 
-fn check_committee_decision(t: &[Type]) -> Result<Type, String> {
+fn check_committee_decision(t: &[Type]) -> Result<Type, FunctionError> {
     check_list_arg(&t[0])?;
     Ok(committee_result_type())
 }
 
 // ---- value helpers -----------------------------------------------------------
 
-/// The exact value of an `Int` or `Decimal` (strings are not numbers here).
-pub fn number(v: &Value) -> Option<Decimal> {
-    match v {
-        Value::Int(i) => Some(Decimal::from(*i)),
-        Value::Decimal(d) => Some(*d),
-        _ => None,
-    }
+fn want_number(v: &Value) -> Result<Decimal, FunctionError> {
+    number(v).ok_or_else(|| FunctionError(format!("expected a number, found {}", v.type_name())))
 }
 
-fn want_number(v: &Value) -> Result<Decimal, String> {
-    number(v).ok_or_else(|| format!("expected a number, found {}", v.type_name()))
-}
-
-fn want_int(v: &Value) -> Result<i64, String> {
+fn want_int(v: &Value) -> Result<i64, FunctionError> {
     match v {
         Value::Int(i) => Ok(*i),
-        other => Err(format!("expected an int, found {}", other.type_name())),
+        other => Err(format!("expected an int, found {}", other.type_name()).into()),
     }
 }
 
-fn want_list(v: &Value) -> Result<&[Value], String> {
+fn want_list(v: &Value) -> Result<&[Value], FunctionError> {
     match v {
         Value::List(items) => Ok(items),
-        other => Err(format!("expected a list, found {}", other.type_name())),
+        other => Err(format!("expected a list, found {}", other.type_name()).into()),
     }
 }
 
 /// A date from a `Date`, a `DateTime` (its local date) or a `YYYY-MM-DD` string,
 /// so open objects holding JSON strings work too.
-pub fn as_date(v: &Value) -> Result<NaiveDate, String> {
+pub fn as_date(v: &Value) -> Result<NaiveDate, FunctionError> {
     match v {
         Value::Date(d) => Ok(*d),
         Value::DateTime(t) => Ok(t.date_naive()),
         Value::Str(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-            .map_err(|_| format!("{s:?} is not a date YYYY-MM-DD")),
-        other => Err(format!("expected a date, found {}", other.type_name())),
+            .map_err(|_| FunctionError(format!("{s:?} is not a date YYYY-MM-DD"))),
+        other => Err(format!("expected a date, found {}", other.type_name()).into()),
     }
 }
 
-fn as_datetime(v: &Value) -> Result<DateTime<FixedOffset>, String> {
+fn as_datetime(v: &Value) -> Result<DateTime<FixedOffset>, FunctionError> {
     match v {
         Value::DateTime(t) => Ok(*t),
         Value::Str(s) => DateTime::parse_from_rfc3339(s.trim())
-            .map_err(|_| format!("{s:?} is not an RFC 3339 date-time")),
-        other => Err(format!("expected a datetime, found {}", other.type_name())),
+            .map_err(|_| FunctionError(format!("{s:?} is not an RFC 3339 date-time"))),
+        other => Err(format!("expected a datetime, found {}", other.type_name()).into()),
     }
 }
 
 // ---- implementations -----------------------------------------------------------
 
-fn len(a: &[Value]) -> Result<Value, String> {
+fn len(a: &[Value]) -> Result<Value, FunctionError> {
     let n = match &a[0] {
         Value::List(items) => items.len(),
         Value::Str(s) => s.chars().count(),
         other => {
-            return Err(format!(
-                "expected a list or a string, found {}",
-                other.type_name()
-            ));
+            return Err(format!("expected a list or a string, found {}", other.type_name()).into());
         }
     };
     Ok(Value::Int(i64::try_from(n).unwrap_or(i64::MAX)))
 }
 
-fn extreme(a: &[Value], want: Ordering) -> Result<Value, String> {
+fn extreme(a: &[Value], want: Ordering) -> Result<Value, FunctionError> {
     let items: &[Value] = if a.len() == 1 { want_list(&a[0])? } else { a };
     let mut best: Option<&Value> = None;
     for item in items {
@@ -722,27 +728,28 @@ fn extreme(a: &[Value], want: Ordering) -> Result<Value, String> {
                         "cannot compare {} with {}",
                         item.type_name(),
                         b.type_name()
-                    ));
+                    )
+                    .into());
                 }
             },
         });
     }
     best.cloned()
-        .ok_or_else(|| "no values to choose from".to_string())
+        .ok_or_else(|| FunctionError("no values to choose from".to_string()))
 }
 
-fn abs(a: &[Value]) -> Result<Value, String> {
+fn abs(a: &[Value]) -> Result<Value, FunctionError> {
     match &a[0] {
         Value::Int(i) => i
             .checked_abs()
             .map(Value::Int)
             .ok_or_else(|| "overflow".into()),
         Value::Decimal(d) => Ok(Value::Decimal(d.abs())),
-        other => Err(format!("expected a number, found {}", other.type_name())),
+        other => Err(format!("expected a number, found {}", other.type_name()).into()),
     }
 }
 
-fn rounding(a: &[Value], strategy: RoundingStrategy) -> Result<Value, String> {
+fn rounding(a: &[Value], strategy: RoundingStrategy) -> Result<Value, FunctionError> {
     let x = want_number(&a[0])?;
     let places = match a.get(1) {
         Some(p) => want_int(p)?,
@@ -755,7 +762,7 @@ fn rounding(a: &[Value], strategy: RoundingStrategy) -> Result<Value, String> {
     Ok(Value::Decimal(x.round_dp_with_strategy(places, strategy)))
 }
 
-fn sorted_numbers(v: &Value) -> Result<Vec<Decimal>, String> {
+fn sorted_numbers(v: &Value) -> Result<Vec<Decimal>, FunctionError> {
     let mut numbers = want_list(v)?
         .iter()
         .map(want_number)
@@ -764,7 +771,7 @@ fn sorted_numbers(v: &Value) -> Result<Vec<Decimal>, String> {
     Ok(numbers)
 }
 
-fn median(a: &[Value]) -> Result<Value, String> {
+fn median(a: &[Value]) -> Result<Value, FunctionError> {
     let numbers = sorted_numbers(&a[0])?;
     let n = numbers.len();
     if n == 0 {
@@ -779,37 +786,36 @@ fn median(a: &[Value]) -> Result<Value, String> {
     Ok(Value::Decimal((pair / Decimal::TWO).normalize()))
 }
 
-fn contains(a: &[Value]) -> Result<Value, String> {
+fn contains(a: &[Value]) -> Result<Value, FunctionError> {
     match (&a[0], &a[1]) {
         (Value::List(items), x) => Ok(Value::Bool(items.iter().any(|i| equal(i, x)))),
         (Value::Str(s), Value::Str(sub)) => Ok(Value::Bool(s.contains(sub.as_str()))),
-        (x, y) => Err(format!(
-            "cannot look for {} in {}",
-            y.type_name(),
-            x.type_name()
-        )),
+        (x, y) => Err(format!("cannot look for {} in {}", y.type_name(), x.type_name()).into()),
     }
 }
 
-fn date(a: &[Value]) -> Result<Value, String> {
+fn date(a: &[Value]) -> Result<Value, FunctionError> {
     match &a[0] {
         Value::Date(d) => Ok(Value::Date(*d)),
         Value::Str(_) => as_date(&a[0]).map(Value::Date),
-        other => Err(format!("expected a string, found {}", other.type_name())),
+        other => Err(format!("expected a string, found {}", other.type_name()).into()),
     }
 }
 
-fn datetime(a: &[Value]) -> Result<Value, String> {
+fn datetime(a: &[Value]) -> Result<Value, FunctionError> {
     as_datetime(&a[0]).map(Value::DateTime)
 }
 
-fn date_of(a: &[Value]) -> Result<Value, String> {
+fn date_of(a: &[Value]) -> Result<Value, FunctionError> {
     as_date(&a[0]).map(Value::Date)
 }
 
-fn shift(a: &[Value], by: impl Fn(NaiveDate, i64) -> Option<NaiveDate>) -> Result<Value, String> {
+fn shift(
+    a: &[Value],
+    by: impl Fn(NaiveDate, i64) -> Option<NaiveDate>,
+) -> Result<Value, FunctionError> {
     let n = want_int(&a[1])?;
-    let out_of_range = || "the resulting date is out of range".to_string();
+    let out_of_range = || FunctionError::from("the resulting date is out of range");
     match &a[0] {
         Value::DateTime(t) => {
             let day = by(t.date_naive(), n).ok_or_else(out_of_range)?;
@@ -825,7 +831,7 @@ fn shift(a: &[Value], by: impl Fn(NaiveDate, i64) -> Option<NaiveDate>) -> Resul
     }
 }
 
-fn add_days(a: &[Value]) -> Result<Value, String> {
+fn add_days(a: &[Value]) -> Result<Value, FunctionError> {
     shift(a, |d, n| {
         let days = Days::new(n.unsigned_abs());
         if n >= 0 {
@@ -836,7 +842,7 @@ fn add_days(a: &[Value]) -> Result<Value, String> {
     })
 }
 
-fn add_months(a: &[Value]) -> Result<Value, String> {
+fn add_months(a: &[Value]) -> Result<Value, FunctionError> {
     // chrono clamps to the last day of a shorter month (31 Jan + 1 month = 28/29 Feb).
     shift(a, |d, n| {
         let months = Months::new(u32::try_from(n.unsigned_abs()).ok()?);
@@ -848,49 +854,49 @@ fn add_months(a: &[Value]) -> Result<Value, String> {
     })
 }
 
-fn first_day_of_next_month(a: &[Value]) -> Result<Value, String> {
+fn first_day_of_next_month(a: &[Value]) -> Result<Value, FunctionError> {
     let d = as_date(&a[0])?;
     d.with_day(1)
         .and_then(|first| first.checked_add_months(Months::new(1)))
         .map(Value::Date)
-        .ok_or_else(|| "the resulting date is out of range".to_string())
+        .ok_or_else(|| FunctionError("the resulting date is out of range".to_string()))
 }
 
-fn date_part(a: &[Value], part: fn(NaiveDate) -> i64) -> Result<Value, String> {
+fn date_part(a: &[Value], part: fn(NaiveDate) -> i64) -> Result<Value, FunctionError> {
     as_date(&a[0]).map(|d| Value::Int(part(d)))
 }
 
-fn age(a: &[Value]) -> Result<Value, String> {
+fn age(a: &[Value]) -> Result<Value, FunctionError> {
     Ok(Value::Int(age_on(as_date(&a[0])?, as_date(&a[1])?)))
 }
 
-fn days_between(a: &[Value]) -> Result<Value, String> {
+fn days_between(a: &[Value]) -> Result<Value, FunctionError> {
     let (from, to) = (as_date(&a[0])?, as_date(&a[1])?);
     Ok(Value::Int((to - from).num_days()))
 }
 
-fn string(a: &[Value]) -> Result<Value, String> {
+fn string(a: &[Value]) -> Result<Value, FunctionError> {
     Ok(Value::Str(match &a[0] {
         Value::Null => String::new(),
         other => other.to_string(),
     }))
 }
 
-fn decimal(a: &[Value]) -> Result<Value, String> {
+fn decimal(a: &[Value]) -> Result<Value, FunctionError> {
     match &a[0] {
         Value::Str(s) => Decimal::from_str(s.trim())
             .map(Value::Decimal)
-            .map_err(|_| format!("{s:?} is not a decimal number")),
+            .map_err(|_| FunctionError(format!("{s:?} is not a decimal number"))),
         other => want_number(other).map(Value::Decimal),
     }
 }
 
-fn sum_plain(a: &[Value]) -> Result<Value, String> {
+fn sum_plain(a: &[Value]) -> Result<Value, FunctionError> {
     sum_values(want_list(&a[0])?)
 }
 
 /// Sums numbers, keeping an int result while every item is an int.
-pub fn sum_values(items: &[Value]) -> Result<Value, String> {
+pub fn sum_values(items: &[Value]) -> Result<Value, FunctionError> {
     let mut total = Value::Int(0);
     for item in items {
         total = match (&total, item) {
@@ -907,12 +913,14 @@ pub fn sum_values(items: &[Value]) -> Result<Value, String> {
     Ok(total)
 }
 
-fn all_unable_to_work(a: &[Value]) -> Result<Value, String> {
+fn all_unable_to_work(a: &[Value]) -> Result<Value, FunctionError> {
     let as_of = as_date(&a[1])?;
     let flag = match a.get(2) {
         Some(Value::Bool(b)) => *b,
         Some(Value::Null) | None => true,
-        Some(other) => return Err(format!("expected a bool flag, found {}", other.type_name())),
+        Some(other) => {
+            return Err(format!("expected a bool flag, found {}", other.type_name()).into());
+        }
     };
     let members = a[0]
         .get("members")
@@ -948,7 +956,7 @@ fn all_unable_to_work(a: &[Value]) -> Result<Value, String> {
     Ok(Value::Bool(true))
 }
 
-fn committee_decision(a: &[Value]) -> Result<Value, String> {
+fn committee_decision(a: &[Value]) -> Result<Value, FunctionError> {
     let votes = want_list(&a[0])?;
     let mut approving = Vec::new();
     let mut reasons = Vec::new();
@@ -960,7 +968,7 @@ fn committee_decision(a: &[Value]) -> Result<Value, String> {
                     .and_then(Value::as_decimal)
                     .ok_or_else(|| format!("vote {i}: an approving vote needs an amount"))?;
                 if amount < Decimal::ZERO {
-                    return Err(format!("vote {i}: the amount must be >= 0"));
+                    return Err(format!("vote {i}: the amount must be >= 0").into());
                 }
                 approving.push(amount);
             }
@@ -972,7 +980,8 @@ fn committee_decision(a: &[Value]) -> Result<Value, String> {
             other => {
                 return Err(format!(
                     "vote {i}: decision must be \"approve\" or \"reject\", found {other:?}"
-                ));
+                )
+                .into());
             }
         }
     }
@@ -1011,19 +1020,16 @@ pub fn stable_percent_of(key: &str) -> i64 {
     i64::try_from(hash % 100).unwrap_or(0)
 }
 
-fn stable_percent(a: &[Value]) -> Result<Value, String> {
+fn stable_percent(a: &[Value]) -> Result<Value, FunctionError> {
     match &a[0] {
         Value::Str(key) => Ok(Value::Int(stable_percent_of(key))),
-        other => Err(format!(
-            "expected a string key, found {}",
-            other.type_name()
-        )),
+        other => Err(format!("expected a string key, found {}", other.type_name()).into()),
     }
 }
 
 /// The date a person born on `birth_date` completes `years` years, by the rule
 /// of `age`: a 29 February birthday falls on 1 March in common years.
-fn birthday(a: &[Value]) -> Result<Value, String> {
+fn birthday(a: &[Value]) -> Result<Value, FunctionError> {
     let birth = as_date(&a[0])?;
     let years = want_int(&a[1])?;
     let months = years
@@ -1037,14 +1043,14 @@ fn birthday(a: &[Value]) -> Result<Value, String> {
         .and_then(|eve| eve.checked_add_months(Months::new(months)))
         .and_then(|eve| eve.succ_opt())
         .map(Value::Date)
-        .ok_or_else(|| "the resulting date is out of range".to_string())
+        .ok_or_else(|| FunctionError("the resulting date is out of range".to_string()))
 }
 
 /// A copy of an object with one field set (added or replaced); used to update
 /// a member inside a household (`with(m, 'adl_not_met', 2)`).
-fn with_field(a: &[Value]) -> Result<Value, String> {
+fn with_field(a: &[Value]) -> Result<Value, FunctionError> {
     let Value::Str(field) = &a[1] else {
-        return Err(format!("expected a field name, found {}", a[1].type_name()));
+        return Err(format!("expected a field name, found {}", a[1].type_name()).into());
     };
     match &a[0] {
         Value::Object(map) => {
@@ -1052,6 +1058,6 @@ fn with_field(a: &[Value]) -> Result<Value, String> {
             map.insert(field.clone(), a[2].clone());
             Ok(Value::Object(map))
         }
-        other => Err(format!("expected an object, found {}", other.type_name())),
+        other => Err(format!("expected an object, found {}", other.type_name()).into()),
     }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use super::ast::{Arg, BinaryOp, Kind, Node, Span, UnaryOp};
 use super::builtins::{LambdaUse, Registry};
+use super::ops::{is_numeric, is_string, numeric_result, unify};
 use super::{ExprError, TypeEnv};
 use crate::value::{Type, Value};
 
@@ -374,14 +375,6 @@ pub fn literal_type(value: &Value) -> Type {
     }
 }
 
-pub fn is_numeric(t: &Type) -> bool {
-    matches!(t, Type::Int | Type::Decimal | Type::Any)
-}
-
-pub fn is_string(t: &Type) -> bool {
-    matches!(t, Type::String | Type::Enum(_) | Type::Any)
-}
-
 fn is_ordered(t: &Type) -> bool {
     matches!(
         t,
@@ -395,36 +388,8 @@ fn is_ordered(t: &Type) -> bool {
     )
 }
 
-/// The type of `l op r` for `+ - * %`: int only when both sides are ints.
-pub fn numeric_result(l: &Type, r: &Type) -> Type {
-    match (l, r) {
-        (Type::Int, Type::Int) => Type::Int,
-        (Type::Any, _) | (_, Type::Any) => Type::Any,
-        _ => Type::Decimal,
-    }
-}
-
 pub fn comparable_for_equality(l: &Type, r: &Type) -> bool {
     matches!(l, Type::Null) || matches!(r, Type::Null) || l.accepts(r) || r.accepts(l)
-}
-
-/// The common type of two branches or list items, if there is one.
-pub fn unify(a: &Type, b: &Type) -> Option<Type> {
-    Some(match (a, b) {
-        _ if a == b => a.clone(),
-        (Type::Null, t) | (t, Type::Null) => t.clone(),
-        (Type::Any, _) | (_, Type::Any) => Type::Any,
-        (Type::Int, Type::Decimal) | (Type::Decimal, Type::Int) => Type::Decimal,
-        (Type::Enum(x), Type::Enum(y)) => {
-            let mut all = x.clone();
-            all.extend(y.iter().filter(|v| !x.contains(v)).cloned());
-            Type::Enum(all)
-        }
-        (Type::String, Type::Enum(_)) | (Type::Enum(_), Type::String) => Type::String,
-        (Type::List(x), Type::List(y)) => Type::list(unify(x, y)?),
-        (Type::Object { .. }, Type::Object { .. }) => Type::open_object(),
-        _ => return None,
-    })
 }
 
 /// A "did you mean" hint: the closest candidate within a small edit distance.

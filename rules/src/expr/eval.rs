@@ -6,7 +6,8 @@ use std::cmp::Ordering;
 use rust_decimal::Decimal;
 
 use super::ast::{Arg, BinaryOp, Kind, Node, Span, UnaryOp};
-use super::builtins::{Implementation, ListFn, Registry, number, sum_values};
+use super::builtins::{Implementation, ListFn, Registry, sum_values};
+use super::ops::{compare, equal, number};
 use super::{Env, EvalError};
 use crate::value::Value;
 
@@ -252,7 +253,7 @@ impl<'a> Evaluator<'a> {
                     })
                     .sum();
                 self.charge(touched)?;
-                f(&values).map_err(function_error)
+                f(&values).map_err(|e| function_error(e.0))
             }
             (
                 Implementation::List {
@@ -311,9 +312,9 @@ impl<'a> Evaluator<'a> {
             ListFn::Any => Value::Bool(false),
             ListFn::Filter | ListFn::Map => Value::List(kept),
             ListFn::Count => Value::Int(count),
-            ListFn::Sum => sum_values(&kept).map_err(|message| EvalError::Function {
+            ListFn::Sum => sum_values(&kept).map_err(|e| EvalError::Function {
                 function: "sum".into(),
-                message,
+                message: e.0,
                 offset: body.span.offset,
             })?,
         })
@@ -368,36 +369,4 @@ fn arithmetic(op: BinaryOp, l: Value, r: Value, at: Span) -> Result<Value, EvalE
         _ => a.checked_rem(b),
     };
     result.map(Value::Decimal).ok_or(overflow)
-}
-
-/// Equality across numeric kinds (`1 == 1.00`), recursively through lists and objects.
-pub fn equal(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::List(x), Value::List(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal(p, q))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .zip(y)
-                    .all(|((k1, v1), (k2, v2))| k1 == k2 && equal(v1, v2))
-        }
-        _ => match (number(a), number(b)) {
-            (Some(x), Some(y)) => x == y,
-            _ => a == b,
-        },
-    }
-}
-
-/// The order of two values of a comparable kind, or `None`.
-pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
-    if let (Some(x), Some(y)) = (number(a), number(b)) {
-        return Some(x.cmp(&y));
-    }
-    match (a, b) {
-        (Value::Str(x), Value::Str(y)) => Some(x.cmp(y)),
-        (Value::Date(x), Value::Date(y)) => Some(x.cmp(y)),
-        (Value::DateTime(x), Value::DateTime(y)) => Some(x.cmp(y)),
-        _ => None,
-    }
 }

@@ -57,6 +57,7 @@ mod ast;
 mod builtins;
 mod check;
 mod eval;
+mod ops;
 mod parse;
 
 use std::collections::{BTreeMap, HashMap};
@@ -64,10 +65,12 @@ use std::sync::{Arc, OnceLock};
 
 pub use ast::Span;
 pub use builtins::{
-    Builtin, CheckFn, Implementation, LambdaUse, ListFn, PlainFn, Registry, as_date, number,
+    Builtin, CheckFn, FunctionError, Implementation, LambdaUse, ListFn, PlainFn, Registry, as_date,
 };
-pub use check::{did_you_mean, unify as unify_types};
-pub use eval::{MAX_LIST_LEN, MAX_STEPS, compare, equal};
+pub use check::did_you_mean;
+pub use eval::{MAX_LIST_LEN, MAX_STEPS};
+pub use ops::unify as unify_types;
+pub use ops::{compare, equal, number};
 pub use parse::{MAX_DEPTH, MAX_SOURCE_LEN};
 
 use crate::value::{Type, Value};
