@@ -113,12 +113,17 @@ impl InputLimits {
         }
     }
 
+    /// The longest text [`InputLimits::check_text`] accepts: the byte cap
+    /// counts compact JSON, and indentation may make the same data several times
+    /// larger, so the text is allowed four times the cap.
+    pub fn max_text_bytes(&self) -> usize {
+        self.max_total_bytes.saturating_mul(4)
+    }
+
     /// Checks the size of a text before it is parsed, so a huge input is
     /// refused without building its tree. [`InputLimits::check`] still applies.
     pub fn check_text(&self, text: &str) -> Result<(), LimitViolation> {
-        // Whitespace may make a text larger than its compact form; allow for
-        // indentation generously, the compact size is checked after parsing.
-        let cap = self.max_total_bytes.saturating_mul(4);
+        let cap = self.max_text_bytes();
         if text.len() > cap {
             return Err(LimitViolation {
                 path: "$".into(),

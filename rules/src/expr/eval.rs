@@ -173,13 +173,15 @@ impl<'a> Evaluator<'a> {
                 if items.len() > MAX_LIST_LEN {
                     return Err(list_too_long(at.offset));
                 }
-                let list = items
-                    .iter()
-                    .map(|n| self.eval(n))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Value::List)?;
-                self.built_value(&list, at.offset)?;
-                Ok(list)
+                // Counted item by item: `[xs, xs, ...]` stops at the cap, not after.
+                let mut list = Vec::with_capacity(items.len());
+                for n in items {
+                    let item = self.eval(n)?;
+                    let left = MAX_BUILT_BYTES.saturating_sub(self.built);
+                    self.build(SLOT.saturating_add(weight(&item, left)), at.offset)?;
+                    list.push(item);
+                }
+                Ok(Value::List(list))
             }
             Kind::Call { name, args, .. } => self.call(name, args, at),
         }
