@@ -1,11 +1,15 @@
 //! `jiuzhu assess --policy P --case C [--explain]`: the assessment of assess.md as
 //! a command — one JSON object on stdout (exit 0), or one line per input problem
-//! on stderr naming the file and the JSON path / YAML key (exit 2).
+//! on stderr naming the file and the JSON path / YAML key (exit 2). The case is
+//! read as strict JSON (a key given twice is refused) within the default
+//! [`InputLimits`].
 
 use std::io::Write;
 use std::path::Path;
 
-use jiuzhu_rules::{Policy, RuleSet, check_policy_applies, parse_case, try_assess};
+use jiuzhu_rules::{
+    InputLimits, Policy, RuleSet, check_policy_applies, parse_case_text, try_assess,
+};
 
 /// Exit code for valid input, eligible or not.
 pub const EXIT_OK: i32 = 0;
@@ -34,26 +38,21 @@ pub fn run(policy: &Path, case: &Path, rules_dir: Option<&Path>, explain: bool) 
         }
     };
 
-    let case = match std::fs::read_to_string(case) {
-        Ok(src) => match serde_json::from_str::<serde_json::Value>(&src) {
-            Ok(json) => match parse_case(&json) {
-                Ok(c) => Some(c),
-                Err(errors) => {
-                    problems.extend(
-                        errors
-                            .iter()
-                            .map(|e| format!("{case_name}: {}: {}", e.path, e.message)),
-                    );
-                    None
-                }
-            },
-            Err(e) => {
-                problems.push(format!("{case_name}: invalid JSON: {e}"));
+    let limits = InputLimits::default();
+    let case = match read_bounded(case, &limits) {
+        Ok(src) => match parse_case_text(&src, &limits) {
+            Ok(c) => Some(c),
+            Err(errors) => {
+                problems.extend(
+                    errors
+                        .iter()
+                        .map(|e| format!("{case_name}: {}: {}", e.path, e.message)),
+                );
                 None
             }
         },
         Err(e) => {
-            problems.push(format!("{case_name}: cannot read: {e}"));
+            problems.push(format!("{case_name}: {e}"));
             None
         }
     };
@@ -113,4 +112,22 @@ pub fn run(policy: &Path, case: &Path, rules_dir: Option<&Path>, explain: bool) 
             EXIT_RULE_FAILURE
         }
     }
+}
+
+/// Reads a file as text, refusing one larger than the limits allow for a case
+/// without reading it all.
+fn read_bounded(path: &Path, limits: &InputLimits) -> Result<String, String> {
+    use std::io::Read;
+    let cap = limits.max_text_bytes();
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| {
+            f.take(u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1))
+                .read_to_end(&mut bytes)
+        })
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() > cap {
+        return Err(format!("$: input_too_large: more than {cap} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|e| format!("cannot read: {e}"))
 }

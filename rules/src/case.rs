@@ -9,6 +9,8 @@ use rust_decimal::Decimal;
 use serde_json::Value as Json;
 
 use crate::domain::DISABILITY_KINDS;
+use crate::json::{JsonError, parse_strict};
+use crate::limits::{InputLimits, LimitViolation};
 use crate::value::{Type, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +141,47 @@ pub struct InputError {
     /// JSON path, e.g. `$.household.members[1].income[0].monthly`.
     pub path: String,
     pub message: String,
+}
+
+impl From<LimitViolation> for InputError {
+    fn from(v: LimitViolation) -> InputError {
+        InputError {
+            message: format!(
+                "{}: {} exceeds the limit of {}",
+                v.code(),
+                v.actual,
+                v.limit
+            ),
+            path: v.path,
+        }
+    }
+}
+
+impl From<JsonError> for InputError {
+    fn from(e: JsonError) -> InputError {
+        let message = match &e {
+            JsonError::DuplicateKey {
+                key, line, column, ..
+            } => format!("duplicate_key: {key:?} is given twice (line {line}, column {column})"),
+            JsonError::Syntax {
+                message,
+                line,
+                column,
+            } => format!("invalid_json: {message} (line {line}, column {column})"),
+        };
+        InputError {
+            path: e.path().to_string(),
+            message,
+        }
+    }
+}
+
+/// Reads a case file's text: strict JSON (a key given twice is refused, not
+/// resolved by the last one winning), within `limits`, then [`parse_case_with`].
+pub fn parse_case_text(text: &str, limits: &InputLimits) -> Result<Case, Vec<InputError>> {
+    limits.check_text(text).map_err(|v| vec![v.into()])?;
+    let json = parse_strict(text).map_err(|e| vec![e.into()])?;
+    parse_case_with(&json, limits)
 }
 
 /// Walks the JSON, collecting every problem.
@@ -309,8 +352,20 @@ impl Reader {
     }
 }
 
-/// Parses and validates a case file (assess.md), reporting every problem.
+/// Parses and validates a case file (assess.md), reporting every problem, within
+/// [`InputLimits::default`].
 pub fn parse_case(json: &Json) -> Result<Case, Vec<InputError>> {
+    parse_case_with(json, &InputLimits::default())
+}
+
+/// [`parse_case`] within `limits`: data beyond a limit is refused before it is read.
+pub fn parse_case_with(json: &Json, limits: &InputLimits) -> Result<Case, Vec<InputError>> {
+    limits.check(json).map_err(|violations| {
+        violations
+            .into_iter()
+            .map(InputError::from)
+            .collect::<Vec<_>>()
+    })?;
     let mut r = Reader { errors: Vec::new() };
     let Some(top) = r.object(
         json,

@@ -9,13 +9,17 @@ pub mod assessment;
 pub mod case;
 pub mod domain;
 pub mod expr;
+pub mod json;
+pub mod limits;
 pub mod policy;
 pub mod ruleset;
 pub mod value;
 pub mod yaml;
 
 pub use assessment::{Assessment, Supplement, assess, check_policy_applies, money, try_assess};
-pub use case::{Case, InputError, parse_case};
+pub use case::{Case, InputError, parse_case, parse_case_text, parse_case_with};
+pub use json::{JsonError, parse_strict};
+pub use limits::{InputLimits, LimitKind, LimitViolation};
 pub use policy::{Policy, PolicyError, PolicySet};
 pub use ruleset::{ProgramRules, RuleProblem, RuleSet, RulesError, TraceEntry};
 pub use value::{CoerceError, Type, Value};

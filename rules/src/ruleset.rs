@@ -20,7 +20,9 @@ use std::sync::{Arc, OnceLock};
 use rust_decimal::Decimal;
 
 use crate::case::Case;
-use crate::expr::{self, Builtin, Expr, ExprError, Implementation, LambdaUse, Registry, TypeEnv};
+use crate::expr::{
+    self, Builtin, Env, Expr, ExprError, Implementation, LambdaUse, Registry, TypeEnv,
+};
 use crate::policy::Policy;
 use crate::value::{Type, Value};
 use crate::yaml::{self, Node};
@@ -900,33 +902,55 @@ pub struct Evaluation {
     pub trace: Vec<TraceEntry>,
 }
 
+/// Variables visible to one evaluation: `local` first, then `parent`. A member's
+/// scope is the household's variables plus a few of its own, looked up in place:
+/// copying the household's (every member's) variables for each member made an
+/// assessment grow with the square of the household's size.
+struct Layered<'a> {
+    local: &'a BTreeMap<String, Value>,
+    parent: &'a dyn Env,
+}
+
+impl Env for Layered<'_> {
+    fn var(&self, name: &str) -> Option<&Value> {
+        self.local.get(name).or_else(|| self.parent.var(name))
+    }
+}
+
 impl ProgramRules {
     /// Evaluates the rules for a case under a policy.
     pub fn evaluate(&self, policy: &Policy, case: &Case) -> Result<Evaluation, RulesError> {
         let mut env = case.variables();
         env.insert("policy".into(), policy.to_value());
-        let members: Vec<Value> = case
-            .household
-            .members
-            .iter()
-            .map(|m| m.to_value())
-            .collect();
         let ids: Vec<String> = case
             .household
             .members
             .iter()
             .map(|m| m.id.clone())
             .collect();
-        let mut member_values: Vec<BTreeMap<String, Value>> = vec![BTreeMap::new(); members.len()];
+        // Per member: `member` itself, then the member's values of per-member steps.
+        let member_scopes: Vec<BTreeMap<String, Value>> = case
+            .household
+            .members
+            .iter()
+            .map(|m| BTreeMap::from([("member".to_string(), m.to_value())]))
+            .collect();
+        let mut member_values: Vec<BTreeMap<String, Value>> =
+            vec![BTreeMap::new(); member_scopes.len()];
         let mut step_names: Vec<&str> = Vec::new();
         let mut trace = Vec::new();
         for step in &self.steps {
             if step.per_member {
-                let mut all = Vec::with_capacity(members.len());
-                for (i, member) in members.iter().enumerate() {
-                    let mut scope = env.clone();
-                    scope.extend(member_values[i].iter().map(|(k, v)| (k.clone(), v.clone())));
-                    scope.insert("member".into(), member.clone());
+                let mut all = Vec::with_capacity(member_scopes.len());
+                for (i, member) in member_scopes.iter().enumerate() {
+                    let values = Layered {
+                        local: &member_values[i],
+                        parent: &env,
+                    };
+                    let scope = Layered {
+                        local: member,
+                        parent: &values,
+                    };
                     let (value, entry) = self.run_step(step, &scope, &step_names)?;
                     trace.push(TraceEntry {
                         member: Some(ids[i].clone()),
@@ -944,7 +968,7 @@ impl ProgramRules {
             step_names.push(&step.name);
         }
         let r = &self.result;
-        let eval = |e: &Expr, scope: &BTreeMap<String, Value>, field: &str| {
+        let eval = |e: &Expr, scope: &dyn Env, field: &str| {
             e.eval(scope).map_err(|source| RulesError::Eval {
                 program: self.program.clone(),
                 step: format!("result.{field}"),
@@ -967,10 +991,15 @@ impl ProgramRules {
             .map(str::to_string);
         let mut supplements = Vec::new();
         if r.supplement_amount.is_some() || r.supplement_categories.is_some() {
-            for (i, member) in members.iter().enumerate() {
-                let mut scope = env.clone();
-                scope.extend(member_values[i].iter().map(|(k, v)| (k.clone(), v.clone())));
-                scope.insert("member".into(), member.clone());
+            for (i, member) in member_scopes.iter().enumerate() {
+                let values = Layered {
+                    local: &member_values[i],
+                    parent: &env,
+                };
+                let scope = Layered {
+                    local: member,
+                    parent: &values,
+                };
                 let categories = match &r.supplement_categories {
                     Some(e) => strings(eval(e, &scope, "supplement_categories")?),
                     None => Vec::new(),
@@ -1007,7 +1036,7 @@ impl ProgramRules {
     fn run_step(
         &self,
         step: &Step,
-        env: &BTreeMap<String, Value>,
+        env: &dyn Env,
         step_names: &[&str],
     ) -> Result<(Value, TraceEntry), RulesError> {
         let eval_error = |source| RulesError::Eval {
@@ -1015,14 +1044,13 @@ impl ProgramRules {
             step: step.name.clone(),
             source,
         };
-        let inputs_of =
-            |e: &Expr, env: &BTreeMap<String, Value>, extra: &[&str]| -> BTreeMap<String, Value> {
-                e.variables()
-                    .into_iter()
-                    .filter(|v| step_names.contains(&v.as_str()) || extra.contains(&v.as_str()))
-                    .filter_map(|v| env.get(&v).map(|val| (v, val.clone())))
-                    .collect()
-            };
+        let inputs_of = |e: &Expr, env: &dyn Env, extra: &[&str]| -> BTreeMap<String, Value> {
+            e.variables()
+                .into_iter()
+                .filter(|v| step_names.contains(&v.as_str()) || extra.contains(&v.as_str()))
+                .filter_map(|v| env.var(&v).map(|val| (v, val.clone())))
+                .collect()
+        };
         let mut entry = TraceEntry {
             name: step.name.clone(),
             label: step.label.clone(),
@@ -1037,13 +1065,22 @@ impl ProgramRules {
                 e.eval(env).map_err(eval_error)?
             }
             Body::Table(table) => {
-                let mut scope = env.clone();
+                // The table's inputs, seen by its later inputs and its rules.
+                let mut inputs = BTreeMap::new();
                 let input_names: Vec<&str> = table.inputs.iter().map(|(n, _)| n.as_str()).collect();
                 for (name, e) in &table.inputs {
+                    let scope = Layered {
+                        local: &inputs,
+                        parent: env,
+                    };
                     let v = e.eval(&scope).map_err(eval_error)?;
                     entry.inputs.insert(name.clone(), v.clone());
-                    scope.insert(name.clone(), v);
+                    inputs.insert(name.clone(), v);
                 }
+                let scope = Layered {
+                    local: &inputs,
+                    parent: env,
+                };
                 let mut rows = Vec::new();
                 for rule in &table.rules {
                     let hit = rule.when.eval(&scope).map_err(eval_error)?;

@@ -229,6 +229,7 @@ impl SqliteStore {
                 })
             }
             Location::File(path) => {
+                create_private(&path)?;
                 let base = SqliteConnectOptions::new()
                     .filename(&path)
                     .foreign_keys(true)
@@ -397,9 +398,58 @@ impl SqliteStore {
     }
 }
 
+/// Creates the database file, empty and readable by its owner only (0600), if it does not
+/// exist: it holds personal data, and SQLite would create it with the process's umask (often
+/// world-readable). SQLite gives the `-wal` and `-shm` files the main file's mode. An empty file
+/// is an empty database to SQLite, so the page size set on first use still applies.
+fn create_private(path: &std::path::Path) -> Result<(), StoreError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        // An existing file keeps the mode its owner gave it.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Database(sqlx::Error::Io(e))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_database_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let path = dir.path().join("new.db");
+        let url = format!("sqlite:{}", path.display());
+        let store = SqliteStore::open(&url, StoreOptions::default())
+            .await
+            .expect("opens");
+        let mode =
+            |p: &std::path::Path| std::fs::metadata(p).expect("file").permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o600);
+        // The write-ahead log of an open WAL database takes the main file's mode.
+        let wal = dir.path().join("new.db-wal");
+        assert!(wal.exists(), "the store keeps its log open");
+        assert_eq!(mode(&wal), 0o600);
+        drop(store);
+
+        // A file that exists keeps its mode.
+        let other = dir.path().join("shared.db");
+        std::fs::write(&other, b"").expect("create");
+        std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let url = format!("sqlite:{}", other.display());
+        drop(
+            SqliteStore::open(&url, StoreOptions::default())
+                .await
+                .expect("opens"),
+        );
+        assert_eq!(mode(&other), 0o640);
+    }
 
     #[test]
     fn urls_name_a_file_or_memory_and_may_tune_durability() {

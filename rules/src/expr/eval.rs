@@ -15,6 +15,16 @@ use crate::value::Value;
 pub const MAX_STEPS: usize = 100_000;
 /// Longest list an expression may build.
 pub const MAX_LIST_LEN: usize = 10_000;
+/// Longest string, in bytes, an expression may build (`+`, functions).
+pub const MAX_STRING_LEN: usize = 1024 * 1024;
+/// Most bytes one evaluation may build in new strings, lists and objects, counted as
+/// their contents plus one value slot per item or field. Reading a variable builds
+/// nothing; copying a list into a new one (`map`, `[xs, xs]`, `with`) does. Caps
+/// memory where the step budget alone would not: each step may copy a large value.
+pub const MAX_BUILT_BYTES: usize = 64 * 1024 * 1024;
+
+/// The value a missing field reads as, borrowed without building one.
+static NULL: Value = Value::Null;
 
 pub struct Evaluator<'a> {
     env: &'a dyn Env,
@@ -22,6 +32,8 @@ pub struct Evaluator<'a> {
     /// Lambda parameters bound during evaluation, innermost last.
     locals: Vec<(String, Value)>,
     steps: usize,
+    /// Bytes built so far, see [`MAX_BUILT_BYTES`].
+    built: usize,
 }
 
 impl<'a> Evaluator<'a> {
@@ -31,6 +43,7 @@ impl<'a> Evaluator<'a> {
             registry,
             locals: Vec::new(),
             steps: 0,
+            built: 0,
         }
     }
 
@@ -42,20 +55,58 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
+    /// Counts `bytes` against [`MAX_BUILT_BYTES`].
+    fn build(&mut self, bytes: usize, offset: usize) -> Result<(), EvalError> {
+        self.built = self.built.saturating_add(bytes);
+        if self.built > MAX_BUILT_BYTES {
+            return Err(EvalError::LimitExceeded {
+                what: "bytes built by one evaluation",
+                limit: MAX_BUILT_BYTES,
+                offset,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a newly built value against the caps and counts what it holds.
+    fn built_value(&mut self, value: &Value, offset: usize) -> Result<(), EvalError> {
+        check_size(value, offset)?;
+        let left = MAX_BUILT_BYTES.saturating_sub(self.built);
+        self.build(weight(value, left), offset)
+    }
+
+    /// A variable, or a chain of fields of one (`policy.dibao.standard.urban`),
+    /// borrowed where it is stored: only the value at the end is copied, not the
+    /// whole object on the way (a household of thousands of members, per member).
+    /// `None` when the chain does not resolve; the owned path then reports why.
+    fn lookup(&self, node: &Node) -> Option<&Value> {
+        match &node.kind {
+            Kind::Variable(name) => match self.locals.iter().rev().find(|(n, _)| n == name) {
+                Some((_, v)) => Some(v),
+                None => self.env.var(name),
+            },
+            Kind::Member(object, field) => match self.lookup(object)? {
+                Value::Object(map) => Some(map.get(field).unwrap_or(&NULL)),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     pub fn eval(&mut self, node: &Node) -> Result<Value, EvalError> {
         self.charge(1)?;
         let at = node.span;
+        if let Kind::Variable(_) | Kind::Member(..) = &node.kind
+            && let Some(value) = self.lookup(node)
+        {
+            let value = value.clone();
+            // The same steps as reading the chain link by link.
+            self.charge(chain_len(node) - 1)?;
+            return Ok(value);
+        }
         match &node.kind {
             Kind::Literal(v) => Ok(v.clone()),
-            Kind::Variable(name) => {
-                if let Some((_, v)) = self.locals.iter().rev().find(|(n, _)| n == name) {
-                    return Ok(v.clone());
-                }
-                self.env
-                    .var(name)
-                    .cloned()
-                    .ok_or_else(|| EvalError::UnknownVariable { name: name.clone() })
-            }
+            Kind::Variable(name) => Err(EvalError::UnknownVariable { name: name.clone() }),
             Kind::Member(object, field) => match self.eval(object)? {
                 Value::Object(mut map) => Ok(map.remove(field).unwrap_or(Value::Null)),
                 Value::Null => Err(EvalError::NullMember {
@@ -121,16 +172,17 @@ impl<'a> Evaluator<'a> {
             },
             Kind::List(items) => {
                 if items.len() > MAX_LIST_LEN {
-                    return Err(EvalError::ListTooLarge {
-                        limit: MAX_LIST_LEN,
-                        offset: at.offset,
-                    });
+                    return Err(list_too_long(at.offset));
                 }
-                items
-                    .iter()
-                    .map(|n| self.eval(n))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map(Value::List)
+                // Counted item by item: `[xs, xs, ...]` stops at the cap, not after.
+                let mut list = Vec::with_capacity(items.len());
+                for n in items {
+                    let item = self.eval(n)?;
+                    let left = MAX_BUILT_BYTES.saturating_sub(self.built);
+                    self.build(SLOT.saturating_add(weight(&item, left)), at.offset)?;
+                    list.push(item);
+                }
+                Ok(Value::List(list))
             }
             Kind::Call { name, args, .. } => self.call(name, args, at),
         }
@@ -193,7 +245,13 @@ impl<'a> Evaluator<'a> {
                     format!("cannot look for {} in {}", l.type_name(), r.type_name()),
                 )),
             },
-            _ => arithmetic(op, l, r, at),
+            _ => {
+                let value = arithmetic(op, l, r, at)?;
+                if let Value::Str(s) = &value {
+                    self.build(s.len(), at.offset)?;
+                }
+                Ok(value)
+            }
         }
     }
 
@@ -253,7 +311,9 @@ impl<'a> Evaluator<'a> {
                     })
                     .sum();
                 self.charge(touched)?;
-                f(&values).map_err(|e| function_error(e.0))
+                let value = f(&values).map_err(|e| function_error(e.0))?;
+                self.built_value(&value, at.offset)?;
+                Ok(value)
             }
             (
                 Implementation::List {
@@ -294,17 +354,20 @@ impl<'a> Evaluator<'a> {
                 ListFn::All | ListFn::Any => {}
                 ListFn::Filter => {
                     if truth()? {
+                        // The item moves into the new list: one slot is built.
+                        self.build(SLOT, body.span.offset)?;
                         kept.push(item);
                     }
                 }
                 ListFn::Count => count += i64::from(truth()?),
-                ListFn::Map | ListFn::Sum => kept.push(result),
+                ListFn::Map | ListFn::Sum => {
+                    let left = MAX_BUILT_BYTES.saturating_sub(self.built);
+                    self.build(SLOT.saturating_add(weight(&result, left)), body.span.offset)?;
+                    kept.push(result);
+                }
             }
             if kept.len() > MAX_LIST_LEN {
-                return Err(EvalError::ListTooLarge {
-                    limit: MAX_LIST_LEN,
-                    offset: body.span.offset,
-                });
+                return Err(list_too_long(body.span.offset));
             }
         }
         Ok(match kind {
@@ -321,6 +384,72 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// Bytes counted for one item of a list or field of an object, besides its contents.
+const SLOT: usize = std::mem::size_of::<Value>();
+
+fn list_too_long(offset: usize) -> EvalError {
+    EvalError::LimitExceeded {
+        what: "list length",
+        limit: MAX_LIST_LEN,
+        offset,
+    }
+}
+
+/// The caps on one value: a string's bytes, a list's items.
+fn check_size(value: &Value, offset: usize) -> Result<(), EvalError> {
+    match value {
+        Value::Str(s) if s.len() > MAX_STRING_LEN => Err(string_too_long(offset)),
+        Value::List(items) if items.len() > MAX_LIST_LEN => Err(list_too_long(offset)),
+        _ => Ok(()),
+    }
+}
+
+fn string_too_long(offset: usize) -> EvalError {
+    EvalError::LimitExceeded {
+        what: "string length",
+        limit: MAX_STRING_LEN,
+        offset,
+    }
+}
+
+/// The bytes `value` holds beyond its own slot, counted up to a little over `cap`
+/// (past the cap the exact figure does not matter, and counting on would cost time).
+fn weight(value: &Value, cap: usize) -> usize {
+    match value {
+        Value::Str(s) => s.len(),
+        Value::List(items) => {
+            let mut total = 0usize;
+            for item in items {
+                total = total.saturating_add(SLOT + weight(item, cap.saturating_sub(total)));
+                if total > cap {
+                    break;
+                }
+            }
+            total
+        }
+        Value::Object(map) => {
+            let mut total = 0usize;
+            for (key, item) in map {
+                total = total
+                    .saturating_add(SLOT + key.len() + weight(item, cap.saturating_sub(total)));
+                if total > cap {
+                    break;
+                }
+            }
+            total
+        }
+        _ => 0,
+    }
+}
+
+/// Links in a chain `a.b.c` (3), read by [`Evaluator::lookup`].
+fn chain_len(node: &Node) -> usize {
+    match &node.kind {
+        Kind::Member(object, _) => 1 + chain_len(object),
+        _ => 1,
+    }
+}
+
 fn type_error(at: Span, message: String) -> EvalError {
     EvalError::Type {
         offset: at.offset,
@@ -332,7 +461,13 @@ fn arithmetic(op: BinaryOp, l: Value, r: Value, at: Span) -> Result<Value, EvalE
     let overflow = EvalError::Overflow { offset: at.offset };
     let by_zero = EvalError::DivisionByZero { offset: at.offset };
     match (op, &l, &r) {
-        (BinaryOp::Add, Value::Str(a), Value::Str(b)) => return Ok(Value::Str(format!("{a}{b}"))),
+        (BinaryOp::Add, Value::Str(a), Value::Str(b)) => {
+            // Refused before allocating: a doubling `s + s` stops here, not in the allocator.
+            if a.len().saturating_add(b.len()) > MAX_STRING_LEN {
+                return Err(string_too_long(at.offset));
+            }
+            return Ok(Value::Str(format!("{a}{b}")));
+        }
         (BinaryOp::Div, _, _) => {}
         (_, Value::Int(a), Value::Int(b)) => {
             let result = match op {

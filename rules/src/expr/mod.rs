@@ -13,7 +13,10 @@
 //!
 //! Limits: source ≤ [`parse::MAX_SOURCE_LEN`] bytes, tree depth ≤
 //! [`parse::MAX_DEPTH`], ≤ [`eval::MAX_STEPS`] operations per evaluation, lists
-//! built by an expression ≤ [`eval::MAX_LIST_LEN`] items.
+//! built by an expression ≤ [`eval::MAX_LIST_LEN`] items, strings ≤
+//! [`eval::MAX_STRING_LEN`] bytes, and ≤ [`eval::MAX_BUILT_BYTES`] built in all
+//! by one evaluation. Exceeding one is [`EvalError::LimitExceeded`]
+//! (`limit_exceeded`), never an allocation failure.
 //!
 //! # Built-in functions
 //!
@@ -68,7 +71,7 @@ pub use builtins::{
     Builtin, CheckFn, FunctionError, Implementation, LambdaUse, ListFn, PlainFn, Registry, as_date,
 };
 pub use check::did_you_mean;
-pub use eval::{MAX_LIST_LEN, MAX_STEPS};
+pub use eval::{MAX_BUILT_BYTES, MAX_LIST_LEN, MAX_STEPS, MAX_STRING_LEN};
 pub use ops::unify as unify_types;
 pub use ops::{compare, equal, number};
 pub use parse::{MAX_DEPTH, MAX_SOURCE_LEN};
@@ -170,14 +173,38 @@ pub enum EvalError {
     Overflow { offset: usize },
     #[error("evaluation exceeded its budget of {limit} operations")]
     BudgetExhausted { limit: usize },
-    #[error("a list would exceed {limit} items (at {offset})")]
-    ListTooLarge { limit: usize, offset: usize },
+    /// A string, a list or everything one evaluation builds would exceed its cap.
+    #[error("limit_exceeded: the {what} would exceed {limit} (at {offset})")]
+    LimitExceeded {
+        /// `string length`, `list length` or `bytes built by one evaluation`.
+        what: &'static str,
+        limit: usize,
+        offset: usize,
+    },
     #[error("{function}: {message} (at {offset})")]
     Function {
         function: String,
         message: String,
         offset: usize,
     },
+}
+
+impl EvalError {
+    /// Stable code, for callers that report failures to machines.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EvalError::DivisionByZero { .. } => "division_by_zero",
+            EvalError::NullMember { .. } => "null_member",
+            EvalError::Type { .. } => "type_error",
+            EvalError::UnknownVariable { .. } => "unknown_variable",
+            EvalError::UnknownFunction { .. } => "unknown_function",
+            EvalError::IndexOutOfRange { .. } => "index_out_of_range",
+            EvalError::Overflow { .. } => "overflow",
+            EvalError::BudgetExhausted { .. } => "budget_exhausted",
+            EvalError::LimitExceeded { .. } => "limit_exceeded",
+            EvalError::Function { .. } => "function_error",
+        }
+    }
 }
 
 /// The standard registry, shared by every expression compiled with [`Expr::compile`].
