@@ -79,7 +79,7 @@ pub enum EngineError {
     #[error("project rules: {source}")]
     Rules {
         #[source]
-        source: crate::project::ProjectError,
+        source: Box<crate::project::ProjectError>,
     },
     /// A stored state does not read back as an instance state of its definition.
     #[error("stored state of {instance} is unreadable: {problem}")]
@@ -180,7 +180,9 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let assessor = project
             .assessor(None)
-            .map_err(|source| EngineError::Rules { source })?;
+            .map_err(|source| EngineError::Rules {
+                source: Box::new(source),
+            })?;
         Ok(Engine {
             store,
             project,
