@@ -11,6 +11,7 @@ use crate::serve_cmd::server_db;
 pub enum TokensCommand {
     /// Create a token acting as USER (their roles and unit); prints it once on stdout.
     Create {
+        /// The user the token acts as (their roles and unit).
         #[arg(long)]
         user: String,
         /// What the token is for (shown by `tokens list`).
@@ -18,7 +19,10 @@ pub enum TokensCommand {
         label: String,
     },
     /// Revoke a token by its id; requests with it get 401 from then on.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id, as `tokens list` prints it.
+        id: String,
+    },
     /// Every token: id, user, label, created, revoked.
     List,
 }

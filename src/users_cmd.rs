@@ -15,9 +15,12 @@ use crate::serve_cmd::server_db;
 pub enum UsersCommand {
     /// Add a user with roles and a unit (`--password-stdin` sets a password too).
     Add {
+        /// The login id (e.g. zx_clerk).
         id: String,
+        /// The display name staff see.
         #[arg(long)]
         name: String,
+        /// The user's unit, e.g. 双鸭山市/尖山区/中心站街道.
         #[arg(long)]
         unit: String,
         /// A role (repeat for several).
@@ -28,13 +31,23 @@ pub enum UsersCommand {
         password_stdin: bool,
     },
     /// Set a user's password from the first line of standard input; their sessions end.
-    SetPassword { id: String },
+    SetPassword {
+        /// The login id.
+        id: String,
+    },
     /// Disable a user: no login, sessions end, API tokens stop working.
-    Disable { id: String },
+    Disable {
+        /// The login id.
+        id: String,
+    },
     /// Enable a disabled user again.
-    Enable { id: String },
+    Enable {
+        /// The login id.
+        id: String,
+    },
     /// Every user with roles, unit and whether they can log in.
     List {
+        /// One JSON object per user instead of a table.
         #[arg(long)]
         json: bool,
     },
