@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/services.sh
-cargo test --workspace --all-targets
+cargo test --workspace --all-targets --no-fail-fast

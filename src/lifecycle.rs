@@ -63,6 +63,11 @@ impl Session {
         let store = Store::open(&url)
             .await
             .with_context(|| format!("opening the database {url}"))?;
+        // The payment ledger keeps its own tables in the same database: a node that writes
+        // creates them now, so read commands (which never migrate) find them.
+        Ledger::open(&store)
+            .await
+            .with_context(|| format!("opening the payment ledger in {url}"))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         // Concurrent steps share a commit (a node firing timers, several requests at once);
         // a lone step still commits at once, on its own.

@@ -77,6 +77,34 @@ where
         .map_err(|e| shared::migrate_error(e, classify))
 }
 
+/// For a store opened read-only: nothing is migrated; a component whose schema a newer
+/// binary wrote is refused as a migrating open would refuse it, and one whose tables were
+/// never created is named, so a read command says what to run instead of failing on a
+/// missing table.
+pub(crate) async fn check_read_only(
+    component: &ComponentMigrations,
+    pool: &sqlx::SqlitePool,
+    classify: fn(sqlx::Error) -> StoreError,
+) -> Result<(), StoreError> {
+    let newest: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(version) FROM _sqlx_migrations WHERE version BETWEEN $1 AND $2",
+    )
+    .bind(component.versions.start())
+    .bind(component.versions.end())
+    .fetch_one(pool)
+    .await
+    .map_err(classify)?;
+    let supported = component.sqlite.last().map_or(0, |m| m.0);
+    match newest {
+        Some(found) if found > supported => Err(StoreError::SchemaTooNew { found, supported }),
+        Some(_) => Ok(()),
+        None => Err(StoreError::NotFound {
+            what: "tables of component (open the database once for writing, e.g. `jiuzhu deploy`)",
+            id: component.component.to_string(),
+        }),
+    }
+}
+
 /// The newest version applied within `versions`, read under the migration lock (so two
 /// nodes starting together do not both create the table).
 async fn newest_applied<DB>(

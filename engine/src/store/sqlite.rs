@@ -77,6 +77,8 @@ pub(crate) struct SqliteStore {
     busy_timeout: Duration,
     /// Checkpoints the file's log in the background (none for an in-memory database).
     _checkpointer: Option<Arc<Checkpointer>>,
+    /// Opened for reading only: nothing is migrated, components' schemas are only checked.
+    read_only: bool,
 }
 
 #[derive(Debug, PartialEq)]
@@ -226,6 +228,7 @@ impl SqliteStore {
                     commits: raw_sqlite::CommitConnection::shared(),
                     busy_timeout: options.busy_timeout,
                     _checkpointer: None,
+                    read_only: false,
                 })
             }
             Location::File(path) => {
@@ -268,6 +271,7 @@ impl SqliteStore {
                     commits,
                     busy_timeout: options.busy_timeout,
                     _checkpointer: Some(Arc::new(checkpointer)),
+                    read_only: false,
                 })
             }
         }
@@ -305,6 +309,7 @@ impl SqliteStore {
             commits: raw_sqlite::CommitConnection::shared(),
             busy_timeout: options.busy_timeout,
             _checkpointer: None,
+            read_only: true,
         })
     }
 
@@ -315,10 +320,15 @@ impl SqliteStore {
         connect: SqliteConnectOptions,
     ) -> Result<SqlitePool, StoreError> {
         let pool = pool.connect_with(connect).await.map_err(classify)?;
-        let found: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
-            .fetch_one(&pool)
-            .await
-            .map_err(classify)?;
+        // Only the engine's range: the other components' versions (1000 and up) are theirs.
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT MAX(version) FROM _sqlx_migrations WHERE version BETWEEN $1 AND $2",
+        )
+        .bind(migrations::ENGINE_VERSIONS.start())
+        .bind(migrations::ENGINE_VERSIONS.end())
+        .fetch_one(&pool)
+        .await
+        .map_err(classify)?;
         match found {
             Some(found) if found > shared::SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
                 found,
@@ -383,6 +393,9 @@ impl SqliteStore {
         &self,
         component: &'static migrations::ComponentMigrations,
     ) -> Result<(), StoreError> {
+        if self.read_only {
+            return migrations::check_read_only(component, &self.reader, classify).await;
+        }
         migrations::run(
             component.component,
             &self.writer,
