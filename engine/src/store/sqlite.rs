@@ -232,7 +232,10 @@ impl SqliteStore {
                 })
             }
             Location::File(path) => {
-                create_private(&path)?;
+                // A read-only open never creates the file (it reports it missing instead).
+                if !options.read_only {
+                    create_private(&path)?;
+                }
                 let base = SqliteConnectOptions::new()
                     .filename(&path)
                     .foreign_keys(true)
