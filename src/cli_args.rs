@@ -166,8 +166,12 @@ pub fn read_data(data: Option<&str>) -> Result<BTreeMap<String, Value>> {
         let json_only = path.extension().is_some_and(|e| e == "json");
         (text, data.to_string(), json_only)
     };
-    let json: serde_json::Value = match serde_json::from_str(&text) {
+    // Strict: a key given twice is refused, never silently the last one winning.
+    let json: serde_json::Value = match jiuzhu_rules::parse_strict(&text) {
         Ok(json) => json,
+        Err(e @ jiuzhu_rules::JsonError::DuplicateKey { .. }) => {
+            return Err(CliError::usage(e.code(), format!("{source}: {e}")).into());
+        }
         Err(e) if json_only => return Err(invalid(format!("{source}: not valid JSON: {e}")).into()),
         // YAML is read as such (JSON that failed above is reported by the YAML reader too).
         Err(_) => serde_saphyr::from_str(&text)

@@ -514,6 +514,53 @@ fn data_comes_from_stdin_or_inline_json() {
     );
 }
 
+/// Issue 12: a key given twice was accepted, the last one winning (`savings` 0.00, then
+/// 999999999.00); and start data had no size cap (a 60 MB `contact` was stored).
+#[test]
+fn duplicate_keys_and_oversized_data_are_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("jiuzhu.db").display().to_string();
+    assert!(jiuzhu(&["--db", &db, "deploy"], &[]).status.success());
+    let twice = r#"{"applicant_name": "张三丰", "area": "urban",
+        "household": {"members": [{"id": "m1", "birth_date": "1948-10-20"}],
+                      "savings": "0.00", "savings": "999999999.00"}}"#;
+    let out = jiuzhu(
+        &[
+            "start", "dibao", "--data", twice, "--as", "zx_clerk", "--db", &db,
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("error[duplicate_key]")
+            && text(&out.stderr).contains("$.household.savings"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let contact = "x".repeat(20_000);
+    let big = format!(
+        r#"{{"applicant_name": "张三丰", "area": "urban", "contact": {{"note": "{contact}"}},
+            "household": {{"members": [{{"id": "m1", "birth_date": "1948-10-20"}}], "savings": "0"}}}}"#
+    );
+    let out = jiuzhu(
+        &[
+            "start", "dibao", "--data", &big, "--as", "zx_clerk", "--db", &db,
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("error[invalid_data]")
+            && text(&out.stderr).contains("$.contact.note: string_too_long"),
+        "{}",
+        text(&out.stderr)
+    );
+    let cases = jiuzhu(&["cases", "--json", "--db", &db], &[]);
+    assert!(cases.status.success(), "{}", text(&cases.stderr));
+    assert_eq!(text(&cases.stdout).trim(), "[]", "nothing was stored");
+}
+
 #[test]
 fn a_read_command_on_a_missing_database_fails_and_creates_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -10,7 +10,7 @@ use jiuzhu_rules::case::parse_case;
 use jiuzhu_rules::policy::{Policy, PolicySet};
 use jiuzhu_rules::ruleset::RuleSet;
 
-use crate::core::Assessor;
+use crate::core::{AssessError, Assessor};
 use crate::lang::scope::assessment_type;
 
 /// Where the policy parameters come from.
@@ -28,7 +28,23 @@ pub struct RulesAssessor {
 }
 
 impl Assessor for RulesAssessor {
-    fn assess(&self, program: &str, inputs: &BTreeMap<String, Value>) -> Result<Value, String> {
+    fn assess(
+        &self,
+        program: &str,
+        inputs: &BTreeMap<String, Value>,
+    ) -> Result<Value, AssessError> {
+        self.assess_program(program, inputs)
+            .map_err(AssessError::new)
+    }
+}
+
+impl RulesAssessor {
+    /// [`Assessor::assess`], its problems described for the case's incident.
+    fn assess_program(
+        &self,
+        program: &str,
+        inputs: &BTreeMap<String, Value>,
+    ) -> Result<Value, String> {
         let as_of = match inputs.get("as_of") {
             Some(Value::Date(d)) => *d,
             Some(Value::DateTime(t)) => t.date_naive(),

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, FixedOffset, Utc};
-use jiuzhu_rules::Value;
+use jiuzhu_rules::{InputLimits, Value};
 use lru::LruCache;
 use sha2::{Digest, Sha256};
 
@@ -82,8 +82,12 @@ pub enum EngineError {
         source: Box<crate::project::ProjectError>,
     },
     /// A stored state does not read back as an instance state of its definition.
-    #[error("stored state of {instance} is unreadable: {problem}")]
-    CorruptState { instance: String, problem: String },
+    #[error("stored state of {instance} is unreadable: {source}")]
+    CorruptState {
+        instance: String,
+        #[source]
+        source: serde_json::Error,
+    },
     /// A new state (or timer) does not serialise: nothing is stored rather than a null.
     #[error("state of {instance} does not serialise")]
     Serialize {
@@ -161,6 +165,8 @@ pub struct Engine {
     committer: Option<GroupCommitter>,
     /// Instances whose due timers fire at the same time (1 without group commit).
     timer_concurrency: usize,
+    /// Caps on the data a caller sends (start, message, task forms): checked before the step.
+    input_limits: InputLimits,
 }
 
 /// What a step did, for the caller to show.
@@ -194,6 +200,7 @@ impl Engine {
             node_id: node_id.to_string(),
             committer: None,
             timer_concurrency: 1,
+            input_limits: InputLimits::default(),
         })
     }
 
@@ -209,6 +216,37 @@ impl Engine {
         self.committer = Some(committer);
         self.timer_concurrency = timer_concurrency.max(1);
         self
+    }
+
+    /// Replaces the default caps on incoming data (bytes, string and list lengths, depth,
+    /// members per household).
+    pub fn with_input_limits(mut self, limits: InputLimits) -> Self {
+        self.input_limits = limits;
+        self
+    }
+
+    /// Refuses data over the caps before any step runs, naming every problem by its path.
+    fn check_input(&self, data: &BTreeMap<String, Value>) -> Result<(), EngineError> {
+        let json = Value::Object(data.clone()).to_json();
+        self.input_limits.check(&json).map_err(|violations| {
+            let path = violations
+                .first()
+                .map_or_else(|| "$".to_string(), |v| v.path.clone());
+            let message = violations
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{}: {} (at most {}, found {})",
+                        v.path,
+                        v.code(),
+                        v.limit,
+                        v.actual
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            EngineError::Step(StepError::InvalidData { path, message })
+        })
     }
 
     /// The group committer, when steps are committed in groups.
@@ -344,6 +382,7 @@ impl Engine {
     /// queue: every task it opens needs a user of the org with one of its roles in a unit
     /// covering the task's, or the start is refused (`invalid_data` on `$.unit`), e.g. a
     /// county user starting a township procedure without naming the township.
+    #[tracing::instrument(name = "start", level = "debug", skip_all, fields(process))]
     pub async fn start_in(
         &self,
         process: &str,
@@ -351,6 +390,7 @@ impl Engine {
         unit: Option<&str>,
         mut data: BTreeMap<String, Value>,
     ) -> Result<StepReport, EngineError> {
+        self.check_input(&data)?;
         if let Some(unit) = unit {
             data.insert("unit".to_string(), Value::Str(unit.to_string()));
         }
@@ -454,10 +494,10 @@ impl Engine {
         let def = self
             .definition(&row.process_id, row.process_version)
             .await?;
-        let state = InstanceState::from_json(row.state.as_str(), &def).map_err(|problem| {
+        let state = InstanceState::from_json(row.state.as_str(), &def).map_err(|source| {
             EngineError::CorruptState {
                 instance: instance_id.to_string(),
-                problem,
+                source,
             }
         })?;
         Ok((row, def, state))
@@ -504,7 +544,29 @@ impl Engine {
     /// check then refuses the step (or the core refuses an event the newer state would
     /// take), and the step runs once more on a fresh load. The step is a pure function of
     /// state and event, so running it again is safe; what the fresh run says is final.
+    #[tracing::instrument(name = "step", level = "debug", skip_all,
+        fields(instance = instance_id, event = step.kind))]
     async fn apply(&self, instance_id: &str, step: Step<'_>) -> Result<StepReport, EngineError> {
+        let outcome = self.apply_cached_or_loaded(instance_id, step).await;
+        match &outcome {
+            Ok(report) => tracing::debug!(
+                version = report.instance.version,
+                tasks_opened = report.tasks_opened.len(),
+                effects = report.outbox.len(),
+                "step committed"
+            ),
+            // The code only: an error's text can quote a form's data.
+            Err(error) => tracing::debug!(code = error.code(), "step refused"),
+        }
+        outcome
+    }
+
+    /// [`Engine::apply`]'s work: on the cached state first, then on a fresh load.
+    async fn apply_cached_or_loaded(
+        &self,
+        instance_id: &str,
+        step: Step<'_>,
+    ) -> Result<StepReport, EngineError> {
         if let Some(cached) = self.instances.get(instance_id) {
             match self.apply_on(instance_id, cached, &step).await {
                 Ok(report) => return Ok(report),
@@ -676,6 +738,7 @@ impl Engine {
             id: task_id.to_string(),
         };
         let instance_id = instance_of_task(task_id).ok_or_else(no_task)?;
+        self.check_input(&data)?;
         let event = Event::Complete {
             task: TaskRef::Id(task_id.to_string()),
             actor: actor.clone(),
@@ -728,6 +791,7 @@ impl Engine {
         actor: Option<&Actor>,
         data: BTreeMap<String, Value>,
     ) -> Result<StepReport, EngineError> {
+        self.check_input(&data)?;
         let event = Event::Message {
             name: name.to_string(),
             actor: actor.cloned(),

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, FixedOffset};
 use jiuzhu_engine::calendar::Calendar;
 use jiuzhu_engine::core::{
-    self, Actor, Assessor, Context, Effect, Event, InstanceState, Status, TaskRef,
+    self, Actor, AssessError, Assessor, Context, Effect, Event, InstanceState, Status, TaskRef,
 };
 use jiuzhu_engine::diagram;
 use jiuzhu_engine::lang::model::Definition;
@@ -48,8 +48,10 @@ nodes:
 struct NoRules;
 
 impl Assessor for NoRules {
-    fn assess(&self, program: &str, _: &BTreeMap<String, Value>) -> Result<Value, String> {
-        Err(format!("no assessment {program} in this test"))
+    fn assess(&self, program: &str, _: &BTreeMap<String, Value>) -> Result<Value, AssessError> {
+        Err(AssessError::new(format!(
+            "no assessment {program} in this test"
+        )))
     }
 }
 

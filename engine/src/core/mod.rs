@@ -139,7 +139,24 @@ impl StepError {
 pub trait Assessor {
     /// `inputs` holds `household`, `area`, `as_of` (a date), `request`, `unit`.
     /// Returns the assessment as a typed object (decimals as `Value::Decimal`).
-    fn assess(&self, program: &str, inputs: &BTreeMap<String, Value>) -> Result<Value, String>;
+    fn assess(&self, program: &str, inputs: &BTreeMap<String, Value>)
+    -> Result<Value, AssessError>;
+}
+
+/// Why an assessment could not be made (missing inputs, an invalid household, no policy
+/// in force, a rule that failed). The step turns it into an incident on the case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AssessError {
+    pub message: String,
+}
+
+impl AssessError {
+    pub fn new(message: impl Into<String>) -> Self {
+        AssessError {
+            message: message.into(),
+        }
+    }
 }
 
 /// What a step may consult besides the definition and the state.

@@ -169,8 +169,8 @@ impl<'a> Run<'a> {
             .ctx
             .assessor
             .assess(&decl.program, &inputs)
-            .map_err(|message| {
-                incident(&node_id, &format!("assessment {}: {message}", decl.program))
+            .map_err(|error| {
+                incident(&node_id, &format!("assessment {}: {error}", decl.program))
             })?;
         self.complete_node(node_idx, token, &[("result", &result)])
     }

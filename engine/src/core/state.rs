@@ -147,9 +147,9 @@ impl InstanceState {
 
     /// Reads a stored state (its JSON text) back and restores the declared types of its
     /// variables (decimals and dates are stored as strings).
-    pub fn from_json(json: &str, def: &Definition) -> Result<Self, String> {
+    pub fn from_json(json: &str, def: &Definition) -> Result<Self, serde_json::Error> {
         // Straight from the text: no JSON tree first.
-        let mut state: InstanceState = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let mut state: InstanceState = serde_json::from_str(json)?;
         state.retype(def);
         Ok(state)
     }

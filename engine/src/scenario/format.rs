@@ -470,7 +470,9 @@ fn convert_advance(raw: &serde_json::Value, offset: FixedOffset) -> Result<Advan
                 .get("to")
                 .and_then(|v| v.as_str())
                 .ok_or("advance: expected a duration (3wd, 36h, 7d) or {to: TIME}")?;
-            super::parse_time(to, &offset).map(Advance::To)
+            super::parse_time(to, &offset)
+                .map(Advance::To)
+                .map_err(|e| e.to_string())
         }
         _ => Err("advance: expected a duration (3wd, 36h, 7d) or {to: TIME}".into()),
     }

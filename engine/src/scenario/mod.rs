@@ -186,7 +186,7 @@ impl Runner<'_> {
                 _ => BTreeMap::new(),
             };
             let at = match effect.get("at").and_then(|a| a.as_str()) {
-                Some(text) => parse_time(text, self.now.offset())?,
+                Some(text) => parse_time(text, self.now.offset()).map_err(|e| e.to_string())?,
                 None => self.now,
             };
             let unit = self
@@ -444,7 +444,7 @@ fn describe_error(e: &StepError) -> String {
 }
 
 /// An ISO 8601 time with offset, or a date alone (that local day's start).
-pub fn parse_time(text: &str, offset: &FixedOffset) -> Result<DateTime<FixedOffset>, String> {
+pub fn parse_time(text: &str, offset: &FixedOffset) -> Result<DateTime<FixedOffset>, TimeError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t);
     }
@@ -452,9 +452,23 @@ pub fn parse_time(text: &str, offset: &FixedOffset) -> Result<DateTime<FixedOffs
         return offset
             .from_local_datetime(&d.and_time(NaiveTime::MIN))
             .single()
-            .ok_or_else(|| format!("{text} does not exist in offset {offset}"));
+            .ok_or_else(|| TimeError::NotInOffset {
+                text: text.to_string(),
+                offset: *offset,
+            });
     }
-    Err(format!(
+    Err(TimeError::Malformed {
+        text: text.to_string(),
+    })
+}
+
+/// A scenario's time that does not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    #[error("{text} does not exist in offset {offset}")]
+    NotInOffset { text: String, offset: FixedOffset },
+    #[error(
         "bad time {text:?}: expected ISO 8601 with offset, e.g. 2026-03-02T09:00:00+08:00, or a date YYYY-MM-DD"
-    ))
+    )]
+    Malformed { text: String },
 }
