@@ -1,5 +1,6 @@
 //! Completing a user task: which task, who may act on it, the form, votes, moving on.
 
+use crate::core::events::handover::may_work_on;
 use crate::core::*;
 
 impl Run<'_> {
@@ -54,21 +55,7 @@ impl Run<'_> {
         actor: &Actor,
     ) -> Result<(), StepError> {
         let task = &self.st.tasks[idx];
-        if !task.roles.iter().any(|r| actor.roles.contains(r)) {
-            return Err(StepError::Forbidden(format!(
-                "task {} needs role {}; {} has {}",
-                task.node,
-                task.roles.join(" or "),
-                actor.user,
-                actor.roles.join(", ")
-            )));
-        }
-        if !unit_contains(&actor.unit, &task.unit) {
-            return Err(StepError::Forbidden(format!(
-                "task {} belongs to {}; {} acts for {}",
-                task.node, task.unit, actor.user, actor.unit
-            )));
-        }
+        may_work_on(task, actor)?;
         if let Some(assignee) = &task.assignee
             && assignee != &actor.user
         {

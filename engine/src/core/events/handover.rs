@@ -16,7 +16,28 @@
 //! bar; it becomes the task's claimant (and, for a task with an explicit assignee, its
 //! assignee too). Separation of duties is checked again at completion.
 
-use crate::core::{Actor, Effect, Run, StepError, TaskRef, unit_contains};
+use crate::core::{Actor, Effect, OpenTask, Run, StepError, TaskRef, unit_contains};
+
+/// The user holds one of the task's roles in a unit covering the task's unit: who may
+/// work on a task, whether they act themselves or are handed it.
+pub(in crate::core) fn may_work_on(task: &OpenTask, user: &Actor) -> Result<(), StepError> {
+    if !task.roles.iter().any(|r| user.roles.contains(r)) {
+        return Err(StepError::Forbidden(format!(
+            "task {} needs role {}; {} has {}",
+            task.node,
+            task.roles.join(" or "),
+            user.user,
+            user.roles.join(", ")
+        )));
+    }
+    if !unit_contains(&user.unit, &task.unit) {
+        return Err(StepError::Forbidden(format!(
+            "task {} belongs to {}; {} acts for {}",
+            task.node, task.unit, user.user, user.unit
+        )));
+    }
+    Ok(())
+}
 
 /// True for the roles that may unclaim and reassign other users' tasks in their units.
 pub fn is_supervisor_role(role: &str) -> bool {
@@ -126,21 +147,7 @@ impl Run<'_> {
         to: &Actor,
     ) -> Result<(), StepError> {
         let task = &self.st.tasks[idx];
-        if !task.roles.iter().any(|r| to.roles.contains(r)) {
-            return Err(StepError::Forbidden(format!(
-                "task {} needs role {}; {} has {}",
-                task.node,
-                task.roles.join(" or "),
-                to.user,
-                to.roles.join(", ")
-            )));
-        }
-        if !unit_contains(&to.unit, &task.unit) {
-            return Err(StepError::Forbidden(format!(
-                "task {} belongs to {}; {} acts for {}",
-                task.node, task.unit, to.user, to.unit
-            )));
-        }
+        may_work_on(task, to)?;
         self.check_separation(idx, to)
     }
 
