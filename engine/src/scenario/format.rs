@@ -293,21 +293,12 @@ pub fn parse_scenario(src: &str, file: &str) -> Result<Scenario, Vec<LoadError>>
 }
 
 fn yaml_error(file: &str, e: &serde_saphyr::Error) -> LoadError {
-    let (line, column) = e
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((1, 1));
-    let message = e
-        .to_string()
-        .lines()
-        .next()
-        .unwrap_or("malformed YAML")
-        .to_string();
+    let at = jiuzhu_rules::yaml::ErrorAt::of(e);
     LoadError {
         file: file.to_string(),
-        line,
-        column,
-        message,
+        line: at.line,
+        column: at.column,
+        message: at.message,
     }
 }
 
