@@ -24,11 +24,17 @@ use tracing::Instrument as _;
 
 use crate::store::{StepCommit, Store, StoreError};
 
+/// Instances whose due timers a node fires at once under group commit. With a durable
+/// commit (an fsync each) the firings in flight are what fills a group: at 64 a group held
+/// ~16–22 firings and the fsync set the pace; at 1,024 a group holds ~200–260 and the
+/// committer's own work does (BENCHMARKS.md).
+pub const TIMER_CONCURRENCY: usize = 1024;
+
 /// How a [`GroupCommitter`] batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupCommitOptions {
     /// The most steps one transaction carries: by default as many as a node fires timers at
-    /// once ([`crate::runtime::TIMER_CONCURRENCY`]).
+    /// once ([`TIMER_CONCURRENCY`]).
     pub max_group: usize,
     /// Steps that may wait for the committer before callers wait to enqueue (backpressure).
     pub queue: usize,
@@ -37,7 +43,7 @@ pub struct GroupCommitOptions {
 impl Default for GroupCommitOptions {
     fn default() -> Self {
         GroupCommitOptions {
-            max_group: crate::runtime::TIMER_CONCURRENCY,
+            max_group: TIMER_CONCURRENCY,
             queue: 4096,
         }
     }

@@ -37,116 +37,17 @@ use crate::store::{
     StepCommit, Store, StoreError, TaskAssignment, TaskCompletion, TaskRow, TimerRow, Unchanged,
 };
 
-/// Instances whose due timers a node fires at once under group commit. With a durable
-/// commit (an fsync each) the firings in flight are what fills a group: at 64 a group held
-/// ~16–22 firings and the fsync set the pace; at 1,024 a group holds ~200–260 and the
-/// committer's own work does (BENCHMARKS.md).
-pub const TIMER_CONCURRENCY: usize = 1024;
+/// Instances whose due timers a node fires at once (defined beside the group committer,
+/// whose default group size it is).
+pub use crate::group_commit::TIMER_CONCURRENCY;
 
-/// Why an engine operation did not happen. `code()` is the stable code the CLI and API
-/// print; `status()` the HTTP status class a server answers with.
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    /// The core refused the event (forbidden, separation of duties, invalid data, …).
-    #[error(transparent)]
-    Step(#[from] StepError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("{what} {id} not found")]
-    NotFound { what: &'static str, id: String },
-    /// The step lost a race; nothing was written. `holder` names who holds a task when
-    /// that is why.
-    #[error("{instance}: {reason}{}", holder_suffix(.holder.as_deref()))]
-    Conflict {
-        instance: String,
-        reason: ConflictReason,
-        holder: Option<String>,
-    },
-    /// A definition (deployed or about to be) does not load.
-    #[error("definition {process} refused:\n{diagnostics}")]
-    InvalidDefinition {
-        process: String,
-        diagnostics: String,
-    },
-    /// A project file could not be read for deployment.
-    #[error("reading {path}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The project's rules or policies do not load.
-    #[error("project rules: {source}")]
-    Rules {
-        #[source]
-        source: Box<crate::project::ProjectError>,
-    },
-    /// A stored state does not read back as an instance state of its definition.
-    #[error("stored state of {instance} is unreadable: {source}")]
-    CorruptState {
-        instance: String,
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A new state (or timer) does not serialise: nothing is stored rather than a null.
-    #[error("state of {instance} does not serialise")]
-    Serialize {
-        instance: String,
-        #[source]
-        source: serde_json::Error,
-    },
-}
+mod cache;
+mod error;
+mod timers;
 
-fn holder_suffix(holder: Option<&str>) -> String {
-    holder
-        .map(|h| format!(" (held by {h})"))
-        .unwrap_or_default()
-}
-
-impl EngineError {
-    /// One of `not_found`, `forbidden`, `separation_of_duties`, `conflict`, `invalid_data`,
-    /// `duplicate`, `incident`, `invalid_definition`, `store`.
-    pub fn code(&self) -> &'static str {
-        match self {
-            EngineError::Step(e) => e.code(),
-            EngineError::Store(StoreError::Conflict {
-                reason: ConflictReason::Duplicate,
-                ..
-            }) => "duplicate",
-            EngineError::Store(e) if e.is_conflict() => "conflict",
-            EngineError::Store(StoreError::NotFound { .. }) => "not_found",
-            EngineError::Store(_) => "store",
-            EngineError::NotFound { .. } => "not_found",
-            EngineError::Conflict {
-                reason: ConflictReason::Duplicate,
-                ..
-            } => "duplicate",
-            EngineError::Conflict { .. } => "conflict",
-            EngineError::InvalidDefinition { .. } | EngineError::Rules { .. } => {
-                "invalid_definition"
-            }
-            EngineError::Read { .. }
-            | EngineError::CorruptState { .. }
-            | EngineError::Serialize { .. } => "store",
-        }
-    }
-
-    /// The HTTP status class of [`EngineError::code`]: 404, 403, 409, 422 or 500.
-    pub fn status(&self) -> u16 {
-        match self.code() {
-            "not_found" => 404,
-            "forbidden" | "separation_of_duties" => 403,
-            "conflict" | "duplicate" => 409,
-            "invalid_data" | "invalid_definition" => 422,
-            _ => 500,
-        }
-    }
-
-    /// True when the step lost a race and may be run again on a fresh state.
-    pub fn is_conflict(&self) -> bool {
-        self.code() == "conflict"
-    }
-}
+use cache::{CachedInstance, INSTANCE_CACHE_ENTRIES, InstanceCache, LATEST_DEPLOYMENT_TTL};
+pub use error::EngineError;
+pub use timers::TimerFiring;
 
 /// The engine of one node: a store, the project's definitions and rules, and a clock.
 pub struct Engine {
@@ -937,72 +838,6 @@ impl Engine {
     }
 }
 
-/// Instances whose last committed state an engine keeps: a few KB each, so tens of MB at
-/// most, and far more than the cases a node has in flight at once.
-const INSTANCE_CACHE_ENTRIES: NonZeroUsize = match NonZeroUsize::new(8_192) {
-    Some(n) => n,
-    None => NonZeroUsize::MIN,
-};
-
-/// How long a node keeps starting cases on the latest version it read. A deploy through
-/// this engine takes effect at once; one by another process (`jiuzhu deploy` beside a
-/// running node) is seen within this time.
-const LATEST_DEPLOYMENT_TTL: Duration = Duration::from_secs(1);
-
-/// An instance as this engine last committed it.
-#[derive(Clone)]
-struct CachedInstance {
-    /// The row version the commit wrote: the next step's expected version.
-    version: i64,
-    process_version: i64,
-    def: Arc<Definition>,
-    state: Arc<InstanceState>,
-}
-
-/// The instances this engine last committed, least recently used dropped first.
-struct InstanceCache(Mutex<LruCache<String, CachedInstance>>);
-
-impl InstanceCache {
-    fn new(entries: NonZeroUsize) -> Self {
-        InstanceCache(Mutex::new(LruCache::new(entries)))
-    }
-
-    fn get(&self, instance_id: &str) -> Option<CachedInstance> {
-        lock(&self.0).get(instance_id).cloned()
-    }
-
-    /// Keeps what a commit wrote, unless a later version is already here (two steps of
-    /// one instance may finish their commits in either order).
-    fn remember(&self, row: &InstanceRow, def: Arc<Definition>, state: InstanceState) {
-        let mut cache = lock(&self.0);
-        if cache
-            .peek(&row.id)
-            .is_some_and(|cached| cached.version >= row.version)
-        {
-            return;
-        }
-        cache.put(
-            row.id.clone(),
-            CachedInstance {
-                version: row.version,
-                process_version: row.process_version,
-                def,
-                state: Arc::new(state),
-            },
-        );
-    }
-
-    /// True when the instance is held; it then counts as just used, so what is about to
-    /// be used is not the next to go.
-    fn touch(&self, instance_id: &str) -> bool {
-        lock(&self.0).get(instance_id).is_some()
-    }
-
-    fn forget(&self, instance_id: &str) {
-        lock(&self.0).pop(instance_id);
-    }
-}
-
 /// Locks one of the engine's caches. A panic while holding it cannot leave a cache
 /// inconsistent (every update is one map operation), so a poisoned lock is still usable.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -1085,89 +920,6 @@ fn new_instance_id(process: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-// ---------------------------------------------------------------- scheduler support
-//
-// What the scheduler (`crate::scheduler`) needs from the engine: firing one claimed timer,
-// starting the instance of one cron occurrence under a deterministic id, and the UTC
-// offset a definition's business time runs in.
-
-/// What became of one claimed timer.
-#[derive(Debug, Clone)]
-pub enum TimerFiring {
-    /// The timer's event ran and was committed.
-    Fired(Box<StepReport>),
-    /// The instance no longer waits for this timer (a step cancelled it, the case ended,
-    /// or another node fired it first): its row is gone, nothing else happened.
-    Stale,
-    /// Every attempt lost a race with a concurrent step on the same instance; the timer
-    /// keeps its lease and is fired again when the lease ends.
-    Busy,
-}
-
-/// Concurrent steps a timer gives way to before it waits for its lease to end.
-const TIMER_ATTEMPTS: usize = 5;
-
-impl Engine {
-    /// Fires one timer this node has claimed. The history row records the timer id as the
-    /// event's input, so the audit trail says which timer fired; the instance's version
-    /// check makes a second firing (after a lease ran out) a no-op, never a double step.
-    pub async fn fire_timer(&self, timer: &TimerRow) -> Result<TimerFiring, EngineError> {
-        let event = Event::TimerFired {
-            timer_id: timer.id.clone(),
-        };
-        let input = BTreeMap::from([("timer".to_string(), Value::Str(timer.id.clone()))]);
-        for _ in 0..TIMER_ATTEMPTS {
-            let step = Step {
-                event: &event,
-                kind: "timer",
-                actor: None,
-                data: &input,
-                fired_timer: Some(&timer.id),
-                completes: None,
-            };
-            match self.apply(&timer.instance_id, step).await {
-                Ok(report) => return Ok(TimerFiring::Fired(Box::new(report))),
-                // A user's step won the race: reload and fire on the new state.
-                Err(EngineError::Conflict { .. }) => continue,
-                Err(EngineError::Step(StepError::NotFound(_)) | EngineError::NotFound { .. }) => {
-                    self.store.complete_timer(&timer.id).await?;
-                    return Ok(TimerFiring::Stale);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(TimerFiring::Busy)
-    }
-
-    /// Starts an instance of `process@version` under the given id (the scheduler derives it
-    /// from the cron occurrence, so a second start of the same occurrence is a duplicate
-    /// key and fails with `conflict`).
-    pub async fn start_with_id(
-        &self,
-        instance_id: &str,
-        process: &str,
-        version: i64,
-        actor: &Actor,
-        data: BTreeMap<String, Value>,
-    ) -> Result<StepReport, EngineError> {
-        let def = self.definition(process, version).await?;
-        let (commit, after) = self.plan_start_with_id(&def, version, instance_id, actor, data)?;
-        let commit = self.commit_step(commit).await?;
-        self.instances.remember(&commit.instance, def, after);
-        Ok(report(commit))
-    }
-
-    /// How many instances' due timers this node fires at once.
-    pub fn timer_concurrency(&self) -> usize {
-        self.timer_concurrency
-    }
-
-    /// The UTC offset of the calendar `def` runs on (cron times and local dates use it).
-    pub fn utc_offset(&self, def: &Definition) -> FixedOffset {
-        self.calendar(def).utc_offset()
-    }
 }
 
 #[cfg(test)]
