@@ -30,6 +30,11 @@ pub(in crate::core) fn may_work_on(task: &OpenTask, user: &Actor) -> Result<(), 
             user.roles.join(", ")
         )));
     }
+    in_jurisdiction(task, user)
+}
+
+/// The user's unit covers the task's unit.
+fn in_jurisdiction(task: &OpenTask, user: &Actor) -> Result<(), StepError> {
     if !unit_contains(&user.unit, &task.unit) {
         return Err(StepError::Forbidden(format!(
             "task {} belongs to {}; {} acts for {}",
@@ -131,13 +136,7 @@ impl Run<'_> {
                 actor.roles.join(", ")
             )));
         }
-        if !unit_contains(&actor.unit, &task.unit) {
-            return Err(StepError::Forbidden(format!(
-                "task {} belongs to {}; {} acts for {}",
-                task.node, task.unit, actor.user, actor.unit
-            )));
-        }
-        Ok(())
+        in_jurisdiction(task, actor)
     }
 
     /// The user a task is handed to could complete it.
