@@ -35,15 +35,17 @@ const SOURCE_DIRS: &[&str] = &[
     "engine/src",
     "rules/src",
     "adapters/src",
+    "server/src",
     "src",
     "testkit/src",
 ];
-const LIBRARY_DIRS: &[&str] = &["engine/src", "rules/src", "adapters/src"];
+const LIBRARY_DIRS: &[&str] = &["engine/src", "rules/src", "adapters/src", "server/src"];
 const TEST_DIRS: &[&str] = &[
     "tests",
     "engine/tests",
     "rules/tests",
     "adapters/tests",
+    "server/tests",
     "testkit/tests",
 ];
 

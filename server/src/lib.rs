@@ -1,6 +1,10 @@
 //! The Jiuzhu server: users and logins, server-side sessions, API tokens, authorization in
 //! one place, and the JSON API over the engine (`jiuzhu serve`).
 
+#![forbid(unsafe_code)]
+// Output goes through tracing; only the binary writes to the terminal.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod api;
 pub mod app;
 pub mod auth;

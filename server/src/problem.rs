@@ -68,7 +68,7 @@ impl ApiError {
             text.push_str(&cause.to_string());
             source = cause.source();
         }
-        eprintln!("internal error: {text}");
+        tracing::error!(error = %text, "internal error");
         ApiError::new("internal", "the server could not complete the request")
     }
 
