@@ -89,11 +89,7 @@ impl Session {
         let u = org.user(user).ok_or_else(|| {
             CliError::usage("unknown_user", format!("no user {user} in org.yaml"))
         })?;
-        Ok(Actor {
-            user: u.id.clone(),
-            roles: u.roles.clone(),
-            unit: u.unit.clone(),
-        })
+        Ok(u.actor())
     }
 
     /// What the read commands need, for the demo's queues.

@@ -153,11 +153,7 @@ impl Driver<'_> {
             .as_ref()
             .context("no org.yaml beside the definitions")?;
         let user = org.user(user).with_context(|| format!("no user {user}"))?;
-        Ok(Actor {
-            user: user.id.clone(),
-            roles: user.roles.clone(),
-            unit: user.unit.clone(),
-        })
+        Ok(user.actor())
     }
 
     async fn start(&self, number: usize) -> Result<()> {

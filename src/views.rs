@@ -125,11 +125,7 @@ impl View<'_> {
         let u = org.user(user).ok_or_else(|| {
             CliError::usage("unknown_user", format!("no user {user} in org.yaml"))
         })?;
-        Ok(Actor {
-            user: u.id.clone(),
-            roles: u.roles.clone(),
-            unit: u.unit.clone(),
-        })
+        Ok(u.actor())
     }
 
     fn mask(&self, value: &serde_json::Value) -> serde_json::Value {

@@ -5,6 +5,10 @@
 //! a user may act on tasks of their own unit and of every unit below it.
 
 use jiuzhu_rules::yaml::ErrorAt;
+
+use crate::core::Actor;
+/// The one rule of jurisdiction, the core's: a user acts on their unit and those below it.
+pub use crate::core::unit_contains;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -43,6 +47,15 @@ pub struct User {
 impl User {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
+    }
+
+    /// This user acting: their roles in their unit.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user: self.id.clone(),
+            roles: self.roles.clone(),
+            unit: self.unit.clone(),
+        }
     }
 }
 
@@ -163,16 +176,6 @@ impl Org {
     pub fn role_label(&self, role: &str) -> Option<&str> {
         self.roles.get(role).map(String::as_str)
     }
-}
-
-/// A user of `user_unit` may act on a task of `task_unit` when it is the same
-/// unit or one below it (`双鸭山市/尖山区` contains `双鸭山市/尖山区/富安街道`, but
-/// not `双鸭山市/尖山区二`).
-pub fn unit_contains(user_unit: &str, task_unit: &str) -> bool {
-    task_unit == user_unit
-        || task_unit
-            .strip_prefix(user_unit)
-            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 #[cfg(test)]
