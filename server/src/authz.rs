@@ -1,7 +1,17 @@
-//! Authorization in one place: who the caller is (a [`Principal`]) and what they may see.
-//! A case is visible when the caller's unit contains the case's unit; a case outside it is
-//! reported as not found, so ids do not reveal which cases exist. What a caller may do on
-//! a visible case's tasks is the engine core's decision (role, unit, separation of duties).
+//! Authorization in one place: who the caller is (a [`Principal`]) and what they may see
+//! and do. Every handler asks one function here per kind of action:
+//!
+//! - a case (or a task) is visible when the caller's unit contains the case's unit; a case
+//!   outside it is reported as not found, so ids do not reveal which cases exist
+//!   ([`Principal::require_visible`]). What a caller may do on a visible case's tasks is
+//!   the engine core's decision (role, unit, separation of duties);
+//! - messages ([`message`]): a message that names roles is the core's decision; one that
+//!   names none is the applicant's (objection, withdrawal), recorded by front-desk staff on
+//!   the applicant's behalf, and the history says so;
+//! - definitions, deployments and the access log: administrators ([`admin`]);
+//! - payments: the county's staff, heads and administrators ([`payments`]);
+//! - incidents: heads and administrators read and retry them ([`incidents`]);
+//! - full personal data: the roles whose work needs it ([`reveal`]), every view logged.
 
 use jiuzhu_engine::core::{Actor, unit_contains};
 
@@ -63,6 +73,94 @@ impl Principal {
     }
 }
 
+/// The roles that pay benefits (the county's civil-affairs office) and administrators.
+pub const PAYMENT_ROLES: &[&str] = &["county_staff", "county_head", "admin"];
+/// Heads of a unit and administrators: they see and retry failed deliveries.
+pub const INCIDENT_ROLES: &[&str] = &["township_head", "county_head", "admin"];
+/// The roles whose work needs full ID numbers and bank accounts: the front desk checks an
+/// applicant's papers, the staff and the county's checking centre compare them with other
+/// registers. Heads decide on the file as shown masked; administrators run the system.
+pub const REVEAL_ROLES: &[&str] = &["township_clerk", "township_staff", "county_staff"];
+/// The roles that record an applicant's own messages (objection, withdrawal) for them.
+pub const FRONT_DESK_ROLES: &[&str] = &["township_clerk", "township_staff", "village_worker"];
+/// Who an applicant's message is recorded for.
+pub const ON_BEHALF_OF_APPLICANT: &str = "applicant";
+
+impl Principal {
+    /// Whether the caller holds one of `roles`.
+    pub fn has_any(&self, roles: &[&str]) -> bool {
+        self.roles.iter().any(|r| roles.contains(&r.as_str()))
+    }
+}
+
+fn require_role(principal: &Principal, roles: &[&str], what: &str) -> Result<(), ApiError> {
+    if principal.has_any(roles) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "forbidden",
+            format!("{what} needs role {}", roles.join(" or ")),
+        ))
+    }
+}
+
+/// Definitions (validate, deploy, versions), the access log: administrators only.
+pub fn admin(principal: &Principal, what: &str) -> Result<(), ApiError> {
+    require_role(principal, &["admin"], what)
+}
+
+/// Payment runs, bank files, results and reports.
+pub fn payments(principal: &Principal) -> Result<(), ApiError> {
+    require_role(principal, PAYMENT_ROLES, "payments")
+}
+
+/// Listing and retrying incidents (failed deliveries).
+pub fn incidents(principal: &Principal) -> Result<(), ApiError> {
+    require_role(principal, INCIDENT_ROLES, "incidents")
+}
+
+/// Full ID numbers and bank accounts (the view is written to the access log).
+pub fn reveal(principal: &Principal) -> Result<(), ApiError> {
+    require_role(principal, REVEAL_ROLES, "unmasked personal data")
+}
+
+/// Assessing a household (a calculation on data the caller sends; no case is read).
+pub fn assess(principal: &Principal) -> Result<(), ApiError> {
+    require_role(
+        principal,
+        &[
+            "township_clerk",
+            "township_staff",
+            "township_head",
+            "county_staff",
+            "county_head",
+            "admin",
+        ],
+        "assessment",
+    )
+}
+
+/// Whether message `name` of a case of `unit`, whose declaration names `roles`, may be
+/// sent by the caller; `Ok(Some("applicant"))` when it is the applicant's message recorded
+/// on their behalf. A message naming roles is left to the core (role and unit).
+pub fn message(
+    principal: &Principal,
+    unit: &str,
+    id: &str,
+    roles: &[String],
+) -> Result<Option<&'static str>, ApiError> {
+    principal.require_visible(unit, "case", id)?;
+    if !roles.is_empty() {
+        return Ok(None);
+    }
+    require_role(
+        principal,
+        FRONT_DESK_ROLES,
+        "recording an applicant's message",
+    )?;
+    Ok(Some(ON_BEHALF_OF_APPLICANT))
+}
+
 /// The one not-found answer, for missing and invisible alike.
 pub fn not_found(what: &str, id: &str) -> ApiError {
     ApiError::not_found(format!("no {what} {id}"))
@@ -80,6 +178,45 @@ mod tests {
             unit: unit.into(),
             credential: Credential::Token,
         }
+    }
+
+    fn with_roles(roles: &[&str]) -> Principal {
+        Principal {
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            ..principal("市/县/甲镇")
+        }
+    }
+
+    #[test]
+    fn actions_need_their_roles() {
+        let clerk = with_roles(&["township_clerk"]);
+        let admin_user = with_roles(&["admin"]);
+        assert!(admin(&admin_user, "deploy").is_ok());
+        assert_eq!(admin(&clerk, "deploy").unwrap_err().status.as_u16(), 403);
+        assert!(payments(&clerk).is_err());
+        assert!(payments(&with_roles(&["county_staff"])).is_ok());
+        assert!(incidents(&with_roles(&["township_head"])).is_ok());
+        assert!(incidents(&clerk).is_err());
+        assert!(reveal(&clerk).is_ok());
+        assert!(reveal(&admin_user).is_err());
+        // An applicant's message is the front desk's, on the applicant's behalf.
+        assert_eq!(
+            message(&clerk, "市/县/甲镇", "c", &[]).ok().flatten(),
+            Some(ON_BEHALF_OF_APPLICANT)
+        );
+        assert!(message(&admin_user, "市/县/甲镇", "c", &[]).is_err());
+        // A message naming roles is the core's to decide.
+        assert_eq!(
+            message(&admin_user, "市/县/甲镇", "c", &["county_staff".into()]).ok(),
+            Some(None)
+        );
+        assert_eq!(
+            message(&clerk, "市/县/乙镇", "c", &[])
+                .unwrap_err()
+                .status
+                .as_u16(),
+            404
+        );
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub fn status_of(code: &str) -> StatusCode {
     match code {
         "not_found" => StatusCode::NOT_FOUND,
         "forbidden" | "separation_of_duties" | "csrf" => StatusCode::FORBIDDEN,
-        "conflict" | "duplicate" => StatusCode::CONFLICT,
+        "conflict" | "duplicate" | "tampered" => StatusCode::CONFLICT,
         "invalid_data" | "invalid_request" => StatusCode::UNPROCESSABLE_ENTITY,
         "bad_json" | "bad_query" => StatusCode::BAD_REQUEST,
         "unauthenticated" => StatusCode::UNAUTHORIZED,

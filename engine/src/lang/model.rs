@@ -50,6 +50,35 @@ impl Definition {
         self.messages.iter().find(|m| m.name == name)
     }
 
+    /// The roles that may send message `name`, wherever it is declared (the process's
+    /// messages, receive nodes, task handlers); empty when some declaration names none
+    /// (the applicant's own message, e.g. an objection) or none declares it.
+    pub fn message_roles(&self, name: &str) -> Vec<String> {
+        let handlers = self.nodes.iter().flat_map(|node| match &node.kind {
+            NodeKind::Receive(recv) => recv.handlers.as_slice(),
+            NodeKind::Task(task) => task.on.as_slice(),
+            _ => &[],
+        });
+        let declared: Vec<&[String]> = self
+            .messages
+            .iter()
+            .filter(|m| m.name == name)
+            .map(|m| m.roles.as_slice())
+            .chain(
+                handlers
+                    .filter(|h| h.name == name)
+                    .map(|h| h.roles.as_slice()),
+            )
+            .collect();
+        if declared.iter().any(|roles| roles.is_empty()) {
+            return Vec::new();
+        }
+        let mut roles: Vec<String> = declared.concat();
+        roles.sort();
+        roles.dedup();
+        roles
+    }
+
     /// Every effect template the definition can emit, wherever it is declared.
     pub fn effect_templates(&self) -> Vec<&EffectTemplate> {
         let mut out: Vec<&EffectTemplate> = Vec::new();

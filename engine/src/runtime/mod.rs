@@ -375,6 +375,7 @@ impl Engine {
             data: &data,
             fired_timer: None,
             completes: None,
+            on_behalf_of: None,
         };
         self.to_commit(def, version, None, &state, transition, now, &step)
     }
@@ -616,6 +617,7 @@ impl Engine {
             data: &input,
             fired_timer: None,
             completes: None,
+            on_behalf_of: None,
         };
         match self.apply(instance_id, step).await {
             Err(EngineError::NotFound { .. }) => Err(no_task()),
@@ -656,6 +658,7 @@ impl Engine {
             data: &data,
             fired_timer: None,
             completes: Some(&completion),
+            on_behalf_of: None,
         };
         let outcome = self.apply(instance_id, step).await;
         match outcome {
@@ -692,6 +695,20 @@ impl Engine {
         actor: Option<&Actor>,
         data: BTreeMap<String, Value>,
     ) -> Result<StepReport, EngineError> {
+        self.message_on_behalf(instance_id, name, actor, None, data)
+            .await
+    }
+
+    /// Delivers a named message that `actor` records for someone else (`applicant`: a
+    /// clerk records an applicant's objection); the history row says for whom.
+    pub async fn message_on_behalf(
+        &self,
+        instance_id: &str,
+        name: &str,
+        actor: Option<&Actor>,
+        on_behalf_of: Option<&str>,
+        data: BTreeMap<String, Value>,
+    ) -> Result<StepReport, EngineError> {
         self.check_input(&data)?;
         let event = Event::Message {
             name: name.to_string(),
@@ -706,6 +723,7 @@ impl Engine {
             data: &data,
             fired_timer: None,
             completes: None,
+            on_behalf_of,
         };
         self.apply(instance_id, step).await
     }
@@ -752,10 +770,7 @@ impl Engine {
                 actor: step.actor.map(|a| a.user.clone()),
                 event: step.kind.to_string(),
                 node: transition.node.clone(),
-                data: serde_json::json!({
-                    "input": Value::Object(step.data.clone()).to_json(),
-                    "changed": changed_variables(before, &state),
-                }),
+                data: history_data(step, before, &state),
             },
             tasks_opened: Vec::new(),
             tasks_closed: Vec::new(),
@@ -857,6 +872,25 @@ struct Step<'a> {
     fired_timer: Option<&'a str>,
     /// The task this step completes, checked against its claim in the commit.
     completes: Option<&'a TaskCompletion>,
+    /// For whom the actor acted (`applicant`), recorded in the history row.
+    on_behalf_of: Option<&'a str>,
+}
+
+/// A history row's data: the step's input, the variables it changed, and for whom the
+/// actor acted when it was not for themselves.
+fn history_data(
+    step: &Step<'_>,
+    before: &InstanceState,
+    after: &InstanceState,
+) -> serde_json::Value {
+    let mut data = serde_json::json!({
+        "input": Value::Object(step.data.clone()).to_json(),
+        "changed": changed_variables(before, after),
+    });
+    if let Some(whom) = step.on_behalf_of {
+        data["on_behalf_of"] = serde_json::Value::String(whom.to_string());
+    }
+    data
 }
 
 /// The instance a task belongs to: task ids are `{instance}-t{seq}` (see

@@ -41,6 +41,7 @@ impl Engine {
                 data: &input,
                 fired_timer: Some(&timer.id),
                 completes: None,
+                on_behalf_of: None,
             };
             match self.apply(&timer.instance_id, step).await {
                 Ok(report) => return Ok(TimerFiring::Fired(Box::new(report))),

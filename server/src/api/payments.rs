@@ -1,0 +1,101 @@
+//! Payments: the monthly run and the monthly report, on the payments ledger. The county's
+//! staff, heads and administrators ([`authz::payments`]).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use jiuzhu_adapters::payments::{Ledger, PaymentError, YearMonth};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ApiJson, AppResult};
+use crate::app::AppState;
+use crate::authz::{self, Principal};
+use crate::problem::{ApiError, Problem};
+
+/// A monthly run to make.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// `YYYY-MM`.
+    pub month: String,
+}
+
+/// What a monthly run did.
+#[derive(Serialize, ToSchema)]
+pub struct RunView {
+    pub month: String,
+    /// Instructions created now.
+    pub created: u64,
+    /// Instructions that existed already (a rerun creates nothing twice).
+    pub existing: u64,
+}
+
+fn month(text: &str) -> AppResult<YearMonth> {
+    text.parse().map_err(|e| {
+        ApiError::new(
+            "invalid_data",
+            format!("month {text:?}: {e} (written YYYY-MM)"),
+        )
+    })
+}
+
+fn ledger_error(error: PaymentError) -> ApiError {
+    match error {
+        PaymentError::Conflict(_) => ApiError::new("conflict", error.to_string()),
+        other => ApiError::internal(&other),
+    }
+}
+
+/// Creates one instruction per benefit active in the month (unique per benefit and month).
+#[utoipa::path(post, path = "/api/payments/runs", tag = "payments", request_body = RunRequest, responses(
+    (status = 200, description = "the run", body = RunView),
+    (status = 400, description = "a body that is not JSON", body = Problem),
+    (status = 401, description = "not logged in", body = Problem),
+    (status = 403, description = "the caller's role does not pay benefits", body = Problem),
+    (status = 409, description = "a concurrent ledger write; retry", body = Problem),
+    (status = 415, description = "not application/json", body = Problem),
+    (status = 422, description = "not a month", body = Problem)),
+    security(("session" = []), ("token" = [])))]
+pub(super) async fn run(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    ApiJson(body): ApiJson<RunRequest>,
+) -> AppResult<Json<RunView>> {
+    authz::payments(&principal)?;
+    let month = month(&body.month)?;
+    let summary = Ledger::new(&state.engine.store)
+        .run_month(month, state.engine.now())
+        .await
+        .map_err(ledger_error)?;
+    Ok(Json(RunView {
+        month: summary.month.to_string(),
+        created: summary.created,
+        existing: summary.existing,
+    }))
+}
+
+/// Totals per program and unit for a month (amounts as decimal strings).
+#[utoipa::path(get, path = "/api/payments/reports/{month}", tag = "payments",
+    params(("month" = String, Path, description = "YYYY-MM")), responses(
+    (status = 200, description = "the report", body = Object),
+    (status = 401, description = "not logged in", body = Problem),
+    (status = 403, description = "the caller's role does not pay benefits", body = Problem),
+    (status = 422, description = "not a month", body = Problem)),
+    security(("session" = []), ("token" = [])))]
+pub(super) async fn report(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    Path(text): Path<String>,
+) -> AppResult<Json<serde_json::Value>> {
+    authz::payments(&principal)?;
+    let month = month(&text)?;
+    let report = Ledger::new(&state.engine.store)
+        .month_report(month)
+        .await
+        .map_err(ledger_error)?;
+    serde_json::to_value(&report)
+        .map(Json)
+        .map_err(|e| ApiError::internal(&e))
+}
