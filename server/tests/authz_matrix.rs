@@ -88,6 +88,7 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     // An incident of a ZX case: the other township's head finds none.
     ("POST", "/api/incidents/{id}/retry",           [403, 403, 200, 403, 404, 403, 200, 200, 401, 401]),
     ("POST", "/api/payments/runs",                  [403, 403, 403, 403, 403, 200, 200, 200, 401, 401]),
+    ("POST", "/api/payments/results",               [403, 403, 403, 403, 403, 200, 200, 200, 401, 401]),
     ("GET",  "/api/payments/reports/{month}",       [403, 403, 403, 403, 403, 200, 200, 200, 401, 401]),
     ("POST", "/api/assess",                         [200, 200, 200, 200, 200, 200, 200, 200, 401, 401]),
     ("GET",  "/api/access-log",                     [403, 403, 403, 403, 403, 403, 403, 200, 401, 401]),
@@ -176,6 +177,9 @@ fn request(path: &str, fx: &Fixture, cell: usize) -> (String, Option<Value>) {
         "/api/tasks/{id}/reassign" | "/api/tasks/{id}/delegate" => Some(json!({"to": "zx_clerk2"})),
         "/api/definitions/validate" => Some(json!({"source": "process: x\n"})),
         "/api/payments/runs" => Some(json!({"month": "2026-03"})),
+        "/api/payments/results" => {
+            Some(json!({"file_name": "result.csv", "csv": "reference,status,reason\n"}))
+        }
         "/api/assess" => Some(json!({"case": assess_case()})),
         p if p.contains("/messages/") => Some(json!({})),
         _ => None,

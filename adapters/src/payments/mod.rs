@@ -39,7 +39,8 @@ pub use model::{
     mask_id_number, split_installments, to_fen,
 };
 pub use results::{
-    FIX_PROCESS, PaymentResult, ReconcileSummary, ResultOutcome, ResultProblem, read_result_file,
+    FIX_PROCESS, PaymentResult, ReconcileSummary, ResultOutcome, ResultProblem, parse_result_file,
+    read_result_file,
 };
 pub use schedule::{BEIJING, PaymentsConfig, RunSchedule};
 

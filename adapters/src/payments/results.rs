@@ -79,7 +79,12 @@ pub fn read_result_file(path: &Path) -> Result<Vec<PaymentResult>, PaymentError>
         path: path.to_owned(),
         source,
     })?;
-    let text = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
+    parse_result_file(&bytes, path)
+}
+
+/// [`read_result_file`] on a file's bytes (an upload); `path` names it in errors.
+pub fn parse_result_file(bytes: &[u8], path: &Path) -> Result<Vec<PaymentResult>, PaymentError> {
+    let text = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(bytes);
     let problem = |line: u64, problem| PaymentError::ResultFile {
         path: path.to_owned(),
         line,

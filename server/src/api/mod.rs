@@ -145,6 +145,11 @@ fn routes() -> Vec<(Method, &'static str, Handler)> {
             on(MethodFilter::POST, payments::run),
         ),
         (
+            Method::POST,
+            "/api/payments/results",
+            on(MethodFilter::POST, payments::import_results),
+        ),
+        (
             Method::GET,
             "/api/payments/reports/{month}",
             on(MethodFilter::GET, payments::report),
@@ -297,7 +302,7 @@ impl utoipa::Modify for Security {
         tasks::delegate_task, tasks::complete_task,
         definitions::list, definitions::validate, definitions::deploy,
         incidents::list, incidents::retry,
-        payments::run, payments::report,
+        payments::run, payments::report, payments::import_results,
         assess::assess,
         audit::access_log,
     ),

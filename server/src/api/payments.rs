@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use jiuzhu_adapters::payments::{Ledger, PaymentError, YearMonth};
+use jiuzhu_adapters::payments::{Ledger, PaymentError, YearMonth, parse_result_file};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -44,6 +44,8 @@ fn month(text: &str) -> AppResult<YearMonth> {
 fn ledger_error(error: PaymentError) -> ApiError {
     match error {
         PaymentError::Conflict(_) => ApiError::new("conflict", error.to_string()),
+        // A bank's file that does not read: the uploader's to fix (it names a line).
+        PaymentError::ResultFile { .. } => ApiError::new("invalid_data", error.to_string()),
         other => ApiError::internal(&other),
     }
 }
@@ -98,4 +100,73 @@ pub(super) async fn report(
     serde_json::to_value(&report)
         .map(Json)
         .map_err(|e| ApiError::internal(&e))
+}
+
+/// The bank's result file, uploaded.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResultUpload {
+    /// The file's name, recorded as the results' source.
+    pub file_name: String,
+    /// The file's text: CSV with `reference`, `status` and `reason` columns.
+    pub csv: String,
+}
+
+/// What recording a result file did, by payment reference.
+#[derive(Serialize, ToSchema)]
+pub struct ResultsView {
+    pub paid: Vec<String>,
+    pub failed: Vec<String>,
+    /// Reported before with the same verdict.
+    pub repeated: Vec<String>,
+    /// Reported before with another verdict: the first stands.
+    pub contradicting: Vec<String>,
+    pub unknown: Vec<String>,
+    /// The `payment_fix` case opened for each failed reference.
+    pub fix_cases: Vec<FixCase>,
+}
+
+/// A failed payment and the case opened to fix it.
+#[derive(Serialize, ToSchema)]
+pub struct FixCase {
+    pub reference: String,
+    pub case_id: String,
+}
+
+/// Records the bank's results (`jiuzhu payments import-result` over HTTP): paid and
+/// failed payments; each failure opens a `payment_fix` case.
+#[utoipa::path(post, path = "/api/payments/results", tag = "payments", request_body = ResultUpload, responses(
+    (status = 200, description = "recorded", body = ResultsView),
+    (status = 400, description = "a body that is not JSON", body = Problem),
+    (status = 401, description = "not logged in", body = Problem),
+    (status = 403, description = "the caller's role does not pay benefits", body = Problem),
+    (status = 409, description = "a concurrent ledger write; retry", body = Problem),
+    (status = 413, description = "the body is too large", body = Problem),
+    (status = 415, description = "not application/json", body = Problem),
+    (status = 422, description = "the file does not read (the problem names its line)", body = Problem)),
+    security(("session" = []), ("token" = [])))]
+pub(super) async fn import_results(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    ApiJson(body): ApiJson<ResultUpload>,
+) -> AppResult<Json<ResultsView>> {
+    authz::payments(&principal)?;
+    let name = std::path::Path::new(&body.file_name);
+    let results = parse_result_file(body.csv.as_bytes(), name).map_err(ledger_error)?;
+    let summary = Ledger::new(&state.engine.store)
+        .record_results(&results, &body.file_name, &state.engine, state.engine.now())
+        .await
+        .map_err(ledger_error)?;
+    Ok(Json(ResultsView {
+        paid: summary.paid,
+        failed: summary.failed,
+        repeated: summary.repeated,
+        contradicting: summary.contradicting,
+        unknown: summary.unknown,
+        fix_cases: summary
+            .fix_tasks
+            .into_iter()
+            .map(|(reference, case_id)| FixCase { reference, case_id })
+            .collect(),
+    }))
 }
