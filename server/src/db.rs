@@ -64,6 +64,18 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// [`on_pool!`] on the read pool: for queries that write nothing, so on SQLite they do
+/// not wait for the one writer connection.
+macro_rules! on_read_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db.db.read_pool() {
+            jiuzhu_engine::store::DbPool::Sqlite($pool) => $body,
+            jiuzhu_engine::store::DbPool::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_read_pool;
+
 impl ServerDb {
     /// The server's tables in `store`'s database, migrated (a newer server schema is
     /// refused; other components' versions are left alone).
@@ -75,6 +87,6 @@ impl ServerDb {
 
     /// True when the database answers a trivial query.
     pub async fn ping(&self) -> bool {
-        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|r| r.rows_affected())).is_ok()
+        on_read_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|r| r.rows_affected())).is_ok()
     }
 }

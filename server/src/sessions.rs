@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use crate::db::{DbError, ServerDb, on_pool};
+use crate::db::{DbError, ServerDb, on_pool, on_read_pool};
 use crate::secrets::{self, SecretError};
 
 /// Session lifetimes and login limits.
@@ -118,7 +118,7 @@ impl ServerDb {
         config: &AuthConfig,
     ) -> Result<Option<SessionRecord>, DbError> {
         let hash = secrets::digest(id);
-        let row: Option<(String, String, i64, i64)> = on_pool!(self, pool => sqlx::query_as(
+        let row: Option<(String, String, i64, i64)> = on_read_pool!(self, pool => sqlx::query_as(
             "SELECT user_id, csrf_token, created_at, last_seen_at FROM server_sessions WHERE id_hash = $1",
         )
         .bind(&hash)
@@ -175,7 +175,7 @@ impl ServerDb {
         subject: &str,
         since: DateTime<Utc>,
     ) -> Result<i64, DbError> {
-        let count: i64 = on_pool!(self, pool => sqlx::query_scalar(
+        let count: i64 = on_read_pool!(self, pool => sqlx::query_scalar(
             "SELECT COUNT(*) FROM server_login_failures WHERE subject = $1 AND at >= $2",
         )
         .bind(subject)
@@ -245,7 +245,7 @@ impl ServerDb {
 
     /// The user of a live (unrevoked) token.
     pub async fn token_user(&self, token: &str) -> Result<Option<String>, DbError> {
-        let user: Option<String> = on_pool!(self, pool => sqlx::query_scalar(
+        let user: Option<String> = on_read_pool!(self, pool => sqlx::query_scalar(
             "SELECT user_id FROM server_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .bind(secrets::digest(token))
@@ -269,7 +269,7 @@ impl ServerDb {
 
     /// Every token, newest first.
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>, DbError> {
-        let rows: Vec<(String, String, String, i64, Option<i64>)> = on_pool!(self, pool => sqlx::query_as(
+        let rows: Vec<(String, String, String, i64, Option<i64>)> = on_read_pool!(self, pool => sqlx::query_as(
             "SELECT id, user_id, label, created_at, revoked_at FROM server_tokens ORDER BY created_at DESC, id",
         )
         .fetch_all(pool)

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use jiuzhu_engine::org::Org;
 
-use crate::db::{DbError, ServerDb, on_pool};
+use crate::db::{DbError, ServerDb, on_pool, on_read_pool};
 use crate::secrets::{self, SecretError};
 
 /// A user as stored (without the password hash).
@@ -72,7 +72,7 @@ impl ServerDb {
     ) -> Result<Option<(UserRecord, Option<String>)>, DbError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM server_users WHERE id = $1");
         let row: Option<UserRow> =
-            on_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?;
+            on_read_pool!(self, pool => sqlx::query_as(&sql).bind(id).fetch_optional(pool).await)?;
         row.map(record).transpose()
     }
 
@@ -84,7 +84,7 @@ impl ServerDb {
     pub async fn users(&self) -> Result<Vec<UserRecord>, DbError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM server_users ORDER BY id");
         let rows: Vec<UserRow> =
-            on_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)?;
+            on_read_pool!(self, pool => sqlx::query_as(&sql).fetch_all(pool).await)?;
         rows.into_iter()
             .map(|row| record(row).map(|(user, _)| user))
             .collect()

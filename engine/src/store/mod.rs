@@ -676,23 +676,33 @@ pub struct ComponentDb {
 
 #[derive(Debug, Clone)]
 enum ComponentPool {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
+    /// The writer pool, then the reader pool.
+    Sqlite(sqlx::SqlitePool, sqlx::SqlitePool),
+    Postgres(sqlx::PgPool, sqlx::PgPool),
 }
 
 impl ComponentDb {
     pub fn kind(&self) -> StoreKind {
         match self.pool {
-            ComponentPool::Sqlite(_) => StoreKind::Sqlite,
-            ComponentPool::Postgres(_) => StoreKind::Postgres,
+            ComponentPool::Sqlite(..) => StoreKind::Sqlite,
+            ComponentPool::Postgres(..) => StoreKind::Postgres,
+        }
+    }
+
+    /// The read pool, for the component's queries that write nothing: on SQLite its own
+    /// connections, so reads do not queue behind the one writer; on PostgreSQL the pool.
+    pub fn read_pool(&self) -> DbPool<'_> {
+        match &self.pool {
+            ComponentPool::Sqlite(_, reader) => DbPool::Sqlite(reader),
+            ComponentPool::Postgres(_, reader) => DbPool::Postgres(reader),
         }
     }
 
     /// The pool, for the component's SQL of that database.
     pub fn pool(&self) -> DbPool<'_> {
         match &self.pool {
-            ComponentPool::Sqlite(pool) => DbPool::Sqlite(pool),
-            ComponentPool::Postgres(pool) => DbPool::Postgres(pool),
+            ComponentPool::Sqlite(pool, _) => DbPool::Sqlite(pool),
+            ComponentPool::Postgres(pool, _) => DbPool::Postgres(pool),
         }
     }
 }
@@ -715,11 +725,11 @@ impl Store {
         let pool = match &self.backend {
             Backend::Sqlite(s) => {
                 s.migrate_component(component).await?;
-                ComponentPool::Sqlite(s.write_pool().clone())
+                ComponentPool::Sqlite(s.write_pool().clone(), s.reader.clone())
             }
             Backend::Postgres(s) => {
                 s.migrate_component(component).await?;
-                ComponentPool::Postgres(s.write_pool().clone())
+                ComponentPool::Postgres(s.write_pool().clone(), s.reader.clone())
             }
         };
         Ok(ComponentDb { pool })

@@ -15,7 +15,7 @@ use super::session::client_address;
 use super::{ApiQuery, AppResult, rfc3339};
 use crate::app::AppState;
 use crate::authz::{self, Credential, Principal};
-use crate::db::{DbError, on_pool};
+use crate::db::{DbError, on_pool, on_read_pool};
 use crate::problem::{ApiError, Problem};
 
 /// The address a request comes from (the peer, or a trusted proxy's `X-Forwarded-For`).
@@ -113,7 +113,7 @@ pub(super) async fn access_log(
     authz::admin(&principal, "the access log")?;
     let limit = i64::from(query.limit.unwrap_or(100).clamp(1, 500));
     let offset = i64::from(query.offset.unwrap_or(0));
-    let rows: Vec<AccessRow> = on_pool!(state.db, pool => sqlx::query_as(
+    let rows: Vec<AccessRow> = on_read_pool!(state.db, pool => sqlx::query_as(
         "SELECT at, user_id, what, subject, address, via FROM server_access_log \
          WHERE (CAST($1 AS TEXT) IS NULL OR user_id = CAST($1 AS TEXT)) ORDER BY at DESC, user_id LIMIT $2 OFFSET $3",
     )
