@@ -159,6 +159,20 @@ pub fn read_data(data: Option<&str>) -> Result<BTreeMap<String, Value>> {
         (data.to_string(), "--data (inline JSON)".to_string(), true)
     } else {
         let path = Path::new(data);
+        // A file over the size cap is refused before it is read, let alone parsed.
+        let cap = jiuzhu_rules::InputLimits::default().max_text_bytes();
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.len() > cap as u64
+        {
+            return Err(CliError::usage(
+                "input_too_large",
+                format!(
+                    "--data {data}: the file is {} bytes; at most {cap}",
+                    meta.len()
+                ),
+            )
+            .into());
+        }
         let text = std::fs::read_to_string(path).map_err(|e| {
             invalid(format!("--data {data}: {e}"))
                 .hint("--data takes a file (JSON or YAML), `-` for standard input, or inline JSON such as '{\"complete\": true}'")
@@ -166,6 +180,9 @@ pub fn read_data(data: Option<&str>) -> Result<BTreeMap<String, Value>> {
         let json_only = path.extension().is_some_and(|e| e == "json");
         (text, data.to_string(), json_only)
     };
+    if let Err(e) = jiuzhu_rules::InputLimits::default().check_text(&text) {
+        return Err(CliError::usage(e.code(), format!("{source}: {e}")).into());
+    }
     // Strict: a key given twice is refused, never silently the last one winning.
     let json: serde_json::Value = match jiuzhu_rules::parse_strict(&text) {
         Ok(json) => json,

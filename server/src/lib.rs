@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod authz;
+pub mod body;
 pub mod db;
 pub mod mask;
 pub mod metrics;
