@@ -155,6 +155,7 @@ pub async fn deploy(session: &Session) -> Result<i32> {
     for d in deployments {
         println!("{}@{} {}", d.process_id, d.version, &d.hash[..12]);
     }
+    crate::calendar_check::after_deploy(&session.engine).await?;
     Ok(0)
 }
 

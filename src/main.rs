@@ -2,6 +2,7 @@
 
 mod assess_cmd;
 mod bench;
+mod calendar_check;
 mod cases_cmd;
 mod cli_args;
 mod diagram_cmd;

@@ -230,7 +230,7 @@ pub async fn tasks(view: &View<'_>, user: &str) -> Result<i32> {
             Some(due) if due < now => format!("{} OVERDUE", local_minute(&due, view.offset)),
             Some(due) => local_minute(&due, view.offset),
             None => "-".into(),
-        };
+        } + provisional_mark(task.provisional);
         let (process, name) = cases
             .get(&task.instance_id)
             .cloned()
@@ -280,6 +280,7 @@ pub async fn show(view: &View<'_>, fragment: &str, as_json: bool) -> Result<i32>
                     "node": t.node, "label": t.label, "roles": t.roles, "unit": t.unit,
                     "claimed_by": t.claimed_by,
                     "due_at": t.due_at.map(|d| d.with_timezone(&offset).to_rfc3339()),
+                    "provisional": t.provisional,
                 })
             })
             .collect();
@@ -290,6 +291,7 @@ pub async fn show(view: &View<'_>, fragment: &str, as_json: bool) -> Result<i32>
                 json!({
                     "id": t.id, "due_at": t.due_at.with_timezone(&offset).to_rfc3339(),
                     "kind": serde_json::to_value(&t.kind).unwrap_or_default(),
+                    "provisional": t.provisional,
                 })
             })
             .collect();
@@ -353,7 +355,8 @@ pub async fn show(view: &View<'_>, fragment: &str, as_json: bool) -> Result<i32>
         let due = task
             .due_at
             .map(|d| local_minute(&d, offset))
-            .unwrap_or_else(|| "-".into());
+            .unwrap_or_else(|| "-".into())
+            + provisional_mark(task.provisional);
         let claimed = task
             .claimed_by
             .as_deref()
@@ -370,9 +373,10 @@ pub async fn show(view: &View<'_>, fragment: &str, as_json: bool) -> Result<i32>
     println!("timers:");
     for timer in &state.timers {
         println!(
-            "  {} at {} ({})",
+            "  {} at {}{} ({})",
             timer.id,
             local_time(&timer.due_at, offset),
+            provisional_mark(timer.provisional),
             serde_json::to_value(&timer.kind).unwrap_or_default()
         );
     }
@@ -380,6 +384,12 @@ pub async fn show(view: &View<'_>, fragment: &str, as_json: bool) -> Result<i32>
         println!("{MASKED}");
     }
     Ok(0)
+}
+
+/// " (暂定)" after a due date counted through a year the calendar does not cover yet:
+/// deploying the year's calendar counts it again.
+pub fn provisional_mark(provisional: bool) -> &'static str {
+    if provisional { " (暂定)" } else { "" }
 }
 
 /// A value as a person reads it: strings without quotes, anything else as JSON.
@@ -501,6 +511,10 @@ pub async fn status(view: &View<'_>) -> Result<i32> {
     println!("open tasks: {}", summary.open_tasks);
     println!("pending timers: {}", summary.pending_timers);
     println!("pending outbox effects: {}", summary.pending_outbox);
+    let (tasks, timers) = store.provisional_counts().await?;
+    println!(
+        "provisional due dates (暂定, past the calendar's years): {tasks} open tasks, {timers} pending timers"
+    );
     println!(
         "oldest due timer: {}",
         crate::lifecycle::lag_text(store.oldest_due_timer_lag(now).await?)

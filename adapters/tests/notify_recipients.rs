@@ -90,22 +90,40 @@ fn roles_resolve_to_the_users_whose_unit_contains_the_case() {
     .unwrap();
     assert_eq!(ids(&r), ["fa_head", "county_staff1", "county_staff2"]);
 
-    // A village worker of another community does not cover this case.
-    let err = Recipients::resolve(
+    // A village worker of another community does not cover this case: the
+    // head of the case's township is told instead.
+    let elsewhere = {
+        let mut c = case.clone();
+        c["unit"] = json!("双鸭山市/尖山区/富安街道/另一社区");
+        c
+    };
+    let r = Recipients::resolve(
         &effect(json!({"to_role": "village_worker"})),
-        &{
-            let mut c = case.clone();
-            c["unit"] = json!("双鸭山市/尖山区/富安街道/另一社区");
-            c
-        },
+        &elsewhere,
         &org,
     )
-    .unwrap_err();
-    assert!(matches!(err, RecipientError::NobodyInUnit { .. }), "{err}");
+    .unwrap();
+    assert_eq!(ids(&r), ["fa_head"], "the nearest head, not the county's");
 
-    // No open task: an empty list reminds nobody and is no error.
+    // No open task: an empty list of roles goes to the unit's head too.
     let r = Recipients::resolve(&effect(json!({"to_role": []})), &case, &org).unwrap();
-    assert!(r.is_empty());
+    assert_eq!(ids(&r), ["fa_head"]);
+
+    // A county-level case has the county's head.
+    let mut county_case = case.clone();
+    county_case["unit"] = json!("双鸭山市/尖山区");
+    let r = Recipients::resolve(&effect(json!({"to_role": []})), &county_case, &org).unwrap();
+    assert_eq!(ids(&r), ["county_head"]);
+
+    // A unit nobody heads: an error (the dispatcher's incident), never an
+    // empty delivery.
+    let mut headless = case.clone();
+    headless["unit"] = json!("双鸭山市/宝山区/七星镇");
+    for roles in [json!([]), json!("township_staff")] {
+        let err =
+            Recipients::resolve(&effect(json!({"to_role": roles})), &headless, &org).unwrap_err();
+        assert!(matches!(err, RecipientError::NobodyInUnit { .. }), "{err}");
+    }
 }
 
 #[test]

@@ -128,6 +128,44 @@ async fn a_reminder_reaches_every_staff_member_of_the_role_over_the_unit() -> an
 }
 
 #[tokio::test]
+async fn a_reminder_with_no_open_task_reaches_the_head_and_is_sent_again_as_the_same_message()
+-> anyhow::Result<()> {
+    let mut sink = SmtpSink::start(Some(("jiuzhu", "s3cret"))).await?;
+    let channel = SmtpChannel::new(&smtp_config(sink.port), Some(&Secret::new("s3cret")))?;
+    let notifier = notifier(channel);
+
+    // A deadline reminder fired while no task was open: `to_role` is empty.
+    let effect = json!({
+        "type": "notification", "id": "dibao-1-e31", "instance": "dibao-1",
+        "template": "deadline_reminder", "to_role": []
+    });
+    let plan = notifier.prepare(&effect, &sample_instance())?;
+    assert_eq!(plan.deliveries.len(), 1, "never a delivery to no one");
+    // At least once: a node killed between sending and recording sends again.
+    notifier.send(&plan.deliveries[0]).await?;
+    notifier.send(&plan.deliveries[0]).await?;
+
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let received = sink.next_message().await?;
+        assert_eq!(received.rcpt_tos, ["fa_head@mz.jianshan.example"]);
+        let raw = received.raw();
+        let mail = MessageParser::default().parse(&raw).expect("parseable");
+        ids.push(mail.message_id().map(str::to_string));
+    }
+    assert_eq!(
+        ids,
+        [
+            Some("dibao-1-e31.notify@mz.jianshan.example".to_string()),
+            Some("dibao-1-e31.notify@mz.jianshan.example".to_string())
+        ],
+        "the Message-ID comes from the effect id, so a re-send is recognisable"
+    );
+    assert!(sink.stop().await?.is_empty());
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_refused_login_is_permanent_and_no_server_is_retryable() -> anyhow::Result<()> {
     let sink = SmtpSink::start(Some(("jiuzhu", "s3cret"))).await?;
     let channel = SmtpChannel::new(&smtp_config(sink.port), Some(&Secret::new("wrong")))?;

@@ -249,6 +249,7 @@ mod tests {
             timers_cancelled: Vec::new(),
             outbox: Vec::new(),
             tasks_assigned: Vec::new(),
+            tasks_rescheduled: Vec::new(),
             completes: None,
             unchanged: Unchanged::default(),
         }

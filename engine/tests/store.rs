@@ -146,6 +146,7 @@ fn start(id: &str, unit: &str) -> StepCommit {
         timers_cancelled: vec![],
         outbox: vec![],
         tasks_assigned: vec![],
+        tasks_rescheduled: vec![],
         completes: None,
         unchanged: Unchanged::default(),
     }
@@ -169,6 +170,7 @@ fn next(previous: &InstanceRow, event: &str, when: DateTime<Utc>) -> StepCommit 
         timers_cancelled: vec![],
         outbox: vec![],
         tasks_assigned: vec![],
+        tasks_rescheduled: vec![],
         completes: None,
         unchanged: Unchanged::default(),
     }
@@ -187,6 +189,7 @@ fn task(id: &str, instance_id: &str, role: &str, unit: &str, due: Option<i64>) -
         created_at: at(10),
         form: json!({"fields": ["income"]}),
         roles: vec![role.to_owned()],
+        provisional: false,
     }
 }
 
@@ -206,6 +209,7 @@ fn timer(id: &str, instance_id: &str, due: i64) -> TimerRow {
         instance_id: instance_id.to_owned(),
         due_at: at(due),
         payload: json!({"timer": id}),
+        provisional: false,
     }
 }
 

@@ -1,6 +1,9 @@
 //! Who a notification goes to: the applicant (from the instance's contact
 //! data), every user holding a role over the case's unit, or one named user.
+//! Roles that resolve to nobody fall back to the heads of the case's unit;
+//! with no head either, resolution fails (the effect becomes an incident).
 
+use jiuzhu_engine::core::is_supervisor_role;
 use jiuzhu_engine::org::{Org, unit_contains};
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -53,7 +56,9 @@ pub enum RecipientError {
     UnknownRole { effect: String, role: String },
     #[error("notification {effect}: the instance has no `unit`, so roles cannot be resolved")]
     NoUnit { effect: String },
-    #[error("notification {effect}: no user with role {roles} covers the unit `{unit}`")]
+    #[error(
+        "notification {effect}: no user with role {roles} covers the unit `{unit}`, and no head (`*_head` role) of the unit to tell instead"
+    )]
     NobodyInUnit {
         effect: String,
         roles: String,
@@ -130,14 +135,26 @@ impl Recipients {
                     out.push(staff(user));
                 }
             }
-            // An empty list of roles (no task open) is nobody to remind, not
-            // an error of the org file.
-            if out.0.len() == before && !roles.is_empty() {
-                return Err(RecipientError::NobodyInUnit {
-                    effect: effect_id,
-                    roles: roles.join("/"),
-                    unit: unit.to_string(),
-                });
+            // Nobody holds the roles over the unit, or the list is empty (a
+            // reminder fired while no task was open): the heads of the case's
+            // unit are told instead. With no head either, the effect fails and
+            // becomes an incident: it is never "delivered" to no one.
+            if out.0.len() == before {
+                let heads = heads_of(org, unit);
+                if heads.is_empty() {
+                    return Err(RecipientError::NobodyInUnit {
+                        effect: effect_id,
+                        roles: if roles.is_empty() {
+                            "(none: no open task)".to_string()
+                        } else {
+                            roles.join("/")
+                        },
+                        unit: unit.to_string(),
+                    });
+                }
+                for head in heads {
+                    out.push(staff(head));
+                }
             }
         }
 
@@ -196,6 +213,27 @@ impl IntoIterator for Recipients {
     fn into_iter(self) -> Self::IntoIter {
         self.0.into_iter()
     }
+}
+
+/// The heads of `unit`: users with a supervisor role (`*_head`, see
+/// [`is_supervisor_role`]; not `admin`, who runs the system rather than the
+/// office) over the unit, the nearest only — a township's head before the
+/// county's.
+pub fn heads_of<'o>(org: &'o Org, unit: &str) -> Vec<&'o jiuzhu_engine::org::User> {
+    let over: Vec<&jiuzhu_engine::org::User> = org
+        .users()
+        .iter()
+        .filter(|user| {
+            user.roles
+                .iter()
+                .any(|role| role != "admin" && is_supervisor_role(role))
+                && unit_contains(&user.unit, unit)
+        })
+        .collect();
+    let nearest = over.iter().map(|user| user.unit.len()).max();
+    over.into_iter()
+        .filter(|user| Some(user.unit.len()) == nearest)
+        .collect()
 }
 
 fn strings(value: &Json) -> Option<Vec<String>> {

@@ -52,6 +52,15 @@ impl Calendar {
             .map(|date| (date.value.0, date.referenced));
         let (holidays, workdays) =
             checked_date_sets(holidays, workdays).map_err(|(problem, at)| invalid(at, problem))?;
+        let covers = match &file.covers {
+            None => None,
+            Some(years) => {
+                let years = years.iter().map(|year| (year.value, year.referenced));
+                let listed = file.holidays.iter().chain(&file.workdays);
+                let dates = listed.map(|date| (date.value.0, date.referenced));
+                Some(checked_covers(years, dates).map_err(|(problem, at)| invalid(at, problem))?)
+            }
+        };
 
         let workday_start = file
             .workday_start
@@ -85,6 +94,7 @@ impl Calendar {
             workday_end,
             holidays,
             workdays,
+            covers,
         })
     }
 
@@ -117,6 +127,16 @@ impl Calendar {
                 end: workday_end,
             }));
         }
+        let covers = match &replacement.covers {
+            Some(years) => Some(
+                checked_covers(
+                    years.iter().map(|year| (*year, ())),
+                    holidays.iter().chain(&workdays).map(|date| (*date, ())),
+                )
+                .map_err(|(problem, ())| invalid(problem))?,
+            ),
+            None => self.covers.clone(),
+        };
         Ok(Calendar {
             id: self.id.clone(),
             name: self.name.clone(),
@@ -125,6 +145,7 @@ impl Calendar {
             workday_end,
             holidays,
             workdays,
+            covers,
         })
     }
 }
@@ -185,6 +206,8 @@ pub(super) struct CalendarFile {
     holidays: Vec<Spanned<DateText>>,
     #[serde(default)]
     workdays: Vec<Spanned<DateText>>,
+    /// The years whose official schedule the file lists.
+    covers: Option<Vec<Spanned<i32>>>,
 }
 
 /// A `YYYY-MM-DD` date; a newtype so the error message says what is expected.
@@ -318,6 +341,27 @@ pub(super) fn checked_date_sets<L>(
         }
     }
     Ok((holiday_set, workday_set))
+}
+
+/// The covered years, refusing a year listed twice and a listed date outside
+/// them (a holiday of a year the file does not claim to cover is a typo).
+pub(super) fn checked_covers<L>(
+    years: impl IntoIterator<Item = (i32, L)>,
+    dates: impl IntoIterator<Item = (NaiveDate, L)>,
+) -> Result<BTreeSet<i32>, (CalendarProblem, L)> {
+    let mut covered = BTreeSet::new();
+    for (year, at) in years {
+        if !covered.insert(year) {
+            return Err((CalendarProblem::DuplicateYear { year }, at));
+        }
+    }
+    for (date, at) in dates {
+        if !covered.contains(&date.year()) {
+            let year = date.year();
+            return Err((CalendarProblem::DateOutsideCovers { date, year }, at));
+        }
+    }
+    Ok(covered)
 }
 
 fn syntax_error(file_name: &str, error: &serde_saphyr::Error) -> CalendarError {

@@ -24,6 +24,12 @@
 //!   at `workday_end` of the N-th working day *before* the local date of `t`;
 //!   subtracting 0 mirrors adding 0 (that day if working, else the previous
 //!   working day).
+//! - A calendar declares the years whose official schedule it lists
+//!   (`covers: [2026]`). A date in another year is still counted (Monday to
+//!   Friday are working days), but a due date whose count touched such a year
+//!   is **provisional**: [`Calendar::is_provisional_between`] says so, the core
+//!   marks the task, timer or deadline, and deploying a calendar that covers
+//!   the year recomputes it. A calendar without `covers` vouches for every year.
 //! - A scenario or deployment may override a calendar: each field the override
 //!   names replaces the calendar's field wholesale (a `holidays` list replaces
 //!   the holidays, it is not appended).
@@ -47,7 +53,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 
-use chrono::{FixedOffset, NaiveDate, NaiveTime, Weekday};
+use chrono::{Datelike, FixedOffset, NaiveDate, NaiveTime, Weekday};
 use serde::Deserialize;
 use serde_saphyr::Location;
 
@@ -81,6 +87,8 @@ pub struct Calendar {
     workday_end: NaiveTime,
     holidays: BTreeSet<NaiveDate>,
     workdays: BTreeSet<NaiveDate>,
+    /// The years whose official schedule the calendar lists; `None`: every year.
+    covers: Option<BTreeSet<i32>>,
 }
 
 /// Which way a search over days runs.
@@ -163,6 +171,10 @@ pub enum CalendarProblem {
     WorkdayStartNotBeforeEnd { start: NaiveTime, end: NaiveTime },
     #[error("calendar id must not be empty")]
     EmptyId,
+    #[error("{date} is in {year}, which `covers` does not list")]
+    DateOutsideCovers { date: NaiveDate, year: i32 },
+    #[error("`covers` lists {year} twice")]
+    DuplicateYear { year: i32 },
 }
 
 /// Errors of calendar loading and working-day arithmetic.
@@ -231,6 +243,8 @@ pub struct CalendarOverride {
     pub workday_end: Option<NaiveTime>,
     #[serde(default, deserialize_with = "load::optional_offset")]
     pub utc_offset: Option<FixedOffset>,
+    #[serde(default)]
+    pub covers: Option<Vec<i32>>,
 }
 
 impl Calendar {
@@ -245,6 +259,7 @@ impl Calendar {
             workday_end: DEFAULT_WORKDAY_END,
             holidays: BTreeSet::new(),
             workdays: BTreeSet::new(),
+            covers: None,
         }
     }
 
@@ -280,6 +295,33 @@ impl Calendar {
 
     pub fn workdays(&self) -> &BTreeSet<NaiveDate> {
         &self.workdays
+    }
+
+    /// The years the calendar declares it covers; `None` when it declares none
+    /// (then it vouches for every year).
+    pub fn covers(&self) -> Option<&BTreeSet<i32>> {
+        self.covers.as_ref()
+    }
+
+    /// Whether the official schedule of `year` is in the calendar.
+    pub fn covers_year(&self, year: i32) -> bool {
+        self.covers
+            .as_ref()
+            .is_none_or(|years| years.contains(&year))
+    }
+
+    /// Whether a count of working days from `from` to `to` (either order)
+    /// crossed a year the calendar does not cover: its result is provisional.
+    pub fn is_provisional_between(&self, from: NaiveDate, to: NaiveDate) -> bool {
+        let (low, high) = if from <= to { (from, to) } else { (to, from) };
+        (low.year()..=high.year()).any(|year| !self.covers_year(year))
+    }
+
+    /// The last day of the last covered year (`None` without `covers`, or
+    /// with an empty list).
+    pub fn coverage_end(&self) -> Option<NaiveDate> {
+        let last = *self.covers.as_ref()?.last()?;
+        NaiveDate::from_ymd_opt(last, 12, 31)
     }
 }
 

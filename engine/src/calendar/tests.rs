@@ -336,7 +336,7 @@ fn calendar_file_errors_name_file_line_and_column() {
         report.push_str(&format!("{why}: {error}\n"));
     }
     expect![[r#"
-        unknown field: test.yaml:3:1: unknown field `holiday`, expected one of id, name, utc_offset, workday_start, workday_end, holidays, workdays
+        unknown field: test.yaml:3:1: unknown field `holiday`, expected one of id, name, utc_offset, workday_start, workday_end, holidays, workdays, covers
         duplicate key: test.yaml:3:1: duplicate mapping key `name` is not allowed here
         missing name: test.yaml:1:1: missing field `name`
         impossible date: test.yaml:4:5: bad date "2026-02-30": expected a real date written YYYY-MM-DD
@@ -591,4 +591,75 @@ proptest! {
             calendar.working_days_between(a, c)
         );
     }
+}
+
+#[test]
+fn a_calendar_declares_the_years_it_covers() {
+    let calendar = cn();
+    assert_eq!(calendar.covers(), Some(&BTreeSet::from([2026])));
+    assert_eq!(calendar.coverage_end(), Some(date("2026-12-31")));
+    assert!(calendar.covers_year(2026));
+    assert!(!calendar.covers_year(2027));
+    // A count that stays in 2026 is final; one that touches 2027 is provisional.
+    assert!(!calendar.is_provisional_between(date("2026-12-04"), date("2026-12-31")));
+    assert!(calendar.is_provisional_between(date("2026-12-04"), date("2027-01-01")));
+    assert!(calendar.is_provisional_between(date("2027-01-05"), date("2026-12-30")));
+    assert!(calendar.is_provisional_between(date("2025-12-30"), date("2026-01-05")));
+    // Outside the covered years only weekends are off: 1 January 2027 counts.
+    let due = calendar
+        .add_working_days(instant("2026-12-04T09:00:00+08:00"), 20)
+        .unwrap();
+    assert_eq!(due, instant("2027-01-01T17:30:00+08:00"));
+
+    // A calendar that declares nothing vouches for every year.
+    let plain = Calendar::new("plain", "Plain");
+    assert_eq!(plain.covers(), None);
+    assert_eq!(plain.coverage_end(), None);
+    assert!(!plain.is_provisional_between(date("2026-12-04"), date("2030-01-01")));
+
+    // An override may extend the coverage with the new year's dates.
+    let extended = calendar
+        .merged(&CalendarOverride {
+            holidays: Some(vec![date("2026-10-01"), date("2027-01-01")]),
+            covers: Some(vec![2026, 2027]),
+            ..CalendarOverride::default()
+        })
+        .unwrap();
+    assert!(!extended.is_provisional_between(date("2026-12-04"), date("2027-01-04")));
+    assert_eq!(
+        extended
+            .add_working_days(instant("2026-12-04T09:00:00+08:00"), 20)
+            .unwrap(),
+        instant("2027-01-04T17:30:00+08:00")
+    );
+}
+
+#[test]
+fn covers_must_hold_every_listed_date() {
+    let source = "id: t\nname: T\ncovers: [2026]\nholidays:\n  - 2026-10-01\n  - 2027-01-01\n";
+    let error = Calendar::from_yaml(source, "t.yaml").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "t.yaml:6:5: 2027-01-01 is in 2027, which `covers` does not list"
+    );
+    let twice = "id: t\nname: T\ncovers: [2026, 2026]\n";
+    let error = Calendar::from_yaml(twice, "t.yaml").unwrap_err();
+    assert!(
+        error.to_string().ends_with("`covers` lists 2026 twice"),
+        "{error}"
+    );
+    let overridden = cn().merged(&CalendarOverride {
+        covers: Some(vec![2027]),
+        ..CalendarOverride::default()
+    });
+    assert!(
+        matches!(
+            overridden,
+            Err(CalendarError::InvalidOverride {
+                problem: CalendarProblem::DateOutsideCovers { .. },
+                ..
+            })
+        ),
+        "{overridden:?}"
+    );
 }

@@ -5,37 +5,153 @@ use crate::core::*;
 impl Run<'_> {
     pub(in crate::core) fn arm_deadline(&mut self, i: usize) -> Result<(), StepError> {
         let decl = &self.def.deadlines[i];
-        let due_at = self.add(&decl.due, self.now, &decl.id)?;
+        let (due_at, provisional) = self.add_marked(&decl.due, self.now, &decl.id)?;
         self.st.deadlines.push(DeadlineState {
             id: decl.id.clone(),
             armed_at: self.now,
             due_at,
             active: true,
             overdue: false,
+            provisional,
         });
-        self.schedule_deadline_timers(i, due_at)
+        self.schedule_deadline_timers(i, due_at, provisional)
     }
 
     pub(in crate::core) fn schedule_deadline_timers(
         &mut self,
         i: usize,
         due_at: DateTime<FixedOffset>,
+        provisional: bool,
     ) -> Result<(), StepError> {
         let decl = &self.def.deadlines[i];
         let id = decl.id.clone();
         if let Some(lead) = &decl.remind_before {
-            let at = self.subtract(lead, due_at, &id)?;
+            let (at, lead_provisional) = self.subtract_marked(lead, due_at, &id)?;
             if at > self.now {
-                self.schedule(
+                self.schedule_marked(
                     at,
                     TimerKind::DeadlineReminder {
                         deadline: id.clone(),
                     },
+                    provisional || lead_provisional,
                 );
             }
         }
-        self.schedule(due_at, TimerKind::DeadlineDue { deadline: id });
+        self.schedule_marked(due_at, TimerKind::DeadlineDue { deadline: id }, provisional);
         Ok(())
+    }
+
+    /// A task's reminder (when still ahead) and due timers, for its due date `due`.
+    pub(in crate::core) fn schedule_task_timers(
+        &mut self,
+        task: &str,
+        deadline: &TaskDeadline,
+        due: DateTime<FixedOffset>,
+        provisional: bool,
+        node_id: &str,
+    ) -> Result<(), StepError> {
+        if let Some(lead) = &deadline.remind_before {
+            let (at, lead_provisional) = self.subtract_marked(lead, due, node_id)?;
+            if at > self.now {
+                self.schedule_marked(
+                    at,
+                    TimerKind::TaskReminder {
+                        task: task.to_string(),
+                    },
+                    provisional || lead_provisional,
+                );
+            }
+        }
+        self.schedule_marked(
+            due,
+            TimerKind::TaskDue {
+                task: task.to_string(),
+            },
+            provisional,
+        );
+        Ok(())
+    }
+
+    /// `CalendarChanged`: counts every provisional due date again (open tasks from when
+    /// they opened, armed deadlines from when they were armed) with the calendar now in
+    /// force, and moves their timers. Refused when no due date or mark changes, so a
+    /// deploy that brings nothing new writes no history.
+    pub(in crate::core) fn recount_provisional(&mut self) -> Result<(), StepError> {
+        let mut changed = false;
+        let tasks: Vec<usize> = (0..self.st.tasks.len())
+            .filter(|&i| self.st.tasks[i].provisional)
+            .collect();
+        for i in tasks {
+            let task = self.st.tasks[i].clone();
+            let Some(node_idx) = self.def.node_index(&task.node) else {
+                continue;
+            };
+            let NodeKind::Task(decl) = &self.def.nodes[node_idx].kind else {
+                continue;
+            };
+            let Some(deadline) = &decl.deadline else {
+                continue;
+            };
+            let (due, provisional) = self.add_marked(&deadline.due, task.opened_at, &task.node)?;
+            if Some(due) == task.due_at && provisional == task.provisional {
+                continue;
+            }
+            changed = true;
+            self.st.tasks[i].due_at = Some(due);
+            self.st.tasks[i].provisional = provisional;
+            let timers: Vec<String> = self
+                .st
+                .timers
+                .iter()
+                .filter(|t| match &t.kind {
+                    TimerKind::TaskReminder { task: id } | TimerKind::TaskDue { task: id } => {
+                        *id == task.id
+                    }
+                    _ => false,
+                })
+                .map(|t| t.id.clone())
+                .collect();
+            for timer in timers {
+                self.cancel_timer(&timer);
+            }
+            self.effects.push(Effect::RescheduleTask {
+                task_id: task.id.clone(),
+                due_at: Some(due),
+                provisional,
+            });
+            self.schedule_task_timers(&task.id, deadline, due, provisional, &task.node)?;
+        }
+        let deadlines: Vec<usize> = (0..self.st.deadlines.len())
+            .filter(|&i| {
+                let d = &self.st.deadlines[i];
+                d.provisional && d.active && !d.overdue
+            })
+            .collect();
+        for pos in deadlines {
+            let state = self.st.deadlines[pos].clone();
+            let Some(i) = self.def.deadlines.iter().position(|d| d.id == state.id) else {
+                continue;
+            };
+            let due = self.def.deadlines[i].due;
+            let (due_at, provisional) = self.add_marked(&due, state.armed_at, &state.id)?;
+            if due_at == state.due_at && provisional == state.provisional {
+                continue;
+            }
+            changed = true;
+            self.st.deadlines[pos].due_at = due_at;
+            self.st.deadlines[pos].provisional = provisional;
+            self.cancel_deadline_timers(&state.id);
+            self.schedule_deadline_timers(i, due_at, provisional)?;
+        }
+        if changed {
+            self.refresh_builtins();
+            Ok(())
+        } else {
+            Err(StepError::NotFound(format!(
+                "instance {}: no provisional due date changes with this calendar",
+                self.st.id
+            )))
+        }
     }
 
     pub(in crate::core) fn disarm_deadline(&mut self, id: &str) {
@@ -77,16 +193,32 @@ impl Run<'_> {
             return Ok(());
         };
         let armed_at = self.st.deadlines[pos].armed_at;
-        let due_at = self.add(duration, armed_at, &id)?;
+        let (due_at, provisional) = self.add_marked(duration, armed_at, &id)?;
         self.st.deadlines[pos].due_at = due_at;
         self.st.deadlines[pos].overdue = false;
+        self.st.deadlines[pos].provisional = provisional;
         self.cancel_deadline_timers(&id);
-        self.schedule_deadline_timers(i, due_at)
+        self.schedule_deadline_timers(i, due_at, provisional)
     }
 
     pub(in crate::core) fn schedule(&mut self, due_at: DateTime<FixedOffset>, kind: TimerKind) {
+        self.schedule_marked(due_at, kind, false);
+    }
+
+    /// A timer whose due time may be provisional (see [`Run::add_marked`]).
+    pub(in crate::core) fn schedule_marked(
+        &mut self,
+        due_at: DateTime<FixedOffset>,
+        kind: TimerKind,
+        provisional: bool,
+    ) {
         let id = self.st.next_id('w');
-        let timer = Timer { id, due_at, kind };
+        let timer = Timer {
+            id,
+            due_at,
+            kind,
+            provisional,
+        };
         self.st.timers.push(timer.clone());
         self.effects.push(Effect::ScheduleTimer(timer));
     }
@@ -146,6 +278,40 @@ impl Run<'_> {
     ) -> Result<DateTime<FixedOffset>, StepError> {
         d.add_to(t, self.ctx.calendar)
             .map_err(|e| incident(node_id, &e.to_string()))
+    }
+
+    /// `d` after `t`, and whether the result is provisional: a count of working days
+    /// that touched a year the calendar does not cover (other units need no calendar).
+    pub(in crate::core) fn add_marked(
+        &self,
+        d: &Duration,
+        t: DateTime<FixedOffset>,
+        node_id: &str,
+    ) -> Result<(DateTime<FixedOffset>, bool), StepError> {
+        let due = self.add(d, t, node_id)?;
+        Ok((due, self.is_provisional(d, t, due)))
+    }
+
+    /// [`Run::subtract`] with the provisional mark of [`Run::add_marked`].
+    pub(in crate::core) fn subtract_marked(
+        &self,
+        d: &Duration,
+        t: DateTime<FixedOffset>,
+        node_id: &str,
+    ) -> Result<(DateTime<FixedOffset>, bool), StepError> {
+        let at = self.subtract(d, t, node_id)?;
+        Ok((at, self.is_provisional(d, t, at)))
+    }
+
+    fn is_provisional(
+        &self,
+        d: &Duration,
+        from: DateTime<FixedOffset>,
+        to: DateTime<FixedOffset>,
+    ) -> bool {
+        let calendar = self.ctx.calendar;
+        d.unit() == crate::duration::DurationUnit::WorkingDays
+            && calendar.is_provisional_between(calendar.local_date(from), calendar.local_date(to))
     }
 
     /// The instant `d` before `t` (reminder lead times): working days count back by the calendar.

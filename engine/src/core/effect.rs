@@ -25,6 +25,12 @@ pub enum Effect {
         task_id: String,
         holder: Option<String>,
     },
+    /// An open task's due date was counted again (a calendar covering its year arrived).
+    RescheduleTask {
+        task_id: String,
+        due_at: Option<chrono::DateTime<chrono::FixedOffset>>,
+        provisional: bool,
+    },
     ScheduleTimer(Timer),
     CancelTimer {
         timer_id: String,

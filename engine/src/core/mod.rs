@@ -29,8 +29,8 @@ use jiuzhu_rules::{Type, Value};
 use crate::calendar::Calendar;
 use crate::duration::Duration;
 use crate::lang::model::{
-    Assignment, Completion, Definition, EffectTemplate, EndStatus, NodeIdx, NodeKind, TimerSpec,
-    ValueTemplate,
+    Assignment, Completion, Definition, EffectTemplate, EndStatus, NodeIdx, NodeKind, TaskDeadline,
+    TimerSpec, ValueTemplate,
 };
 pub use effect::{Effect, Outward};
 pub use events::handover::is_supervisor_role;
@@ -93,6 +93,10 @@ pub enum Event {
     TimerFired {
         timer_id: String,
     },
+    /// A calendar was deployed: provisional due dates (counted through a year the
+    /// calendar did not cover) are counted again. Refused (`not_found`) when none
+    /// changes.
+    CalendarChanged,
 }
 
 /// The outcome of a step: the new state and what must happen because of it.
@@ -239,6 +243,7 @@ impl<'a> Run<'a> {
             }
             Event::Message { name, actor, data } => self.message(name, actor.as_ref(), data),
             Event::TimerFired { timer_id } => self.timer_fired(timer_id),
+            Event::CalendarChanged => self.recount_provisional().map(|()| None),
         }
     }
 }

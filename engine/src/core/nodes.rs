@@ -71,9 +71,12 @@ impl<'a> Run<'a> {
             Some(expr) => self.eval_string(expr, &[], &node_id)?,
             None => self.st.unit.clone(),
         };
-        let due_at = match &decl.deadline {
-            Some(deadline) => Some(self.add(&deadline.due, self.now, &node_id)?),
-            None => None,
+        let (due_at, provisional) = match &decl.deadline {
+            Some(deadline) => {
+                let (due, provisional) = self.add_marked(&deadline.due, self.now, &node_id)?;
+                (Some(due), provisional)
+            }
+            None => (None, false),
         };
         let assignees: Vec<Option<String>> = if let Some(multi) = &decl.multi {
             let items = self.eval(&multi.for_each, &[], &node_id)?;
@@ -121,18 +124,13 @@ impl<'a> Run<'a> {
                 claimed_by: None,
                 opened_at: self.now,
                 due_at,
+                provisional,
             };
             self.st.tasks.push(task.clone());
             self.refresh_builtins();
             self.effects.push(Effect::OpenTask(task));
             if let (Some(deadline), Some(due)) = (&decl.deadline, due_at) {
-                if let Some(lead) = &deadline.remind_before {
-                    let at = self.subtract(lead, due, &node_id)?;
-                    if at > self.now {
-                        self.schedule(at, TimerKind::TaskReminder { task: id.clone() });
-                    }
-                }
-                self.schedule(due, TimerKind::TaskDue { task: id });
+                self.schedule_task_timers(&id, deadline, due, provisional, &node_id)?;
             }
         }
         Ok(())

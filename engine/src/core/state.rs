@@ -52,6 +52,13 @@ pub struct OpenTask {
     pub claimed_by: Option<String>,
     pub opened_at: DateTime<FixedOffset>,
     pub due_at: Option<DateTime<FixedOffset>>,
+    /// `due_at` was counted through a year the calendar does not cover (暂定).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub provisional: bool,
+}
+
+fn is_false(flag: &bool) -> bool {
+    !*flag
 }
 
 /// Why a timer exists; what happens when it fires.
@@ -82,6 +89,9 @@ pub struct Timer {
     pub due_at: DateTime<FixedOffset>,
     #[serde(flatten)]
     pub kind: TimerKind,
+    /// `due_at` was counted through a year the calendar does not cover.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub provisional: bool,
 }
 
 /// An armed instance-wide deadline.
@@ -93,6 +103,9 @@ pub struct DeadlineState {
     /// False once disarmed by a `stop` node or the end of the case.
     pub active: bool,
     pub overdue: bool,
+    /// `due_at` was counted through a year the calendar does not cover.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub provisional: bool,
 }
 
 /// Everything the engine remembers about one case.

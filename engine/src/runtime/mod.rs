@@ -34,7 +34,8 @@ use crate::lang::model::Definition;
 use crate::project::Project;
 use crate::store::{
     ConflictReason, Deployment, HistoryEntry, InstanceRow, NewDeployment, OutboxRow, StateJson,
-    StepCommit, Store, StoreError, TaskAssignment, TaskCompletion, TaskRow, TimerRow, Unchanged,
+    StepCommit, Store, StoreError, TaskAssignment, TaskCompletion, TaskReschedule, TaskRow,
+    TimerRow, Unchanged,
 };
 
 /// Instances whose due timers a node fires at once (defined beside the group committer,
@@ -43,10 +44,12 @@ pub use crate::group_commit::TIMER_CONCURRENCY;
 
 mod cache;
 mod error;
+mod recount;
 mod timers;
 
 use cache::{CachedInstance, INSTANCE_CACHE_ENTRIES, InstanceCache, LATEST_DEPLOYMENT_TTL};
 pub use error::EngineError;
+pub use recount::Recounted;
 pub use timers::TimerFiring;
 
 /// The engine of one node: a store, the project's definitions and rules, and a clock.
@@ -770,7 +773,12 @@ impl Engine {
                 actor: step.actor.map(|a| a.user.clone()),
                 event: step.kind.to_string(),
                 node: transition.node.clone(),
-                data: history_data(step, before, &state),
+                data: recount::with_due_dates(
+                    history_data(step, before, &state),
+                    step.kind,
+                    before,
+                    &state,
+                ),
             },
             tasks_opened: Vec::new(),
             tasks_closed: Vec::new(),
@@ -781,6 +789,7 @@ impl Engine {
                 .unwrap_or_default(),
             outbox: Vec::new(),
             tasks_assigned: Vec::new(),
+            tasks_rescheduled: Vec::new(),
             completes: None,
             unchanged: Unchanged {
                 status: expected_version.is_some() && before.status == state.status,
@@ -801,6 +810,16 @@ impl Engine {
                     created_at: now,
                     form: form_json(def, &task.node),
                     roles: task.roles.clone(),
+                    provisional: task.provisional,
+                }),
+                Effect::RescheduleTask {
+                    task_id,
+                    due_at,
+                    provisional,
+                } => commit.tasks_rescheduled.push(TaskReschedule {
+                    task_id,
+                    due_at: due_at.map(|t| t.with_timezone(&Utc)),
+                    provisional,
                 }),
                 Effect::AssignTask { task_id, holder } => {
                     // A task opened in this step is written with its holder already.
@@ -832,6 +851,7 @@ impl Engine {
                     instance_id: state.id.clone(),
                     due_at: timer.due_at.with_timezone(&Utc),
                     payload: serde_json::to_value(&timer.kind).map_err(serialize)?,
+                    provisional: timer.provisional,
                 }),
                 Effect::CancelTimer { timer_id } => {
                     if let Some(pos) = commit.timers_set.iter().position(|t| t.id == timer_id) {

@@ -532,6 +532,9 @@ const ASSIGN_TASK_SQL: &str = "UPDATE tasks SET assignee = $2, claimed_at = CASE
 const ASSIGN_INBOX_SQL: &str = "UPDATE task_roles SET assignee = $2 WHERE task_id = $1";
 
 /// Cancels one timer (see the multi-row cancel in [`insert_effects`]).
+const RESCHEDULE_TASK_SQL: &str = "UPDATE tasks SET due_at = $2, provisional = $3 \
+     WHERE id = $1 AND instance_id = $4 AND closed_at IS NULL";
+const RESCHEDULE_INBOX_SQL: &str = "UPDATE task_roles SET due_at = $2 WHERE task_id = $1";
 const CANCEL_TIMER_SQL: &str = "DELETE FROM timers WHERE id = $1 AND instance_id = $2";
 
 /// History, tasks, timers and outbox of the prepared steps, a few multi-row statements for
@@ -575,7 +578,7 @@ async fn insert_effects<T: WriteTx>(
             .collect();
     insert_rows(
         tx,
-        "tasks (id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form, roles)",
+        "tasks (id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form, roles, provisional)",
         &opened,
         |(task, roles)| {
             [
@@ -590,6 +593,7 @@ async fn insert_effects<T: WriteTx>(
                 Param::Int(ms(task.created_at)),
                 Param::Json(&task.form),
                 Param::Json(roles),
+                Param::Int(i64::from(task.provisional)),
             ]
         },
     )
@@ -621,7 +625,7 @@ async fn insert_effects<T: WriteTx>(
     .await?;
     insert_rows(
         tx,
-        "timers (id, instance_id, due_at, payload, available_at)",
+        "timers (id, instance_id, due_at, payload, available_at, provisional)",
         &effects(steps, prepared, |step| &step.timers_set),
         |timer| {
             [
@@ -630,6 +634,7 @@ async fn insert_effects<T: WriteTx>(
                 Param::Int(ms(timer.due_at)),
                 Param::Json(&timer.payload),
                 Param::Int(ms(timer.due_at)),
+                Param::Int(i64::from(timer.provisional)),
             ]
         },
     )
@@ -676,6 +681,34 @@ async fn insert_effects<T: WriteTx>(
             tx.execute(
                 ASSIGN_INBOX_SQL,
                 &[Param::Text(&assigned.task_id), Param::MaybeText(holder)],
+            )
+            .await?;
+        }
+    }
+
+    // Due dates counted again (a calendar covering their year arrived): the task row and
+    // its inbox rows, scoped to the step's own instance and to open tasks.
+    for link in prepared {
+        let step = &steps[link.index];
+        for moved in &step.tasks_rescheduled {
+            let due = moved.due_at.map(ms);
+            let changed = tx
+                .execute(
+                    RESCHEDULE_TASK_SQL,
+                    &[
+                        Param::Text(&moved.task_id),
+                        Param::MaybeInt(due),
+                        Param::Int(i64::from(moved.provisional)),
+                        Param::Text(&step.instance.id),
+                    ],
+                )
+                .await?;
+            if changed != 1 {
+                return Err(conflict(ConflictReason::TaskClosed));
+            }
+            tx.execute(
+                RESCHEDULE_INBOX_SQL,
+                &[Param::Text(&moved.task_id), Param::MaybeInt(due)],
             )
             .await?;
         }

@@ -148,6 +148,9 @@ pub struct TaskRow {
     /// Every candidate role (`role` is the first): a user with any of them in a unit
     /// covering `unit` sees the task in their queue.
     pub roles: Vec<String>,
+    /// `due_at` was counted through a year the calendar does not cover (暂定).
+    #[serde(default)]
+    pub provisional: bool,
 }
 
 impl TaskRow {
@@ -168,6 +171,10 @@ pub struct TimerRow {
     pub instance_id: String,
     pub due_at: DateTime<Utc>,
     pub payload: serde_json::Value,
+    /// `due_at` was counted through a year the calendar does not cover. Written with the
+    /// row; a claim does not read it back (firing does not depend on it).
+    #[serde(default)]
+    pub provisional: bool,
 }
 
 /// An effect to deliver after commit; `id` is its idempotency key.
@@ -229,6 +236,9 @@ pub struct StepCommit {
     /// Open tasks whose holder this step changes (claim, unclaim, reassign, delegate): the
     /// task row's `assignee` and the inbox rows mirror the core's claim.
     pub tasks_assigned: Vec<TaskAssignment>,
+    /// Open tasks whose due date this step counted again (a calendar covering its year
+    /// was deployed): the task row and its inbox rows take the new date.
+    pub tasks_rescheduled: Vec<TaskReschedule>,
     /// The task this step completes, one of `tasks_closed`, and who completes it. The
     /// step commits only if no other user holds that task's claim: the check is part of
     /// the statement that closes the task, so a claim racing the completion (on any node)
@@ -246,6 +256,14 @@ pub struct StepCommit {
 pub struct Unchanged {
     pub status: bool,
     pub unit: bool,
+}
+
+/// A task's new due date (see [`StepCommit::tasks_rescheduled`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskReschedule {
+    pub task_id: String,
+    pub due_at: Option<DateTime<Utc>>,
+    pub provisional: bool,
 }
 
 /// A task's new holder (see [`StepCommit::tasks_assigned`]).
@@ -595,6 +613,17 @@ impl Store {
     /// A task, open or closed.
     pub async fn task(&self, id: &str) -> Result<Option<TaskRow>, StoreError> {
         delegate!(self, s => s.task(id).await)
+    }
+
+    /// The instances with a provisional due date pending (a timer counted through a year
+    /// the calendar did not cover; every provisional task or deadline has one).
+    pub async fn instances_with_provisional_timers(&self) -> Result<Vec<String>, StoreError> {
+        delegate!(self, s => s.instances_with_provisional_timers().await)
+    }
+
+    /// Open tasks and pending timers whose due date is provisional.
+    pub async fn provisional_counts(&self) -> Result<(i64, i64), StoreError> {
+        delegate!(self, s => s.provisional_counts().await)
     }
 
     /// Claims up to `limit` timers due at `now` for `lease`. A claimed timer is not handed

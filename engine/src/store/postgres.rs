@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "task_roles",
         include_str!("../../migrations/postgres/0006_task_roles.sql"),
     ),
+    (
+        9,
+        "provisional",
+        include_str!("../../migrations/postgres/0009_provisional.sql"),
+    ),
 ];
 
 const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2 \

@@ -19,15 +19,14 @@ use std::pin::Pin;
 use std::sync::Mutex;
 
 /// The newest schema version this binary knows (the last embedded migration, both databases).
-pub(crate) const SCHEMA_VERSION: i64 = 6;
+pub(crate) const SCHEMA_VERSION: i64 = 9;
 
 /// Rows per multi-row statement: keeps bound parameters (≤ 12 a row) far below both
 /// databases' limits while still writing a large group in a handful of statements.
 pub(crate) const ROWS_PER_STATEMENT: usize = 200;
 
 pub(crate) const INSTANCE_COLUMNS: &str = "id, process_id, process_version, status, outcome, unit, state, version, created_at, updated_at, history_hash";
-pub(crate) const TASK_COLUMNS: &str =
-    "id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form, roles";
+pub(crate) const TASK_COLUMNS: &str = "id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form, roles, provisional";
 pub(crate) const DEPLOYMENT_COLUMNS: &str = "process_id, version, hash, source, deployed_at";
 
 /// Migrations compiled into the binary, handed to sqlx's migrator.
@@ -507,6 +506,7 @@ macro_rules! store_methods {
                         row.try_get("roles").map_err(classify)?;
                     roles.0
                 },
+                provisional: row.try_get::<i64, _>("provisional").map_err(classify)? != 0,
             })
         }
 
@@ -570,6 +570,34 @@ macro_rules! store_methods {
                 .collect()
         }
 
+        pub(crate) async fn instances_with_provisional_timers(
+            &self,
+        ) -> Result<Vec<String>, $crate::store::StoreError> {
+            sqlx::query_scalar::<_, String>(
+                "SELECT DISTINCT instance_id FROM timers WHERE provisional <> 0 ORDER BY instance_id",
+            )
+            .fetch_all(&self.reader)
+            .await
+            .map_err(classify)
+        }
+
+        pub(crate) async fn provisional_counts(
+            &self,
+        ) -> Result<(i64, i64), $crate::store::StoreError> {
+            let tasks: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM tasks WHERE provisional <> 0 AND closed_at IS NULL",
+            )
+            .fetch_one(&self.reader)
+            .await
+            .map_err(classify)?;
+            let timers: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM timers WHERE provisional <> 0")
+                    .fetch_one(&self.reader)
+                    .await
+                    .map_err(classify)?;
+            Ok((tasks, timers))
+        }
+
         pub(crate) async fn task(
             &self,
             id: &str,
@@ -609,6 +637,7 @@ macro_rules! store_methods {
                         instance_id: row.try_get("instance_id").map_err(classify)?,
                         due_at: shared::from_ms(row.try_get("due_at").map_err(classify)?)?,
                         payload: payload.0,
+                        provisional: false,
                     })
                 })
                 .collect::<Result<Vec<_>, $crate::store::StoreError>>()?;

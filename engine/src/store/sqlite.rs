@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "task_roles",
         include_str!("../../migrations/sqlite/0006_task_roles.sql"),
     ),
+    (
+        9,
+        "provisional",
+        include_str!("../../migrations/sqlite/0009_provisional.sql"),
+    ),
 ];
 
 /// Page size of a database file this store creates (an existing file keeps its own). A step
