@@ -20,16 +20,30 @@ pub enum DbError {
 static MIGRATIONS: ComponentMigrations = ComponentMigrations {
     component: "server",
     versions: migrations::SERVER_VERSIONS,
-    sqlite: &[(
-        2001,
-        "server users sessions tokens",
-        include_str!("../migrations/sqlite/2001_users.sql"),
-    )],
-    postgres: &[(
-        2001,
-        "server users sessions tokens",
-        include_str!("../migrations/postgres/2001_users.sql"),
-    )],
+    sqlite: &[
+        (
+            2001,
+            "server users sessions tokens",
+            include_str!("../migrations/sqlite/2001_users.sql"),
+        ),
+        (
+            2010,
+            "web form tokens",
+            include_str!("../migrations/sqlite/2010_form_tokens.sql"),
+        ),
+    ],
+    postgres: &[
+        (
+            2001,
+            "server users sessions tokens",
+            include_str!("../migrations/postgres/2001_users.sql"),
+        ),
+        (
+            2010,
+            "web form tokens",
+            include_str!("../migrations/postgres/2010_form_tokens.sql"),
+        ),
+    ],
 };
 
 /// The database of the server's own tables (the engine's database).
