@@ -51,10 +51,7 @@ pub async fn serve(Path(path): Path<String>) -> Response {
     match FILES.iter().find(|(name, _, _)| *name == path) {
         Some((_, content_type, bytes)) => (
             [
-                (
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(content_type),
-                ),
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
                 (
                     header::CACHE_CONTROL,
                     HeaderValue::from_static("public, max-age=86400"),

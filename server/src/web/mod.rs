@@ -5,12 +5,16 @@
 //! serves the site from any working directory with no CDN.
 
 pub mod assets;
+pub mod case;
 pub mod csrf;
 pub mod error;
+pub mod fields;
 pub mod login;
 pub mod post;
 pub mod print;
+pub mod queue;
 pub mod render;
+pub mod task;
 
 use std::sync::Arc;
 
@@ -18,7 +22,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::app::AppState;
 use crate::auth::{SESSION_COOKIE, cookie};
@@ -34,8 +38,16 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/login", get(login::page_get).post(login::submit))
-        .route("/logout", axum::routing::post(login::logout))
+        .route("/logout", post(login::logout))
         .route("/static/{*path}", get(assets::serve))
+        .route("/queue", get(queue::page_get))
+        .route("/tasks/{id}", get(task::page_get).post(task::complete))
+        .route("/tasks/{id}/claim", post(queue::claim))
+        .route("/tasks/{id}/unclaim", post(queue::unclaim))
+        .route("/tasks/{id}/handover", post(queue::handover))
+        .route("/cases", get(case::search))
+        .route("/cases/new", get(case::new_form).post(case::start))
+        .route("/cases/{id}", get(case::file))
         .route("/cases/{id}/notice", get(print::notice))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

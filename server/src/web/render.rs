@@ -15,6 +15,15 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     ("error.html", include_str!("../../templates/error.html")),
     ("login.html", include_str!("../../templates/login.html")),
+    ("macros.html", include_str!("../../templates/macros.html")),
+    ("queue.html", include_str!("../../templates/queue.html")),
+    ("task.html", include_str!("../../templates/task.html")),
+    ("case.html", include_str!("../../templates/case.html")),
+    ("cases.html", include_str!("../../templates/cases.html")),
+    (
+        "new_case.html",
+        include_str!("../../templates/new_case.html"),
+    ),
 ];
 
 /// Extra templates other modules register (kept in one list per module so files that
