@@ -182,6 +182,20 @@ async fn screenshot(client: &Client, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A screenshot of the whole page: the window is made as tall as the page for it.
+async fn full_page_screenshot(client: &Client, name: &str) -> Result<()> {
+    let height = client
+        .execute("return document.documentElement.scrollHeight;", vec![])
+        .await?
+        .as_u64()
+        .unwrap_or(1100)
+        .clamp(600, 4000);
+    client.set_window_size(1280, height as u32 + 140).await?;
+    let result = screenshot(client, name).await;
+    client.set_window_size(1280, 1100).await?;
+    result
+}
+
 async fn find(client: &Client, css: &str) -> Result<fantoccini::elements::Element> {
     match client
         .wait()
@@ -410,6 +424,10 @@ async fn dibao_flow(client: &Client, site: &Site) -> Result<()> {
     select(client, "#in-proposal", "approve").await?;
     submit_task(client).await?;
     find(client, "#flash").await?;
+    // The case file during publicity: the waiting step is highlighted on the diagram.
+    client.goto(&format!("{base}/cases/{case_id}")).await?;
+    find(client, "#diagram svg g.current").await?;
+    full_page_screenshot(client, "05-case-in-publicity").await?;
     logout(client).await?;
 
     // Publicity: seven days pass (the test's clock) and the scheduler fires the timer.
@@ -432,14 +450,14 @@ async fn dibao_flow(client: &Client, site: &Site) -> Result<()> {
     ensure!(payment == "¥705.00", "payment on the case page: {payment}");
     // The procedure's diagram is drawn, with the case's completed steps marked.
     find(client, "#diagram svg g.done").await?;
-    screenshot(client, "05-case-file").await?;
+    full_page_screenshot(client, "06-case-file").await?;
     find(client, "#notice-link").await?.click().await?;
     let notice = text(client, "#notice-text").await?;
     ensure!(
         notice.contains("¥705.00") && notice.contains("符合条件"),
         "printed notice: {notice}"
     );
-    screenshot(client, "06-notice").await?;
+    screenshot(client, "07-notice").await?;
     Ok(())
 }
 
@@ -468,7 +486,7 @@ async fn another_townships_user_cannot_open_the_case() -> Result<()> {
             !client.source().await?.contains("李"),
             "nothing of the case is shown"
         );
-        screenshot(&client, "07-other-township").await?;
+        screenshot(&client, "08-other-township").await?;
         // Nor is it in their queue.
         client.goto(&format!("{}/queue", site.base)).await?;
         find(&client, "#queue-empty").await?;
@@ -504,7 +522,7 @@ async fn another_townships_user_cannot_open_the_case() -> Result<()> {
             after == version + 1,
             "only the colleague's completion was recorded"
         );
-        screenshot(&client, "08-stale-page").await?;
+        screenshot(&client, "09-stale-page").await?;
         Ok(())
     }
     .await;
