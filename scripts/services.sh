@@ -7,10 +7,15 @@
 set -euo pipefail
 
 # Debian packages the tests use: aiosmtpd is the real SMTP server the email
-# tests start on a loopback port.
+# tests start on a loopback port; chromium and its driver run the browser tests.
 need=()
 dpkg -s python3-aiosmtpd >/dev/null 2>&1 || need+=(python3-aiosmtpd)
 command -v pg_isready >/dev/null 2>&1 || need+=(postgresql-client)
+# The browser tests (server/tests/browser.rs) drive headless Chromium through chromedriver.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+# A Chinese font, so the pages (and their screenshots) show characters, not boxes.
+dpkg -s fonts-wqy-microhei >/dev/null 2>&1 || need+=(fonts-wqy-microhei)
 if [ ${#need[@]} -gt 0 ]; then
   echo "services: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -70,6 +70,7 @@ pub async fn run(session: &Session, args: &ServeArgs) -> Result<i32> {
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
     println!("Jiuzhu is serving on http://{address}");
+    println!("staff pages: http://{address}/ (log in in a browser)");
     if args.demo {
         println!("demo logins (user / password), POST /api/login {{\"user\":…,\"password\":…}}:");
         for user in session.engine.project.org.iter().flat_map(|o| o.users()) {

@@ -56,6 +56,11 @@ impl AppState {
     }
 }
 
+/// The whole site: the JSON API and the web pages.
+pub fn router(state: Arc<AppState>) -> axum::Router {
+    crate::web::router(state.clone()).merge(crate::api::router(state))
+}
+
 /// Serves the API on `listener` until `shutdown` completes; requests in flight then
 /// finish before this returns.
 pub async fn serve(
@@ -63,7 +68,7 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = crate::api::router(state);
+    let app = router(state);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),

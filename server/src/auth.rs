@@ -65,7 +65,7 @@ pub fn cleared_cookie(secure: bool) -> String {
 
 /// Equal without an early exit, so comparing a guessed CSRF token does not leak how many
 /// leading characters were right.
-fn same(a: &str, b: &str) -> bool {
+pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

@@ -31,6 +31,11 @@ static MIGRATIONS: ComponentMigrations = ComponentMigrations {
             "server access log",
             include_str!("../migrations/sqlite/2002_access_log.sql"),
         ),
+        (
+            2010,
+            "web form tokens",
+            include_str!("../migrations/sqlite/2010_form_tokens.sql"),
+        ),
     ],
     postgres: &[
         (
@@ -42,6 +47,11 @@ static MIGRATIONS: ComponentMigrations = ComponentMigrations {
             2002,
             "server access log",
             include_str!("../migrations/postgres/2002_access_log.sql"),
+        ),
+        (
+            2010,
+            "web form tokens",
+            include_str!("../migrations/postgres/2010_form_tokens.sql"),
         ),
     ],
 };

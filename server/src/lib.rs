@@ -17,6 +17,7 @@ pub mod problem;
 pub mod secrets;
 pub mod sessions;
 pub mod users;
+pub mod web;
 
 pub use app::{AppState, ServerConfig, serve};
 pub use db::{DbError, ServerDb};

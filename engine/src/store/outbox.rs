@@ -139,6 +139,32 @@ impl Store {
         })
     }
 
+    /// The effects of one instance (for its case file), in the order they were made.
+    /// Effect ids are `INSTANCE-eSEQ`, so the primary key's range of the instance's
+    /// prefix finds them without an index of their own.
+    pub async fn outbox_of_instance(
+        &self,
+        instance_id: &str,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let from = format!("{instance_id}-e");
+        let to = format!("{instance_id}-f");
+        on_backend!(self, s, classify => {
+            sqlx::query(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM outbox WHERE id >= $1 AND id < $2 \
+                 AND instance_id = $3 ORDER BY created_at, id"
+            ))
+            .bind(&from)
+            .bind(&to)
+            .bind(instance_id)
+            .fetch_all(&s.reader)
+            .await
+            .map_err(classify)?
+            .iter()
+            .map(|row| entry_from_row!(row, classify))
+            .collect()
+        })
+    }
+
     /// The dead letters (incidents), oldest effect first.
     pub async fn dead_outbox(
         &self,
