@@ -47,7 +47,7 @@ mod timers;
 
 use cache::{CachedInstance, INSTANCE_CACHE_ENTRIES, InstanceCache, LATEST_DEPLOYMENT_TTL};
 pub use error::EngineError;
-pub use timers::TimerFiring;
+pub use timers::{TimerFiring, TimerRetry};
 
 /// The engine of one node: a store, the project's definitions and rules, and a clock.
 pub struct Engine {
@@ -817,6 +817,7 @@ impl Engine {
                     instance_id: state.id.clone(),
                     due_at: timer.due_at.with_timezone(&Utc),
                     payload: serde_json::to_value(&timer.kind).map_err(serialize)?,
+                    attempts: 0,
                 }),
                 Effect::CancelTimer { timer_id } => {
                     if let Some(pos) = commit.timers_set.iter().position(|t| t.id == timer_id) {

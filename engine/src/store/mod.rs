@@ -23,6 +23,7 @@ mod schedules;
 pub mod search;
 mod shared;
 mod sqlite;
+mod timer_faults;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,7 @@ pub use bench::{BenchCounts, BenchDatabase};
 pub use chain::{GENESIS_HASH, TamperError, TamperKind, canonical_json, sha256_hex};
 pub use outbox::{OutboxEntry, OutboxStatus};
 pub use schedules::{ScheduleRow, StoreSummary};
+pub use timer_faults::ParkedTimer;
 
 /// A process definition to deploy: its id and YAML source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +170,9 @@ pub struct TimerRow {
     pub instance_id: String,
     pub due_at: DateTime<Utc>,
     pub payload: serde_json::Value,
+    /// Claims of this timer so far, this one included (0 for a timer not claimed yet).
+    #[serde(default)]
+    pub attempts: i64,
 }
 
 /// An effect to deliver after commit; `id` is its idempotency key.

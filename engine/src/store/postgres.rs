@@ -39,12 +39,17 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "task_roles",
         include_str!("../../migrations/postgres/0006_task_roles.sql"),
     ),
+    (
+        7,
+        "timer_attempts",
+        include_str!("../../migrations/postgres/0007_timer_attempts.sql"),
+    ),
 ];
 
-const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2 \
+const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2, attempts = attempts + 1 \
      FROM (SELECT id FROM timers WHERE available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
      WHERE timers.id = due.id \
-     RETURNING timers.id, timers.instance_id, timers.due_at, timers.payload";
+     RETURNING timers.id, timers.instance_id, timers.due_at, timers.payload, timers.attempts";
 
 const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by = $2 \
      FROM (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \

@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::Mutex;
 
 /// The newest schema version this binary knows (the last embedded migration, both databases).
-pub(crate) const SCHEMA_VERSION: i64 = 6;
+pub(crate) const SCHEMA_VERSION: i64 = 7;
 
 /// Rows per multi-row statement: keeps bound parameters (≤ 12 a row) far below both
 /// databases' limits while still writing a large group in a handful of statements.
@@ -609,6 +609,7 @@ macro_rules! store_methods {
                         instance_id: row.try_get("instance_id").map_err(classify)?,
                         due_at: shared::from_ms(row.try_get("due_at").map_err(classify)?)?,
                         payload: payload.0,
+                        attempts: row.try_get("attempts").map_err(classify)?,
                     })
                 })
                 .collect::<Result<Vec<_>, $crate::store::StoreError>>()?;

@@ -44,6 +44,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "task_roles",
         include_str!("../../migrations/sqlite/0006_task_roles.sql"),
     ),
+    (
+        7,
+        "timer_attempts",
+        include_str!("../../migrations/sqlite/0007_timer_attempts.sql"),
+    ),
 ];
 
 /// Page size of a database file this store creates (an existing file keeps its own). A step
@@ -54,9 +59,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 const PAGE_SIZE: u32 = 2_048;
 
 /// SQLite has one writer, so the claim needs no row locks: one UPDATE picks and leases.
-const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2 \
+const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2, attempts = attempts + 1 \
      WHERE id IN (SELECT id FROM timers WHERE available_at <= $3 ORDER BY available_at LIMIT $4) \
-     RETURNING id, instance_id, due_at, payload";
+     RETURNING id, instance_id, due_at, payload, attempts";
 
 const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by = $2 \
      WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 ORDER BY available_at LIMIT $4) \
