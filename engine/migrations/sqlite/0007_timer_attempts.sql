@@ -5,3 +5,7 @@
 ALTER TABLE timers ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE timers ADD COLUMN parked_at INTEGER;
 ALTER TABLE timers ADD COLUMN last_error TEXT;
+
+-- The outbox counts claims beside failed attempts: a claim whose attempt never
+-- reported back (the node died or hung mid-delivery) shows as claims > attempts + 1.
+ALTER TABLE outbox ADD COLUMN claims INTEGER NOT NULL DEFAULT 0;

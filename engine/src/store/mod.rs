@@ -191,6 +191,10 @@ pub struct ClaimedOutbox {
     pub entry: OutboxRow,
     /// Failed attempts before this one.
     pub attempts: i64,
+    /// Claims so far, this one included (since the last operator retry). More than
+    /// `attempts + 1`: earlier claims never reported back (the node died mid-delivery).
+    #[serde(default)]
+    pub claims: i64,
 }
 
 /// The audit record a step appends to its instance's history.

@@ -51,10 +51,10 @@ const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by 
      WHERE timers.id = due.id \
      RETURNING timers.id, timers.instance_id, timers.due_at, timers.payload, timers.attempts";
 
-const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by = $2 \
+const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by = $2, claims = claims + 1 \
      FROM (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
      WHERE outbox.id = due.id \
-     RETURNING outbox.id, outbox.instance_id, outbox.kind, outbox.payload, outbox.created_at, outbox.attempts";
+     RETURNING outbox.id, outbox.instance_id, outbox.kind, outbox.payload, outbox.created_at, outbox.attempts, outbox.claims";
 
 const CLAIM_SCHEDULES_SQL: &str = "UPDATE schedules SET available_at = $1, claimed_by = $2 \
      FROM (SELECT process_id, schedule_id FROM schedules WHERE available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \

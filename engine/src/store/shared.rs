@@ -674,6 +674,7 @@ macro_rules! store_methods {
                             )?,
                         },
                         attempts: row.try_get("attempts").map_err(classify)?,
+                        claims: row.try_get("claims").map_err(classify)?,
                     })
                 })
                 .collect::<Result<Vec<_>, $crate::store::StoreError>>()?;

@@ -63,9 +63,9 @@ const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by 
      WHERE id IN (SELECT id FROM timers WHERE available_at <= $3 ORDER BY available_at LIMIT $4) \
      RETURNING id, instance_id, due_at, payload, attempts";
 
-const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by = $2 \
+const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by = $2, claims = claims + 1 \
      WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 ORDER BY available_at LIMIT $4) \
-     RETURNING id, instance_id, kind, payload, created_at, attempts";
+     RETURNING id, instance_id, kind, payload, created_at, attempts, claims";
 
 const CLAIM_SCHEDULES_SQL: &str = "UPDATE schedules SET available_at = $1, claimed_by = $2 \
      WHERE (process_id, schedule_id) IN (SELECT process_id, schedule_id FROM schedules WHERE available_at <= $3 ORDER BY available_at LIMIT $4) \
