@@ -4,7 +4,9 @@
 //! An incident is a dead outbox entry: its last error, attempts and times say what went
 //! wrong; once the cause is fixed (an address corrected, a receiver back up, a process
 //! deployed), `retry` puts it back in the outbox with a new attempt budget and the next
-//! dispatcher tick delivers it.
+//! dispatcher tick delivers it. A parked timer (its firing failed on every attempt the
+//! scheduler allows) is an incident on its case too, listed after the effects in the text
+//! view; `retry TIMER_ID` lets the scheduler fire it again.
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
@@ -23,6 +25,20 @@ pub async fn incidents(store: &Store, json: bool, limit: u32, offset: u32) -> Re
         println!("{}", serde_json::to_string_pretty(&listed)?);
     } else {
         print!("{}", incidents::render_text(&listed));
+        let parked = store
+            .parked_timers(limit)
+            .await
+            .context("listing the parked timers")?;
+        for timer in &parked {
+            println!(
+                "timer {} of case {}: parked after {} attempts (last error: {}); `jiuzhu retry {}` fires it again",
+                timer.id,
+                timer.instance_id,
+                timer.attempts,
+                timer.last_error.as_deref().unwrap_or("none"),
+                timer.id
+            );
+        }
     }
     Ok(0)
 }
@@ -30,6 +46,14 @@ pub async fn incidents(store: &Store, json: bool, limit: u32, offset: u32) -> Re
 /// Puts the dead effect `id` back in the outbox, due at `now` with a new attempt budget.
 /// Exit code 1 with `error[not_found]: …` when `id` is no incident (unknown, or not dead).
 pub async fn retry(store: &Store, id: &str, now: DateTime<Utc>) -> Result<i32> {
+    if store
+        .unpark_timer(id, now)
+        .await
+        .with_context(|| format!("retrying {id}"))?
+    {
+        println!("{id}: the timer is due again; the next scheduler tick fires it");
+        return Ok(0);
+    }
     match store.retry_outbox(id, now).await {
         Ok(()) => {
             println!("{id}: back in the outbox; the next dispatcher tick delivers it");

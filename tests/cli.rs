@@ -912,3 +912,56 @@ fn an_empty_payment_run_says_why() {
     assert!(out.contains("0 instructions created"), "{out}");
     assert!(out.contains("no active benefits for 2026-04"), "{out}");
 }
+
+/// A definition whose compute nodes loop without waiting, on a condition that never
+/// turns: `start` stops the loop at the node-entry budget and exits with an incident
+/// instead of aborting on a stack overflow (exit 134); nothing is stored.
+#[test]
+fn a_loop_that_never_waits_is_an_incident_not_a_crash() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let project = dir.path().join("office");
+    copy_dir(&root().join("processes"), &project.join("processes"));
+    std::fs::write(
+        project.join("processes/looping.yaml"),
+        r#"process: looping
+variables:
+  n: {type: int, default: 0}
+nodes:
+  - {id: count, type: compute, set: {n: "n + 1"}, next: check}
+  - id: check
+    type: choice
+    next:
+      - {if: "n < 0", to: done}
+      - {to: count}
+  - {id: done, type: end}
+"#,
+    )
+    .expect("write");
+    let project_arg = project.display().to_string();
+    let deploy = jiuzhu_in(
+        dir.path(),
+        &["--project", &project_arg, "deploy"],
+        &[],
+        None,
+    );
+    assert!(deploy.status.success(), "{deploy:?}");
+    let start = jiuzhu_in(
+        dir.path(),
+        &[
+            "--project",
+            &project_arg,
+            "start",
+            "looping",
+            "--as",
+            "zx_clerk",
+        ],
+        &[],
+        None,
+    );
+    let err = text(&start.stderr);
+    assert!(matches!(start.status.code(), Some(1 | 2)), "{start:?}");
+    assert!(err.contains("error[incident]"), "{err}");
+    assert!(err.contains("10000 nodes entered"), "{err}");
+    let list = jiuzhu_in(dir.path(), &["--project", &project_arg, "cases"], &[], None);
+    assert!(!text(&list.stdout).contains("looping"), "{list:?}");
+}

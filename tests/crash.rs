@@ -4,8 +4,10 @@
 //! database), and lets the last run finish. Then it proves: every acknowledged step is in
 //! the history, every hash chain verifies, every stored state keeps the core's invariants,
 //! every timer fired at most once and none is left pending, and no outward effect was
-//! emitted twice. The seed is printed; `JIUZHU_CRASH_SEED` replays a run. Nothing sleeps:
-//! the test waits on the child's output.
+//! emitted twice. A poison case is there all along: its timer leads into a loop whose way
+//! out never holds, so every firing fails (and a kill may land mid-firing); it must end
+//! parked as an incident, and the other cases finish regardless. The seed is printed;
+//! `JIUZHU_CRASH_SEED` replays a run. Nothing sleeps: the test waits on the child's output.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{BuildHasher, Hasher};
@@ -73,14 +75,75 @@ fn processes() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("processes")
 }
 
+/// A timer that leads into a loop whose way out never holds: every firing is an incident.
+const POISON: &str = r#"process: poison
+variables:
+  n: {type: int, default: 0}
+nodes:
+  - {id: pause, type: timer, wait: 1d, next: count}
+  - {id: count, type: compute, set: {n: "n + 1"}, next: check}
+  - id: check
+    type: choice
+    next:
+      - {if: "n < 0", to: done}
+      - {to: count}
+  - {id: done, type: end}
+"#;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy file");
+        }
+    }
+}
+
+/// The shipped definitions plus the poison one, in `dir`.
+fn project_with_poison(dir: &Path) -> PathBuf {
+    let definitions = dir.join("processes");
+    copy_dir(&processes(), &definitions);
+    std::fs::write(definitions.join("poison.yaml"), POISON).expect("write poison.yaml");
+    definitions
+}
+
+/// Deploys and starts the poison case before the load's first run, at the load's first day.
+async fn start_poison(db: &Path, definitions: &Path) -> String {
+    let url = format!("sqlite:{}", db.display());
+    let store = Store::open(&url).await.expect("open the database");
+    let project = Project::load(definitions).expect("processes load");
+    let first_day = chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00")
+        .expect("valid time")
+        .with_timezone(&chrono::Utc);
+    let clock = std::sync::Arc::new(jiuzhu_engine::clock::ManualClock::new(first_day));
+    let engine =
+        Engine::new(store.clone(), std::sync::Arc::new(project), clock, "setup").expect("engine");
+    engine.deploy().await.expect("deploy");
+    let actor = jiuzhu_engine::core::Actor {
+        user: "zx_clerk".into(),
+        roles: vec!["township_clerk".into()],
+        unit: "双鸭山市/尖山区/中心站街道".into(),
+    };
+    let step = engine
+        .start("poison", &actor, BTreeMap::new())
+        .await
+        .expect("start the poison case");
+    store.close().await;
+    step.instance.id
+}
+
 /// Runs `jiuzhu load` until it has acknowledged `kill_after` steps (then SIGKILLs it) or
 /// finishes. Returns the acks read and whether it finished.
-fn run_load(db: &Path, kill_after: Option<usize>, acks: &mut Vec<Ack>) -> bool {
+fn run_load(db: &Path, definitions: &Path, kill_after: Option<usize>, acks: &mut Vec<Ack>) -> bool {
     let mut child = Command::new(env!("CARGO_BIN_EXE_jiuzhu"))
         .args(["load", "--instances", &INSTANCES.to_string(), "--db"])
         .arg(db)
         .arg("--definitions")
-        .arg(processes())
+        .arg(definitions)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -132,31 +195,33 @@ fn killed_and_restarted_load_loses_no_acknowledged_step() {
     let mut random = Random(seed);
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("crash.db");
-    let mut acks = Vec::new();
-    let mut kills = 0;
-    while kills < KILLS {
-        let kill_after = 1 + random.below(20) as usize;
-        if run_load(&db, Some(kill_after), &mut acks) {
-            break;
-        }
-        kills += 1;
-    }
-    assert!(kills >= 20, "only {kills} kills before the load finished");
-    run_load(&db, None, &mut acks);
-    println!("{kills} kills, {} acknowledged steps", acks.len());
-
+    let definitions = project_with_poison(dir.path());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(check_database(&db, &acks));
+    let poison = runtime.block_on(start_poison(&db, &definitions));
+    let mut acks = Vec::new();
+    let mut kills = 0;
+    while kills < KILLS {
+        let kill_after = 1 + random.below(20) as usize;
+        if run_load(&db, &definitions, Some(kill_after), &mut acks) {
+            break;
+        }
+        kills += 1;
+    }
+    assert!(kills >= 20, "only {kills} kills before the load finished");
+    run_load(&db, &definitions, None, &mut acks);
+    println!("{kills} kills, {} acknowledged steps", acks.len());
+
+    runtime.block_on(check_database(&db, &definitions, &acks, &poison));
 }
 
-async fn check_database(db: &Path, acks: &[Ack]) {
+async fn check_database(db: &Path, definitions: &Path, acks: &[Ack], poison: &str) {
     let url = format!("sqlite:{}", db.display());
     let store = Store::open(&url).await.expect("open the crashed database");
-    let project = Project::load(&processes()).expect("processes load");
+    let project = Project::load(definitions).expect("processes load");
     let clock = std::sync::Arc::new(jiuzhu_engine::clock::ManualClock::new(
         chrono::DateTime::UNIX_EPOCH,
     ));
@@ -199,6 +264,20 @@ async fn check_database(db: &Path, acks: &[Ack]) {
         .collect();
     assert_eq!(cases.len(), INSTANCES, "each case started exactly once");
 
+    // The poison case is parked as an incident: its timer stays, claimed no more.
+    let parked = store.parked_timers(10).await.expect("parked timers");
+    assert_eq!(parked.len(), 1, "{parked:?}");
+    assert_eq!(parked[0].instance_id, poison, "{parked:?}");
+    assert_eq!(
+        parked[0].last_error.as_deref(),
+        Some("incident"),
+        "{parked:?}"
+    );
+    println!(
+        "poison case parked after {} attempts (default budget 5)",
+        parked[0].attempts
+    );
+
     for instance in &instances {
         store
             .verify_history(&instance.id)
@@ -208,7 +287,11 @@ async fn check_database(db: &Path, acks: &[Ack]) {
         state
             .check_invariants(&def)
             .unwrap_or_else(|e| panic!("unreachable state: {e}"));
-        assert_ne!(instance.status, "active", "{} did not finish", instance.id);
+        if instance.id == poison {
+            assert_eq!(instance.status, "active", "the poison case moved");
+        } else {
+            assert_ne!(instance.status, "active", "{} did not finish", instance.id);
+        }
         // Each timer fired at most once.
         let history = store.history(&instance.id).await.expect("history");
         let mut fired = BTreeSet::new();
@@ -230,8 +313,8 @@ async fn check_database(db: &Path, acks: &[Ack]) {
     }
     let summary = store.summary().await.expect("summary");
     assert_eq!(
-        summary.pending_timers, 0,
-        "every due timer fired: {summary:?}"
+        summary.pending_timers, 1,
+        "every due timer fired but the parked one: {summary:?}"
     );
     assert_eq!(summary.open_tasks, 0, "{summary:?}");
 

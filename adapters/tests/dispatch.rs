@@ -245,6 +245,7 @@ jiuzhu_testkit::on_both_databases!(
     a_payment_applied_before_a_crash_is_not_paid_again,
     an_escalation_is_mailed_to_the_role_over_the_case,
     two_nodes_ticking_together_deliver_each_effect_once,
+    an_entry_whose_deliveries_never_report_back_is_given_up,
 );
 
 fn webhook_channel(url: String) -> Result<WebhookChannel> {
@@ -700,5 +701,45 @@ async fn two_nodes_ticking_together_deliver_each_effect_once(ctx: Ctx) -> Result
         .collect();
     keys.sort();
     ensure!(keys == effects, "each effect sent once: {keys:?}");
+    Ok(())
+}
+
+/// A poison entry kills the node that delivers it: each claim counts, and after
+/// `max_unreported` claims that never reported back it is an incident, not tried again.
+/// Leases are seconds: a dead node's claim ends 31 s on; a live node's is renewed.
+async fn an_entry_whose_deliveries_never_report_back_is_given_up(ctx: Ctx) -> Result<()> {
+    let dispatcher = ctx.dispatcher(policy(8));
+    let (_, effect) = ctx.start_probe("broken_notice", &[]).await?;
+    let lease = DispatchConfig::new("x").lease;
+    ensure!(lease <= chrono::Duration::seconds(30), "a lease of {lease}");
+    let store = &ctx.engine.store;
+    let mut now = t0();
+    // A live node renews its lease: nobody else gets the entry meanwhile.
+    ensure!(store.claim_outbox("live", now, lease, 10).await?.len() == 1);
+    now += chrono::Duration::seconds(20);
+    ensure!(store.renew_outbox_leases("live", now, lease).await? == 1);
+    now += chrono::Duration::seconds(20);
+    ensure!(
+        store
+            .claim_outbox("other", now, lease, 10)
+            .await?
+            .is_empty()
+    );
+    // Then it dies, and so do the next two nodes that claim it, each mid-delivery.
+    for node in ["dead-1", "dead-2"] {
+        now += lease + chrono::Duration::seconds(1);
+        let claimed = store.claim_outbox(node, now, lease, 10).await?;
+        ensure!(claimed.len() == 1, "{claimed:?}");
+    }
+    now += lease + chrono::Duration::seconds(1);
+    let report = ctx.tick_at(&dispatcher, now).await?;
+    match report.outcome(&effect) {
+        Some(Outcome::Dead { error, .. }) => {
+            ensure!(error.contains("reporting back"), "{error}")
+        }
+        other => return Err(anyhow!("expected a dead letter, got {other:?}")),
+    }
+    let entry = store.outbox_entry(&effect).await?.context("the entry")?;
+    ensure!(entry.status == OutboxStatus::Dead, "{entry:?}");
     Ok(())
 }

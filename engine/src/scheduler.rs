@@ -30,7 +30,7 @@ use tracing::Instrument as _;
 
 use crate::core::Actor;
 use crate::lang::model::{Definition, ScheduleDecl, ValueTemplate};
-use crate::runtime::{Engine, EngineError, TimerFiring};
+use crate::runtime::{Engine, EngineError, TimerFiring, TimerRetry};
 use crate::store::{ConflictReason, ScheduleRow, StoreError, TimerRow};
 
 /// The user recorded as the starter of instances a cron schedule starts.
@@ -84,7 +84,12 @@ pub struct SchedulerOptions {
     /// a batch keeps that many firings in flight.
     pub timer_batch: u32,
     /// How long a claimed timer or schedule stays with this node before others may take it.
+    /// Short: while the node fires what it claimed it renews the leases every third of
+    /// this, so only a node that died (or hangs) loses its timers, to another within one
+    /// lease.
     pub lease: chrono::Duration,
+    /// How often a failing timer is tried before it is parked as an incident.
+    pub retry: TimerRetry,
     /// Most timers one tick handles; the rest wait for the next tick.
     pub max_timers_per_tick: usize,
     /// Most cron occurrences one tick starts (a node that was down works off missed
@@ -96,7 +101,8 @@ impl Default for SchedulerOptions {
     fn default() -> Self {
         SchedulerOptions {
             timer_batch: 2_000,
-            lease: chrono::Duration::seconds(60),
+            lease: chrono::Duration::seconds(30),
+            retry: TimerRetry::default(),
             max_timers_per_tick: 10_000,
             max_starts_per_tick: 100,
         }
@@ -111,8 +117,8 @@ pub struct FiredTimer {
     pub version: i64,
 }
 
-/// A timer whose firing failed (an incident in the definition, a broken stored state);
-/// it keeps its lease and is tried again when the lease ends.
+/// A timer whose firing failed (an incident in the definition, a broken stored state, a
+/// panic): it is tried again after a backoff, or was parked (see [`TickReport::parked`]).
 #[derive(Debug)]
 pub struct TimerFailure {
     pub timer_id: String,
@@ -147,6 +153,9 @@ pub struct TickReport {
     /// Claimed timers that kept losing races with other steps (retried after the lease).
     pub busy: usize,
     pub timer_failures: Vec<TimerFailure>,
+    /// Timers parked this tick (their failures are in `timer_failures` too): they failed
+    /// on every attempt their budget allowed and are incidents on their cases.
+    pub parked: Vec<String>,
     pub started: Vec<ScheduledStart>,
     pub schedule_failures: Vec<ScheduleFailure>,
     /// How late the oldest claimable due timer is after the tick (`None`: none waiting).
@@ -160,6 +169,7 @@ impl TickReport {
             && self.stale == 0
             && self.busy == 0
             && self.timer_failures.is_empty()
+            && self.parked.is_empty()
             && self.started.is_empty()
             && self.schedule_failures.is_empty()
     }
@@ -261,6 +271,7 @@ impl<'e> Scheduler<'e> {
         // The instances are read a chunk at a time, just before their firings: one
         // statement per chunk rather than a read per firing, and the next chunk is read and
         // decoded while the firings ahead of it wait for their commits.
+        let retry = &self.options.retry;
         let firing = claims
             .map(futures_util::stream::iter)
             .flatten()
@@ -270,14 +281,23 @@ impl<'e> Scheduler<'e> {
             .map(|timers| async move {
                 let mut outcomes = Vec::with_capacity(timers.len());
                 for timer in timers {
-                    let outcome = engine.fire_timer(&timer).await;
+                    let outcome = engine.fire_claimed_timer(&timer, retry).await;
                     outcomes.push((timer, outcome));
                 }
                 outcomes
             })
             .buffer_unordered(engine.timer_concurrency());
         let mut firing = std::pin::pin!(firing);
-        while let Some(outcomes) = firing.next().await {
+        // The leases of what this node claimed are renewed while it works, so a lease
+        // can be short (see [`SchedulerOptions::lease`]).
+        let renewing = renew_leases(engine, self.options.lease);
+        let mut renewing = std::pin::pin!(renewing);
+        loop {
+            let next = tokio::select! {
+                next = firing.next() => next,
+                () = &mut renewing => None,
+            };
+            let Some(outcomes) = next else { break };
             for (timer, outcome) in outcomes {
                 match outcome {
                     Ok(TimerFiring::Fired(step)) => {
@@ -297,6 +317,21 @@ impl<'e> Scheduler<'e> {
                         tracing::debug!(timer = %timer.id, instance = %timer.instance_id, "timer stale, dropped");
                         report.stale += 1
                     }
+                    Ok(TimerFiring::Parked(error)) => {
+                        tracing::warn!(
+                            timer = %timer.id,
+                            instance = %timer.instance_id,
+                            attempts = timer.attempts,
+                            error = error.code(),
+                            "timer parked as an incident after failing on every attempt"
+                        );
+                        report.parked.push(timer.id.clone());
+                        report.timer_failures.push(TimerFailure {
+                            timer_id: timer.id,
+                            instance_id: timer.instance_id,
+                            error,
+                        })
+                    }
                     Ok(TimerFiring::Busy) => {
                         tracing::debug!(timer = %timer.id, instance = %timer.instance_id, "timer busy, retried after its lease");
                         report.busy += 1
@@ -310,8 +345,9 @@ impl<'e> Scheduler<'e> {
                         tracing::warn!(
                             timer = %timer.id,
                             instance = %timer.instance_id,
+                            attempts = timer.attempts,
                             error = error.code(),
-                            "timer firing failed; retried after its lease"
+                            "timer firing failed; retried after a backoff"
                         );
                         report.timer_failures.push(TimerFailure {
                             timer_id: timer.id,
@@ -706,6 +742,29 @@ async fn prefetched(
     // and a failing database stops the tick there.
     let _ = engine.prefetch(&ids).await;
     futures_util::stream::iter(chunk)
+}
+
+/// Renews, every third of `lease`, the leases this node holds on timers; never ends (the
+/// tick drops it when its firings are done). A failed renewal is tried again at the next
+/// round; a lease that ran out meanwhile is lost, and the firing's version check keeps a
+/// second node's firing from doubling it.
+async fn renew_leases(engine: &Engine, lease: chrono::Duration) {
+    let every = lease
+        .to_std()
+        .unwrap_or(std::time::Duration::from_secs(30))
+        .max(std::time::Duration::from_millis(300))
+        / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        match engine
+            .store
+            .renew_timer_leases(&engine.node_id, engine.now(), lease)
+            .await
+        {
+            Ok(renewed) => tracing::debug!(renewed, "timer leases renewed"),
+            Err(error) => tracing::warn!(%error, "timer lease renewal failed"),
+        }
+    }
 }
 
 /// The first occurrence strictly after `now`, read in `offset`.

@@ -210,6 +210,7 @@ fn timer(id: &str, instance_id: &str, due: i64) -> TimerRow {
         due_at: at(due),
         payload: json!({"timer": id}),
         provisional: false,
+        attempts: 0,
     }
 }
 
@@ -1081,7 +1082,14 @@ async fn timer_leases_hold_until_expiry(ctx: Ctx) -> Result<()> {
         Some(Duration::seconds(150))
     );
     let claimed = store.claim_due_timers("node-a", at(250), lease, 10).await?;
-    assert_eq!(claimed[0], step.timers_set[0]);
+    // The claim counts an attempt, before anything fires.
+    assert_eq!(
+        claimed[0],
+        TimerRow {
+            attempts: 1,
+            ..step.timers_set[0].clone()
+        }
+    );
     assert_eq!(ids(claimed), ["remind", "escalate"]);
     assert_eq!(
         store.oldest_due_timer_lag(at(250)).await?,

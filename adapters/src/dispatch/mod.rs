@@ -72,10 +72,13 @@ pub struct DispatchConfig {
     /// This node's name in outbox leases.
     pub node_id: String,
     pub retry: RetryPolicy,
-    /// How long a claimed entry stays with this node. It must outlast the slowest batch
-    /// (a batch of `batch / concurrency` rounds of the slowest channel timeout), or a
-    /// second node may deliver an entry this one is still working on.
+    /// How long a claimed entry stays with this node. The node renews the leases it holds
+    /// every third of this while it delivers a batch, so it can be short: a dead node's
+    /// entries go to another within one lease.
     pub lease: chrono::Duration,
+    /// Claims whose delivery never reported back (the node died, hung or panicked
+    /// mid-delivery) an entry may have before it is given up as an incident.
+    pub max_unreported: i64,
     /// Entries claimed per tick.
     pub batch: u32,
     /// Entries delivered at the same time within a tick.
@@ -87,7 +90,8 @@ impl DispatchConfig {
         DispatchConfig {
             node_id: node_id.to_string(),
             retry: RetryPolicy::default(),
-            lease: chrono::Duration::minutes(10),
+            lease: chrono::Duration::seconds(30),
+            max_unreported: 3,
             batch: 32,
             concurrency: 8,
         }
@@ -289,12 +293,14 @@ impl Dispatcher {
             )
             .await
             .map_err(DispatchError::Claim)?;
-        let mut entries: Vec<(usize, EntryReport)> =
-            futures_util::stream::iter(claimed.into_iter().enumerate())
-                .map(|(index, claimed)| async move { (index, self.handle(claimed, now).await) })
-                .buffer_unordered(self.config.concurrency.max(1))
-                .collect()
-                .await;
+        let delivering = futures_util::stream::iter(claimed.into_iter().enumerate())
+            .map(|(index, claimed)| async move { (index, self.handle(claimed, now).await) })
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect::<Vec<(usize, EntryReport)>>();
+        let mut entries = tokio::select! {
+            entries = delivering => entries,
+            () = self.renew_leases() => Vec::new(),
+        };
         entries.sort_by_key(|(index, _)| *index);
         let report = TickReport {
             entries: entries.into_iter().map(|(_, entry)| entry).collect(),
@@ -328,10 +334,46 @@ impl Dispatcher {
             .await
     }
 
+    /// Renews, every third of the lease, the leases this node holds on outbox entries;
+    /// never ends (the tick drops it once its deliveries are done).
+    async fn renew_leases(&self) {
+        let lease = self.config.lease;
+        let every = lease
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(30))
+            .max(std::time::Duration::from_millis(300))
+            / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let now = self.engine.now();
+            if let Err(error) = self
+                .store()
+                .renew_outbox_leases(&self.config.node_id, now, lease)
+                .await
+            {
+                tracing::warn!(%error, "outbox lease renewal failed");
+            }
+        }
+    }
+
     async fn handle_in_span(&self, claimed: ClaimedOutbox, now: DateTime<Utc>) -> EntryReport {
+        use futures_util::FutureExt as _;
         let started = Instant::now();
         let mut notes = Vec::new();
-        let attempt = self.deliver(&claimed, now, &mut notes).await;
+        // Claims past the one of each recorded attempt never reported back: a poison entry
+        // that kills (or hangs) the node is given up on instead of being tried forever.
+        let unreported = claimed.claims - claimed.attempts - 1;
+        let attempt = if unreported >= self.config.max_unreported {
+            Attempt::permanent(format!(
+                "claimed {unreported} times without its delivery reporting back \
+                 (the node died, hung or panicked mid-delivery)"
+            ))
+        } else {
+            std::panic::AssertUnwindSafe(self.deliver(&claimed, now, &mut notes))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| Attempt::retryable("the delivery panicked"))
+        };
         let outcome = self.record(&claimed, attempt, now).await;
         let elapsed = started.elapsed();
         match &outcome {

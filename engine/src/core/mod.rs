@@ -189,6 +189,8 @@ pub fn step(
         ctx,
         effects: Vec::new(),
         entries: 0,
+        work: Vec::new(),
+        working: false,
     };
     run.refresh_builtins();
     let node = run.apply(event)?;
@@ -212,9 +214,22 @@ struct Run<'a> {
     ctx: &'a Context<'a>,
     effects: Vec<Effect>,
     entries: usize,
+    /// What is left to do in this step, last first (see `Run::enter`).
+    work: Vec<Work>,
+    /// True while the outermost `enter` works `work` off.
+    working: bool,
     /// Built-in variables (`now`, `unit`, `open_task_roles` …), rebuilt only when
     /// what they show changes, not on every expression evaluation.
     builtins: BTreeMap<String, Value>,
+}
+
+/// One piece of a step's work: entering a node, or what a node's entry does once its
+/// downstream has run.
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    Enter(NodeIdx, u64),
+    ArmDeadlines(NodeIdx),
+    End(EndStatus),
 }
 
 impl<'a> Run<'a> {

@@ -5,11 +5,49 @@ use crate::lang::model::{Node, ReceiveDecl, RuleDecl, TaskDecl};
 
 impl<'a> Run<'a> {
     /// Enters a node with a token; runs on until every token waits or the case ends.
+    ///
+    /// Entering a node may enter the next, and that the one after: rather than recursing
+    /// (a loop of compute nodes would overflow the stack long before the entry budget
+    /// stops it), each entry and what follows it goes on the step's work stack, and the
+    /// outermost call works the stack off. The stack is last in, first out, so the order
+    /// is the one recursion had: a node's whole downstream runs before what its entry
+    /// does afterwards (arming deadlines, ending the case).
     pub(in crate::core) fn enter(
         &mut self,
         node_idx: NodeIdx,
         token: u64,
     ) -> Result<(), StepError> {
+        self.work.push(Work::Enter(node_idx, token));
+        self.work_off()
+    }
+
+    /// Works the stack off, unless an outer call is already doing so.
+    fn work_off(&mut self) -> Result<(), StepError> {
+        if self.working {
+            return Ok(());
+        }
+        self.working = true;
+        let result = self.work_loop();
+        self.working = false;
+        if result.is_err() {
+            self.work.clear();
+        }
+        result
+    }
+
+    fn work_loop(&mut self) -> Result<(), StepError> {
+        while let Some(work) = self.work.pop() {
+            match work {
+                Work::Enter(node_idx, token) => self.enter_one(node_idx, token)?,
+                Work::ArmDeadlines(node_idx) => self.arm_deadlines_started_at(node_idx)?,
+                Work::End(status) => self.end(status),
+            }
+        }
+        Ok(())
+    }
+
+    /// Enters one node; what it enters next goes on the work stack.
+    fn enter_one(&mut self, node_idx: NodeIdx, token: u64) -> Result<(), StepError> {
         self.entries += 1;
         if self.entries > MAX_ENTRIES_PER_STEP {
             return Err(StepError::Incident {
@@ -30,10 +68,14 @@ impl<'a> Run<'a> {
             NodeKind::Rule(decl) => self.enter_rule(node_idx, decl, token),
             NodeKind::Compute | NodeKind::Choice => self.complete_node(node_idx, token, &[]),
             NodeKind::Parallel { branches } => {
-                let branches = branches.clone();
-                for branch in branches {
-                    let t = self.new_token(branch);
-                    self.enter(branch, t)?;
+                // Tokens in branch order; the stack takes them last first, so the
+                // first branch runs first.
+                let entries: Vec<(NodeIdx, u64)> = branches
+                    .iter()
+                    .map(|&branch| (branch, self.new_token(branch)))
+                    .collect();
+                for (branch, t) in entries.into_iter().rev() {
+                    self.work.push(Work::Enter(branch, t));
                 }
                 Ok(())
             }
@@ -51,10 +93,8 @@ impl<'a> Run<'a> {
             NodeKind::Timer(spec) => self.enter_timer(&node.id, spec, token),
             NodeKind::Receive(recv) => self.enter_receive(&node.id, recv, token),
             NodeKind::End { status } => {
-                let status = *status;
-                self.finish(&node.completion, token, &node_id, &[])?;
-                self.end(status);
-                Ok(())
+                self.work.push(Work::End(*status));
+                self.finish(&node.completion, token, &node_id, &[])
             }
         }
     }
@@ -224,7 +264,14 @@ impl<'a> Run<'a> {
                 self.disarm_deadline(&decl.id.clone());
             }
         }
+        // Armed once what follows the node has run, as when entry recursed.
+        self.work.push(Work::ArmDeadlines(node_idx));
         self.finish(completion, token, &node_id, extras)?;
+        self.work_off()
+    }
+
+    /// Arms the deadlines that start when `node_idx` completes (unless armed already).
+    fn arm_deadlines_started_at(&mut self, node_idx: NodeIdx) -> Result<(), StepError> {
         for i in 0..self.def.deadlines.len() {
             if self.def.deadlines[i].start == Some(node_idx)
                 && !self

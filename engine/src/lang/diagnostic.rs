@@ -21,6 +21,7 @@ pub mod codes {
     pub const E_UNKNOWN_TYPE: &str = "E_UNKNOWN_TYPE";
     pub const E_UNREACHABLE: &str = "E_UNREACHABLE";
     pub const E_NO_END: &str = "E_NO_END";
+    pub const E_LOOP_WITHOUT_WAIT: &str = "E_LOOP_WITHOUT_WAIT";
     pub const E_NO_DEFAULT: &str = "E_NO_DEFAULT";
     pub const E_UNKNOWN_ROLE: &str = "E_UNKNOWN_ROLE";
     pub const E_UNKNOWN_CALENDAR: &str = "E_UNKNOWN_CALENDAR";

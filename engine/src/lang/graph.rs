@@ -140,6 +140,86 @@ pub fn check(
     }
 }
 
+/// Reports each loop control goes round without ever waiting and without a way out: a
+/// cycle of nodes none of which is a task, receive or timer, and none of which has a
+/// `next` leading out of it (a `parallel` branch out of the loop is no way out: the
+/// loop's own branch is taken too). Entered, such a loop runs until the step's
+/// node-entry budget stops it, so it can only ever fail the case. A loop with a
+/// conditional way out (one pass per member of a list) loads; if its condition never
+/// turns, the budget stops the step with an incident on the case. A loop with no
+/// transition out at all is `E_NO_END`'s.
+pub fn check_loops(ctx: &mut Ctx<'_>, nodes: &[Node], at: &[Pos]) {
+    let waits = |node: &Node| {
+        matches!(
+            node.kind,
+            NodeKind::Task(_) | NodeKind::Timer(_) | NodeKind::Receive(_)
+        )
+    };
+    // The transitions taken within one step: out of a node that does not wait.
+    let edges: Vec<Vec<NodeIdx>> = nodes
+        .iter()
+        .map(|node| {
+            if waits(node) {
+                Vec::new()
+            } else {
+                successors(node)
+                    .into_iter()
+                    .filter(|&j| nodes.get(j).is_some_and(|n| !waits(n)))
+                    .collect()
+            }
+        })
+        .collect();
+    // What each node leads to in one or more such transitions (at most 1,000 nodes).
+    let reach: Vec<Vec<bool>> = (0..nodes.len())
+        .map(|i| {
+            let mut seen = vec![false; nodes.len()];
+            let mut queue: VecDeque<NodeIdx> = edges[i].iter().copied().collect();
+            while let Some(j) = queue.pop_front() {
+                if j < nodes.len() && !seen[j] {
+                    seen[j] = true;
+                    queue.extend(edges[j].iter().copied());
+                }
+            }
+            seen
+        })
+        .collect();
+    let mut reported = vec![false; nodes.len()];
+    for first in 0..nodes.len() {
+        if reported[first] || !reach[first][first] {
+            continue;
+        }
+        let group: Vec<NodeIdx> = (0..nodes.len())
+            .filter(|&j| j == first || (reach[first][j] && reach[j][first]))
+            .collect();
+        for &j in &group {
+            reported[j] = true;
+        }
+        let inside = |j: &NodeIdx| group.contains(j);
+        let way_out = group
+            .iter()
+            .any(|&j| nodes[j].completion.next.iter().any(|t| !inside(&t.target)));
+        let any_edge_out = group
+            .iter()
+            .any(|&j| successors(&nodes[j]).iter().any(|t| !inside(t)));
+        if way_out || !any_edge_out {
+            continue;
+        }
+        let names: Vec<String> = group
+            .iter()
+            .map(|&j| format!("`{}`", nodes[j].id))
+            .collect();
+        ctx.error_hint(
+            &at.get(first).copied().unwrap_or_default(),
+            codes::E_LOOP_WITHOUT_WAIT,
+            format!(
+                "{} form a loop with no task, receive or timer on it and no `next` out of it: it would run without end in one step",
+                names.join(", ")
+            ),
+            "put a task, receive or timer on the loop, or give it a conditional `next` out",
+        );
+    }
+}
+
 /// True when a simple analysis proves that one of `conditions` always holds:
 /// a condition and its negation (`x` / `not x`, `a == b` / `a != b`), or
 /// `x == 'v'` comparisons covering every value of an enum-typed `x`.

@@ -25,6 +25,7 @@
 //! | `E_UNKNOWN_NODE` | a reference to a node id that does not exist (did-you-mean hint) |
 //! | `E_UNREACHABLE` | a node that cannot be reached from the start node |
 //! | `E_NO_END` | a node from which no end node can be reached (a cycle without exit) |
+//! | `E_LOOP_WITHOUT_WAIT` | a cycle of nodes with no task, receive or timer on it and no `next` out of it (it would loop within one step) |
 //! | `E_NO_DEFAULT` | a conditional `next` without default whose conditions may all be false |
 //! | `E_BAD_JOIN` | a join whose `of` is not a parallel node |
 //! | `E_UNKNOWN_ROLE` | a role not in the org file |

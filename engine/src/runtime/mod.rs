@@ -50,7 +50,7 @@ mod timers;
 use cache::{CachedInstance, INSTANCE_CACHE_ENTRIES, InstanceCache, LATEST_DEPLOYMENT_TTL};
 pub use error::EngineError;
 pub use recount::Recounted;
-pub use timers::TimerFiring;
+pub use timers::{TimerFiring, TimerRetry};
 
 /// The engine of one node: a store, the project's definitions and rules, and a clock.
 pub struct Engine {
@@ -852,6 +852,7 @@ impl Engine {
                     due_at: timer.due_at.with_timezone(&Utc),
                     payload: serde_json::to_value(&timer.kind).map_err(serialize)?,
                     provisional: timer.provisional,
+                    attempts: 0,
                 }),
                 Effect::CancelTimer { timer_id } => {
                     if let Some(pos) = commit.timers_set.iter().position(|t| t.id == timer_id) {

@@ -9,7 +9,7 @@ use super::*;
 // offset a definition's business time runs in.
 
 /// What became of one claimed timer.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum TimerFiring {
     /// The timer's event ran and was committed.
     Fired(Box<StepReport>),
@@ -19,7 +19,32 @@ pub enum TimerFiring {
     /// Every attempt lost a race with a concurrent step on the same instance; the timer
     /// keeps its lease and is fired again when the lease ends.
     Busy,
+    /// The timer failed (or killed the node) on every attempt its budget allows: it is
+    /// parked, an incident on its case, and fires no more until an operator retries it.
+    Parked(EngineError),
 }
+
+/// How often a failing timer is tried, and how long it waits between tries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimerRetry {
+    /// Claims a timer gets before it is parked (a claim whose firing never reported back,
+    /// because the process died, counts too).
+    pub max_attempts: i64,
+    /// Wait after the first failure; doubled after each further one.
+    pub backoff: chrono::Duration,
+}
+
+impl Default for TimerRetry {
+    fn default() -> Self {
+        TimerRetry {
+            max_attempts: 5,
+            backoff: chrono::Duration::seconds(10),
+        }
+    }
+}
+
+/// The longest wait between two tries of a failing timer.
+const MAX_BACKOFF_SECONDS: i64 = 3_600;
 
 /// Concurrent steps a timer gives way to before it waits for its lease to end.
 const TIMER_ATTEMPTS: usize = 5;
@@ -55,6 +80,58 @@ impl Engine {
             }
         }
         Ok(TimerFiring::Busy)
+    }
+
+    /// Fires a claimed timer within its attempt budget: a firing that fails, or panics, is
+    /// put off by a doubling backoff (and the error returned), and once the budget is spent
+    /// (or already was at the claim: earlier attempts killed the node) the timer is parked.
+    /// A failing database is returned as it is: the lease brings the timer back.
+    pub async fn fire_claimed_timer(
+        &self,
+        timer: &TimerRow,
+        retry: &TimerRetry,
+    ) -> Result<TimerFiring, EngineError> {
+        use futures_util::FutureExt as _;
+        if timer.attempts > retry.max_attempts {
+            let error = EngineError::Step(StepError::Incident {
+                node: String::new(),
+                message: format!(
+                    "timer {} was claimed {} times without its firing reporting back",
+                    timer.id,
+                    timer.attempts - 1
+                ),
+            });
+            self.store
+                .park_timer(&timer.id, "attempts_exhausted", self.now())
+                .await?;
+            return Ok(TimerFiring::Parked(error));
+        }
+        let outcome = std::panic::AssertUnwindSafe(self.fire_timer(timer))
+            .catch_unwind()
+            .await;
+        let error = match outcome {
+            Ok(Ok(firing)) => return Ok(firing),
+            Ok(Err(EngineError::Store(error))) if !error.is_conflict() => {
+                return Err(EngineError::Store(error));
+            }
+            Ok(Err(error)) => error,
+            Err(_) => EngineError::Step(StepError::Incident {
+                node: String::new(),
+                message: format!("the firing of timer {} panicked", timer.id),
+            }),
+        };
+        let code = error.code();
+        let now = self.now();
+        if timer.attempts >= retry.max_attempts {
+            self.store.park_timer(&timer.id, code, now).await?;
+            return Ok(TimerFiring::Parked(error));
+        }
+        let doublings = u32::try_from(timer.attempts.clamp(1, 20) - 1).unwrap_or(0);
+        let wait = (retry.backoff.num_seconds().max(1) << doublings).min(MAX_BACKOFF_SECONDS);
+        self.store
+            .retry_timer(&timer.id, code, now + chrono::Duration::seconds(wait))
+            .await?;
+        Err(error)
     }
 
     /// Starts an instance of `process@version` under the given id (the scheduler derives it

@@ -23,6 +23,7 @@ mod schedules;
 pub mod search;
 mod shared;
 mod sqlite;
+mod timer_faults;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,7 @@ pub use bench::{BenchCounts, BenchDatabase};
 pub use chain::{GENESIS_HASH, TamperError, TamperKind, canonical_json, sha256_hex};
 pub use outbox::{OutboxEntry, OutboxStatus};
 pub use schedules::{ScheduleRow, StoreSummary};
+pub use timer_faults::ParkedTimer;
 
 /// A process definition to deploy: its id and YAML source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +177,9 @@ pub struct TimerRow {
     /// row; a claim does not read it back (firing does not depend on it).
     #[serde(default)]
     pub provisional: bool,
+    /// Claims of this timer so far, this one included (0 for a timer not claimed yet).
+    #[serde(default)]
+    pub attempts: i64,
 }
 
 /// An effect to deliver after commit; `id` is its idempotency key.
@@ -193,6 +198,10 @@ pub struct ClaimedOutbox {
     pub entry: OutboxRow,
     /// Failed attempts before this one.
     pub attempts: i64,
+    /// Claims so far, this one included (since the last operator retry). More than
+    /// `attempts + 1`: earlier claims never reported back (the node died mid-delivery).
+    #[serde(default)]
+    pub claims: i64,
 }
 
 /// The audit record a step appends to its instance's history.

@@ -243,7 +243,7 @@ impl Store {
     pub async fn retry_outbox(&self, id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
         on_backend!(self, s, classify => {
             let rows = sqlx::query(
-                "UPDATE outbox SET status = 'pending', attempts = 0, available_at = $2, claimed_by = NULL \
+                "UPDATE outbox SET status = 'pending', attempts = 0, claims = 0, available_at = $2, claimed_by = NULL \
                  WHERE id = $1 AND status = 'dead'",
             )
             .bind(id)
@@ -253,6 +253,30 @@ impl Store {
             .map_err(classify)?
             .rows_affected();
             not_found(rows, "dead outbox entry", id)
+        })
+    }
+
+    /// Extends to `now + lease` the leases `node_id` still holds on pending entries
+    /// (claimed, not yet settled): called while the node delivers what it claimed, so the
+    /// lease can be short. Returns how many it renewed.
+    pub async fn renew_outbox_leases(
+        &self,
+        node_id: &str,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<u64, StoreError> {
+        on_backend!(self, s, classify => {
+            Ok(sqlx::query(
+                "UPDATE outbox SET available_at = $2 \
+                 WHERE claimed_by = $1 AND status = 'pending' AND available_at > $3",
+            )
+            .bind(node_id)
+            .bind(shared::ms(now) + lease.num_milliseconds())
+            .bind(shared::ms(now))
+            .execute(&s.writer)
+            .await
+            .map_err(classify)?
+            .rows_affected())
         })
     }
 

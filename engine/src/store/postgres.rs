@@ -40,21 +40,26 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0006_task_roles.sql"),
     ),
     (
+        7,
+        "timer_attempts",
+        include_str!("../../migrations/postgres/0007_timer_attempts.sql"),
+    ),
+    (
         9,
         "provisional",
         include_str!("../../migrations/postgres/0009_provisional.sql"),
     ),
 ];
 
-const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2 \
+const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2, attempts = attempts + 1 \
      FROM (SELECT id FROM timers WHERE available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
      WHERE timers.id = due.id \
-     RETURNING timers.id, timers.instance_id, timers.due_at, timers.payload";
+     RETURNING timers.id, timers.instance_id, timers.due_at, timers.payload, timers.attempts";
 
-const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by = $2 \
+const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by = $2, claims = claims + 1 \
      FROM (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \
      WHERE outbox.id = due.id \
-     RETURNING outbox.id, outbox.instance_id, outbox.kind, outbox.payload, outbox.created_at, outbox.attempts";
+     RETURNING outbox.id, outbox.instance_id, outbox.kind, outbox.payload, outbox.created_at, outbox.attempts, outbox.claims";
 
 const CLAIM_SCHEDULES_SQL: &str = "UPDATE schedules SET available_at = $1, claimed_by = $2 \
      FROM (SELECT process_id, schedule_id FROM schedules WHERE available_at <= $3 ORDER BY available_at LIMIT $4 FOR UPDATE SKIP LOCKED) AS due \

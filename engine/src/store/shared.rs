@@ -638,6 +638,7 @@ macro_rules! store_methods {
                         due_at: shared::from_ms(row.try_get("due_at").map_err(classify)?)?,
                         payload: payload.0,
                         provisional: false,
+                        attempts: row.try_get("attempts").map_err(classify)?,
                     })
                 })
                 .collect::<Result<Vec<_>, $crate::store::StoreError>>()?;
@@ -702,6 +703,7 @@ macro_rules! store_methods {
                             )?,
                         },
                         attempts: row.try_get("attempts").map_err(classify)?,
+                        claims: row.try_get("claims").map_err(classify)?,
                     })
                 })
                 .collect::<Result<Vec<_>, $crate::store::StoreError>>()?;

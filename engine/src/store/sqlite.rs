@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0006_task_roles.sql"),
     ),
     (
+        7,
+        "timer_attempts",
+        include_str!("../../migrations/sqlite/0007_timer_attempts.sql"),
+    ),
+    (
         9,
         "provisional",
         include_str!("../../migrations/sqlite/0009_provisional.sql"),
@@ -59,13 +64,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 const PAGE_SIZE: u32 = 2_048;
 
 /// SQLite has one writer, so the claim needs no row locks: one UPDATE picks and leases.
-const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2 \
+const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2, attempts = attempts + 1 \
      WHERE id IN (SELECT id FROM timers WHERE available_at <= $3 ORDER BY available_at LIMIT $4) \
-     RETURNING id, instance_id, due_at, payload";
+     RETURNING id, instance_id, due_at, payload, attempts";
 
-const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by = $2 \
+const CLAIM_OUTBOX_SQL: &str = "UPDATE outbox SET available_at = $1, claimed_by = $2, claims = claims + 1 \
      WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND available_at <= $3 ORDER BY available_at LIMIT $4) \
-     RETURNING id, instance_id, kind, payload, created_at, attempts";
+     RETURNING id, instance_id, kind, payload, created_at, attempts, claims";
 
 const CLAIM_SCHEDULES_SQL: &str = "UPDATE schedules SET available_at = $1, claimed_by = $2 \
      WHERE (process_id, schedule_id) IN (SELECT process_id, schedule_id FROM schedules WHERE available_at <= $3 ORDER BY available_at LIMIT $4) \

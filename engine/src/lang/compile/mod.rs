@@ -251,6 +251,7 @@ impl<'c, 's> Compiler<'c, 's> {
         });
         if edges_intact && let Some(start) = start {
             graph::check(self.ctx, &nodes, &at, start, &messages);
+            graph::check_loops(self.ctx, &nodes, &at);
         }
         if !self.ctx.diagnostics.is_empty() {
             return None;

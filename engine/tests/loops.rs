@@ -1,0 +1,133 @@
+//! Loops that never wait: the loader rejects a cycle of nodes with no task, receive or
+//! timer on it, and a step that still runs into one (a definition compiled before that
+//! check, a wide fan-out) is stopped by the node-entry budget with an incident on the
+//! case, never by the stack overflowing.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, FixedOffset};
+use jiuzhu_engine::calendar::Calendar;
+use jiuzhu_engine::core::{self, AssessError, Assessor, Context, Event, InstanceState, Status};
+use jiuzhu_engine::core::{Actor, StepError, TaskRef};
+use jiuzhu_engine::lang::model::{Definition, NodeKind};
+use jiuzhu_engine::lang::{LoadContext, load_definition, render};
+use jiuzhu_rules::Value;
+
+struct NoRules;
+
+impl Assessor for NoRules {
+    fn assess(&self, program: &str, _: &BTreeMap<String, Value>) -> Result<Value, AssessError> {
+        Err(AssessError::new(format!("no assessment {program} here")))
+    }
+}
+
+fn now() -> DateTime<FixedOffset> {
+    DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00").expect("time")
+}
+
+fn clerk() -> Actor {
+    Actor {
+        user: "clerk".into(),
+        roles: vec!["township_clerk".into()],
+        unit: "双鸭山市/尖山区/中心站街道".into(),
+    }
+}
+
+fn load(src: &str) -> Result<Definition, String> {
+    load_definition(src, "loop.yaml", &LoadContext::default()).map_err(|d| render(&d))
+}
+
+/// A loop that forks a review on every pass and never leaves.
+const FORKING_LOOP: &str = r#"
+process: forking
+start: accept
+nodes:
+  - {id: accept, type: task, role: township_clerk, next: fan}
+  - {id: fan, type: parallel, branches: [again, review]}
+  - {id: again, type: compute, next: fan}
+  - {id: review, type: task, role: township_staff, next: done}
+  - {id: done, type: end}
+"#;
+
+#[test]
+fn the_loader_rejects_a_loop_that_never_waits_nor_leaves() {
+    let text = load(FORKING_LOOP).expect_err("a loop without a wait or a way out is refused");
+    assert!(text.contains("E_LOOP_WITHOUT_WAIT"), "{text}");
+    assert!(text.contains("`fan`, `again`"), "{text}");
+    // Positioned at the loop's first node.
+    assert!(text.starts_with("loop.yaml:6:"), "{text}");
+}
+
+/// A counter loop of a compute and a choice node, with a task in front. Its way out is
+/// conditional: `exit` is the condition.
+fn counting(exit: &str) -> String {
+    format!(
+        r#"
+process: counting
+start: accept
+variables:
+  n: {{type: int, default: 0}}
+nodes:
+  - {{id: accept, type: task, role: township_clerk, next: count}}
+  - {{id: count, type: compute, set: {{n: "n + 1"}}, next: check}}
+  - id: check
+    type: choice
+    next:
+      - {{if: "{exit}", to: done}}
+      - {{to: count}}
+  - {{id: done, type: end}}
+"#
+    )
+}
+
+#[test]
+fn a_loop_with_a_way_out_or_a_wait_loads() {
+    load(&counting("n > 3")).expect("a bounded loop (one pass per list member) loads");
+    let through_task = FORKING_LOOP.replace(
+        "{id: again, type: compute, next: fan}",
+        "{id: again, type: task, role: township_clerk, next: fan}",
+    );
+    load(&through_task).expect("a task waits on the loop");
+    let through_timer = FORKING_LOOP.replace(
+        "{id: again, type: compute, next: fan}",
+        "{id: again, type: timer, wait: 1d, next: fan}",
+    );
+    load(&through_timer).expect("a timer waits on the loop");
+}
+
+fn looping_definition() -> Definition {
+    let def = load(&counting("n < 0")).unwrap_or_else(|text| panic!("does not load:\n{text}"));
+    let count = def.node_index("count").expect("count");
+    assert!(matches!(def.nodes[count].kind, NodeKind::Compute));
+    def
+}
+
+#[test]
+fn a_loop_is_stopped_by_the_entry_budget_with_an_incident() {
+    let def = looping_definition();
+    let calendar = Calendar::china_national();
+    let ctx = Context {
+        calendar: &calendar,
+        assessor: &NoRules,
+    };
+    let start = Event::Start {
+        actor: clerk(),
+        data: BTreeMap::new(),
+    };
+    let state = InstanceState::new("loop-1", &def.id, now());
+    let started = core::step(&def, &state, &start, now(), &ctx).expect("starts at the task");
+    assert_eq!(started.state.status, Status::Active);
+    let complete = Event::Complete {
+        task: TaskRef::Node("accept".into()),
+        actor: clerk(),
+        data: BTreeMap::new(),
+    };
+    // Recursing node by node, this step overflowed the test thread's stack.
+    let error =
+        core::step(&def, &started.state, &complete, now(), &ctx).expect_err("the loop is stopped");
+    assert_eq!(error.code(), "incident");
+    let StepError::Incident { message, .. } = error else {
+        panic!("not an incident");
+    };
+    assert!(message.contains("10000 nodes entered"), "{message}");
+}
