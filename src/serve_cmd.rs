@@ -81,10 +81,11 @@ pub async fn run(session: &Session, args: &ServeArgs) -> Result<i32> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let address = listener.local_addr()?;
-    println!("Jiuzhu is serving on http://{address}");
+    // The logins first: the address is the last line a reader (or a test) waits for.
     if args.demo {
         print_logins(session);
     }
+    println!("Jiuzhu is serving on http://{address}");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
         shutdown_signal().await;
