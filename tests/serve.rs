@@ -317,8 +317,9 @@ fn users_and_tokens_are_managed_from_the_command_line() {
     );
     let listed = text(&jiuzhu(&db, &["tokens", "list"], None).stdout);
     let id = listed
-        .split_whitespace()
-        .next()
+        .lines()
+        .find(|l| l.contains("robot"))
+        .and_then(|l| l.split_whitespace().next())
         .expect("token id")
         .to_string();
     assert!(
@@ -328,12 +329,63 @@ fn users_and_tokens_are_managed_from_the_command_line() {
     assert!(!listed.contains(&token), "the token is shown once only");
     let missing = jiuzhu(&db, &["tokens", "create", "--user", "nobody"], None);
     assert!(!missing.status.success());
+    // A token narrowed to a unit below the user's sees that unit's cases only; a role or
+    // unit the user does not hold is refused.
+    let scoped = jiuzhu(
+        &db,
+        &[
+            "tokens",
+            "create",
+            "--user",
+            "county_staff1",
+            "--role",
+            "county_staff",
+            "--unit",
+            "双鸭山市/尖山区/富安街道",
+        ],
+        None,
+    );
+    assert!(scoped.status.success(), "{}", text(&scoped.stderr));
+    let scoped = text(&scoped.stdout).trim().to_string();
+    for refused in [["--role", "county_head"], ["--unit", "双鸭山市/宝山区"]] {
+        let out = jiuzhu(
+            &db,
+            &[
+                &["tokens", "create", "--user", "county_staff1"][..],
+                &refused[..],
+            ]
+            .concat(),
+            None,
+        );
+        assert!(!out.status.success(), "{refused:?}");
+        assert!(
+            text(&out.stderr).contains("forbidden"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let listed = text(&jiuzhu(&db, &["tokens", "list"], None).stdout);
+    assert!(
+        listed.contains("county_staff@双鸭山市/尖山区/富安街道") && listed.contains("*@*"),
+        "{listed}"
+    );
 
     let server = Server::start(&db, &[]);
     let bearer = format!("Authorization: Bearer {token}");
     let (status, _, body) = server.request("GET", "/api/me", &[&bearer], "");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"user\":\"county_staff1\""), "{body}");
+    let (status, _, body) = server.request(
+        "GET",
+        "/api/me",
+        &[&format!("Authorization: Bearer {scoped}")],
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"unit\":\"双鸭山市/尖山区/富安街道\""),
+        "the token acts on its unit: {body}"
+    );
     let (status, _, body) = server.request(
         "POST",
         "/api/login",

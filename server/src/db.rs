@@ -20,16 +20,30 @@ pub enum DbError {
 static MIGRATIONS: ComponentMigrations = ComponentMigrations {
     component: "server",
     versions: migrations::SERVER_VERSIONS,
-    sqlite: &[(
-        2001,
-        "server users sessions tokens",
-        include_str!("../migrations/sqlite/2001_users.sql"),
-    )],
-    postgres: &[(
-        2001,
-        "server users sessions tokens",
-        include_str!("../migrations/postgres/2001_users.sql"),
-    )],
+    sqlite: &[
+        (
+            2001,
+            "server users sessions tokens",
+            include_str!("../migrations/sqlite/2001_users.sql"),
+        ),
+        (
+            2002,
+            "server token scopes",
+            include_str!("../migrations/sqlite/2002_token_scopes.sql"),
+        ),
+    ],
+    postgres: &[
+        (
+            2001,
+            "server users sessions tokens",
+            include_str!("../migrations/postgres/2001_users.sql"),
+        ),
+        (
+            2002,
+            "server token scopes",
+            include_str!("../migrations/postgres/2002_token_scopes.sql"),
+        ),
+    ],
 };
 
 /// The database of the server's own tables (the engine's database).
