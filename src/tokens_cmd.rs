@@ -1,8 +1,11 @@
-//! `jiuzhu tokens`: API tokens for machine clients — create (the token is printed once),
-//! revoke, list.
+//! `jiuzhu tokens`: API tokens for machine clients — create (the token is printed once;
+//! optionally narrowed to one of the user's roles and a unit within theirs), revoke, list.
 
 use anyhow::{Result, anyhow};
 use clap::Subcommand;
+
+use jiuzhu_engine::core::unit_contains;
+use jiuzhu_server::TokenScope;
 
 use crate::lifecycle::Session;
 use crate::serve_cmd::server_db;
@@ -17,6 +20,12 @@ pub enum TokensCommand {
         /// What the token is for (shown by `tokens list`).
         #[arg(long, default_value = "")]
         label: String,
+        /// Act with this one of the user's roles only.
+        #[arg(long)]
+        role: Option<String>,
+        /// Act on this unit (the user's or one below it) only.
+        #[arg(long)]
+        unit: Option<String>,
     },
     /// Revoke a token by its id; requests with it get 401 from then on.
     Revoke {
@@ -31,9 +40,23 @@ pub async fn run(session: &Session, command: &TokensCommand) -> Result<i32> {
     let db = server_db(session, false).await?;
     let now = session.engine.now();
     match command {
-        TokensCommand::Create { user, label } => {
+        TokensCommand::Create {
+            user,
+            label,
+            role,
+            unit,
+        } => {
             match db.user(user).await.map_err(|e| anyhow!(e))? {
-                Some(u) if !u.disabled => {}
+                Some(u) if !u.disabled => {
+                    if let Some(role) = role.as_ref().filter(|r| !u.roles.contains(r)) {
+                        eprintln!("forbidden: {user} does not hold the role {role}");
+                        return Ok(1);
+                    }
+                    if let Some(unit) = unit.as_ref().filter(|x| !unit_contains(&u.unit, x)) {
+                        eprintln!("forbidden: {unit} is not within {user}'s unit {}", u.unit);
+                        return Ok(1);
+                    }
+                }
                 Some(_) => {
                     eprintln!("forbidden: user {user} is disabled");
                     return Ok(1);
@@ -43,8 +66,12 @@ pub async fn run(session: &Session, command: &TokensCommand) -> Result<i32> {
                     return Ok(1);
                 }
             }
+            let scope = TokenScope {
+                role: role.clone(),
+                unit: unit.clone(),
+            };
             let token = db
-                .create_token(user, label, now)
+                .create_scoped_token(user, label, &scope, now)
                 .await
                 .map_err(|e| anyhow!(e))?;
             eprintln!(
@@ -69,8 +96,13 @@ pub async fn run(session: &Session, command: &TokensCommand) -> Result<i32> {
                     .revoked_at
                     .map(|at| format!("revoked {}", at.to_rfc3339()))
                     .unwrap_or_else(|| "live".into());
+                let scope = format!(
+                    "{}@{}",
+                    token.scope.role.as_deref().unwrap_or("*"),
+                    token.scope.unit.as_deref().unwrap_or("*")
+                );
                 println!(
-                    "{}  {}  {}  created {}  {revoked}",
+                    "{}  {}  {scope}  {}  created {}  {revoked}",
                     token.id,
                     token.user_id,
                     if token.label.is_empty() {

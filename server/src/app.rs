@@ -1,13 +1,23 @@
-//! The server's state and configuration, and serving it on a listener until shutdown.
+//! The server's state and configuration, and serving it on a listener until shutdown:
+//! the router with the layers every request goes through (a request id, set or kept from
+//! the caller's `X-Request-Id`, in the request's tracing span and echoed in the response;
+//! the metrics exposition).
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse as _, Response};
 use jiuzhu_engine::runtime::Engine;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
 
 use crate::db::{DbError, ServerDb};
-use crate::metrics::Metrics;
+use crate::metrics::{Gauge, Metrics, escape};
 use crate::sessions::AuthConfig;
 
 /// How the server runs.
@@ -56,13 +66,82 @@ impl AppState {
     }
 }
 
-/// The whole site: the JSON API and the web pages.
-pub fn router(state: Arc<AppState>) -> axum::Router {
-    crate::web::router(state.clone()).merge(crate::api::router(state))
+/// The header carrying a request's id, in and out.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The whole site: the web pages and the JSON API, inside the layers every request passes.
+pub fn router(state: Arc<AppState>) -> Router {
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    crate::web::router(state.clone())
+        .merge(crate::api::router(state.clone()))
+        .layer(middleware::from_fn_with_state(state, metrics_exposition))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
-/// Serves the API on `listener` until `shutdown` completes; requests in flight then
-/// finish before this returns.
+/// The span of one request: method, path (never the query, which may carry a name) and
+/// the request id, so every event logged while answering it carries the id.
+fn request_span(request: &Request) -> tracing::Span {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id,
+    )
+}
+
+/// `GET /metrics`: the request figures of this node, then the work figures of the
+/// database. Answered here, in front of the API's routes, so the exposition has one owner.
+async fn metrics_exposition(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.uri().path() != "/metrics" || request.method() != Method::GET {
+        return next.run(request).await;
+    }
+    let mut gauges = Vec::new();
+    // A database that does not answer leaves the work figures out, not the request ones.
+    if let Ok(summary) = state.engine.store.summary().await {
+        let active = summary
+            .active_instances
+            .iter()
+            .map(|(process, n)| (format!("process=\"{}\"", escape(process)), *n))
+            .collect();
+        gauges.push(Gauge {
+            name: "jiuzhu_active_cases",
+            help: "Active cases by process.",
+            values: active,
+        });
+        gauges.push(Gauge {
+            name: "jiuzhu_open_tasks",
+            help: "Open tasks.",
+            values: vec![(String::new(), summary.open_tasks)],
+        });
+    }
+    let mut text = state.metrics.render(&gauges);
+    match state.db.work_figures(state.engine.now()).await {
+        Ok(figures) => text.push_str(&figures.render()),
+        Err(e) => tracing::warn!(error = %e, "metrics: the work figures could not be read"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// Serves the API on `listener` until `shutdown` completes: the listener stops accepting,
+/// and the requests in flight finish (their steps committed) before this returns.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,

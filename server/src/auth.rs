@@ -85,13 +85,15 @@ impl FromRequestParts<Arc<AppState>> for Principal {
         state: &Arc<AppState>,
     ) -> Result<Principal, ApiError> {
         let now = state.engine.now();
+        let mut scope = None;
         let (user_id, credential) = if let Some(token) = bearer(&parts.headers) {
-            let user = state
+            let grant = state
                 .db
-                .token_user(token)
+                .token_grant(token)
                 .await?
                 .ok_or_else(|| ApiError::unauthenticated("the token is unknown or revoked"))?;
-            (user, Credential::Token)
+            scope = Some(grant.scope);
+            (grant.user_id, Credential::Token)
         } else if let Some(id) = cookie(&parts.headers, SESSION_COOKIE) {
             let session = state
                 .db
@@ -129,7 +131,15 @@ impl FromRequestParts<Arc<AppState>> for Principal {
                 ));
             }
         }
-        Ok(Principal::new(user, credential))
+        let mut principal = Principal::new(user, credential);
+        if let Some(scope) = scope
+            && !principal.narrow(&scope)
+        {
+            return Err(ApiError::unauthenticated(
+                "the token's role or unit is no longer the user's",
+            ));
+        }
+        Ok(principal)
     }
 }
 

@@ -16,6 +16,7 @@
 use jiuzhu_engine::core::{Actor, unit_contains};
 
 use crate::problem::ApiError;
+use crate::sessions::TokenScope;
 use crate::users::UserRecord;
 
 /// How the caller proved who they are.
@@ -46,6 +47,24 @@ impl Principal {
             unit: user.unit,
             credential,
         }
+    }
+
+    /// Narrows the caller to a token's scope: its one role, its unit. False when the
+    /// user no longer holds the role or the unit is no longer within the user's.
+    pub fn narrow(&mut self, scope: &TokenScope) -> bool {
+        if let Some(role) = &scope.role {
+            if !self.roles.contains(role) {
+                return false;
+            }
+            self.roles = vec![role.clone()];
+        }
+        if let Some(unit) = &scope.unit {
+            if !unit_contains(&self.unit, unit) {
+                return false;
+            }
+            self.unit = unit.clone();
+        }
+        true
     }
 
     /// The caller as the engine's actor.
@@ -234,5 +253,30 @@ mod tests {
             .require_visible("市/县/乙镇", "case", "x")
             .unwrap_err();
         assert_eq!(err.status.as_u16(), 404);
+    }
+
+    #[test]
+    fn a_token_scope_narrows_to_a_role_and_unit_the_user_holds() {
+        let mut county = principal("市/县");
+        county.roles = vec!["county_staff".into(), "county_head".into()];
+        let scope = TokenScope {
+            role: Some("county_staff".into()),
+            unit: Some("市/县/甲镇".into()),
+        };
+        assert!(county.clone().narrow(&TokenScope::default()));
+        let mut narrowed = county.clone();
+        assert!(narrowed.narrow(&scope));
+        assert_eq!(narrowed.roles, vec!["county_staff".to_string()]);
+        assert!(narrowed.can_see("市/县/甲镇/村") && !narrowed.can_see("市/县/乙镇"));
+        let lost_role = TokenScope {
+            role: Some("township_head".into()),
+            unit: None,
+        };
+        assert!(!county.clone().narrow(&lost_role));
+        let outside = TokenScope {
+            role: None,
+            unit: Some("市/另县".into()),
+        };
+        assert!(!county.narrow(&outside));
     }
 }

@@ -32,6 +32,11 @@ static MIGRATIONS: ComponentMigrations = ComponentMigrations {
             include_str!("../migrations/sqlite/2002_access_log.sql"),
         ),
         (
+            2003,
+            "server token scopes",
+            include_str!("../migrations/sqlite/2003_token_scopes.sql"),
+        ),
+        (
             2010,
             "web form tokens",
             include_str!("../migrations/sqlite/2010_form_tokens.sql"),
@@ -47,6 +52,11 @@ static MIGRATIONS: ComponentMigrations = ComponentMigrations {
             2002,
             "server access log",
             include_str!("../migrations/postgres/2002_access_log.sql"),
+        ),
+        (
+            2003,
+            "server token scopes",
+            include_str!("../migrations/postgres/2003_token_scopes.sql"),
         ),
         (
             2010,

@@ -21,5 +21,5 @@ pub mod web;
 
 pub use app::{AppState, ServerConfig, serve};
 pub use db::{DbError, ServerDb};
-pub use sessions::AuthConfig;
+pub use sessions::{AuthConfig, TokenScope};
 pub use users::{UserError, UserRecord};

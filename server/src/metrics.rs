@@ -1,10 +1,16 @@
-//! Prometheus metrics of the API: requests by route and status, and a latency histogram
-//! by route. Kept in the process (each node is scraped on its own).
+//! Prometheus metrics: requests by route and status and a latency histogram by route,
+//! kept in the process (each node is scraped on its own); and the work in the database,
+//! read at each scrape (steps, queues by role and unit, overdue tasks, timer lag, outbox
+//! backlog, incidents), the same figures whichever node is asked.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::db::{DbError, ServerDb, on_pool};
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 11] = [
@@ -112,6 +118,136 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A figure of the database, as of one scrape.
+#[derive(Debug, Clone, Default)]
+pub struct WorkFigures {
+    /// History rows: every step ever committed.
+    pub steps: i64,
+    /// Open tasks by (role, unit): what each queue holds.
+    pub queues: Vec<(String, String, i64)>,
+    /// Open tasks past their due time, by unit.
+    pub overdue: Vec<(String, i64)>,
+    /// How long the oldest timer that could fire has been due, in seconds (0 when none is).
+    pub timer_lag_seconds: f64,
+    /// Outbox effects waiting to be delivered.
+    pub outbox_pending: i64,
+    /// Outbox effects given up on (incidents until an operator retries them).
+    pub incidents: i64,
+}
+
+impl ServerDb {
+    /// The work figures as of `now`. Every query reads an index (`task_roles_inbox`,
+    /// `timers_available`, the outbox's partial indexes) except the count of history rows.
+    pub async fn work_figures(&self, now: DateTime<Utc>) -> Result<WorkFigures, DbError> {
+        let now_ms = now.timestamp_millis();
+        let steps: i64 = on_pool!(self, pool => sqlx::query_scalar("SELECT COUNT(*) FROM history")
+            .fetch_one(pool)
+            .await)?;
+        let queues: Vec<(String, String, i64)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT role, unit, COUNT(*) FROM task_roles GROUP BY role, unit ORDER BY role, unit",
+        )
+        .fetch_all(pool)
+        .await)?;
+        let overdue: Vec<(String, i64)> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT unit, COUNT(DISTINCT task_id) FROM task_roles \
+             WHERE due_at IS NOT NULL AND due_at < $1 GROUP BY unit ORDER BY unit",
+        )
+        .bind(now_ms)
+        .fetch_all(pool)
+        .await)?;
+        let oldest: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT MIN(available_at) FROM timers",
+        )
+        .fetch_one(pool)
+        .await)?;
+        let outbox_pending: i64 = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE status = 'pending'",
+        )
+        .fetch_one(pool)
+        .await)?;
+        let incidents: i64 = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE status = 'dead'",
+        )
+        .fetch_one(pool)
+        .await)?;
+        let timer_lag_seconds = oldest
+            .map(|due| (now_ms - due).max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        Ok(WorkFigures {
+            steps,
+            queues,
+            overdue,
+            timer_lag_seconds,
+            outbox_pending,
+            incidents,
+        })
+    }
+}
+
+impl WorkFigures {
+    /// The figures in the text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        family(
+            &mut out,
+            "jiuzhu_steps_total",
+            "counter",
+            "Steps committed (history rows), by every node.",
+        );
+        let _ = writeln!(out, "jiuzhu_steps_total {}", self.steps);
+        family(
+            &mut out,
+            "jiuzhu_queue_tasks",
+            "gauge",
+            "Open tasks in each queue, by role and unit.",
+        );
+        for (role, unit, n) in &self.queues {
+            let _ = writeln!(
+                out,
+                "jiuzhu_queue_tasks{{role=\"{}\",unit=\"{}\"}} {n}",
+                escape(role),
+                escape(unit)
+            );
+        }
+        family(
+            &mut out,
+            "jiuzhu_overdue_tasks",
+            "gauge",
+            "Open tasks past their due time, by unit.",
+        );
+        for (unit, n) in &self.overdue {
+            let _ = writeln!(out, "jiuzhu_overdue_tasks{{unit=\"{}\"}} {n}", escape(unit));
+        }
+        family(
+            &mut out,
+            "jiuzhu_timer_lag_seconds",
+            "gauge",
+            "How long the oldest timer that could fire has been due.",
+        );
+        let _ = writeln!(out, "jiuzhu_timer_lag_seconds {}", self.timer_lag_seconds);
+        family(
+            &mut out,
+            "jiuzhu_outbox_backlog",
+            "gauge",
+            "Outbox effects waiting for delivery.",
+        );
+        let _ = writeln!(out, "jiuzhu_outbox_backlog {}", self.outbox_pending);
+        family(
+            &mut out,
+            "jiuzhu_incidents",
+            "gauge",
+            "Outbox effects given up on (see jiuzhu incidents).",
+        );
+        let _ = writeln!(out, "jiuzhu_incidents {}", self.incidents);
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// Escapes a label value (backslash, quote, newline).

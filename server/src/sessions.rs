@@ -47,12 +47,28 @@ pub struct NewSession {
     pub csrf_token: String,
 }
 
+/// What a token may do beyond naming its user: one of the user's roles and a unit
+/// within the user's (`None`: all of the user's roles, the user's unit).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TokenScope {
+    pub role: Option<String>,
+    pub unit: Option<String>,
+}
+
+/// A live token's user and scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenGrant {
+    pub user_id: String,
+    pub scope: TokenScope,
+}
+
 /// An API token as listed (never its secret).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct TokenRecord {
     pub id: String,
     pub user_id: String,
     pub label: String,
+    pub scope: TokenScope,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
@@ -220,23 +236,40 @@ impl ServerDb {
         Ok(())
     }
 
-    /// Creates an API token for `user_id`; the secret is returned once and stored hashed.
+    /// Creates an API token for `user_id` with the user's roles and unit; the secret is
+    /// returned once and stored hashed.
     pub async fn create_token(
         &self,
         user_id: &str,
         label: &str,
         now: DateTime<Utc>,
     ) -> Result<NewToken, DbError> {
+        self.create_scoped_token(user_id, label, &TokenScope::default(), now)
+            .await
+    }
+
+    /// Creates an API token for `user_id` narrowed to `scope` (checked against the user
+    /// at each request, so a role the user loses is lost by the token too).
+    pub async fn create_scoped_token(
+        &self,
+        user_id: &str,
+        label: &str,
+        scope: &TokenScope,
+        now: DateTime<Utc>,
+    ) -> Result<NewToken, DbError> {
         let id = format!("tok_{}", secrets::random_hex(8)?);
         let token = format!("{TOKEN_PREFIX}{}", secrets::new_secret()?);
         on_pool!(self, pool => sqlx::query(
-            "INSERT INTO server_tokens (id, user_id, token_hash, label, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO server_tokens (id, user_id, token_hash, label, created_at, role, unit) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&id)
         .bind(user_id)
         .bind(secrets::digest(&token))
         .bind(label)
         .bind(ms(now))
+        .bind(&scope.role)
+        .bind(&scope.unit)
         .execute(pool)
         .await
         .map(|r| r.rows_affected()))?;
@@ -245,13 +278,22 @@ impl ServerDb {
 
     /// The user of a live (unrevoked) token.
     pub async fn token_user(&self, token: &str) -> Result<Option<String>, DbError> {
-        let user: Option<String> = on_read_pool!(self, pool => sqlx::query_scalar(
-            "SELECT user_id FROM server_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        Ok(self.token_grant(token).await?.map(|grant| grant.user_id))
+    }
+
+    /// The user and scope of a live (unrevoked) token: one indexed read of the token's
+    /// SHA-256 digest (a token is 256 random bits, so a fast hash is enough).
+    pub async fn token_grant(&self, token: &str) -> Result<Option<TokenGrant>, DbError> {
+        let row: Option<(String, Option<String>, Option<String>)> = on_read_pool!(self, pool => sqlx::query_as(
+            "SELECT user_id, role, unit FROM server_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
         )
         .bind(secrets::digest(token))
         .fetch_optional(pool)
         .await)?;
-        Ok(user)
+        Ok(row.map(|(user_id, role, unit)| TokenGrant {
+            user_id,
+            scope: TokenScope { role, unit },
+        }))
     }
 
     /// Revokes a token; false when there is no live token with that id.
@@ -269,20 +311,33 @@ impl ServerDb {
 
     /// Every token, newest first.
     pub async fn tokens(&self) -> Result<Vec<TokenRecord>, DbError> {
-        let rows: Vec<(String, String, String, i64, Option<i64>)> = on_read_pool!(self, pool => sqlx::query_as(
-            "SELECT id, user_id, label, created_at, revoked_at FROM server_tokens ORDER BY created_at DESC, id",
+        type Row = (
+            String,
+            String,
+            String,
+            i64,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = on_read_pool!(self, pool => sqlx::query_as(
+            "SELECT id, user_id, label, created_at, revoked_at, role, unit FROM server_tokens \
+             ORDER BY created_at DESC, id",
         )
         .fetch_all(pool)
         .await)?;
         Ok(rows
             .into_iter()
-            .map(|(id, user_id, label, created_at, revoked_at)| TokenRecord {
-                id,
-                user_id,
-                label,
-                created_at: from_ms(created_at),
-                revoked_at: revoked_at.map(from_ms),
-            })
+            .map(
+                |(id, user_id, label, created_at, revoked_at, role, unit)| TokenRecord {
+                    id,
+                    user_id,
+                    label,
+                    scope: TokenScope { role, unit },
+                    created_at: from_ms(created_at),
+                    revoked_at: revoked_at.map(from_ms),
+                },
+            )
             .collect())
     }
 }

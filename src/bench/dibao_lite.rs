@@ -54,9 +54,9 @@ pub async fn run(args: &Args) -> Result<serde_json::Value> {
 
 /// What one client did.
 #[derive(Default)]
-struct ClientTally {
+pub(super) struct ClientTally {
     instances: u64,
-    steps: u64,
+    pub(super) steps: u64,
     approved: u64,
     payments: u64,
     /// Instances whose payment carried the expected amount.
@@ -177,7 +177,7 @@ async fn measure(db: &BenchDb, args: &Args) -> Result<serde_json::Value> {
 }
 
 /// Drives instance `i` from start to its payment, as the peers do.
-async fn run_instance(
+pub(super) async fn run_instance(
     engine: &Engine,
     actor: &Actor,
     i: u64,

@@ -65,7 +65,7 @@ fn county(unit: u64) -> String {
     format!("bench/county{:03}", unit / 10)
 }
 
-fn township(unit: u64) -> String {
+pub(super) fn township(unit: u64) -> String {
     format!("{}/town{unit:04}", county(unit))
 }
 
@@ -173,7 +173,7 @@ async fn timed_query(
 }
 
 /// The `p`-quantile (nearest rank) of the latencies, in milliseconds.
-fn percentile_ms(latencies: &mut [Duration], p: f64) -> f64 {
+pub(super) fn percentile_ms(latencies: &mut [Duration], p: f64) -> f64 {
     if latencies.is_empty() {
         return 0.0;
     }

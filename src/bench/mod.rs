@@ -7,6 +7,7 @@
 //! million pending timers are the setting of a measurement, not the thing measured.
 
 mod dibao_lite;
+mod http;
 mod inbox;
 mod setup;
 mod timers;
@@ -30,6 +31,8 @@ pub enum BenchMode {
     Timers(timers::Args),
     /// One user's queue query among a million open tasks.
     Inbox(inbox::Args),
+    /// The API: 64 clients completing cases beside the engine directly; the queue page.
+    Http(http::Args),
 }
 
 /// Where a bench runs; shared by every mode.
@@ -70,6 +73,7 @@ pub fn run(args: BenchArgs) -> i32 {
             BenchMode::DibaoLite(args) => dibao_lite::run(&args).await,
             BenchMode::Timers(args) => timers::run(&args).await,
             BenchMode::Inbox(args) => inbox::run(&args).await,
+            BenchMode::Http(args) => http::run(&args).await,
         }
     });
     match outcome {
