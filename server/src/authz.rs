@@ -63,6 +63,26 @@ impl Principal {
     }
 }
 
+/// The role of system administrators (procedures, users, tokens, payments).
+pub const ADMIN_ROLE: &str = "admin";
+
+impl Principal {
+    /// Whether the caller administers the system.
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|role| role == ADMIN_ROLE)
+    }
+
+    /// `Ok` for an administrator; otherwise the `forbidden` refusal. Every
+    /// administration page and action passes through here.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("forbidden", "administrators only"))
+        }
+    }
+}
+
 /// The one not-found answer, for missing and invisible alike.
 pub fn not_found(what: &str, id: &str) -> ApiError {
     ApiError::not_found(format!("no {what} {id}"))

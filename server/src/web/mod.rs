@@ -4,12 +4,14 @@
 //! files, the vendored scripts included, are embedded too ([`assets`]), so the binary
 //! serves the site from any working directory with no CDN.
 
+pub mod admin;
 pub mod assets;
 pub mod csrf;
 pub mod error;
 pub mod login;
 pub mod post;
 pub mod print;
+pub mod progress;
 pub mod render;
 
 use std::sync::Arc;
@@ -37,6 +39,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/logout", axum::routing::post(login::logout))
         .route("/static/{*path}", get(assets::serve))
         .route("/cases/{id}/notice", get(print::notice))
+        .merge(print::router())
+        .merge(progress::router())
+        .merge(admin::router())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
