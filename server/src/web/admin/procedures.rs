@@ -186,6 +186,12 @@ pub fn diff(old: &str, new: &str) -> Vec<Vec<serde_json::Value>> {
         .collect()
 }
 
+/// The posted source as typed (line ends as LF: browsers post a text area's with CRLF).
+fn source_field(form: &Posted) -> WebResult<String> {
+    required(form, "source", "流程定义")?;
+    Ok(form.one("source").unwrap_or_default().replace("\r\n", "\n"))
+}
+
 /// `POST /admin/procedures/{id}/check`: the source checked, with its problems at their
 /// lines and its diff against the deployed version; a valid, changed source can then be
 /// deployed.
@@ -196,7 +202,7 @@ pub async fn check(
     form: Posted,
 ) -> WebResult {
     admin.accept(&state, &form, &["source"]).await?;
-    let source = required(&form, "source", "流程定义")?.to_string();
+    let source = source_field(&form)?;
     let deployed = versions(&state, &id).await?;
     let current = deployed.first().map_or("", |d| d.source.as_str());
     let diagnostics = diagnose(&state, &id, &source);
@@ -228,11 +234,11 @@ pub async fn deploy(
     form: Posted,
 ) -> WebResult {
     admin.accept(&state, &form, &["source"]).await?;
-    let source = required(&form, "source", "流程定义")?.to_string();
+    let source = source_field(&form)?;
     versions(&state, &id).await?;
     if !diagnose(&state, &id, &source).is_empty() {
         return Err(WebError::new(
-            "invalid_definition",
+            "invalid_data",
             "提交的流程定义未通过检查（页面内容可能被改动），没有部署。请重新检查后再部署。",
         ));
     }
