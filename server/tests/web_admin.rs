@@ -268,3 +268,29 @@ async fn a_token_is_shown_once_and_can_be_revoked() {
         None
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_show_calendar_coverage_and_refuse_retrying_a_non_incident() {
+    let web = start().await;
+    let admin = web.session("admin").await;
+    let page = web.get("/admin/operations", Some(&admin)).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("没有发送失败的事项"), "{}", page.body);
+    // The national calendar lists the 2026 holidays.
+    let row = page
+        .body
+        .find("<code>cn</code>")
+        .expect("calendar cn listed");
+    assert!(page.body[row..].contains("2026"), "{}", page.body);
+    // Form tokens belong to the session: any page's will do for a hand-made post.
+    let token = web.get("/admin/tokens", Some(&admin)).await.tokens()[1].clone();
+    let page = web
+        .post(
+            "/admin/operations",
+            Some(&admin),
+            &[("_csrf", &token), ("id", "no-such-effect")],
+            ADDRESS,
+        )
+        .await;
+    assert_eq!(page.status, 409, "{}", page.body);
+}

@@ -1,11 +1,13 @@
 //! Administration pages under `/admin`, for administrators only: the check is the
 //! [`Admin`] extractor, which asks `authz` (`Principal::require_admin`) — every page and
 //! action of this module takes it. Procedures and their versions (edit, check with
-//! errors at their lines, diff, deploy, run the scenarios), users and API tokens.
+//! errors at their lines, diff, deploy, run the scenarios), users and API tokens,
+//! incidents with retry and calendar coverage.
 //! Every form post consumes a single-use token and lists the fields it accepts: a
 //! missing, extra or malformed field is explained on the page and nothing changes.
 
 mod access;
+mod operations;
 mod procedures;
 
 use std::sync::Arc;
@@ -35,6 +37,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../templates/admin/users.html"),
     ),
     (
+        "admin/operations.html",
+        include_str!("../../../templates/admin/operations.html"),
+    ),
+    (
         "admin/tokens.html",
         include_str!("../../../templates/admin/tokens.html"),
     ),
@@ -55,6 +61,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(
             "/admin/tokens",
             get(access::tokens).post(access::token_action),
+        )
+        .route(
+            "/admin/operations",
+            get(operations::operations).post(operations::retry),
         )
 }
 
