@@ -294,3 +294,22 @@ async fn operations_show_calendar_coverage_and_refuse_retrying_a_non_incident() 
         .await;
     assert_eq!(page.status, 409, "{}", page.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_procedures_scenarios_run_from_the_page() {
+    let web = start().await;
+    let admin = web.session("admin").await;
+    let page = web.get("/admin/procedures/mini", Some(&admin)).await;
+    let token = page.tokens()[2].clone();
+    let page = web
+        .post(
+            "/admin/procedures/mini/scenarios",
+            Some(&admin),
+            &[("_csrf", &token)],
+            ADDRESS,
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("通过 公示期间没有待办"), "{}", page.body);
+    assert!(page.body.contains("失败 错误的期望"), "{}", page.body);
+}

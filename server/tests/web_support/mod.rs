@@ -129,6 +129,7 @@ pub async fn start() -> Web {
         &processes.join("policies"),
         &project_dir.path().join("policies"),
     );
+    write_scenarios(&project_dir.path().join("scenarios/mini"));
     let project = match Project::load(project_dir.path()) {
         Ok(project) => project,
         Err(problems) => panic!("project: {}", problems.join("\n")),
@@ -285,6 +286,22 @@ impl Web {
             .complete(&task, &actor("zx_head", "township_head", TOWNSHIP), data)
             .await
             .expect("decide");
+    }
+}
+
+/// Two scenarios of `mini`: one that passes, one that fails.
+fn write_scenarios(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("scenario folder");
+    for (file, name, tasks) in [
+        ("01-ok.scenario.yaml", "公示期间没有待办", "[]"),
+        ("02-wrong.scenario.yaml", "错误的期望", "[approve]"),
+    ] {
+        let text = format!(
+            "name: {name}\nprocess: mini\nstart:\n  at: 2026-03-02T09:00:00+08:00\n  \
+             by: {{user: s1, roles: [township_staff], unit: {TOWNSHIP}}}\n  \
+             data: {{applicant_name: 张三}}\nsteps:\n  - expect: {{tasks: {tasks}}}\n"
+        );
+        std::fs::write(dir.join(file), text).expect("scenario");
     }
 }
 
