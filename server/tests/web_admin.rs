@@ -313,3 +313,63 @@ async fn the_procedures_scenarios_run_from_the_page() {
     assert!(page.body.contains("通过 公示期间没有待办"), "{}", page.body);
     assert!(page.body.contains("失败 错误的期望"), "{}", page.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_added_once_and_disabled() {
+    let web = start().await;
+    let admin = web.session("admin").await;
+    let page = web.get("/admin/users", Some(&admin)).await;
+    assert!(page.body.contains("系统管理员"), "{}", page.body);
+    let add = page.tokens().last().expect("add form").clone();
+    let fields = [
+        ("_csrf", add.as_str()),
+        ("action", "add"),
+        ("id", "zx_new"),
+        ("name", "新同事"),
+        ("unit", web_support::TOWNSHIP),
+        ("role", "township_staff"),
+    ];
+    // An extra field is refused and nothing is added.
+    let mut extra = fields.to_vec();
+    extra.push(("roles_all", "admin"));
+    let page = web
+        .post("/admin/users", Some(&admin), &extra, ADDRESS)
+        .await;
+    assert_eq!(page.status, 422, "{}", page.body);
+    assert!(web.state.db.user("zx_new").await.expect("user").is_none());
+    let page = web
+        .post("/admin/users", Some(&admin), &fields, ADDRESS)
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("已添加用户 zx_new"), "{}", page.body);
+    let page = web
+        .post("/admin/users", Some(&admin), &fields, ADDRESS)
+        .await;
+    assert_eq!(page.status, 403, "a double submit: {}", page.body);
+    let page = web.get("/admin/users", Some(&admin)).await;
+    let row = page.body.find("id=\"user-zx_new\"").expect("listed");
+    let marker = "name=\"_csrf\" value=\"";
+    let at = page.body[row..].find(marker).expect("row form") + row + marker.len();
+    let token = page.body[at..]
+        .split('"')
+        .next()
+        .expect("token")
+        .to_string();
+    let page = web
+        .post(
+            "/admin/users",
+            Some(&admin),
+            &[("_csrf", &token), ("action", "disable"), ("id", "zx_new")],
+            ADDRESS,
+        )
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let user = web
+        .state
+        .db
+        .user("zx_new")
+        .await
+        .expect("user")
+        .expect("exists");
+    assert!(user.disabled && user.roles == ["township_staff"]);
+}
