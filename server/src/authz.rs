@@ -125,7 +125,7 @@ fn require_role(principal: &Principal, roles: &[&str], what: &str) -> Result<(),
 
 /// Definitions (validate, deploy, versions), the access log: administrators only.
 pub fn admin(principal: &Principal, what: &str) -> Result<(), ApiError> {
-    require_role(principal, &["admin"], what)
+    require_role(principal, &[ADMIN_ROLE], what)
 }
 
 /// Payment runs, bank files, results and reports.
@@ -178,6 +178,22 @@ pub fn message(
         "recording an applicant's message",
     )?;
     Ok(Some(ON_BEHALF_OF_APPLICANT))
+}
+
+/// The role of system administrators (procedures, users, tokens, payments).
+pub const ADMIN_ROLE: &str = "admin";
+
+impl Principal {
+    /// Whether the caller administers the system.
+    pub fn is_admin(&self) -> bool {
+        self.has_any(&[ADMIN_ROLE])
+    }
+
+    /// `Ok` for an administrator; otherwise the `forbidden` refusal. Every
+    /// administration page and action passes through here.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        admin(self, "administration")
+    }
 }
 
 /// The one not-found answer, for missing and invisible alike.

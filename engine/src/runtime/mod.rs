@@ -197,6 +197,36 @@ impl Engine {
         Ok(deployed?)
     }
 
+    /// Deploys one definition from its source text (an administrator's edit): it must
+    /// load against the project's roles and calendars and declare `process_id`. An
+    /// unchanged source keeps its version; otherwise the next version is created.
+    pub async fn deploy_source(
+        &self,
+        process_id: &str,
+        source: &str,
+    ) -> Result<Deployment, EngineError> {
+        let invalid = |diagnostics: String| EngineError::InvalidDefinition {
+            process: process_id.to_string(),
+            diagnostics,
+        };
+        let def = load_definition(source, process_id, &self.project.context)
+            .map_err(|d| invalid(crate::lang::render(&d)))?;
+        if def.id != process_id {
+            return Err(invalid(format!("the source declares process {}", def.id)));
+        }
+        let batch = [NewDeployment {
+            process_id: process_id.to_string(),
+            source: source.to_string(),
+            hash: hex(&Sha256::digest(source.as_bytes())),
+        }];
+        let deployed = self.store.deploy(&batch, self.now()).await;
+        lock(&self.latest).remove(process_id);
+        deployed?.pop().ok_or_else(|| EngineError::NotFound {
+            what: "deployed process",
+            id: process_id.to_string(),
+        })
+    }
+
     /// The latest deployed version of `process`; read from the store at most once per
     /// [`LATEST_DEPLOYMENT_TTL`] (a deploy through this engine forgets it at once).
     async fn latest_version(&self, process: &str) -> Result<i64, EngineError> {

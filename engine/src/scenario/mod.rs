@@ -5,6 +5,7 @@
 //! before the next step. Adapters are recorded: outward effects are kept and
 //! checked by `expect`, never delivered.
 
+mod files;
 mod format;
 mod matching;
 
@@ -21,6 +22,7 @@ use crate::core::{
 };
 use crate::duration::Duration;
 use crate::lang::model::{Definition, EffectKind};
+pub use files::{collect, run_file};
 pub use format::{
     Expect, Handover, LoadError, Scenario, ScenarioStart, Step, StepKind, parse_scenario,
 };

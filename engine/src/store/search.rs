@@ -192,7 +192,7 @@ fn applicant_name(vars: &serde_json::Value) -> Option<String> {
 }
 
 /// Every `id_number` string of the variables, at any depth, in document order.
-fn id_numbers(vars: &serde_json::Value) -> Vec<String> {
+pub fn id_numbers(vars: &serde_json::Value) -> Vec<String> {
     let mut found = Vec::new();
     collect_id_numbers(vars, &mut found);
     found

@@ -65,7 +65,7 @@ pub async fn page_get(Query(query): Query<LoginQuery>) -> WebResult {
 
 /// The address a login comes from (a trusted proxy's last `X-Forwarded-For` entry, or the
 /// peer).
-fn client_address(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
+pub(super) fn client_address(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> String {
     if state.config.trust_proxy
         && let Some(forwarded) = headers
             .get("x-forwarded-for")

@@ -4,6 +4,7 @@
 //! files, the vendored scripts included, are embedded too ([`assets`]), so the binary
 //! serves the site from any working directory with no CDN.
 
+pub mod admin;
 pub mod assets;
 pub mod case;
 pub mod csrf;
@@ -12,6 +13,7 @@ pub mod fields;
 pub mod login;
 pub mod post;
 pub mod print;
+pub mod progress;
 pub mod queue;
 pub mod render;
 pub mod task;
@@ -49,6 +51,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/cases/new", get(case::new_form).post(case::start))
         .route("/cases/{id}", get(case::file))
         .route("/cases/{id}/notice", get(print::notice))
+        .merge(print::router())
+        .merge(progress::router())
+        .merge(admin::router())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }

@@ -31,6 +31,8 @@ const TEMPLATES: &[(&str, &str)] = &[
 fn all_templates() -> Vec<(&'static str, &'static str)> {
     let mut all = TEMPLATES.to_vec();
     all.extend_from_slice(super::print::TEMPLATES);
+    all.extend_from_slice(super::progress::TEMPLATES);
+    all.extend_from_slice(super::admin::TEMPLATES);
     all
 }
 
