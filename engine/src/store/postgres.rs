@@ -6,6 +6,7 @@ use super::group_write::{self, Param, WriteTx};
 use super::migrations;
 use super::shared::{self, HeadCache};
 use super::{ConflictReason, StoreError, StoreOptions};
+use crate::audit::{self, AuditKey};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -39,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "task_roles",
         include_str!("../../migrations/postgres/0006_task_roles.sql"),
     ),
+    (
+        8,
+        "keyed_history",
+        include_str!("../../migrations/postgres/0008_keyed_history.sql"),
+    ),
 ];
 
 const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2 \
@@ -62,6 +68,10 @@ pub(crate) struct PostgresStore {
     /// The same pool as `writer`: PostgreSQL needs no reader/writer split.
     pub(super) reader: PgPool,
     heads: Arc<HeadCache>,
+    /// The key of the history chain (see [`crate::audit`]).
+    pub(super) audit: Option<Arc<AuditKey>>,
+    /// True when the key was created by this open (cases from before it get sealed).
+    pub(super) key_created: bool,
 }
 
 /// The URL without its password, for error messages.
@@ -143,10 +153,14 @@ impl PostgresStore {
             classify,
         )
         .await?;
+        let key_path = audit::key_path(options.audit_key_file.as_deref(), None)?;
+        let (key, key_created) = AuditKey::read_or_create(&key_path)?;
         Ok(PostgresStore {
             writer: pool.clone(),
             reader: pool,
             heads: Arc::new(HeadCache::new()),
+            audit: Some(Arc::new(key)),
+            key_created,
         })
     }
 
@@ -168,7 +182,8 @@ impl PostgresStore {
                 pool: &self.writer,
                 tx: None,
             };
-            group_write::commit_group(&mut tx, &self.heads, steps, attempt).await
+            group_write::commit_group(&mut tx, &self.heads, self.audit.as_deref(), steps, attempt)
+                .await
         })
         .await
     }
