@@ -222,10 +222,15 @@ pub fn key_path(
     Ok(data.join("jiuzhu").join("audit.key"))
 }
 
-/// The hash a row and a head MAC commit to for a state: SHA-256 of its canonical JSON
-/// (sorted keys, no whitespace), so the text PostgreSQL gives back for a `jsonb` column
-/// hashes as the text that was written. `None` when `text` is not JSON.
-pub fn state_hash(text: &str) -> Option<String> {
+/// The hash a row and a head MAC commit to for a state. With `exact` (SQLite, which gives
+/// back the very text written): SHA-256 of the text, no parse. Otherwise (PostgreSQL, whose
+/// `jsonb` gives back a normalised text): SHA-256 of its canonical JSON (sorted keys, no
+/// whitespace), which is the same for the text written and the text read. `None` when a
+/// text to canonicalise is not JSON.
+pub fn state_hash(text: &str, exact: bool) -> Option<String> {
+    if exact {
+        return Some(crate::store::sha256_hex(text.as_bytes()));
+    }
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
     Some(crate::store::sha256_hex(
         crate::store::canonical_json(&value).as_bytes(),
@@ -261,11 +266,18 @@ mod tests {
     #[test]
     fn the_state_hash_ignores_key_order_and_spacing() {
         assert_eq!(
-            state_hash(r#"{"a":1,"b":[2]}"#),
-            state_hash(r#"{ "b": [2], "a": 1 }"#)
+            state_hash(r#"{"a":1,"b":[2]}"#, false),
+            state_hash(r#"{ "b": [2], "a": 1 }"#, false)
         );
-        assert_ne!(state_hash(r#"{"a":1}"#), state_hash(r#"{"a":2}"#));
-        assert_eq!(state_hash(r#"{"a":"#), None);
+        assert_ne!(
+            state_hash(r#"{"a":1,"b":[2]}"#, true),
+            state_hash(r#"{ "b": [2], "a": 1 }"#, true)
+        );
+        assert_ne!(
+            state_hash(r#"{"a":1}"#, false),
+            state_hash(r#"{"a":2}"#, false)
+        );
+        assert_eq!(state_hash(r#"{"a":"#, false), None);
     }
 
     #[test]

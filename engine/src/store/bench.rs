@@ -214,11 +214,11 @@ macro_rules! count_rows {
     }};
 }
 
-/// The store's audit key, for the seeded rows' links.
-fn delegate_key(backend: &Backend) -> Option<&crate::audit::AuditKey> {
+/// The store's audit key and state hashing, for the seeded rows' links.
+fn delegate_key(backend: &Backend) -> (Option<&crate::audit::AuditKey>, bool) {
     match backend {
-        Backend::Sqlite(store) => store.audit.as_deref(),
-        Backend::Postgres(store) => store.audit.as_deref(),
+        Backend::Sqlite(store) => (store.audit.as_deref(), sqlite::EXACT_STATE_TEXT),
+        Backend::Postgres(store) => (store.audit.as_deref(), false),
     }
 }
 
@@ -238,9 +238,10 @@ impl Store {
                     problem: super::CommitProblem::VersionNotNext,
                 });
             }
-            let key = delegate_key(&self.backend);
+            let (key, exact) = delegate_key(&self.backend);
             hashes.push(shared::prepare_link(
                 key,
+                exact,
                 step,
                 hashes.len(),
                 super::GENESIS_HASH.to_owned(),

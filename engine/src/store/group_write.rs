@@ -43,6 +43,10 @@ pub(crate) trait WriteTx: Send {
     /// statement is prepared once and run again with new values, and a single-row write
     /// needs no statement journal (a multi-row one copies every page it touches first).
     const ROWS_PER_STATEMENT: usize;
+    /// True when the database gives a state back as the very text written (SQLite), so its
+    /// hash is of the text; PostgreSQL's `jsonb` normalises it (see
+    /// [`crate::audit::state_hash`]).
+    const EXACT_STATE_TEXT: bool;
     fn begin(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn commit(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Ends the transaction keeping nothing. Never fails the caller: a rollback that cannot
@@ -370,7 +374,11 @@ async fn chain_link<T: WriteTx>(
         }
     };
     Ok(StepPlan::Write(shared::prepare_link(
-        key, step, index, prev_hash,
+        key,
+        T::EXACT_STATE_TEXT,
+        step,
+        index,
+        prev_hash,
     )?))
 }
 

@@ -12,6 +12,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 type DbConn = sqlx::PgConnection;
+
+/// `jsonb` gives a state back normalised: its hash is of its canonical JSON.
+const EXACT_STATE_TEXT: bool = false;
 type DbRow = sqlx::postgres::PgRow;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -227,6 +230,7 @@ fn bind<'q>(
 
 impl WriteTx for PgWrite<'_> {
     const ROWS_PER_STATEMENT: usize = shared::ROWS_PER_STATEMENT;
+    const EXACT_STATE_TEXT: bool = EXACT_STATE_TEXT;
 
     async fn begin(&mut self) -> Result<(), StoreError> {
         self.tx = Some(self.pool.begin().await.map_err(classify)?);

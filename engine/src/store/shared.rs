@@ -202,6 +202,7 @@ impl ChainHead {
 pub(crate) fn checked_instance(
     read: Result<(super::InstanceRow, RowHead), StoreError>,
     key: Option<&crate::audit::AuditKey>,
+    exact_state_text: bool,
 ) -> Result<(super::InstanceRow, String), StoreError> {
     let (instance, head) = match read {
         Ok(read) => read,
@@ -214,7 +215,7 @@ pub(crate) fn checked_instance(
         }
         Err(error) => return Err(error),
     };
-    let state_hash = crate::audit::state_hash(instance.state.as_str());
+    let state_hash = crate::audit::state_hash(instance.state.as_str(), exact_state_text);
     super::chain::check_head(
         &instance.id,
         &super::chain::RecordedHead {
@@ -247,6 +248,7 @@ pub(crate) struct PreparedStep {
 /// (committing to the new state, with the instance's new head MAC), or plain without one.
 pub(crate) fn prepare_link(
     key: Option<&crate::audit::AuditKey>,
+    exact_state_text: bool,
     step: &StepCommit,
     index: usize,
     prev_hash: String,
@@ -276,11 +278,10 @@ pub(crate) fn prepare_link(
             head_mac: None,
         });
     };
-    let state_hash = crate::audit::state_hash(instance.state.as_str()).ok_or_else(|| {
-        StoreError::UnreadableState {
+    let state_hash = crate::audit::state_hash(instance.state.as_str(), exact_state_text)
+        .ok_or_else(|| StoreError::UnreadableState {
             instance_id: instance.id.clone(),
-        }
-    })?;
+        })?;
     let hash = chain::keyed_row_hash(key, &instance.id, &prev_hash, &row, &state_hash);
     let head_mac = key.head_mac(&instance.id, seq, &hash, &state_hash);
     Ok(PreparedStep {
@@ -515,7 +516,11 @@ macro_rules! store_methods {
             &self,
             row: &DbRow,
         ) -> Result<($crate::store::InstanceRow, String), $crate::store::StoreError> {
-            shared::checked_instance(Self::instance_from_row(row), self.audit.as_deref())
+            shared::checked_instance(
+                Self::instance_from_row(row),
+                self.audit.as_deref(),
+                EXACT_STATE_TEXT,
+            )
         }
 
         pub(crate) async fn load_instance(
@@ -899,7 +904,8 @@ macro_rules! store_methods {
                 version: head.try_get("version").map_err(classify)?,
                 hash: head.try_get("history_hash").map_err(classify)?,
                 mac: head.try_get("head_mac").map_err(classify)?,
-                state_hash: state.and_then(|s| $crate::audit::state_hash(s.0.as_str())),
+                state_hash: state
+                    .and_then(|s| $crate::audit::state_hash(s.0.as_str(), EXACT_STATE_TEXT)),
             };
             let rows = sqlx::query(
                 "SELECT seq, at, actor, event, node, data, prev_hash, hash, scheme, state_hash \
@@ -957,7 +963,9 @@ macro_rules! store_methods {
                         row.try_get("state").ok();
                     // An unreadable state is left unsealed: its check reports it.
                     let Some(state_hash) =
-                        state.and_then(|s| $crate::audit::state_hash(s.0.as_str()))
+                        state.and_then(|s| {
+                            $crate::audit::state_hash(s.0.as_str(), EXACT_STATE_TEXT)
+                        })
                     else {
                         continue;
                     };

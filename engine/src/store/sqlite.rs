@@ -19,6 +19,9 @@ use std::time::Duration;
 
 type DbRow = sqlx::sqlite::SqliteRow;
 
+/// SQLite gives a state back as the very text written: its hash is of that text.
+pub(super) const EXACT_STATE_TEXT: bool = true;
+
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
         1,
