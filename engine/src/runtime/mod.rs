@@ -47,6 +47,7 @@ pub use crate::group_commit::TIMER_CONCURRENCY;
 
 mod cache;
 mod error;
+mod tamper;
 mod timers;
 
 use cache::{CachedInstance, INSTANCE_CACHE_ENTRIES, InstanceCache, LATEST_DEPLOYMENT_TTL};
@@ -518,33 +519,6 @@ impl Engine {
                 outcome => return outcome,
             }
         }
-    }
-
-    /// A case whose stored state or head fails its check: no step runs on it, and an
-    /// incident (`tampered`, once per case) says so to the operators.
-    async fn tampered(&self, tamper: crate::store::TamperError) -> EngineError {
-        let id = format!("{}-tampered", tamper.instance_id);
-        let payload = serde_json::json!({
-            "type": "tampered",
-            "instance": tamper.instance_id,
-            "seq": tamper.seq,
-        });
-        let recorded = self
-            .store
-            .record_incident(
-                &id,
-                &tamper.instance_id,
-                "tampered",
-                &payload,
-                &tamper.to_string(),
-                self.now(),
-            )
-            .await;
-        if let Err(error) = recorded {
-            tracing::warn!(instance = %tamper.instance_id, %error, "tampered case: incident not recorded");
-        }
-        tracing::warn!(instance = %tamper.instance_id, seq = tamper.seq, "tampered case refused");
-        EngineError::Tampered(tamper)
     }
 
     /// One attempt of [`Engine::apply`] on a known state; remembers the committed state.
