@@ -81,6 +81,11 @@ fn engine_hints(error: &EngineError) -> Vec<String> {
         "forbidden" => {
             vec!["the task belongs to another unit or role: see `jiuzhu show CASE`".into()]
         }
+        "tampered" => vec![
+            "the case was changed outside the engine and is stopped: `jiuzhu incidents` lists it, \
+             `jiuzhu audit verify` checks every case"
+                .into(),
+        ],
         _ => Vec::new(),
     }
 }
@@ -123,6 +128,8 @@ fn store_code(error: &StoreError) -> (&'static str, i32) {
         StoreError::InvalidUrl { .. } => ("invalid_input", USAGE),
         StoreError::Unreachable { .. } => ("unreachable", REFUSED),
         e if e.is_conflict() => ("conflict", REFUSED),
+        StoreError::Tampered(_) => ("tampered", REFUSED),
+        StoreError::AuditKey(_) => ("audit_key", USAGE),
         _ => ("store", REFUSED),
     }
 }

@@ -1,6 +1,7 @@
 //! The `jiuzhu` command: thin wiring of the engine, rules and adapters crates.
 
 mod assess_cmd;
+mod audit_cmd;
 mod bench;
 mod calendar_check;
 mod cases_cmd;
@@ -268,6 +269,11 @@ enum Command {
         #[command(subcommand)]
         command: users_cmd::UsersCommand,
     },
+    /// The audit trail of every case: verify its keyed hash chain, seal cases from before the key.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cmd::AuditCommand,
+    },
     /// API tokens for machine clients: create, revoke, list.
     Tokens {
         #[command(subcommand)]
@@ -433,6 +439,14 @@ fn main() -> ExitCode {
         }
         Command::Users { command } => lifecycle_cmd(global, Access::Write, async |s| {
             users_cmd::run(s, &command).await
+        }),
+        Command::Audit {
+            command: audit_cmd::AuditCommand::Verify,
+        } => read_cmd(global, async |s| audit_cmd::verify(&s.store).await),
+        Command::Audit {
+            command: audit_cmd::AuditCommand::Seal,
+        } => lifecycle_cmd(global, Access::Write, async |s| {
+            audit_cmd::seal(&s.engine.store).await
         }),
         Command::Tokens { command } => lifecycle_cmd(global, Access::Write, async |s| {
             tokens_cmd::run(s, &command).await

@@ -467,10 +467,14 @@ pub async fn history(view: &View<'_>, fragment: &str, verify: bool, as_json: boo
         }
     }
     match verified {
-        Some(Ok(())) => {
+        Some(Ok(chain)) => {
             let head = rows.last().map(|r| r.hash.as_str()).unwrap_or_default();
+            let plain = match chain.plain_rows {
+                0 => String::new(),
+                n => format!(" ({n} from before the audit key)"),
+            };
             let line = format!(
-                "hash chain verified: {} rows, head {}",
+                "hash chain verified: {} rows{plain}, head {}",
                 rows.len(),
                 head.get(..16).unwrap_or(head)
             );

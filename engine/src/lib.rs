@@ -7,6 +7,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod assessor;
+pub mod audit;
 pub mod calendar;
 pub mod clock;
 pub mod core;

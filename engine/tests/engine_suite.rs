@@ -1090,15 +1090,14 @@ async fn a_timer_batch_fires_once_on_instances_moved_after_their_prefetch(ctx: C
     Ok(())
 }
 
-/// A prefetch keeps only what loads; an instance whose stored state does not decode is
-/// left to its firing, which reports it as before.
+/// A prefetch keeps only what loads; an instance whose stored state was changed behind
+/// the engine's back is left to its firing, which refuses it as `tampered`.
 async fn prefetch_skips_instances_that_do_not_load(ctx: Ctx) -> Result<()> {
     let starter = ctx.node("starter").await?;
     starter.deploy().await?;
     let (sound, _) = case_at_survey(&ctx, &starter).await?;
     let (broken, _) = case_at_survey(&ctx, &starter).await?;
-    // A state that does not read back is a fault of what is stored (`store`), not of the
-    // definition.
+    // A state edited in the database no longer matches the case's signed head.
     ctx.raw(&format!(
         "UPDATE instances SET state = '{{\"broken\": true}}' WHERE id = '{broken}'"
     ))
@@ -1122,7 +1121,7 @@ async fn prefetch_skips_instances_that_do_not_load(ctx: Ctx) -> Result<()> {
             && tick
                 .timer_failures
                 .iter()
-                .all(|f| f.instance_id == broken && f.error.code() == "store"),
+                .all(|f| f.instance_id == broken && f.error.code() == "tampered"),
         "{tick:?}"
     );
     Ok(())

@@ -47,6 +47,10 @@ pub enum EngineError {
         #[source]
         source: serde_json::Error,
     },
+    /// The case's stored state or head fails its check against the keyed history chain
+    /// (changed behind the engine's back): no step runs on it.
+    #[error(transparent)]
+    Tampered(crate::store::TamperError),
     /// A new state (or timer) does not serialise: nothing is stored rather than a null.
     #[error("state of {instance} does not serialise")]
     Serialize {
@@ -64,7 +68,8 @@ fn holder_suffix(holder: Option<&str>) -> String {
 
 impl EngineError {
     /// One of `not_found`, `forbidden`, `separation_of_duties`, `conflict`, `invalid_data`,
-    /// `duplicate`, `incident`, `invalid_definition`, `store`.
+    /// `duplicate`, `incident`, `invalid_definition`, `tampered` (the case's stored state or
+    /// history fails its check against the keyed chain), `store`.
     pub fn code(&self) -> &'static str {
         match self {
             EngineError::Step(e) => e.code(),
@@ -73,6 +78,7 @@ impl EngineError {
                 ..
             }) => "duplicate",
             EngineError::Store(e) if e.is_conflict() => "conflict",
+            EngineError::Store(StoreError::Tampered(_)) | EngineError::Tampered(_) => "tampered",
             EngineError::Store(StoreError::NotFound { .. }) => "not_found",
             EngineError::Store(_) => "store",
             EngineError::NotFound { .. } => "not_found",

@@ -10,7 +10,11 @@
 //! for an instance is kept (bounded, least recently used first) and the next step runs on
 //! it. The commit's version check is what makes that safe: when another node moved the
 //! instance meanwhile, the commit is a conflict, and the step runs once more on a fresh
-//! load. The latest deployment of each process is kept for a short while the same way.
+//! load — again, up to a few times, while other steps of the case (its other tasks, its
+//! timers) keep committing first; the user sees `conflict` only when the fresh state refuses
+//! the step. A state read from the database is first checked against the case's signed head
+//! (`store::chain::check_head`): a mismatch refuses the step with `tampered` and raises an
+//! incident. The latest deployment of each process is kept for a short while the same way.
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
@@ -45,12 +49,17 @@ pub use crate::group_commit::TIMER_CONCURRENCY;
 mod cache;
 mod error;
 mod recount;
+mod tamper;
 mod timers;
 
 use cache::{CachedInstance, INSTANCE_CACHE_ENTRIES, InstanceCache, LATEST_DEPLOYMENT_TTL};
 pub use error::EngineError;
 pub use recount::Recounted;
 pub use timers::{TimerFiring, TimerRetry};
+
+/// Fresh loads a step gets when other steps of its case keep committing first (see
+/// [`Engine::apply`]); each lost race means another step made progress.
+const FRESH_ATTEMPTS: usize = 8;
 
 /// The engine of one node: a store, the project's definitions and rules, and a clock.
 pub struct Engine {
@@ -421,7 +430,11 @@ impl Engine {
         let row = self
             .store
             .load_instance(instance_id)
-            .await?
+            .await
+            .map_err(|error| match error {
+                StoreError::Tampered(tamper) => EngineError::Tampered(tamper),
+                error => EngineError::Store(error),
+            })?
             .ok_or_else(|| EngineError::NotFound {
                 what: "instance",
                 id: instance_id.to_string(),
@@ -514,14 +527,32 @@ impl Engine {
                 }
             }
         }
-        let (row, def, state) = self.load(instance_id).await?;
-        let fresh = CachedInstance {
-            version: row.version,
-            process_version: row.process_version,
-            def,
-            state: Arc::new(state),
-        };
-        self.apply_on(instance_id, fresh, &step).await
+        // A lost race on a fresh state means another step of the case (another task, a
+        // timer) committed in between: run again on the state it left. The core decides on
+        // that state whether this step still stands; only when it refuses (the user's own
+        // task was completed, claimed or closed meanwhile) does the caller see it.
+        let mut attempt = 1;
+        loop {
+            let (row, def, state) = match self.load(instance_id).await {
+                Err(EngineError::Tampered(tamper)) => {
+                    return Err(self.tampered(tamper).await);
+                }
+                loaded => loaded?,
+            };
+            let fresh = CachedInstance {
+                version: row.version,
+                process_version: row.process_version,
+                def,
+                state: Arc::new(state),
+            };
+            match self.apply_on(instance_id, fresh, &step).await {
+                Err(EngineError::Conflict {
+                    reason: ConflictReason::VersionMismatch | ConflictReason::Serialization,
+                    ..
+                }) if attempt < FRESH_ATTEMPTS => attempt += 1,
+                outcome => return outcome,
+            }
+        }
     }
 
     /// One attempt of [`Engine::apply`] on a known state; remembers the committed state.

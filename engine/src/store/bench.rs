@@ -45,18 +45,18 @@ macro_rules! seed_rows {
         async {
         let conn = $conn;
         let steps: &[StepCommit] = $steps;
-        let hashes: &[(String, String)] = $hashes;
+        let hashes: &[shared::PreparedStep] = $hashes;
         for (chunk, chunk_hashes) in steps
             .chunks(ROWS_PER_STATEMENT)
             .zip(hashes.chunks(ROWS_PER_STATEMENT))
         {
             let sql = shared::multi_row_insert(
-                "instances (id, process_id, process_version, status, outcome, unit, state, version, created_at, updated_at, history_hash)",
-                11,
+                "instances (id, process_id, process_version, status, outcome, unit, state, version, created_at, updated_at, history_hash, head_mac)",
+                12,
                 chunk.len(),
             );
             let mut query = sqlx::query(&sql);
-            for (step, (_, hash)) in chunk.iter().zip(chunk_hashes) {
+            for (step, link) in chunk.iter().zip(chunk_hashes) {
                 let instance = &step.instance;
                 query = query
                     .bind(&instance.id)
@@ -69,17 +69,18 @@ macro_rules! seed_rows {
                     .bind(instance.version)
                     .bind(ms(instance.created_at))
                     .bind(ms(instance.updated_at))
-                    .bind(hash);
+                    .bind(&link.hash)
+                    .bind(link.head_mac.as_deref());
             }
             query.execute(&mut *conn).await?;
 
             let sql = shared::multi_row_insert(
-                "history (instance_id, seq, at, actor, event, node, data, prev_hash, hash)",
-                9,
+                "history (instance_id, seq, at, actor, event, node, data, prev_hash, hash, scheme, state_hash)",
+                11,
                 chunk.len(),
             );
             let mut query = sqlx::query(&sql);
-            for (step, (data_json, hash)) in chunk.iter().zip(chunk_hashes) {
+            for (step, link) in chunk.iter().zip(chunk_hashes) {
                 query = query
                     .bind(&step.instance.id)
                     .bind(step.instance.version)
@@ -87,9 +88,11 @@ macro_rules! seed_rows {
                     .bind(step.history.actor.as_deref())
                     .bind(&step.history.event)
                     .bind(step.history.node.as_deref())
-                    .bind(data_json)
+                    .bind(&link.data_json)
                     .bind(super::GENESIS_HASH)
-                    .bind(hash);
+                    .bind(&link.hash)
+                    .bind(link.scheme)
+                    .bind(link.state_hash.as_deref());
             }
             query.execute(&mut *conn).await?;
         }
@@ -211,6 +214,14 @@ macro_rules! count_rows {
     }};
 }
 
+/// The store's audit key and state hashing, for the seeded rows' links.
+fn delegate_key(backend: &Backend) -> (Option<&crate::audit::AuditKey>, bool) {
+    match backend {
+        Backend::Sqlite(store) => (store.audit.as_deref(), sqlite::EXACT_STATE_TEXT),
+        Backend::Postgres(store) => (store.audit.as_deref(), false),
+    }
+}
+
 impl Store {
     /// BENCH ONLY: writes fresh cases, each a start step (`expected_version` is `None`), with
     /// their history link, tasks, timers and outbox in ONE transaction of multi-row
@@ -227,19 +238,14 @@ impl Store {
                     problem: super::CommitProblem::VersionNotNext,
                 });
             }
-            let data_json = super::canonical_json(&step.history.data);
-            let hash = super::chain::row_hash(
-                super::GENESIS_HASH,
-                &super::chain::ChainedRow {
-                    seq: step.instance.version,
-                    at_ms: ms(step.history.at),
-                    actor: step.history.actor.as_deref(),
-                    event: &step.history.event,
-                    node: step.history.node.as_deref(),
-                    data_json: &data_json,
-                },
-            );
-            hashes.push((data_json, hash));
+            let (key, exact) = delegate_key(&self.backend);
+            hashes.push(shared::prepare_link(
+                key,
+                exact,
+                step,
+                hashes.len(),
+                super::GENESIS_HASH.to_owned(),
+            )?);
         }
         match &self.backend {
             Backend::Sqlite(store) => {

@@ -1,14 +1,22 @@
 //! The per-instance history hash chain: canonical JSON, row hashes and verification.
 //!
-//! Each history row carries `prev_hash` and
-//! `hash = sha256(prev_hash || canonical JSON of {seq, at, actor, event, node, data})`,
-//! both as lowercase hex. "Canonical" here means: object keys sorted by their
-//! UTF-8 bytes at every depth, no insignificant whitespace, strings and numbers
-//! written as `serde_json` writes them, and `at` as integer epoch milliseconds
-//! (the precision the store keeps). The `data` text is stored exactly as it was
-//! hashed, so verification hashes the stored bytes and any edit of them shows.
+//! Each history row carries `prev_hash` and a `hash` over the previous hash and the
+//! canonical JSON of `{seq, at, actor, event, node, data}`, both as lowercase hex. The
+//! row's `scheme` says how: 1 (rows written before the audit key) is
+//! `sha256(prev_hash || document)`; 2 adds `"state"` (the hash of the case's state after
+//! the step, [`crate::audit::state_hash`]) to the document and takes
+//! `HMAC-SHA256(key, instance || prev_hash || document)` ([`crate::audit::AuditKey`]).
+//! Once a chain has a keyed row, every later row must be keyed. The instance row keeps the
+//! chain's head (`history_hash`) and a head MAC over `(id, version, head, state hash)`.
+//! "Canonical" means: object keys sorted by their UTF-8 bytes at every depth, no
+//! insignificant whitespace, strings and numbers written as `serde_json` writes them, and
+//! `at` as integer epoch milliseconds (the precision the store keeps). The `data` text is
+//! stored exactly as it was hashed, so verification hashes the stored bytes and any edit
+//! of them shows.
 
 use sha2::{Digest, Sha256};
+
+use crate::audit::{AuditKey, SCHEME_KEYED, SCHEME_PLAIN};
 use std::fmt::Write as _;
 
 /// `prev_hash` of the first row of every chain.
@@ -25,6 +33,15 @@ pub enum TamperKind {
     MissingRow,
     /// The chain ends before the head recorded on the instance (rows cut off the end).
     Truncated,
+    /// A plain (unkeyed) row follows a keyed one: the chain was re-hashed without the key.
+    Downgraded,
+    /// The row or head is keyed, and this store has no audit key to check it with.
+    NoKey,
+    /// The case's stored state (or version, or head) is not what its signed head records.
+    StateMismatch,
+    /// The instance row has no head MAC (a case from before the audit key that was never
+    /// sealed, or one whose MAC was removed).
+    Unsealed,
 }
 
 impl std::fmt::Display for TamperKind {
@@ -34,6 +51,10 @@ impl std::fmt::Display for TamperKind {
             TamperKind::BrokenLink => "row does not link to the previous row's hash",
             TamperKind::MissingRow => "row is missing",
             TamperKind::Truncated => "chain ends before the instance's recorded head",
+            TamperKind::Downgraded => "an unkeyed row follows a keyed one (re-hashed chain)",
+            TamperKind::NoKey => "keyed row or head, and no audit key to check it",
+            TamperKind::StateMismatch => "stored state does not match the case's signed head",
+            TamperKind::Unsealed => "the case has no signed head (`jiuzhu audit seal` signs cases from before the audit key)",
         })
     }
 }
@@ -120,10 +141,10 @@ pub struct ChainedRow<'a> {
     pub data_json: &'a str,
 }
 
-/// `sha256(prev_hash || canonical JSON of the row)` as lowercase hex.
-pub fn row_hash(prev_hash: &str, row: &ChainedRow<'_>) -> String {
-    // Keys in byte order: actor, at, data, event, node, seq.
-    let mut document = String::with_capacity(row.data_json.len() + 128);
+/// The canonical JSON document of a row; `state_hash` is added (as `"state"`) for keyed rows.
+fn row_document(row: &ChainedRow<'_>, state_hash: Option<&str>) -> String {
+    // Keys in byte order: actor, at, data, event, node, seq, state.
+    let mut document = String::with_capacity(row.data_json.len() + 200);
     document.push_str("{\"actor\":");
     write_optional_string(row.actor, &mut document);
     let _ = write!(document, ",\"at\":{},\"data\":", row.at_ms);
@@ -132,12 +153,33 @@ pub fn row_hash(prev_hash: &str, row: &ChainedRow<'_>) -> String {
     write_json_string(row.event, &mut document);
     document.push_str(",\"node\":");
     write_optional_string(row.node, &mut document);
-    let _ = write!(document, ",\"seq\":{}}}", row.seq);
+    let _ = write!(document, ",\"seq\":{}", row.seq);
+    if let Some(state_hash) = state_hash {
+        document.push_str(",\"state\":");
+        write_json_string(state_hash, &mut document);
+    }
+    document.push('}');
+    document
+}
 
+/// `sha256(prev_hash || canonical JSON of the row)` as lowercase hex (scheme 1).
+pub fn row_hash(prev_hash: &str, row: &ChainedRow<'_>) -> String {
+    let document = row_document(row, None);
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
     hasher.update(document.as_bytes());
     to_hex(&hasher.finalize())
+}
+
+/// The keyed hash of a scheme-2 row of `instance_id`, committing to `state_hash`.
+pub fn keyed_row_hash(
+    key: &AuditKey,
+    instance_id: &str,
+    prev_hash: &str,
+    row: &ChainedRow<'_>,
+    state_hash: &str,
+) -> String {
+    key.row_mac(instance_id, prev_hash, &row_document(row, Some(state_hash)))
 }
 
 /// sha256 of `bytes` as lowercase hex (the form of deployment hashes).
@@ -159,15 +201,65 @@ pub struct StoredLink<'a> {
     pub row: ChainedRow<'a>,
     pub prev_hash: &'a str,
     pub hash: &'a str,
+    /// [`SCHEME_PLAIN`] or [`SCHEME_KEYED`].
+    pub scheme: i64,
+    /// The state hash a keyed row commits to.
+    pub state_hash: Option<&'a str>,
 }
 
-/// Checks a chain read in `seq` order against itself and against the head
-/// hash recorded on the instance; reports the first bad row.
+/// What the instance row records about its chain.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordedHead<'a> {
+    pub version: i64,
+    /// `history_hash`: the last row's hash.
+    pub hash: &'a str,
+    /// The head MAC; `None` on a case from before the audit key that was never sealed.
+    pub mac: Option<&'a str>,
+    /// The hash of the stored state ([`crate::audit::state_hash`]); `None` when it is not JSON.
+    pub state_hash: Option<&'a str>,
+}
+
+/// What a sound chain holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VerifiedChain {
+    pub rows: usize,
+    /// Rows of the plain scheme (from before the audit key): they resist no one who can
+    /// re-hash them.
+    pub plain_rows: usize,
+}
+
+/// Checks the instance row's head against its state, without the history: the state's
+/// hash, the version and the head hash are what the head MAC signed. With no key (a
+/// read-only open of a copy without its key file) nothing can be checked.
+pub fn check_head(
+    instance_id: &str,
+    head: &RecordedHead<'_>,
+    key: Option<&AuditKey>,
+) -> Result<(), TamperError> {
+    let Some(key) = key else { return Ok(()) };
+    let fail = |kind| TamperError {
+        instance_id: instance_id.to_owned(),
+        seq: head.version,
+        kind,
+    };
+    let mac = head.mac.ok_or_else(|| fail(TamperKind::Unsealed))?;
+    let state_hash = head
+        .state_hash
+        .ok_or_else(|| fail(TamperKind::StateMismatch))?;
+    if key.head_mac(instance_id, head.version, head.hash, state_hash) != mac {
+        return Err(fail(TamperKind::StateMismatch));
+    }
+    Ok(())
+}
+
+/// Checks a chain read in `seq` order against itself and against the head recorded on
+/// the instance (hash, head MAC and state); reports the first bad row.
 pub fn verify_chain(
     instance_id: &str,
     rows: &[StoredLink<'_>],
-    recorded_head: &str,
-) -> Result<(), TamperError> {
+    head: &RecordedHead<'_>,
+    key: Option<&AuditKey>,
+) -> Result<VerifiedChain, TamperError> {
     let fail = |seq: i64, kind: TamperKind| TamperError {
         instance_id: instance_id.to_owned(),
         seq,
@@ -175,6 +267,8 @@ pub fn verify_chain(
     };
     let mut expected_prev = GENESIS_HASH;
     let mut expected_seq = 1_i64;
+    let mut keyed_seen = false;
+    let mut verified = VerifiedChain::default();
     for link in rows {
         if link.row.seq != expected_seq {
             return Err(fail(expected_seq, TamperKind::MissingRow));
@@ -182,16 +276,49 @@ pub fn verify_chain(
         if link.prev_hash != expected_prev {
             return Err(fail(link.row.seq, TamperKind::BrokenLink));
         }
-        if row_hash(link.prev_hash, &link.row) != link.hash {
+        let hash = match link.scheme {
+            SCHEME_PLAIN if keyed_seen => {
+                return Err(fail(link.row.seq, TamperKind::Downgraded));
+            }
+            SCHEME_PLAIN => {
+                verified.plain_rows += 1;
+                row_hash(link.prev_hash, &link.row)
+            }
+            SCHEME_KEYED => {
+                keyed_seen = true;
+                let key = key.ok_or_else(|| fail(link.row.seq, TamperKind::NoKey))?;
+                let state_hash = link
+                    .state_hash
+                    .ok_or_else(|| fail(link.row.seq, TamperKind::HashMismatch))?;
+                keyed_row_hash(key, instance_id, link.prev_hash, &link.row, state_hash)
+            }
+            _ => return Err(fail(link.row.seq, TamperKind::HashMismatch)),
+        };
+        if hash != link.hash {
             return Err(fail(link.row.seq, TamperKind::HashMismatch));
         }
         expected_prev = link.hash;
         expected_seq += 1;
+        verified.rows += 1;
     }
-    if expected_prev != recorded_head {
+    if expected_prev != head.hash || expected_seq != head.version + 1 {
         return Err(fail(expected_seq, TamperKind::Truncated));
     }
-    Ok(())
+    // The last keyed row's state is the state the instance row must hold.
+    if let Some(last) = rows.last().filter(|link| link.scheme == SCHEME_KEYED)
+        && last.state_hash != head.state_hash
+    {
+        return Err(fail(head.version, TamperKind::StateMismatch));
+    }
+    // Every case is sealed when the key is made, so a head without a MAC is one removed.
+    // Without the key (a read-only copy), only a wholly plain, unsealed chain passes.
+    match (head.mac, key) {
+        (Some(_), Some(key)) => check_head(instance_id, head, Some(key))?,
+        (Some(_), None) => return Err(fail(head.version, TamperKind::NoKey)),
+        (None, Some(_)) => return Err(fail(head.version, TamperKind::Unsealed)),
+        (None, None) => {}
+    }
+    Ok(verified)
 }
 
 #[cfg(test)]
@@ -264,24 +391,147 @@ mod tests {
                 row: *row,
                 prev_hash: prev,
                 hash,
+                scheme: SCHEME_PLAIN,
+                state_hash: None,
             })
             .collect();
-        assert_eq!(verify_chain("i", &links, &prev), Ok(()));
+        let head = |hash, version| RecordedHead {
+            version,
+            hash,
+            mac: None,
+            state_hash: None,
+        };
+        let kind = |result: Result<VerifiedChain, TamperError>| result.map_err(|e| (e.seq, e.kind));
+        assert_eq!(
+            verify_chain("i", &links, &head(&prev, 3), None),
+            Ok(VerifiedChain {
+                rows: 3,
+                plain_rows: 3
+            })
+        );
 
         let mut tampered = links.clone();
         tampered[1].row.event = "forged";
         assert_eq!(
-            verify_chain("i", &tampered, &prev).map_err(|e| (e.seq, e.kind)),
+            kind(verify_chain("i", &tampered, &head(&prev, 3), None)),
             Err((2, TamperKind::HashMismatch))
         );
         assert_eq!(
-            verify_chain("i", &[links[0].clone(), links[2].clone()], &prev)
-                .map_err(|e| (e.seq, e.kind)),
+            kind(verify_chain(
+                "i",
+                &[links[0].clone(), links[2].clone()],
+                &head(&prev, 3),
+                None
+            )),
             Err((2, TamperKind::MissingRow))
         );
         assert_eq!(
-            verify_chain("i", &links[..2], &prev).map_err(|e| (e.seq, e.kind)),
+            kind(verify_chain("i", &links[..2], &head(&prev, 3), None)),
             Err((3, TamperKind::Truncated))
+        );
+    }
+
+    #[test]
+    fn a_keyed_chain_resists_rehashing_downgrade_and_state_edits() {
+        let key = AuditKey::from_bytes(&[3; 32]);
+        let states = ["s1", "s2"];
+        let rows = [1, 2].map(|seq| ChainedRow {
+            seq,
+            at_ms: seq,
+            actor: Some("a"),
+            event: "e",
+            node: None,
+            data_json: "{}",
+        });
+        let first = keyed_row_hash(&key, "i", GENESIS_HASH, &rows[0], states[0]);
+        let second = keyed_row_hash(&key, "i", &first, &rows[1], states[1]);
+        let links = vec![
+            StoredLink {
+                row: rows[0],
+                prev_hash: GENESIS_HASH,
+                hash: &first,
+                scheme: SCHEME_KEYED,
+                state_hash: Some(states[0]),
+            },
+            StoredLink {
+                row: rows[1],
+                prev_hash: &first,
+                hash: &second,
+                scheme: SCHEME_KEYED,
+                state_hash: Some(states[1]),
+            },
+        ];
+        let mac = key.head_mac("i", 2, &second, states[1]);
+        let head = RecordedHead {
+            version: 2,
+            hash: &second,
+            mac: Some(&mac),
+            state_hash: Some(states[1]),
+        };
+        let kind = |result: Result<VerifiedChain, TamperError>| result.map_err(|e| (e.seq, e.kind));
+        assert_eq!(
+            verify_chain("i", &links, &head, Some(&key)).map(|v| v.rows),
+            Ok(2)
+        );
+        // Without the key, a keyed chain cannot be vouched for.
+        assert_eq!(
+            kind(verify_chain("i", &links, &head, None)),
+            Err((1, TamperKind::NoKey))
+        );
+        // Another case's rows do not fit this one.
+        assert_eq!(
+            kind(verify_chain("j", &links, &head, Some(&key))),
+            Err((1, TamperKind::HashMismatch))
+        );
+        // A changed actor re-hashed the old, unkeyed way.
+        let mut forged_row = rows[1];
+        forged_row.actor = Some("b");
+        let rehashed = row_hash(&first, &forged_row);
+        let mut downgraded = links.clone();
+        downgraded[1] = StoredLink {
+            row: forged_row,
+            hash: &rehashed,
+            scheme: SCHEME_PLAIN,
+            state_hash: None,
+            ..downgraded[1].clone()
+        };
+        let moved = RecordedHead {
+            hash: &rehashed,
+            ..head
+        };
+        assert_eq!(
+            kind(verify_chain("i", &downgraded, &moved, Some(&key))),
+            Err((2, TamperKind::Downgraded))
+        );
+        // The last row dropped and the head moved back: the head MAC no longer fits.
+        let back = RecordedHead {
+            version: 1,
+            hash: &first,
+            state_hash: Some(states[0]),
+            ..head
+        };
+        assert_eq!(
+            kind(verify_chain("i", &links[..1], &back, Some(&key))),
+            Err((1, TamperKind::StateMismatch))
+        );
+        // An edited state.
+        let edited = RecordedHead {
+            state_hash: Some("other"),
+            ..head
+        };
+        assert_eq!(
+            kind(verify_chain("i", &links, &edited, Some(&key))),
+            Err((2, TamperKind::StateMismatch))
+        );
+        assert_eq!(
+            check_head("i", &edited, Some(&key)).map_err(|e| e.kind),
+            Err(TamperKind::StateMismatch)
+        );
+        assert_eq!(check_head("i", &head, Some(&key)), Ok(()));
+        let unsealed = RecordedHead { mac: None, ..head };
+        assert_eq!(
+            check_head("i", &unsealed, Some(&key)).map_err(|e| e.kind),
+            Err(TamperKind::Unsealed)
         );
     }
 }

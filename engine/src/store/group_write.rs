@@ -19,9 +19,8 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 
 use super::shared::{self, HeadCache, PreparedStep, StepPlan, ms};
-use super::{
-    ConflictReason, GENESIS_HASH, StepCommit, StoreError, Unchanged, canonical_json, chain,
-};
+use super::{ConflictReason, GENESIS_HASH, StepCommit, StoreError, Unchanged};
+use crate::audit::AuditKey;
 
 /// One bound value of a statement. Placeholders are written `$N` and take the N-th value.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +43,10 @@ pub(crate) trait WriteTx: Send {
     /// statement is prepared once and run again with new values, and a single-row write
     /// needs no statement journal (a multi-row one copies every page it touches first).
     const ROWS_PER_STATEMENT: usize;
+    /// True when the database gives a state back as the very text written (SQLite), so its
+    /// hash is of the text; PostgreSQL's `jsonb` normalises it (see
+    /// [`crate::audit::state_hash`]).
+    const EXACT_STATE_TEXT: bool;
     fn begin(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
     fn commit(&mut self) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// Ends the transaction keeping nothing. Never fails the caller: a rollback that cannot
@@ -70,23 +73,23 @@ pub(crate) trait WriteTx: Send {
 
 pub(crate) const HEAD_SQL: &str = "SELECT version, history_hash FROM instances WHERE id = $1";
 
-const INSERT_INSTANCE_SQL: &str = "INSERT INTO instances (id, process_id, process_version, status, outcome, unit, state, version, created_at, updated_at, history_hash) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (id) DO NOTHING";
+const INSERT_INSTANCE_SQL: &str = "INSERT INTO instances (id, process_id, process_version, status, outcome, unit, state, version, created_at, updated_at, history_hash, head_mac) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING";
 
 /// The single-row instance update, by what the step leaves unchanged (see
 /// [`StepCommit::unchanged`]): `[status changes][unit changes]`. The values are bound the same
 /// way in all four; a column not set leaves its number unused.
 const UPDATE_INSTANCE_SQL: [[&str; 2]; 2] = [
     [
-        "UPDATE instances SET outcome = $2, state = $4, version = $5, updated_at = $6, history_hash = $7 \
+        "UPDATE instances SET outcome = $2, state = $4, version = $5, updated_at = $6, history_hash = $7, head_mac = $11 \
          WHERE id = $8 AND version = $9 AND history_hash = $10",
-        "UPDATE instances SET outcome = $2, unit = $3, state = $4, version = $5, updated_at = $6, history_hash = $7 \
+        "UPDATE instances SET outcome = $2, unit = $3, state = $4, version = $5, updated_at = $6, history_hash = $7, head_mac = $11 \
          WHERE id = $8 AND version = $9 AND history_hash = $10",
     ],
     [
-        "UPDATE instances SET status = $1, outcome = $2, state = $4, version = $5, updated_at = $6, history_hash = $7 \
+        "UPDATE instances SET status = $1, outcome = $2, state = $4, version = $5, updated_at = $6, history_hash = $7, head_mac = $11 \
          WHERE id = $8 AND version = $9 AND history_hash = $10",
-        "UPDATE instances SET status = $1, outcome = $2, unit = $3, state = $4, version = $5, updated_at = $6, history_hash = $7 \
+        "UPDATE instances SET status = $1, outcome = $2, unit = $3, state = $4, version = $5, updated_at = $6, history_hash = $7, head_mac = $11 \
          WHERE id = $8 AND version = $9 AND history_hash = $10",
     ],
 ];
@@ -134,6 +137,7 @@ where
 pub(crate) async fn commit_group<T: WriteTx>(
     tx: &mut T,
     cache: &HeadCache,
+    key: Option<&AuditKey>,
     steps: &[StepCommit],
     attempt: Attempt,
 ) -> Result<Option<Outcomes>, StoreError> {
@@ -151,8 +155,8 @@ pub(crate) async fn commit_group<T: WriteTx>(
         tx.begin().await?;
         let mut heads = GroupHeads::new();
         let written = match attempt {
-            Attempt::Together => write_group_fast(tx, cache, steps, &order, &mut heads).await,
-            Attempt::OneByOne => isolated_steps(tx, cache, steps, &order, &mut heads).await,
+            Attempt::Together => write_group_fast(tx, cache, key, steps, &order, &mut heads).await,
+            Attempt::OneByOne => isolated_steps(tx, cache, key, steps, &order, &mut heads).await,
         };
         let written = match written {
             Ok(written) => written,
@@ -198,13 +202,14 @@ type Written = Vec<(usize, Result<(), StoreError>)>;
 async fn write_group_fast<T: WriteTx>(
     tx: &mut T,
     cache: &HeadCache,
+    key: Option<&AuditKey>,
     steps: &[StepCommit],
     order: &[usize],
     heads: &mut GroupHeads,
 ) -> Result<Written, StoreError> {
     let mut outcomes = Vec::with_capacity(order.len());
     let mut prepared = Vec::with_capacity(order.len());
-    for (index, plan) in write_instances(tx, cache, steps, order, heads).await? {
+    for (index, plan) in write_instances(tx, cache, key, steps, order, heads).await? {
         match plan {
             StepPlan::Write(step) => prepared.push(step),
             StepPlan::Reject(error) => outcomes.push((index, Err(error))),
@@ -218,6 +223,7 @@ async fn write_group_fast<T: WriteTx>(
 async fn isolated_steps<T: WriteTx>(
     tx: &mut T,
     cache: &HeadCache,
+    key: Option<&AuditKey>,
     steps: &[StepCommit],
     order: &[usize],
     heads: &mut GroupHeads,
@@ -227,7 +233,7 @@ async fn isolated_steps<T: WriteTx>(
         let instance_id = &steps[index].instance.id;
         let head_before = heads.get(instance_id).cloned();
         tx.execute("SAVEPOINT group_step", &[]).await?;
-        let result = match apply_instance(tx, cache, steps, index, heads).await {
+        let result = match apply_instance(tx, cache, key, steps, index, heads).await {
             Ok(StepPlan::Write(step)) => insert_effects(tx, steps, std::slice::from_ref(&step))
                 .await
                 .map(|()| Ok(())),
@@ -266,13 +272,14 @@ fn conflict(reason: ConflictReason) -> StoreError {
 async fn apply_instance<T: WriteTx>(
     tx: &mut T,
     cache: &HeadCache,
+    key: Option<&AuditKey>,
     steps: &[StepCommit],
     index: usize,
     heads: &mut GroupHeads,
 ) -> Result<StepPlan, StoreError> {
     let step = &steps[index];
     let instance = &step.instance;
-    let link = match chain_link(tx, cache, steps, index, heads).await? {
+    let link = match chain_link(tx, cache, key, steps, index, heads).await? {
         StepPlan::Write(link) => link,
         rejected => return Ok(rejected),
     };
@@ -292,6 +299,7 @@ async fn apply_instance<T: WriteTx>(
                     Param::Int(ms(instance.created_at)),
                     Param::Int(ms(instance.updated_at)),
                     Param::Text(&link.hash),
+                    Param::MaybeText(link.head_mac.as_deref()),
                 ],
             )
             .await?
@@ -310,6 +318,7 @@ async fn apply_instance<T: WriteTx>(
                     Param::Text(&instance.id),
                     Param::Int(expected),
                     Param::Text(&link.prev_hash),
+                    Param::MaybeText(link.head_mac.as_deref()),
                 ],
             )
             .await?
@@ -332,6 +341,7 @@ async fn apply_instance<T: WriteTx>(
 async fn chain_link<T: WriteTx>(
     tx: &mut T,
     cache: &HeadCache,
+    key: Option<&AuditKey>,
     steps: &[StepCommit],
     index: usize,
     heads: &GroupHeads,
@@ -363,26 +373,13 @@ async fn chain_link<T: WriteTx>(
             }
         }
     };
-    let data_json = canonical_json(&step.history.data);
-    let seq = instance.version;
-    let hash = chain::row_hash(
-        &prev_hash,
-        &chain::ChainedRow {
-            seq,
-            at_ms: ms(step.history.at),
-            actor: step.history.actor.as_deref(),
-            event: &step.history.event,
-            node: step.history.node.as_deref(),
-            data_json: &data_json,
-        },
-    );
-    Ok(StepPlan::Write(PreparedStep {
+    Ok(StepPlan::Write(shared::prepare_link(
+        key,
+        T::EXACT_STATE_TEXT,
+        step,
         index,
-        seq,
         prev_hash,
-        hash,
-        data_json,
-    }))
+    )?))
 }
 
 /// The group's instance rows in a few statements. Each round takes the next step of every
@@ -394,6 +391,7 @@ async fn chain_link<T: WriteTx>(
 async fn write_instances<T: WriteTx>(
     tx: &mut T,
     cache: &HeadCache,
+    key: Option<&AuditKey>,
     steps: &[StepCommit],
     order: &[usize],
     heads: &mut GroupHeads,
@@ -409,11 +407,11 @@ async fn write_instances<T: WriteTx>(
         let mut updates = Vec::with_capacity(round.len());
         for index in round {
             if steps[index].expected_version.is_none() {
-                let plan = apply_instance(tx, cache, steps, index, heads).await?;
+                let plan = apply_instance(tx, cache, key, steps, index, heads).await?;
                 planned.push((index, plan));
                 continue;
             }
-            match chain_link(tx, cache, steps, index, heads).await? {
+            match chain_link(tx, cache, key, steps, index, heads).await? {
                 StepPlan::Write(link) => updates.push(link),
                 rejected => planned.push((index, rejected)),
             }
@@ -482,7 +480,7 @@ async fn update_instances<T: WriteTx>(
     steps: &[StepCommit],
     chunk: &[PreparedStep],
 ) -> Result<HashSet<String>, StoreError> {
-    let mut params = Vec::with_capacity(chunk.len() * 10);
+    let mut params = Vec::with_capacity(chunk.len() * 11);
     for link in chunk {
         let step = &steps[link.index];
         let instance = &step.instance;
@@ -497,6 +495,7 @@ async fn update_instances<T: WriteTx>(
             Param::Text(&instance.id),
             Param::MaybeInt(step.expected_version),
             Param::Text(&link.prev_hash),
+            Param::MaybeText(link.head_mac.as_deref()),
         ]);
     }
     if let [only] = chunk {
@@ -507,9 +506,10 @@ async fn update_instances<T: WriteTx>(
     }
     let mut sql = String::from(
         "UPDATE instances SET status = v.column1, outcome = v.column2, unit = v.column3, state = v.column4, \
-         version = v.column5, updated_at = v.column6, history_hash = v.column7 FROM (VALUES ",
+         version = v.column5, updated_at = v.column6, history_hash = v.column7, head_mac = v.column11 \
+         FROM (VALUES ",
     );
-    shared::push_value_rows(&mut sql, 1, 10, chunk.len());
+    shared::push_value_rows(&mut sql, 1, 11, chunk.len());
     sql.push_str(
         ") AS v WHERE instances.id = v.column8 AND instances.version = v.column9 \
          AND instances.history_hash = v.column10 RETURNING instances.id",
@@ -547,7 +547,7 @@ async fn insert_effects<T: WriteTx>(
 ) -> Result<(), StoreError> {
     insert_rows(
         tx,
-        "history (instance_id, seq, at, actor, event, node, data, prev_hash, hash)",
+        "history (instance_id, seq, at, actor, event, node, data, prev_hash, hash, scheme, state_hash)",
         prepared,
         |link| {
             let step = &steps[link.index];
@@ -561,6 +561,8 @@ async fn insert_effects<T: WriteTx>(
                 Param::Text(&link.data_json),
                 Param::Text(&link.prev_hash),
                 Param::Text(&link.hash),
+                Param::Int(link.scheme),
+                Param::MaybeText(link.state_hash.as_deref()),
             ]
         },
     )

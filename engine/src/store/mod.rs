@@ -15,6 +15,7 @@ mod bench;
 mod chain;
 mod checkpoint;
 mod group_write;
+mod links;
 pub mod migrations;
 mod outbox;
 mod postgres;
@@ -31,7 +32,7 @@ use std::time::Duration;
 
 #[cfg(feature = "bench")]
 pub use bench::{BenchCounts, BenchDatabase};
-pub use chain::{GENESIS_HASH, TamperError, TamperKind, canonical_json, sha256_hex};
+pub use chain::{GENESIS_HASH, TamperError, TamperKind, VerifiedChain, canonical_json, sha256_hex};
 pub use outbox::{OutboxEntry, OutboxStatus};
 pub use schedules::{ScheduleRow, StoreSummary};
 pub use timer_faults::ParkedTimer;
@@ -339,6 +340,8 @@ pub struct StoreOptions {
     /// so a read-only file or folder (a copy, a backup, a mounted snapshot) can be read.
     /// Ignored by PostgreSQL, where access is the database role's business.
     pub read_only: bool,
+    /// The audit key file (see [`crate::audit::key_path`] for where it is otherwise).
+    pub audit_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for StoreOptions {
@@ -349,6 +352,7 @@ impl Default for StoreOptions {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(30),
             read_only: false,
+            audit_key_file: None,
         }
     }
 }
@@ -468,6 +472,12 @@ pub enum StoreError {
         #[source]
         source: Option<serde_json::Error>,
     },
+    /// An instance's stored state is not JSON (and no audit key says more).
+    #[error("stored state of instance {instance_id} is unreadable")]
+    UnreadableState { instance_id: String },
+    /// The audit key could not be read or created (see [`crate::audit`]).
+    #[error(transparent)]
+    AuditKey(#[from] crate::audit::AuditKeyError),
     #[error("database error")]
     Database(#[source] sqlx::Error),
 }
@@ -523,7 +533,12 @@ impl Store {
         } else {
             Backend::Sqlite(sqlite::SqliteStore::open(url, options).await?)
         };
-        Ok(Store { backend })
+        let store = Store { backend };
+        // A key made just now: the cases from before it get their heads signed as they are.
+        if delegate!(store, s => s.key_created) {
+            store.seal_unsealed().await?;
+        }
+        Ok(store)
     }
 
     pub fn kind(&self) -> StoreKind {
@@ -695,8 +710,30 @@ impl Store {
     }
 
     /// Recomputes the instance's hash chain; [`StoreError::Tampered`] names the first bad row.
-    pub async fn verify_history(&self, instance_id: &str) -> Result<(), StoreError> {
+    pub async fn verify_history(&self, instance_id: &str) -> Result<VerifiedChain, StoreError> {
         delegate!(self, s => s.verify_history(instance_id).await)
+    }
+
+    /// Instance ids after `after` in id order, `limit` at most: the pages `jiuzhu audit
+    /// verify` walks every case in.
+    pub async fn instance_ids_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        delegate!(self, s => s.instance_ids_after(after, limit).await)
+    }
+
+    /// Signs the head of every case without one (cases from before the audit key) as it
+    /// stands now; the number signed. Done once when the key is created; `jiuzhu audit
+    /// seal` runs it when a key was put in place by hand before the upgrade.
+    pub async fn seal_unsealed(&self) -> Result<u64, StoreError> {
+        delegate!(self, s => s.seal_unsealed().await)
+    }
+
+    /// True when this store holds the audit key (a read-only open of a copy may not).
+    pub fn has_audit_key(&self) -> bool {
+        delegate!(self, s => s.audit.is_some())
     }
 }
 

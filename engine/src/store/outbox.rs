@@ -316,3 +316,36 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Records an incident the engine found on a case (not an effect to deliver): a dead
+    /// outbox entry `id` of `kind`, listed by `jiuzhu incidents` with `error` as its last
+    /// error. Once per id: a second record of the same incident keeps the first.
+    pub async fn record_incident(
+        &self,
+        id: &str,
+        instance_id: &str,
+        kind: &str,
+        payload: &serde_json::Value,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        on_backend!(self, s, classify => {
+            sqlx::query(
+                "INSERT INTO outbox (id, instance_id, kind, payload, created_at, status, attempts, \
+                 available_at, last_error, last_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5, 'dead', 0, $5, $6, $5) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(instance_id)
+            .bind(kind)
+            .bind(sqlx::types::Json(payload))
+            .bind(shared::ms(now))
+            .bind(error)
+            .execute(&s.writer)
+            .await
+            .map_err(classify)?;
+            Ok(())
+        })
+    }
+}

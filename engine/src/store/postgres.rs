@@ -6,11 +6,15 @@ use super::group_write::{self, Param, WriteTx};
 use super::migrations;
 use super::shared::{self, HeadCache};
 use super::{ConflictReason, StoreError, StoreOptions};
+use crate::audit::{self, AuditKey};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
 use std::sync::Arc;
 
 type DbConn = sqlx::PgConnection;
+
+/// `jsonb` gives a state back normalised: its hash is of its canonical JSON.
+const EXACT_STATE_TEXT: bool = false;
 type DbRow = sqlx::postgres::PgRow;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -45,6 +49,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0007_timer_attempts.sql"),
     ),
     (
+        8,
+        "keyed_history",
+        include_str!("../../migrations/postgres/0008_keyed_history.sql"),
+    ),
+    (
         9,
         "provisional",
         include_str!("../../migrations/postgres/0009_provisional.sql"),
@@ -72,6 +81,10 @@ pub(crate) struct PostgresStore {
     /// The same pool as `writer`: PostgreSQL needs no reader/writer split.
     pub(super) reader: PgPool,
     heads: Arc<HeadCache>,
+    /// The key of the history chain (see [`crate::audit`]).
+    pub(super) audit: Option<Arc<AuditKey>>,
+    /// True when the key was created by this open (cases from before it get sealed).
+    pub(super) key_created: bool,
 }
 
 /// The URL without its password, for error messages.
@@ -153,10 +166,14 @@ impl PostgresStore {
             classify,
         )
         .await?;
+        let key_path = audit::key_path(options.audit_key_file.as_deref(), None)?;
+        let (key, key_created) = AuditKey::read_or_create(&key_path)?;
         Ok(PostgresStore {
             writer: pool.clone(),
             reader: pool,
             heads: Arc::new(HeadCache::new()),
+            audit: Some(Arc::new(key)),
+            key_created,
         })
     }
 
@@ -178,7 +195,8 @@ impl PostgresStore {
                 pool: &self.writer,
                 tx: None,
             };
-            group_write::commit_group(&mut tx, &self.heads, steps, attempt).await
+            group_write::commit_group(&mut tx, &self.heads, self.audit.as_deref(), steps, attempt)
+                .await
         })
         .await
     }
@@ -222,6 +240,7 @@ fn bind<'q>(
 
 impl WriteTx for PgWrite<'_> {
     const ROWS_PER_STATEMENT: usize = shared::ROWS_PER_STATEMENT;
+    const EXACT_STATE_TEXT: bool = EXACT_STATE_TEXT;
 
     async fn begin(&mut self) -> Result<(), StoreError> {
         self.tx = Some(self.pool.begin().await.map_err(classify)?);

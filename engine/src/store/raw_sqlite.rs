@@ -275,6 +275,7 @@ fn bind(statement: &mut rusqlite::Statement<'_>, params: &[Param<'_>]) -> Result
 
 impl WriteTx for RawTx<'_> {
     const ROWS_PER_STATEMENT: usize = 1;
+    const EXACT_STATE_TEXT: bool = super::sqlite::EXACT_STATE_TEXT;
 
     /// [`with_writer`] has begun the transaction (`BEGIN IMMEDIATE`, without waiting on this
     /// thread); a transaction that ended is not begun again on the same `RawTx`.

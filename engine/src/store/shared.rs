@@ -7,6 +7,7 @@
 //! connection and row types. Writing them generically over `sqlx::Database` would need a wall
 //! of higher-ranked bounds for every bound type; the macro keeps the bodies plain.
 
+pub(crate) use super::links::{ChainHead, PreparedStep, RowHead, checked_instance, prepare_link};
 use super::{CommitProblem, StepCommit, StoreError};
 use chrono::{DateTime, Utc};
 use lru::LruCache;
@@ -25,7 +26,7 @@ pub(crate) const SCHEMA_VERSION: i64 = 9;
 /// databases' limits while still writing a large group in a handful of statements.
 pub(crate) const ROWS_PER_STATEMENT: usize = 200;
 
-pub(crate) const INSTANCE_COLUMNS: &str = "id, process_id, process_version, status, outcome, unit, state, version, created_at, updated_at, history_hash";
+pub(crate) const INSTANCE_COLUMNS: &str = "id, process_id, process_version, status, outcome, unit, state, version, created_at, updated_at, history_hash, head_mac";
 pub(crate) const TASK_COLUMNS: &str = "id, instance_id, node_id, label, role, unit, assignee, due_at, created_at, form, roles, provisional";
 pub(crate) const DEPLOYMENT_COLUMNS: &str = "process_id, version, hash, source, deployed_at";
 
@@ -167,15 +168,6 @@ pub(crate) fn is_step_error(error: &StoreError) -> bool {
         error,
         StoreError::Conflict { .. } | StoreError::Dangling { .. }
     )
-}
-
-/// What one step will write once its instance row is in: its link in the history chain.
-pub(crate) struct PreparedStep {
-    pub index: usize,
-    pub seq: i64,
-    pub prev_hash: String,
-    pub hash: String,
-    pub data_json: String,
 }
 
 pub(crate) enum StepPlan {
@@ -360,17 +352,22 @@ macro_rules! store_methods {
             .collect()
         }
 
-        /// An instance row and its history head.
+        /// An instance row and what it records of its chain's head.
         fn instance_from_row(
             row: &DbRow,
-        ) -> Result<($crate::store::InstanceRow, String), $crate::store::StoreError> {
+        ) -> Result<($crate::store::InstanceRow, shared::RowHead), $crate::store::StoreError> {
             use sqlx::Row as _;
+            let id: String = row.try_get("id").map_err(classify)?;
             // Kept as text (checked to be JSON): the step reads it into its typed state.
             let state: sqlx::types::Json<$crate::store::StateJson> =
-                row.try_get("state").map_err(classify)?;
+                row.try_get("state").map_err(|_| {
+                    $crate::store::StoreError::UnreadableState {
+                        instance_id: id.clone(),
+                    }
+                })?;
             Ok((
                 $crate::store::InstanceRow {
-                    id: row.try_get("id").map_err(classify)?,
+                    id,
                     process_id: row.try_get("process_id").map_err(classify)?,
                     process_version: row.try_get("process_version").map_err(classify)?,
                     status: row.try_get("status").map_err(classify)?,
@@ -381,8 +378,23 @@ macro_rules! store_methods {
                     created_at: shared::from_ms(row.try_get("created_at").map_err(classify)?)?,
                     updated_at: shared::from_ms(row.try_get("updated_at").map_err(classify)?)?,
                 },
-                row.try_get("history_hash").map_err(classify)?,
+                shared::RowHead {
+                    hash: row.try_get("history_hash").map_err(classify)?,
+                    mac: row.try_get("head_mac").map_err(classify)?,
+                },
             ))
+        }
+
+        /// An instance row checked against its signed head (see [`shared::checked_instance`]).
+        fn checked_instance_from_row(
+            &self,
+            row: &DbRow,
+        ) -> Result<($crate::store::InstanceRow, String), $crate::store::StoreError> {
+            shared::checked_instance(
+                Self::instance_from_row(row),
+                self.audit.as_deref(),
+                EXACT_STATE_TEXT,
+            )
         }
 
         pub(crate) async fn load_instance(
@@ -398,14 +410,15 @@ macro_rules! store_methods {
             .await
             .map_err(classify)?;
             let Some(row) = row else { return Ok(None) };
-            let (instance, head) = Self::instance_from_row(&row)?;
+            let (instance, head) = self.checked_instance_from_row(&row)?;
             // The runner's next step on this instance links to this head without a read.
             self.heads.put(instance.id.clone(), instance.version, head);
             Ok(Some(instance))
         }
 
         /// Many instances, read in one statement per [`shared::ROWS_PER_STATEMENT`] ids;
-        /// unknown ids are absent from the result, which is in no particular order.
+        /// unknown ids are absent from the result, which is in no particular order, and so
+        /// are instances that fail their head check (their own load reports it).
         pub(crate) async fn load_instances(
             &self,
             ids: &[String],
@@ -424,7 +437,14 @@ macro_rules! store_methods {
                 }
                 let rows = query.fetch_all(&self.reader).await.map_err(classify)?;
                 for row in &rows {
-                    let (instance, head) = Self::instance_from_row(row)?;
+                    let (instance, head) = match self.checked_instance_from_row(row) {
+                        Ok(checked) => checked,
+                        Err(
+                            $crate::store::StoreError::Tampered(_)
+                            | $crate::store::StoreError::UnreadableState { .. },
+                        ) => continue,
+                        Err(error) => return Err(error),
+                    };
                     // As in `load_instance`: the next step links to this head without a read.
                     self.heads.put(instance.id.clone(), instance.version, head);
                     instances.push(instance);
@@ -766,34 +786,110 @@ macro_rules! store_methods {
             }
         }
 
-        /// The instance's head `(version, history_hash)`, then its rows up to that version:
-        /// read in this order, a step committed in between cannot look like tampering.
+        /// The instance's head, then its rows up to its version: read in this order, a step
+        /// committed in between cannot look like tampering.
         async fn chain_rows(
             &self,
             instance_id: &str,
-        ) -> Result<(String, Vec<DbRow>), $crate::store::StoreError> {
+        ) -> Result<(shared::ChainHead, Vec<DbRow>), $crate::store::StoreError> {
             use sqlx::Row as _;
-            let head = sqlx::query("SELECT version, history_hash FROM instances WHERE id = $1")
-                .bind(instance_id)
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(classify)?
-                .ok_or_else(|| $crate::store::StoreError::NotFound {
-                    what: "instance",
-                    id: instance_id.to_owned(),
-                })?;
-            let version: i64 = head.try_get(0).map_err(classify)?;
-            let head_hash: String = head.try_get(1).map_err(classify)?;
-            let rows = sqlx::query(
-                "SELECT seq, at, actor, event, node, data, prev_hash, hash FROM history \
-                 WHERE instance_id = $1 AND seq <= $2 ORDER BY seq",
+            let head = sqlx::query(
+                "SELECT version, history_hash, head_mac, state FROM instances WHERE id = $1",
             )
             .bind(instance_id)
-            .bind(version)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(classify)?
+            .ok_or_else(|| $crate::store::StoreError::NotFound {
+                what: "instance",
+                id: instance_id.to_owned(),
+            })?;
+            let state: Option<sqlx::types::Json<$crate::store::StateJson>> =
+                head.try_get("state").ok();
+            let head = shared::ChainHead {
+                version: head.try_get("version").map_err(classify)?,
+                hash: head.try_get("history_hash").map_err(classify)?,
+                mac: head.try_get("head_mac").map_err(classify)?,
+                state_hash: state
+                    .and_then(|s| $crate::audit::state_hash(s.0.as_str(), EXACT_STATE_TEXT)),
+            };
+            let rows = sqlx::query(
+                "SELECT seq, at, actor, event, node, data, prev_hash, hash, scheme, state_hash \
+                 FROM history WHERE instance_id = $1 AND seq <= $2 ORDER BY seq",
+            )
+            .bind(instance_id)
+            .bind(head.version)
             .fetch_all(&self.reader)
             .await
             .map_err(classify)?;
-            Ok((head_hash, rows))
+            Ok((head, rows))
+        }
+
+        /// Ids of instances after `after` (all from the start with `None`), `limit` at most,
+        /// in id order: the pages an audit walks.
+        pub(crate) async fn instance_ids_after(
+            &self,
+            after: Option<&str>,
+            limit: u32,
+        ) -> Result<Vec<String>, $crate::store::StoreError> {
+            sqlx::query_scalar("SELECT id FROM instances WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(classify)
+        }
+
+        /// Signs the head of every case that has none (cases from before the audit key),
+        /// as it stands now; the number signed. Each is signed at the version read, so a
+        /// step committed meanwhile is left alone (it wrote its own head MAC).
+        pub(crate) async fn seal_unsealed(&self) -> Result<u64, $crate::store::StoreError> {
+            use sqlx::Row as _;
+            let Some(key) = self.audit.clone() else {
+                return Ok(0);
+            };
+            let mut sealed = 0;
+            let mut after = String::new();
+            loop {
+                let rows = sqlx::query(
+                    "SELECT id, version, history_hash, state FROM instances \
+                     WHERE head_mac IS NULL AND id > $1 ORDER BY id LIMIT 500",
+                )
+                .bind(&after)
+                .fetch_all(&self.writer)
+                .await
+                .map_err(classify)?;
+                let Some(last) = rows.last() else { break };
+                after = last.try_get("id").map_err(classify)?;
+                for row in &rows {
+                    let id: String = row.try_get("id").map_err(classify)?;
+                    let version: i64 = row.try_get("version").map_err(classify)?;
+                    let hash: String = row.try_get("history_hash").map_err(classify)?;
+                    let state: Option<sqlx::types::Json<$crate::store::StateJson>> =
+                        row.try_get("state").ok();
+                    // An unreadable state is left unsealed: its check reports it.
+                    let Some(state_hash) =
+                        state.and_then(|s| {
+                            $crate::audit::state_hash(s.0.as_str(), EXACT_STATE_TEXT)
+                        })
+                    else {
+                        continue;
+                    };
+                    let mac = key.head_mac(&id, version, &hash, &state_hash);
+                    sealed += sqlx::query(
+                        "UPDATE instances SET head_mac = $1 \
+                         WHERE id = $2 AND version = $3 AND head_mac IS NULL",
+                    )
+                    .bind(mac)
+                    .bind(&id)
+                    .bind(version)
+                    .execute(&self.writer)
+                    .await
+                    .map_err(classify)?
+                    .rows_affected();
+                }
+            }
+            Ok(sealed)
         }
 
         pub(crate) async fn history(
@@ -827,7 +923,7 @@ macro_rules! store_methods {
         pub(crate) async fn verify_history(
             &self,
             instance_id: &str,
-        ) -> Result<(), $crate::store::StoreError> {
+        ) -> Result<$crate::store::VerifiedChain, $crate::store::StoreError> {
             use sqlx::Row as _;
             struct Owned {
                 seq: i64,
@@ -838,6 +934,8 @@ macro_rules! store_methods {
                 data: String,
                 prev_hash: String,
                 hash: String,
+                scheme: i64,
+                state_hash: Option<String>,
             }
             let (head, rows) = self.chain_rows(instance_id).await?;
             let owned = rows
@@ -852,6 +950,8 @@ macro_rules! store_methods {
                         data: row.try_get("data")?,
                         prev_hash: row.try_get("prev_hash")?,
                         hash: row.try_get("hash")?,
+                        scheme: row.try_get::<i32, _>("scheme").map(i64::from)?,
+                        state_hash: row.try_get("state_hash")?,
                     })
                 })
                 .collect::<Result<Vec<_>, sqlx::Error>>()
@@ -869,10 +969,16 @@ macro_rules! store_methods {
                     },
                     prev_hash: &row.prev_hash,
                     hash: &row.hash,
+                    scheme: row.scheme,
+                    state_hash: row.state_hash.as_deref(),
                 })
                 .collect();
-            $crate::store::chain::verify_chain(instance_id, &links, &head)?;
-            Ok(())
+            Ok($crate::store::chain::verify_chain(
+                instance_id,
+                &links,
+                &head.recorded(),
+                self.audit.as_deref(),
+            )?)
         }
 
         pub(crate) async fn close(&self) {

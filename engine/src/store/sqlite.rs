@@ -8,6 +8,7 @@ use super::migrations;
 use super::raw_sqlite;
 use super::shared::{self, HeadCache};
 use super::{ConflictReason, StoreError, StoreOptions, Synchronous};
+use crate::audit::{self, AuditKey};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -17,6 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 type DbRow = sqlx::sqlite::SqliteRow;
+
+/// SQLite gives a state back as the very text written: its hash is of that text.
+pub(super) const EXACT_STATE_TEXT: bool = true;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -50,6 +54,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0007_timer_attempts.sql"),
     ),
     (
+        8,
+        "keyed_history",
+        include_str!("../../migrations/sqlite/0008_keyed_history.sql"),
+    ),
+    (
         9,
         "provisional",
         include_str!("../../migrations/sqlite/0009_provisional.sql"),
@@ -81,6 +90,11 @@ pub(crate) struct SqliteStore {
     pub(super) writer: SqlitePool,
     pub(super) reader: SqlitePool,
     heads: Arc<HeadCache>,
+    /// The key of the history chain (see [`crate::audit`]); `None` only on a read-only open
+    /// of a file whose key is not at hand.
+    pub(super) audit: Option<Arc<AuditKey>>,
+    /// True when the key was created by this open (cases from before it get sealed).
+    pub(super) key_created: bool,
     /// Where group commits run (see [`raw_sqlite`]).
     commits: raw_sqlite::CommitConnection,
     /// How long a write waits for another connection's lock (set on every connection).
@@ -235,6 +249,8 @@ impl SqliteStore {
                     writer: pool.clone(),
                     reader: pool,
                     heads,
+                    audit: Some(Arc::new(AuditKey::random()?)),
+                    key_created: false,
                     commits: raw_sqlite::CommitConnection::shared(),
                     busy_timeout: options.busy_timeout,
                     _checkpointer: None,
@@ -250,9 +266,12 @@ impl SqliteStore {
                     .filename(&path)
                     .foreign_keys(true)
                     .busy_timeout(options.busy_timeout);
+                let key_path = audit::key_path(options.audit_key_file.as_deref(), Some(&path))?;
                 if options.read_only {
-                    return Self::open_read_only(base, heads, &options).await;
+                    let key = AuditKey::read(&key_path)?.map(Arc::new);
+                    return Self::open_read_only(base, heads, key, &options).await;
                 }
+                let (key, key_created) = AuditKey::read_or_create(&key_path)?;
                 let writer_options = base
                     .clone()
                     .create_if_missing(true)
@@ -281,6 +300,8 @@ impl SqliteStore {
                     writer,
                     reader,
                     heads,
+                    audit: Some(Arc::new(key)),
+                    key_created,
                     commits,
                     busy_timeout: options.busy_timeout,
                     _checkpointer: Some(Arc::new(checkpointer)),
@@ -299,6 +320,7 @@ impl SqliteStore {
     async fn open_read_only(
         base: SqliteConnectOptions,
         heads: Arc<HeadCache>,
+        audit: Option<Arc<AuditKey>>,
         options: &StoreOptions,
     ) -> Result<Self, StoreError> {
         let pool_options = || {
@@ -319,6 +341,8 @@ impl SqliteStore {
             writer: pool.clone(),
             reader: pool,
             heads,
+            audit,
+            key_created: false,
             commits: raw_sqlite::CommitConnection::shared(),
             busy_timeout: options.busy_timeout,
             _checkpointer: None,
@@ -371,10 +395,11 @@ impl SqliteStore {
         steps: &[super::StepCommit],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let heads = &self.heads;
+        let key = self.audit.as_deref();
         group_write::in_attempts(|attempt| {
             self.with_writer(move |tx| {
                 futures_util::FutureExt::now_or_never(group_write::commit_group(
-                    tx, heads, steps, attempt,
+                    tx, heads, key, steps, attempt,
                 ))
                 .unwrap_or_else(|| {
                     Err(StoreError::Database(sqlx::Error::Protocol(
