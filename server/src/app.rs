@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use jiuzhu_adapters::payments::PaymentsConfig;
 use jiuzhu_engine::runtime::Engine;
 
 use crate::db::{DbError, ServerDb};
@@ -21,6 +22,9 @@ pub struct ServerConfig {
     pub secure_cookies: bool,
     /// Largest request body accepted.
     pub body_limit: usize,
+    /// Bank folder, bank-file shape and gateway (`--payments-config`); the defaults, as
+    /// for `jiuzhu payments`, when absent.
+    pub payments: Option<PaymentsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -30,6 +34,7 @@ impl Default for ServerConfig {
             trust_proxy: false,
             secure_cookies: false,
             body_limit: 1024 * 1024,
+            payments: None,
         }
     }
 }

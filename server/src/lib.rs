@@ -5,6 +5,7 @@
 // Output goes through tracing; only the binary writes to the terminal.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod access_log;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod users;
 
+pub use access_log::AccessRecord;
 pub use app::{AppState, ServerConfig, serve};
 pub use db::{DbError, ServerDb};
 pub use sessions::AuthConfig;

@@ -24,6 +24,7 @@ use crate::problem::ApiError;
 
 pub mod assess;
 pub mod audit;
+pub mod bank_files;
 pub mod cases;
 pub mod definitions;
 pub mod incidents;
@@ -148,6 +149,16 @@ fn routes() -> Vec<(Method, &'static str, Handler)> {
             Method::POST,
             "/api/payments/results",
             on(MethodFilter::POST, payments::import_results),
+        ),
+        (
+            Method::POST,
+            "/api/payments/bank-files",
+            on(MethodFilter::POST, bank_files::export),
+        ),
+        (
+            Method::GET,
+            "/api/payments/bank-files/{id}",
+            on(MethodFilter::GET, bank_files::download),
         ),
         (
             Method::GET,
@@ -303,6 +314,7 @@ impl utoipa::Modify for Security {
         definitions::list, definitions::validate, definitions::deploy,
         incidents::list, incidents::retry,
         payments::run, payments::report, payments::import_results,
+        bank_files::export, bank_files::download,
         assess::assess,
         audit::access_log,
     ),
