@@ -29,6 +29,7 @@ pub mod cases;
 pub mod definitions;
 pub mod incidents;
 pub mod ops;
+pub mod payment_gateway;
 pub mod payments;
 pub mod session;
 pub mod tasks;
@@ -159,6 +160,11 @@ fn routes() -> Vec<(Method, &'static str, Handler)> {
             Method::GET,
             "/api/payments/bank-files/{id}",
             on(MethodFilter::GET, bank_files::download),
+        ),
+        (
+            Method::POST,
+            "/api/payments/send",
+            on(MethodFilter::POST, payment_gateway::send),
         ),
         (
             Method::GET,
@@ -314,7 +320,7 @@ impl utoipa::Modify for Security {
         definitions::list, definitions::validate, definitions::deploy,
         incidents::list, incidents::retry,
         payments::run, payments::report, payments::import_results,
-        bank_files::export, bank_files::download,
+        bank_files::export, bank_files::download, payment_gateway::send,
         assess::assess,
         audit::access_log,
     ),
