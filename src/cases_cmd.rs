@@ -37,8 +37,9 @@ pub struct CasesArgs {
     pub offset: u32,
 }
 
-pub async fn run(view: &View<'_>, args: &CasesArgs) -> Result<i32> {
-    let query = CaseQuery {
+/// The search `args` ask for.
+pub fn query(args: &CasesArgs) -> CaseQuery {
+    CaseQuery {
         process_id: args.process.clone(),
         status: args.status.clone(),
         unit: args.unit.clone(),
@@ -46,6 +47,9 @@ pub async fn run(view: &View<'_>, args: &CasesArgs) -> Result<i32> {
         id_number: args.id_number.clone(),
         limit: args.limit.max(1),
         offset: args.offset,
-    };
-    views::cases(view, &query, args.json).await
+    }
+}
+
+pub async fn run(view: &View<'_>, args: &CasesArgs) -> Result<i32> {
+    views::cases(view, &query(args), args.json).await
 }

@@ -127,26 +127,10 @@ fn emit_invalid(problem: &str) {
 }
 
 pub async fn deploy(session: &Session) -> Result<i32> {
-    // Notices are checked now, not at 3 a.m.: every template must load (no unknown
-    // variables) and every template a definition names must exist.
-    let templates_dir = session.engine.project.dir.join("templates");
-    if templates_dir.is_dir() {
-        let templates = match TemplateSet::load_dir(&templates_dir) {
-            Ok(t) => t,
-            Err(e) => {
-                emit_invalid(&e.to_string());
-                return Ok(1);
-            }
-        };
-        let mut used: Vec<String> = vec!["task_reminder".into(), "escalation".into()];
-        for def in session.engine.project.definitions.values() {
-            used.extend(def.notification_templates());
-        }
-        let names: Vec<&str> = used.iter().map(String::as_str).collect();
-        if let Err(e) = templates.check_names(&names) {
-            emit_invalid(&e.to_string());
-            return Ok(1);
-        }
+    // Notices are checked now, not at 3 a.m. (the API's deploy makes the same check).
+    if let Err(e) = jiuzhu_adapters::notify::check_project_templates(&session.engine.project) {
+        emit_invalid(&e.to_string());
+        return Ok(1);
     }
     let deployments = match session.engine.deploy().await {
         Ok(d) => d,

@@ -14,6 +14,7 @@ mod load_cmd;
 mod logging;
 mod output;
 mod payments_cmd;
+mod reveal_log;
 mod serve_cmd;
 mod test_cmd;
 mod tokens_cmd;
@@ -344,9 +345,10 @@ fn main() -> ExitCode {
         } => lifecycle_cmd(global, Access::Write, async |s| {
             lifecycle::start(s, &process, data.as_deref(), &user, unit.as_deref()).await
         }),
-        Command::Tasks { user, reveal } => {
-            read_cmd(global, async |s| views::tasks(&s.view(reveal), &user).await)
-        }
+        Command::Tasks { user, reveal } => read_cmd(global, async |s| {
+            reveal_log::tasks(s, reveal, &user).await?;
+            views::tasks(&s.view(reveal), &user).await
+        }),
         Command::Claim { task, user } => lifecycle_cmd(global, Access::Write, async |s| {
             lifecycle::claim(s, &task, &user).await
         }),
@@ -375,6 +377,7 @@ fn main() -> ExitCode {
             json,
             reveal,
         } => read_cmd(global, async |s| {
+            reveal_log::case(s, reveal, "case", &instance).await?;
             views::show(&s.view(reveal), &instance, json).await
         }),
         Command::History {
@@ -383,9 +386,11 @@ fn main() -> ExitCode {
             json,
             reveal,
         } => read_cmd(global, async |s| {
+            reveal_log::case(s, reveal, "history", &instance).await?;
             views::history(&s.view(reveal), &instance, verify, json).await
         }),
         Command::Cases(args) => read_cmd(global, async |s| {
+            reveal_log::cases(s, &args).await?;
             cases_cmd::run(&s.view(args.reveal), &args).await
         }),
         Command::Run {

@@ -72,6 +72,9 @@ pub async fn run(session: &Session, args: &ServeArgs) -> Result<i32> {
     let config = ServerConfig {
         trust_proxy: args.trust_proxy,
         secure_cookies: args.secure_cookies,
+        payments: (args.payments_config.as_deref())
+            .map(jiuzhu_adapters::payments::PaymentsConfig::load)
+            .transpose()?,
         ..ServerConfig::default()
     };
     let state = AppState::new(session.engine.clone(), config)

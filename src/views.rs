@@ -28,6 +28,8 @@ use crate::output::{MASKED, REVEALED, local_minute, local_time, short_id};
 /// A database opened for reading, with what the project says about users and calendars.
 pub struct ReadSession {
     pub store: Store,
+    /// The database's path or URL (a `--reveal` read opens it again to log the view).
+    db_url: String,
     org: std::result::Result<Option<Org>, String>,
     context: LoadContext,
     offset: FixedOffset,
@@ -72,10 +74,15 @@ impl ReadSession {
         }
         Ok(ReadSession {
             store,
+            db_url: paths.db.clone(),
             org,
             context,
             offset,
         })
+    }
+
+    pub fn db_url(&self) -> &str {
+        &self.db_url
     }
 
     pub fn view(&self, reveal: bool) -> View<'_> {
@@ -194,9 +201,10 @@ fn applicant(vars: &serde_json::Value) -> Option<String> {
 }
 
 /// `jiuzhu tasks --as USER`: the user's queue, due date first.
-pub async fn tasks(view: &View<'_>, user: &str) -> Result<i32> {
+/// The open tasks in `user`'s queue (as `tasks` lists them).
+async fn queue(view: &View<'_>, user: &str) -> Result<Vec<jiuzhu_engine::store::TaskRow>> {
     let actor = view.actor(user)?;
-    let tasks = view
+    Ok(view
         .store
         .tasks_for(
             &actor.roles,
@@ -204,7 +212,23 @@ pub async fn tasks(view: &View<'_>, user: &str) -> Result<i32> {
             &actor.user,
             200,
         )
-        .await?;
+        .await?)
+}
+
+/// The ids of the cases `tasks` lists for `user`, sorted.
+pub async fn task_case_ids(view: &View<'_>, user: &str) -> Result<Vec<String>> {
+    let mut ids: Vec<String> = queue(view, user)
+        .await?
+        .into_iter()
+        .map(|t| t.instance_id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+pub async fn tasks(view: &View<'_>, user: &str) -> Result<i32> {
+    let tasks = queue(view, user).await?;
     if tasks.is_empty() {
         println!("(no tasks for {user})");
         return Ok(0);

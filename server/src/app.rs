@@ -12,6 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
+use jiuzhu_adapters::payments::PaymentsConfig;
 use jiuzhu_engine::runtime::Engine;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -31,6 +32,9 @@ pub struct ServerConfig {
     pub secure_cookies: bool,
     /// Largest request body accepted.
     pub body_limit: usize,
+    /// Bank folder, bank-file shape and gateway (`--payments-config`); the defaults, as
+    /// for `jiuzhu payments`, when absent.
+    pub payments: Option<PaymentsConfig>,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +44,7 @@ impl Default for ServerConfig {
             trust_proxy: false,
             secure_cookies: false,
             body_limit: 1024 * 1024,
+            payments: None,
         }
     }
 }

@@ -5,6 +5,7 @@
 // Output goes through tracing; only the binary writes to the terminal.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod access_log;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod sessions;
 pub mod users;
 pub mod web;
 
+pub use access_log::AccessRecord;
 pub use app::{AppState, ServerConfig, serve};
 pub use db::{DbError, ServerDb};
 pub use sessions::{AuthConfig, TokenScope};

@@ -85,7 +85,9 @@ pub fn status_of(code: &str) -> StatusCode {
         "not_found" => StatusCode::NOT_FOUND,
         "forbidden" | "separation_of_duties" | "csrf" => StatusCode::FORBIDDEN,
         "conflict" | "duplicate" | "tampered" => StatusCode::CONFLICT,
-        "invalid_data" | "invalid_request" => StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_data" | "invalid_request" | "invalid_definition" => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         "bad_json" | "bad_query" | "duplicate_key" => StatusCode::BAD_REQUEST,
         "unauthenticated" => StatusCode::UNAUTHORIZED,
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,

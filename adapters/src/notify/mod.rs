@@ -11,6 +11,7 @@
 
 pub mod channel;
 pub mod config;
+pub mod deploy_check;
 pub mod recipients;
 pub mod smtp;
 pub mod template;
@@ -26,6 +27,7 @@ pub use channel::{Channel, DeliveryError, Disposition, Message};
 pub use config::{
     ChannelName, ConfigError, NotifyConfig, Routes, SmtpConfig, TlsMode, WebhookConfig,
 };
+pub use deploy_check::check_project_templates;
 pub use recipients::{Recipient, RecipientError, RecipientKind, Recipients};
 pub use smtp::SmtpChannel;
 pub use template::{Rendered, TemplateError, TemplateProblem, TemplateSet};

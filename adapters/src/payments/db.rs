@@ -705,6 +705,27 @@ macro_rules! backend_ops {
                 Ok(batches)
             }
 
+            /// A batch's instructions, whatever its status; `None` when no batch has that id.
+            pub(crate) async fn batch(
+                pool: &Pool,
+                batch_id: &str,
+            ) -> Result<Option<PreparedBatch>, PaymentError> {
+                let mut tx = pool.begin_with(BEGIN).await?;
+                let found = sqlx::query("SELECT id FROM payment_batches WHERE id = $1")
+                    .bind(batch_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let batch = match found {
+                    Some(_) => Some(PreparedBatch {
+                        batch_id: batch_id.to_owned(),
+                        instructions: batch_instructions(&mut tx, batch_id).await?,
+                    }),
+                    None => None,
+                };
+                tx.commit().await?;
+                Ok(batch)
+            }
+
             pub(crate) async fn acknowledge_batch(
                 pool: &Pool,
                 batch_id: &str,

@@ -418,6 +418,12 @@ impl Ledger {
         on_db!(self, |pool, ops| ops::pending_batches(pool))
     }
 
+    /// A bank file's batch by id (`YYYYMMDD-NNN`), sent or still being written: its
+    /// instructions render to the same bytes as the file written ([`BankFileConfig::render`]).
+    pub async fn batch(&self, batch_id: &str) -> Result<Option<PreparedBatch>, PaymentError> {
+        on_db!(self, |pool, ops| ops::batch(pool, batch_id))
+    }
+
     /// Step 3 of an export, after the file is safely written: marks the batch and its
     /// instructions sent in one transaction.
     pub async fn acknowledge_batch(

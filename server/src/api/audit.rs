@@ -13,9 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::session::client_address;
 use super::{ApiQuery, AppResult, rfc3339};
+use crate::access_log::AccessRecord;
 use crate::app::AppState;
 use crate::authz::{self, Credential, Principal};
-use crate::db::{DbError, on_pool, on_read_pool};
+use crate::db::{DbError, on_read_pool};
 use crate::problem::{ApiError, Problem};
 
 /// The address a request comes from (the peer, or a trusted proxy's `X-Forwarded-For`).
@@ -51,21 +52,19 @@ pub(super) async fn record(
         Credential::Session { .. } => "session",
         Credential::Token => "token",
     };
-    let at = state.engine.now().timestamp_millis();
-    on_pool!(state.db, pool => sqlx::query(
-        "INSERT INTO server_access_log (at, user_id, what, subject, address, via) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(at)
-    .bind(&principal.user)
-    .bind(what)
-    .bind(subject)
-    .bind(&address.0)
-    .bind(via)
-    .execute(pool)
-    .await
-    .map(|done| done.rows_affected()))
-    .map_err(DbError::from)?;
+    state
+        .db
+        .record_access(
+            state.engine.now(),
+            &AccessRecord {
+                user: &principal.user,
+                what,
+                subject,
+                address: &address.0,
+                via,
+            },
+        )
+        .await?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use jiuzhu_adapters::notify::check_project_templates;
 use jiuzhu_engine::lang::load_definition;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,7 +13,7 @@ use utoipa::ToSchema;
 use super::{ApiJson, AppResult, rfc3339};
 use crate::app::AppState;
 use crate::authz::{self, Principal};
-use crate::problem::Problem;
+use crate::problem::{ApiError, Problem};
 
 /// A deployed version of a process.
 #[derive(Serialize, ToSchema)]
@@ -108,13 +109,17 @@ pub(super) async fn validate(
     (status = 200, description = "the versions now deployed", body = Vec<DeploymentView>),
     (status = 401, description = "not logged in", body = Problem),
     (status = 403, description = "administrators only", body = Problem),
-    (status = 422, description = "a definition does not load", body = Problem)),
+    (status = 422, description = "a definition or a notification template does not load (the problem names it)", body = Problem)),
     security(("session" = []), ("token" = [])))]
 pub(super) async fn deploy(
     State(state): State<Arc<AppState>>,
     principal: Principal,
 ) -> AppResult<Json<Vec<DeploymentView>>> {
     authz::admin(&principal, "deploying definitions")?;
+    // The same template check as `jiuzhu deploy`: a notice that cannot render is refused
+    // now, with the template and part it is in, not when a reminder fires.
+    check_project_templates(&state.engine.project)
+        .map_err(|e| ApiError::new("invalid_definition", format!("{e}\nnothing deployed")))?;
     let deployed = state.engine.deploy().await?;
     Ok(Json(
         deployed

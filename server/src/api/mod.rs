@@ -24,10 +24,12 @@ use crate::problem::ApiError;
 
 pub mod assess;
 pub mod audit;
+pub mod bank_files;
 pub mod cases;
 pub mod definitions;
 pub mod incidents;
 pub mod ops;
+pub mod payment_gateway;
 pub mod payments;
 pub mod session;
 pub mod tasks;
@@ -148,6 +150,21 @@ fn routes() -> Vec<(Method, &'static str, Handler)> {
             Method::POST,
             "/api/payments/results",
             on(MethodFilter::POST, payments::import_results),
+        ),
+        (
+            Method::POST,
+            "/api/payments/bank-files",
+            on(MethodFilter::POST, bank_files::export),
+        ),
+        (
+            Method::GET,
+            "/api/payments/bank-files/{id}",
+            on(MethodFilter::GET, bank_files::download),
+        ),
+        (
+            Method::POST,
+            "/api/payments/send",
+            on(MethodFilter::POST, payment_gateway::send),
         ),
         (
             Method::GET,
@@ -278,6 +295,7 @@ impl utoipa::Modify for Security {
         definitions::list, definitions::validate, definitions::deploy,
         incidents::list, incidents::retry,
         payments::run, payments::report, payments::import_results,
+        bank_files::export, bank_files::download, payment_gateway::send,
         assess::assess,
         audit::access_log,
     ),

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, Result, ensure};
 use chrono::{TimeZone, Utc};
+use jiuzhu_adapters::payments::PaymentsConfig;
 use jiuzhu_engine::clock::{Clock, ManualClock};
 use jiuzhu_engine::project::Project;
 use jiuzhu_engine::runtime::Engine;
@@ -25,6 +26,8 @@ pub struct Ctx {
     pub http: reqwest::Client,
     pub clock: Arc<ManualClock>,
     pub state: Arc<AppState>,
+    /// The server's bank folder (its payments config's `bank_dir`).
+    pub bank: tempfile::TempDir,
     /// Dropping it shuts the server down.
     pub _stop: tokio::sync::watch::Sender<bool>,
 }
@@ -32,6 +35,8 @@ pub struct Ctx {
 pub struct Teardown {
     pub database: TestDatabase,
     pub store: Store,
+    /// The test's own project folder, if it has one.
+    pub project: Option<tempfile::TempDir>,
 }
 
 /// A server over a fresh database with `users`; the first `with_password` get
@@ -41,10 +46,31 @@ pub async fn setup_with(
     users: &[(&str, &str, &str)],
     with_password: usize,
 ) -> (Ctx, Teardown) {
+    let processes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../processes");
+    setup_in(db, users, with_password, &processes, None).await
+}
+
+/// [`setup_with`] over a project of the test's own (a copy it changed), kept until the
+/// teardown.
+pub async fn setup_project(
+    db: Db,
+    users: &[(&str, &str, &str)],
+    project: tempfile::TempDir,
+) -> (Ctx, Teardown) {
+    let processes = project.path().to_path_buf();
+    setup_in(db, users, 0, &processes, Some(project)).await
+}
+
+async fn setup_in(
+    db: Db,
+    users: &[(&str, &str, &str)],
+    with_password: usize,
+    processes: &Path,
+    own: Option<tempfile::TempDir>,
+) -> (Ctx, Teardown) {
     let database = TestDatabase::create(db, "server").await;
     let store = Store::open(&database.url).await.expect("open store");
-    let processes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../processes");
-    let project = Project::load(&processes).expect("project loads");
+    let project = Project::load(processes).expect("project loads");
     let clock = Arc::new(ManualClock::new(
         Utc.with_ymd_and_hms(2026, 3, 2, 1, 0, 0)
             .single()
@@ -58,6 +84,7 @@ pub async fn setup_with(
     )
     .expect("engine");
     engine.deploy().await.expect("deploy");
+    let bank = tempfile::tempdir().expect("bank folder");
     let config = ServerConfig {
         auth: AuthConfig {
             max_failures_per_account: 3,
@@ -65,6 +92,10 @@ pub async fn setup_with(
             ..AuthConfig::default()
         },
         trust_proxy: true,
+        payments: Some(PaymentsConfig {
+            bank_dir: bank.path().to_path_buf(),
+            ..PaymentsConfig::default()
+        }),
         ..ServerConfig::default()
     };
     let state = AppState::new(Arc::new(engine), config)
@@ -101,9 +132,17 @@ pub async fn setup_with(
         http: reqwest::Client::new(),
         clock,
         state,
+        bank,
         _stop: stop,
     };
-    (ctx, Teardown { database, store })
+    (
+        ctx,
+        Teardown {
+            database,
+            store,
+            project: own,
+        },
+    )
 }
 
 pub async fn finish(db: Db, teardown: Teardown, outcome: Outcome) {
