@@ -25,6 +25,7 @@ use crate::problem::ApiError;
 pub mod assess;
 pub mod audit;
 pub mod cases;
+pub mod corrections;
 pub mod definitions;
 pub mod incidents;
 pub mod ops;
@@ -83,6 +84,11 @@ fn routes() -> Vec<(Method, &'static str, Handler)> {
             Method::POST,
             "/api/cases/{id}/messages/{name}",
             on(MethodFilter::POST, cases::send_message),
+        ),
+        (
+            Method::POST,
+            "/api/cases/{id}/corrections",
+            on(MethodFilter::POST, corrections::correct),
         ),
         (
             Method::GET,
@@ -298,6 +304,7 @@ impl utoipa::Modify for Security {
         ops::healthz, ops::readyz, ops::metrics, ops::openapi_json,
         session::login, session::logout, session::me,
         cases::list_cases, cases::get_case, cases::start_case, cases::history, cases::send_message,
+        corrections::correct,
         tasks::list_tasks, tasks::claim_task, tasks::unclaim_task, tasks::reassign_task,
         tasks::delegate_task, tasks::complete_task,
         definitions::list, definitions::validate, definitions::deploy,
