@@ -870,6 +870,13 @@ fn correct_records_a_step_with_its_reason_and_prints_masked_values() {
     let rows: serde_json::Value = serde_json::from_slice(&history.stdout).expect("JSON");
     assert_eq!(rows[1]["event"], "correct");
     assert_eq!(rows[1]["input"]["reason"], "姓名录入错误");
+    assert_eq!(rows[1]["corrections"][0]["new"], "张*");
+    let timeline = jiuzhu(&["history", &ids[0], "--db", &db], &[]);
+    let timeline = text(&timeline.stdout);
+    assert!(
+        timeline.contains("corrected $.household.savings: 0 -> 1200.50"),
+        "{timeline}"
+    );
 
     // A value that does not fit is refused with its path (exit 1); bad usage exits 2.
     let misfit = correct(&[
