@@ -6,6 +6,7 @@ mod bench;
 mod calendar_check;
 mod cases_cmd;
 mod cli_args;
+mod correct_cmd;
 mod diagram_cmd;
 mod errors;
 mod incidents_cmd;
@@ -186,6 +187,8 @@ enum Command {
         #[arg(long = "as", value_name = "USER")]
         user: Option<String>,
     },
+    /// Correct a case's data (`--set PATH=JSON`, a `--reason`), recorded in its history.
+    Correct(correct_cmd::CorrectArgs),
     /// A case: state, variables, open tasks, timers (personal data masked).
     Show {
         /// The case id, its short form or a unique part of it.
@@ -371,6 +374,9 @@ fn main() -> ExitCode {
             user,
         } => lifecycle_cmd(global, Access::Write, async |s| {
             lifecycle::message(s, &instance, &name, data.as_deref(), user.as_deref()).await
+        }),
+        Command::Correct(args) => lifecycle_cmd(global, Access::Write, async |s| {
+            correct_cmd::run(s, &args).await
         }),
         Command::Show {
             instance,

@@ -452,6 +452,8 @@ pub async fn history(view: &View<'_>, fragment: &str, verify: bool, as_json: boo
                     "actor": row.actor, "event": row.event, "node": row.node,
                     "input": view.mask(&row.data["input"]),
                     "changed": view.mask(&row.data["changed"]),
+                    // Stored masked already (a correction's old and new values).
+                    "corrections": row.data.get("corrections"),
                     "hash": row.hash,
                 })
             })
@@ -484,6 +486,11 @@ pub async fn history(view: &View<'_>, fragment: &str, verify: bool, as_json: boo
                         .collect();
                     println!("    {what}: {}", text.join("; "));
                 }
+            }
+            for change in row.data["corrections"].as_array().into_iter().flatten() {
+                let path = change["path"].as_str().unwrap_or_default();
+                let (old, new) = (plain(&change["old"]), plain(&change["new"]));
+                println!("    corrected {path}: {old} -> {new}");
             }
         }
         if !view.reveal {

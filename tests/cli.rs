@@ -835,6 +835,75 @@ fn show_prints_json_masked_unless_revealed() {
 }
 
 #[test]
+fn correct_records_a_step_with_its_reason_and_prints_masked_values() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (db, ids) = seeded(dir.path(), &[ZHANG]);
+    let correct = |args: &[&str]| {
+        let mut all = vec!["correct", short(&ids[0])];
+        all.extend(args);
+        all.extend(["--db", &db]);
+        jiuzhu(&all, &[])
+    };
+    let done = correct(&[
+        "--set",
+        "applicant_name=张三风",
+        "--set",
+        "household.savings=\"1200.50\"",
+        "--reason",
+        "姓名录入错误",
+        "--as",
+        "zx_staff1",
+    ]);
+    assert!(done.status.success(), "{}", text(&done.stderr));
+    let out = text(&done.stdout);
+    assert!(out.contains("active corrected (version 2)"), "{out}");
+    assert!(
+        out.contains("$.applicant_name: \"张*\" -> \"张*\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("$.household.savings: \"0\" -> \"1200.50\""),
+        "{out}"
+    );
+    assert!(!out.contains("张三"), "{out}");
+    let history = jiuzhu(&["history", &ids[0], "--json", "--db", &db], &[]);
+    let rows: serde_json::Value = serde_json::from_slice(&history.stdout).expect("JSON");
+    assert_eq!(rows[1]["event"], "correct");
+    assert_eq!(rows[1]["input"]["reason"], "姓名录入错误");
+    assert_eq!(rows[1]["corrections"][0]["new"], "张*");
+    let timeline = jiuzhu(&["history", &ids[0], "--db", &db], &[]);
+    let timeline = text(&timeline.stdout);
+    assert!(
+        timeline.contains("corrected $.household.savings: 0 -> 1200.50"),
+        "{timeline}"
+    );
+
+    // A value that does not fit is refused with its path (exit 1); bad usage exits 2.
+    let misfit = correct(&[
+        "--set",
+        "area=suburban",
+        "--reason",
+        "x",
+        "--as",
+        "zx_staff1",
+    ]);
+    assert_eq!(misfit.status.code(), Some(1), "{}", text(&misfit.stderr));
+    assert!(
+        text(&misfit.stderr).starts_with("error[invalid_data]: $.area"),
+        "{}",
+        text(&misfit.stderr)
+    );
+    let other = correct(&["--set", "area=rural", "--reason", "x", "--as", "fa_staff1"]);
+    assert!(
+        text(&other.stderr).starts_with("error[forbidden]"),
+        "{}",
+        text(&other.stderr)
+    );
+    let bad = correct(&["--set", "area", "--reason", "x", "--as", "zx_staff1"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+}
+
+#[test]
 fn history_is_a_timeline_in_local_time() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (db, ids) = seeded(dir.path(), &[ZHANG]);

@@ -8,6 +8,9 @@
 //! - messages ([`message`]): a message that names roles is the core's decision; one that
 //!   names none is the applicant's (objection, withdrawal), recorded by front-desk staff on
 //!   the applicant's behalf, and the history says so;
+//! - corrections of a case's data ([`correct`]): the caller must see the case; whether
+//!   their role and unit may correct it is the core's decision (staff of the process's
+//!   tasks in the case's unit or above, or a head; open cases only);
 //! - definitions, deployments and the access log: administrators ([`admin`]);
 //! - payments: the county's staff, heads and administrators ([`payments`]);
 //! - incidents: heads and administrators read and retry them ([`incidents`]);
@@ -194,6 +197,12 @@ impl Principal {
     pub fn require_admin(&self) -> Result<(), ApiError> {
         admin(self, "administration")
     }
+}
+
+/// Correcting case `id` of `unit`: visible to the caller; the rest is the core's (role,
+/// unit, the case still open), as for the actions on a case's tasks.
+pub fn correct(principal: &Principal, unit: &str, id: &str) -> Result<(), ApiError> {
+    principal.require_visible(unit, "case", id)
 }
 
 /// The one not-found answer, for missing and invisible alike.

@@ -71,6 +71,8 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     ("GET",  "/api/cases/{id}/history",             [200, 200, 200, 404, 404, 200, 200, 200, 401, 401]),
     // `withdraw`, the applicant's message, recorded by the front desk of the case's unit.
     ("POST", "/api/cases/{id}/messages/{name}",     [200, 200, 403, 404, 404, 403, 403, 403, 401, 401]),
+    // Staff of the process's tasks in the case's unit or above, or a head.
+    ("POST", "/api/cases/{id}/corrections",         [200, 200, 200, 404, 404, 200, 200, 200, 401, 401]),
     ("GET",  "/api/tasks",                          [200, 200, 200, 200, 200, 200, 200, 200, 401, 401]),
     // The case's first task is the clerk's (受理).
     ("POST", "/api/tasks/{id}/claim",               [200, 403, 403, 404, 404, 403, 403, 403, 401, 401]),
@@ -187,6 +189,10 @@ fn request(path: &str, fx: &Fixture, cell: usize) -> (String, Option<Value>) {
         }
         "/api/assess" => Some(json!({"case": assess_case()})),
         p if p.contains("/messages/") => Some(json!({})),
+        "/api/cases/{id}/corrections" => Some(json!({
+            "changes": {"applicant_name": "张秀英"},
+            "reason": "姓名录入错误",
+        })),
         _ => None,
     };
     (concrete, body)
@@ -409,7 +415,93 @@ async fn reveals_are_logged_and_messages_say_for_whom(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
+/// A correction through the API: refused with the JSON path of a misfit or without a
+/// reason, then taken, shown in the history with its reason and masked values, and refused
+/// once the case is closed.
+async fn corrections_are_steps_in_the_history_and_closed_cases_refuse_them(ctx: Ctx) -> Result<()> {
+    let staff = ctx.token("zx_staff1").await?;
+    let clerk = ctx.token("zx_clerk").await?;
+    let fx = fixture(&ctx, false, false).await?;
+    let path = format!("/api/cases/{}/corrections", fx.case);
+    let misfit = ctx
+        .post(
+            &path,
+            Auth::Bearer(&staff),
+            json!({"changes": {"household.savings": "很多"}, "reason": "录入错误"}),
+        )
+        .await?;
+    misfit.expect_problem(422, "invalid_data")?;
+    ensure!(
+        misfit.body.to_string().contains("$.household.savings"),
+        "{}",
+        misfit.body
+    );
+    let no_reason = ctx
+        .post(
+            &path,
+            Auth::Bearer(&staff),
+            json!({"changes": {"applicant_name": "张秀英"}, "reason": " "}),
+        )
+        .await?;
+    no_reason.expect_problem(422, "invalid_data")?;
+    let done = ctx
+        .post(
+            &path,
+            Auth::Bearer(&staff),
+            json!({
+                "changes": {"applicant_name": "张秀英", "household.members[0].income[0].monthly": "200.00"},
+                "reason": "姓名录入错误，养老金以发放记录为准"
+            }),
+        )
+        .await?;
+    ensure!(done.status == 200, "{}", done.body);
+    let history = ctx
+        .get(
+            &format!("/api/cases/{}/history?reveal=true", fx.case),
+            Auth::Bearer(&staff),
+        )
+        .await?;
+    let last = history.body["entries"]
+        .as_array()
+        .and_then(|e| e.last())
+        .context("entries")?;
+    ensure!(
+        last["event"] == "correct" && last["actor"] == "zx_staff1",
+        "{last}"
+    );
+    ensure!(
+        last["input"]["reason"] == "姓名录入错误，养老金以发放记录为准",
+        "{last}"
+    );
+    ensure!(
+        last["corrections"]
+            == json!([
+                {"path": "$.applicant_name", "old": "张*", "new": "张*"},
+                {"path": "$.household.members[0].income[0].monthly", "old": "180.00", "new": "200.00"}
+            ]),
+        "{last}"
+    );
+    let withdrawn = ctx
+        .post(
+            &format!("/api/cases/{}/messages/withdraw", fx.case),
+            Auth::Bearer(&clerk),
+            json!({}),
+        )
+        .await?;
+    ensure!(withdrawn.status == 200, "{}", withdrawn.body);
+    let closed = ctx
+        .post(
+            &path,
+            Auth::Bearer(&staff),
+            json!({"changes": {"applicant_name": "张秀兰"}, "reason": "改回"}),
+        )
+        .await?;
+    closed.expect_problem(409, "conflict")?;
+    Ok(())
+}
+
 jiuzhu_testkit::on_both_databases!(
     every_route_answers_every_caller_as_the_matrix_says,
     reveals_are_logged_and_messages_say_for_whom,
+    corrections_are_steps_in_the_history_and_closed_cases_refuse_them,
 );

@@ -33,6 +33,9 @@ use crate::lang::model::{
     TimerSpec, ValueTemplate,
 };
 pub use effect::{Effect, Outward};
+pub use events::correct::{
+    MAX_CHANGES, MAX_REASON_CHARS, PathSegment, display_path, parse_path, value_at,
+};
 pub use events::handover::is_supervisor_role;
 pub use state::{DeadlineState, InstanceState, OpenTask, Status, Timer, TimerKind, Token};
 
@@ -97,6 +100,13 @@ pub enum Event {
     /// calendar did not cover) are counted again. Refused (`not_found`) when none
     /// changes.
     CalendarChanged,
+    /// Staff correct the case's variables (`path` as in `household.members[1].income`),
+    /// giving a reason; see `events/correct.rs` for who may and what.
+    Correct {
+        actor: Actor,
+        changes: Vec<(String, Value)>,
+        reason: String,
+    },
 }
 
 /// The outcome of a step: the new state and what must happen because of it.
@@ -234,7 +244,10 @@ enum Work {
 
 impl<'a> Run<'a> {
     fn apply(&mut self, event: &Event) -> Result<Option<String>, StepError> {
-        if !matches!(event, Event::Start { .. }) && self.st.status != Status::Active {
+        // A correction says itself why a closed case refuses it.
+        if !matches!(event, Event::Start { .. } | Event::Correct { .. })
+            && self.st.status != Status::Active
+        {
             return Err(StepError::NotFound(format!(
                 "instance {} is {}",
                 self.st.id,
@@ -259,6 +272,11 @@ impl<'a> Run<'a> {
             Event::Message { name, actor, data } => self.message(name, actor.as_ref(), data),
             Event::TimerFired { timer_id } => self.timer_fired(timer_id),
             Event::CalendarChanged => self.recount_provisional().map(|()| None),
+            Event::Correct {
+                actor,
+                changes,
+                reason,
+            } => self.correct(actor, changes, reason),
         }
     }
 }

@@ -47,6 +47,7 @@ use crate::store::{
 pub use crate::group_commit::TIMER_CONCURRENCY;
 
 mod cache;
+mod correct;
 mod error;
 mod recount;
 mod tamper;
@@ -969,6 +970,9 @@ fn history_data(
         "input": Value::Object(step.data.clone()).to_json(),
         "changed": changed_variables(before, after),
     });
+    if let Event::Correct { changes, .. } = step.event {
+        data["corrections"] = correct::corrections_json(changes, before, after);
+    }
     if let Some(whom) = step.on_behalf_of {
         data["on_behalf_of"] = serde_json::Value::String(whom.to_string());
     }

@@ -77,6 +77,12 @@ pub enum StepKind {
         by: Actor,
         to: Option<Actor>,
     },
+    /// `correct:` the case's data (path → new value) by `by`, with a reason.
+    Correct {
+        changes: Vec<(String, Value)>,
+        reason: String,
+        by: Actor,
+    },
     Advance(Advance),
     Expect(Box<Expect>),
     Start {
@@ -130,6 +136,10 @@ impl Step {
             StepKind::Complete { node, .. } => format!("complete {node}"),
             StepKind::Message { name, .. } => format!("message {name}"),
             StepKind::Handover { action, node, .. } => format!("{} {node}", action.as_str()),
+            StepKind::Correct { changes, .. } => {
+                let paths: Vec<&str> = changes.iter().map(|(p, _)| p.as_str()).collect();
+                format!("correct {}", paths.join(", "))
+            }
             StepKind::Advance(Advance::By(d)) => format!("advance {d}"),
             StepKind::Advance(Advance::To(t)) => format!("advance to {t}"),
             StepKind::Expect(_) => "expect".to_string(),
@@ -197,6 +207,12 @@ struct RawStep {
     /// The user a `reassign` or `delegate` hands the task to.
     #[serde(default)]
     to: Option<RawActor>,
+    /// A correction: path → new value.
+    #[serde(default)]
+    correct: Option<serde_json::Map<String, serde_json::Value>>,
+    /// A correction's reason.
+    #[serde(default)]
+    reason: Option<String>,
     #[serde(default)]
     advance: Option<serde_json::Value>,
     #[serde(default)]
@@ -353,6 +369,7 @@ fn convert_step(raw: &RawStep, index: usize, offset: FixedOffset) -> Result<Step
     let kinds = [
         raw.complete.is_some(),
         raw.message.is_some(),
+        raw.correct.is_some(),
         raw.advance.is_some(),
         raw.expect.is_some(),
         raw.start.is_some(),
@@ -360,7 +377,7 @@ fn convert_step(raw: &RawStep, index: usize, offset: FixedOffset) -> Result<Step
     let count = kinds.iter().filter(|k| **k).count()
         + handovers.iter().filter(|(_, n)| n.is_some()).count();
     if count != 1 {
-        return Err("a step has exactly one of complete, message, claim, unclaim, reassign, delegate, advance, expect, start".into());
+        return Err("a step has exactly one of complete, message, correct, claim, unclaim, reassign, delegate, advance, expect, start".into());
     }
     if let Some(code) = &raw.expect_error
         && !ERROR_CODES.contains(&code.as_str())
@@ -373,11 +390,16 @@ fn convert_step(raw: &RawStep, index: usize, offset: FixedOffset) -> Result<Step
     if raw.expect_error.is_some()
         && raw.complete.is_none()
         && raw.message.is_none()
+        && raw.correct.is_none()
         && handover.is_none()
     {
         return Err(
-            "expect_error goes with complete, message, claim, unclaim, reassign or delegate".into(),
+            "expect_error goes with complete, message, correct, claim, unclaim, reassign or delegate"
+                .into(),
         );
+    }
+    if raw.reason.is_some() && raw.correct.is_none() {
+        return Err("reason goes with correct".into());
     }
     let kind = if let Some((action, node)) = handover {
         let by = raw
@@ -410,6 +432,19 @@ fn convert_step(raw: &RawStep, index: usize, offset: FixedOffset) -> Result<Step
             node: node.clone(),
             by: convert_actor(by),
             data: convert_data(&raw.data),
+        }
+    } else if let Some(changes) = &raw.correct {
+        let by = raw
+            .by
+            .as_ref()
+            .ok_or("correct needs `by` (user, roles, unit)")?;
+        StepKind::Correct {
+            changes: changes
+                .iter()
+                .map(|(path, value)| (path.clone(), Value::from_json(value)))
+                .collect(),
+            reason: raw.reason.clone().unwrap_or_default(),
+            by: convert_actor(by),
         }
     } else if let Some(name) = &raw.message {
         StepKind::Message {

@@ -289,6 +289,18 @@ impl Runner<'_> {
                 };
                 self.deliver(step, event)
             }
+            StepKind::Correct {
+                changes,
+                reason,
+                by,
+            } => {
+                let event = Event::Correct {
+                    actor: by.clone(),
+                    changes: changes.clone(),
+                    reason: reason.clone(),
+                };
+                self.deliver(step, event)
+            }
             StepKind::Message { name, by, data } => {
                 let event = Event::Message {
                     name: name.clone(),

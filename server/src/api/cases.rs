@@ -140,6 +140,10 @@ pub struct HistoryEntry {
     pub input: serde_json::Value,
     #[schema(value_type = Object)]
     pub changed: serde_json::Value,
+    /// A correction's `[{path, old, new}]`, masked where personal even when revealed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub corrections: Option<serde_json::Value>,
     pub hash: String,
 }
 
@@ -407,6 +411,7 @@ pub(super) async fn history(
             node: row.node.clone(),
             input: shown(&row.data["input"], reveal),
             changed: shown(&row.data["changed"], reveal),
+            corrections: row.data.get("corrections").cloned(),
             hash: row.hash.clone(),
         })
         .collect();

@@ -26,6 +26,7 @@ pub mod assess;
 pub mod audit;
 pub mod bank_files;
 pub mod cases;
+pub mod corrections;
 pub mod definitions;
 pub mod incidents;
 pub mod ops;
@@ -85,6 +86,11 @@ fn routes() -> Vec<(Method, &'static str, Handler)> {
             Method::POST,
             "/api/cases/{id}/messages/{name}",
             on(MethodFilter::POST, cases::send_message),
+        ),
+        (
+            Method::POST,
+            "/api/cases/{id}/corrections",
+            on(MethodFilter::POST, corrections::correct),
         ),
         (
             Method::GET,
@@ -290,6 +296,7 @@ impl utoipa::Modify for Security {
         ops::healthz, ops::readyz, ops::metrics, ops::openapi_json,
         session::login, session::logout, session::me,
         cases::list_cases, cases::get_case, cases::start_case, cases::history, cases::send_message,
+        corrections::correct,
         tasks::list_tasks, tasks::claim_task, tasks::unclaim_task, tasks::reassign_task,
         tasks::delegate_task, tasks::complete_task,
         definitions::list, definitions::validate, definitions::deploy,

@@ -1,7 +1,8 @@
 //! The events a case takes, one module each: start, complete, claim and its hand-overs,
-//! messages, timers. Each adds its part of `Run`; `Run::apply` in the parent picks one.
+//! corrections, messages, timers. Each adds its part of `Run`; `Run::apply` in the parent picks one.
 
 mod complete;
+pub(super) mod correct;
 pub(super) mod handover;
 mod message;
 mod start;
