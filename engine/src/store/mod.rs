@@ -15,6 +15,7 @@ mod bench;
 mod chain;
 mod checkpoint;
 mod group_write;
+mod head_cache;
 mod links;
 pub mod migrations;
 mod outbox;

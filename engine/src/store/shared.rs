@@ -10,14 +10,11 @@
 pub(crate) use super::links::{ChainHead, PreparedStep, RowHead, checked_instance, prepare_link};
 use super::{CommitProblem, StepCommit, StoreError};
 use chrono::{DateTime, Utc};
-use lru::LruCache;
 use sqlx::error::BoxDynError;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 use std::borrow::Cow;
 use std::future::Future;
-use std::num::NonZeroUsize;
 use std::pin::Pin;
-use std::sync::Mutex;
 
 /// The newest schema version this binary knows (the last embedded migration, both databases).
 pub(crate) const SCHEMA_VERSION: i64 = 9;
@@ -175,59 +172,7 @@ pub(crate) enum StepPlan {
     Reject(StoreError),
 }
 
-/// Heads of recently written history chains, keyed by instance id: `(version, hash)`.
-///
-/// A step must link its history row to the previous hash. Reading it back costs a
-/// statement per step; the runner has just loaded or committed the instance, so the head
-/// is almost always here. An entry is only trusted for the exact version it records and
-/// the instance UPDATE re-checks the hash, so a stale entry costs a conflict, never a
-/// broken chain.
-pub(crate) struct HeadCache(Mutex<LruCache<String, (i64, String)>>);
-
-impl std::fmt::Debug for HeadCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HeadCache")
-    }
-}
-
-const HEAD_CACHE_ENTRIES: NonZeroUsize = match NonZeroUsize::new(65_536) {
-    Some(n) => n,
-    None => NonZeroUsize::MIN,
-};
-
-impl HeadCache {
-    pub fn new() -> Self {
-        HeadCache(Mutex::new(LruCache::new(HEAD_CACHE_ENTRIES)))
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut LruCache<String, (i64, String)>) -> T) -> T {
-        // A panic while holding this lock cannot leave the map inconsistent.
-        let mut guard = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut guard)
-    }
-
-    pub fn get(&self, instance_id: &str, version: i64) -> Option<String> {
-        self.with(|cache| match cache.get(instance_id) {
-            Some((cached_version, hash)) if *cached_version == version => Some(hash.clone()),
-            _ => None,
-        })
-    }
-
-    pub fn put(&self, instance_id: String, version: i64, hash: String) {
-        self.with(|cache| {
-            cache.put(instance_id, (version, hash));
-        });
-    }
-
-    pub fn forget(&self, instance_id: &str) {
-        self.with(|cache| {
-            cache.pop(instance_id);
-        });
-    }
-}
+pub(crate) use super::head_cache::HeadCache;
 
 /// The store methods, written once for both backends. Expanded inside `impl <Backend>`;
 /// expects in scope: `DbRow`, `classify`, `CLAIM_TIMERS_SQL`, `CLAIM_OUTBOX_SQL`,
