@@ -78,9 +78,13 @@ for user in admin zx_clerk; do
         exit 1
     fi
     echo "api-fuzz: $base as $user, $EXAMPLES examples per operation, seed $SEED"
+    # The coverage phase is left out: on this Python (3.11) it stops with an internal
+    # error of the property-testing library (describing a lambda's source), not a finding
+    # against the server. Examples, fuzzing and stateful runs cover every operation.
     "$venv/bin/schemathesis" run "$base/api/openapi.json" \
         --checks not_a_server_error,response_schema_conformance \
         --max-examples "$EXAMPLES" \
+        --phases examples,fuzzing,stateful \
         --seed "$SEED" \
         --max-time "$MAX_TIME" \
         --workers 2 \

@@ -84,7 +84,7 @@ pub fn status_of(code: &str) -> StatusCode {
     match code {
         "not_found" => StatusCode::NOT_FOUND,
         "forbidden" | "separation_of_duties" | "csrf" => StatusCode::FORBIDDEN,
-        "conflict" | "duplicate" | "tampered" => StatusCode::CONFLICT,
+        "conflict" | "duplicate" | "tampered" | "not_configured" => StatusCode::CONFLICT,
         "invalid_data" | "invalid_request" | "invalid_definition" => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
@@ -177,6 +177,7 @@ mod tests {
             ("unsupported_media_type", 415),
             ("locked", 429),
             ("unavailable", 503),
+            ("not_configured", 409),
             ("store", 500),
             ("incident", 500),
         ] {

@@ -95,7 +95,7 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     // No bank file has the case's id: the roles that may download find none.
     ("GET",  "/api/payments/bank-files/{id}",       [403, 403, 403, 403, 403, 404, 404, 404, 401, 401]),
     // The test server has no gateway configured.
-    ("POST", "/api/payments/send",                  [403, 403, 403, 403, 403, 503, 503, 503, 401, 401]),
+    ("POST", "/api/payments/send",                  [403, 403, 403, 403, 403, 409, 409, 409, 401, 401]),
     ("GET",  "/api/payments/reports/{month}",       [403, 403, 403, 403, 403, 200, 200, 200, 401, 401]),
     ("POST", "/api/assess",                         [200, 200, 200, 200, 200, 200, 200, 200, 401, 401]),
     ("GET",  "/api/access-log",                     [403, 403, 403, 403, 403, 403, 403, 200, 401, 401]),

@@ -33,8 +33,7 @@ pub struct SendView {
     (status = 200, description = "the round", body = SendView),
     (status = 401, description = "not logged in", body = Problem),
     (status = 403, description = "the caller's role does not pay benefits", body = Problem),
-    (status = 409, description = "a concurrent ledger write; retry", body = Problem),
-    (status = 503, description = "the server has no payment gateway configured", body = Problem)),
+    (status = 409, description = "a concurrent ledger write (`conflict`; retry), or no payment gateway configured (`not_configured`)", body = Problem)),
     security(("session" = []), ("token" = [])))]
 pub(super) async fn send(
     State(state): State<Arc<AppState>>,
@@ -44,7 +43,7 @@ pub(super) async fn send(
     let config = state.config.payments.clone().unwrap_or_default();
     let gateway = config.gateway.clone().ok_or_else(|| {
         ApiError::new(
-            "unavailable",
+            "not_configured",
             "no payment gateway: the server's --payments-config has no `gateway`",
         )
     })?;
