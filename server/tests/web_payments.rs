@@ -75,6 +75,19 @@ async fn the_payments_page_runs_reports_exports_and_downloads_for_county_staff()
         .expect("benefit");
 
     let county = add_user(&web, "county_staff1", "county_staff", COUNTY).await;
+    // The nav leads the county's staff to the page; a clerk has no such link.
+    let queue = web.get("/queue", Some(&county)).await;
+    assert!(
+        queue.body.contains("href=\"/admin/payments\""),
+        "{}",
+        queue.body
+    );
+    let queue = web.get("/queue", Some(&clerk)).await;
+    assert!(
+        !queue.body.contains("href=\"/admin/payments\""),
+        "{}",
+        queue.body
+    );
     let page = web
         .get("/admin/payments?month=2026-03", Some(&county))
         .await;

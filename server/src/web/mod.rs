@@ -82,6 +82,7 @@ impl Staff {
             "unit": self.principal.unit,
             "roles": self.principal.roles,
             "role_labels": labels,
+            "pays": crate::authz::payments(&self.principal).is_ok(),
         })
     }
 }
