@@ -64,7 +64,7 @@ fn ledger_error(error: PaymentError) -> ApiError {
     (status = 403, description = "the caller's role does not pay benefits", body = Problem),
     (status = 409, description = "a concurrent ledger write; retry", body = Problem)),
     security(("session" = []), ("token" = [])))]
-pub(super) async fn export(
+pub(crate) async fn export(
     State(state): State<Arc<AppState>>,
     principal: Principal,
 ) -> AppResult<Json<ExportView>> {
@@ -99,7 +99,7 @@ pub(super) async fn export(
     (status = 403, description = "the caller's role does not pay benefits", body = Problem),
     (status = 404, description = "no bank file has that batch id", body = Problem)),
     security(("session" = []), ("token" = [])))]
-pub(super) async fn download(
+pub(crate) async fn download(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     address: ClientAddress,

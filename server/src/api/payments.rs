@@ -32,7 +32,7 @@ pub struct RunView {
     pub existing: u64,
 }
 
-fn month(text: &str) -> AppResult<YearMonth> {
+pub(crate) fn month(text: &str) -> AppResult<YearMonth> {
     text.parse().map_err(|e| {
         ApiError::new(
             "invalid_data",
@@ -41,7 +41,7 @@ fn month(text: &str) -> AppResult<YearMonth> {
     })
 }
 
-fn ledger_error(error: PaymentError) -> ApiError {
+pub(crate) fn ledger_error(error: PaymentError) -> ApiError {
     match error {
         PaymentError::Conflict(_) => ApiError::new("conflict", error.to_string()),
         // A bank's file that does not read: the uploader's to fix (it names a line).
@@ -60,7 +60,7 @@ fn ledger_error(error: PaymentError) -> ApiError {
     (status = 415, description = "not application/json", body = Problem),
     (status = 422, description = "not a month", body = Problem)),
     security(("session" = []), ("token" = [])))]
-pub(super) async fn run(
+pub(crate) async fn run(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     ApiJson(body): ApiJson<RunRequest>,
@@ -86,7 +86,7 @@ pub(super) async fn run(
     (status = 403, description = "the caller's role does not pay benefits", body = Problem),
     (status = 422, description = "not a month", body = Problem)),
     security(("session" = []), ("token" = [])))]
-pub(super) async fn report(
+pub(crate) async fn report(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(text): Path<String>,
@@ -145,7 +145,7 @@ pub struct FixCase {
     (status = 415, description = "not application/json", body = Problem),
     (status = 422, description = "the file does not read (the problem names its line)", body = Problem)),
     security(("session" = []), ("token" = [])))]
-pub(super) async fn import_results(
+pub(crate) async fn import_results(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     ApiJson(body): ApiJson<ResultUpload>,

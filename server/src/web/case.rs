@@ -55,6 +55,7 @@ fn event_words(event: &str) -> &str {
         "delegate" => "委托",
         "message" => "收到消息",
         "timer" | "timer_fired" => "时限到达",
+        "correct" => "更正数据",
         other => other,
     }
 }
@@ -101,7 +102,27 @@ pub async fn file(
     staff: Staff,
     Path(id): Path<String>,
 ) -> WebResult {
-    let (row, def, case) = visible_case(&state, &staff, &id).await?;
+    render_file(&state, &staff, &id, None).await
+}
+
+/// A history value as text: a string as itself, anything else as JSON.
+fn plain(value: &Json) -> String {
+    match value {
+        Json::String(text) => text.clone(),
+        Json::Null => "（空）".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The case file of `id`; `correction` is a refused correction form (its values and the
+/// refusal in plain words) to show again.
+async fn render_file(
+    state: &AppState,
+    staff: &Staff,
+    id: &str,
+    correction: Option<Json>,
+) -> WebResult {
+    let (row, def, case) = visible_case(state, staff, id).await?;
     let vars = vars_json(&case);
     let mut masked = Json::Object(vars.clone());
     crate::mask::mask_json(&mut masked);
@@ -148,7 +169,7 @@ pub async fn file(
         .map(|t| {
             json!({
                 "id": t.id, "label": t.label, "unit": t.unit,
-                "roles": t.roles.iter().map(|r| super::role_label(&state, r)).collect::<Vec<_>>(),
+                "roles": t.roles.iter().map(|r| super::role_label(state, r)).collect::<Vec<_>>(),
                 "holder": t.claimed_by, "due_at": t.due_at.map(|d| render::local_time(d.to_utc())),
             })
         })
@@ -224,16 +245,36 @@ pub async fn file(
                     None => u.to_string(),
                 }
             });
+            // Stored masked already: a correction's old and new values.
+            let corrections: Vec<Json> = h
+                .data
+                .get("corrections")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    json!({
+                        "path": c.get("path").and_then(Json::as_str).map(|p| p.trim_start_matches("$.")),
+                        "old": plain(c.get("old").unwrap_or(&Json::Null)),
+                        "new": plain(c.get("new").unwrap_or(&Json::Null)),
+                    })
+                })
+                .collect();
             json!({
                 "when": render::local_time(h.at),
                 "who": who.unwrap_or_else(|| "系统".into()),
+                "corrections": corrections,
                 "what": event_words(&h.event),
                 "step": h.node.as_deref().map(|n| node_names.get(n).copied().unwrap_or(n)),
                 "reason": reason,
             })
         })
         .collect();
-    let mut context = staff.context(&state, "cases");
+    let mut context = staff.context(state, "cases");
+    if row.status == "active" {
+        context.insert("correct_token", &staff.form_token(state).await?);
+    }
+    context.insert("correction", &correction);
     context.insert(
         "case",
         &json!({
@@ -259,6 +300,89 @@ pub async fn file(
     context.insert("history", &history);
     context.insert("diagram", &diagram(&def, &case));
     Ok(page(render::render("case.html", &context)?))
+}
+
+/// A refused correction: the form's values with the refusal, and the page's status.
+struct Refused {
+    shown: Json,
+    status: StatusCode,
+}
+
+impl Refused {
+    /// The case file again, with the form as posted and why nothing changed.
+    async fn show(self, state: &AppState, staff: &Staff, id: &str) -> WebResult {
+        let mut response = render_file(state, staff, id, Some(self.shown)).await?;
+        *response.status_mut() = self.status;
+        Ok(response)
+    }
+}
+
+/// `POST /cases/{id}/corrections`: corrects one value of the case as the user, with the
+/// reason (`path`, `value` as JSON or plain text, `reason`). Whether the user may is the
+/// engine's decision; a refusal is shown on the case file in plain words, nothing changed.
+pub async fn correct(
+    State(state): State<Arc<AppState>>,
+    staff: Staff,
+    Path(id): Path<String>,
+    form: Posted,
+) -> WebResult {
+    csrf::check(
+        &state.db,
+        &staff.session,
+        form.one(csrf::FIELD),
+        state.engine.now(),
+    )
+    .await?;
+    let (row, _, _) = visible_case(&state, &staff, &id).await?;
+    let field = |name: &str| {
+        form.one(name)
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (path, text, reason) = (field("path"), field("value"), field("reason"));
+    let refused = |message: String, status: StatusCode| Refused {
+        shown: json!({"path": path, "value": text, "reason": reason, "error": message}),
+        status,
+    };
+    if path.is_empty() || reason.is_empty() {
+        return refused(
+            "请填写要更正的项目和更正理由，没有任何内容被修改。".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .show(&state, &staff, &id)
+        .await;
+    }
+    if let Err(refusal) = crate::authz::correct(&staff.principal, &row.unit, &id) {
+        return Err(refusal.into());
+    }
+    let value = serde_json::from_str(&text).unwrap_or_else(|_| Json::String(text.clone()));
+    let changes = vec![(path.clone(), jiuzhu_rules::Value::from_json(&value))];
+    match state
+        .engine
+        .correct(&id, &staff.principal.actor(), changes, &reason)
+        .await
+    {
+        Ok(_) => Ok(Redirect::to(&format!("/cases/{id}#history")).into_response()),
+        Err(EngineError::Step(jiuzhu_engine::core::StepError::InvalidData {
+            path: at,
+            message,
+        })) => {
+            let (_, words) = fields::field_error(&at, &message);
+            refused(
+                format!("更正未保存：{words}"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .show(&state, &staff, &id)
+            .await
+        }
+        Err(error) => {
+            let error = WebError::from(error);
+            refused(format!("更正未保存：{}", error.message), error.status)
+                .show(&state, &staff, &id)
+                .await
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]

@@ -51,6 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/cases/new", get(case::new_form).post(case::start))
         .route("/cases/{id}", get(case::file))
         .route("/cases/{id}/notice", get(print::notice))
+        .route("/cases/{id}/corrections", post(case::correct))
         .merge(print::router())
         .merge(progress::router())
         .merge(admin::router())
@@ -81,6 +82,7 @@ impl Staff {
             "unit": self.principal.unit,
             "roles": self.principal.roles,
             "role_labels": labels,
+            "pays": crate::authz::payments(&self.principal).is_ok(),
         })
     }
 }

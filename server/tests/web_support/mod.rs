@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
+use jiuzhu_adapters::payments::PaymentsConfig;
 use jiuzhu_engine::clock::{Clock, ManualClock};
 use jiuzhu_engine::core::Actor;
 use jiuzhu_engine::project::Project;
@@ -83,6 +84,8 @@ pub struct Web {
     pub clock: Arc<ManualClock>,
     pub state: Arc<AppState>,
     _stop: tokio::sync::watch::Sender<bool>,
+    /// The server's bank folder (its payments config's `bank_dir`).
+    pub bank: tempfile::TempDir,
     _project: tempfile::TempDir,
     _database: TestDatabase,
 }
@@ -147,12 +150,17 @@ pub async fn start() -> Web {
     )
     .expect("engine");
     engine.deploy().await.expect("deploy");
+    let bank = tempfile::tempdir().expect("bank folder");
     let config = ServerConfig {
         auth: AuthConfig {
             max_failures_per_address: PROGRESS_LIMIT,
             ..AuthConfig::default()
         },
         trust_proxy: true,
+        payments: Some(PaymentsConfig {
+            bank_dir: bank.path().to_path_buf(),
+            ..PaymentsConfig::default()
+        }),
         ..ServerConfig::default()
     };
     let state = AppState::new(Arc::new(engine), config)
@@ -191,6 +199,7 @@ pub async fn start() -> Web {
         clock,
         state,
         _stop: stop,
+        bank,
         _project: project_dir,
         _database: database,
     }

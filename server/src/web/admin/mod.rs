@@ -8,6 +8,7 @@
 
 mod access;
 mod operations;
+mod payments;
 mod procedures;
 
 use std::sync::Arc;
@@ -44,6 +45,10 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "admin/tokens.html",
         include_str!("../../../templates/admin/tokens.html"),
     ),
+    (
+        "admin/payments.html",
+        include_str!("../../../templates/admin/payments.html"),
+    ),
 ];
 
 /// The `/admin` routes.
@@ -66,6 +71,7 @@ pub fn router() -> Router<Arc<AppState>> {
             "/admin/operations",
             get(operations::operations).post(operations::retry),
         )
+        .merge(payments::router())
 }
 
 /// A logged-in administrator. Anyone else gets the 403 page; no session, the login form.
@@ -97,6 +103,14 @@ impl Admin {
     /// Checks a posted form: only `allowed` fields (and the form token), the token
     /// unused and issued to this session. Consumes the token.
     async fn accept(&self, state: &AppState, form: &Posted, allowed: &[&str]) -> WebResult<()> {
+        accept(state, &self.0, form, allowed).await
+    }
+}
+
+/// Checks a posted form of `staff`: only `allowed` fields (and the form token), the token
+/// unused and issued to this session. Consumes the token.
+async fn accept(state: &AppState, staff: &Staff, form: &Posted, allowed: &[&str]) -> WebResult<()> {
+    {
         if let Some((extra, _)) = form
             .0
             .iter()
@@ -109,7 +123,7 @@ impl Admin {
         }
         csrf::check(
             &state.db,
-            &self.0.session,
+            &staff.session,
             form.one(csrf::FIELD),
             state.engine.now(),
         )
