@@ -86,22 +86,23 @@ impl FromRequestParts<Arc<AppState>> for Principal {
     ) -> Result<Principal, ApiError> {
         let now = state.engine.now();
         let mut scope = None;
-        let (user_id, credential) = if let Some(token) = bearer(&parts.headers) {
-            let grant = state
+        // One indexed read per request: the credential joined to its user.
+        let (user, credential) = if let Some(token) = bearer(&parts.headers) {
+            let (grant, user) = state
                 .db
-                .token_grant(token)
+                .token_user_grant(token)
                 .await?
                 .ok_or_else(|| ApiError::unauthenticated("the token is unknown or revoked"))?;
             scope = Some(grant.scope);
-            (grant.user_id, Credential::Token)
+            (user, Credential::Token)
         } else if let Some(id) = cookie(&parts.headers, SESSION_COOKIE) {
-            let session = state
+            let (session, user) = state
                 .db
-                .session(&id, now, &state.config.auth)
+                .session_user(&id, now, &state.config.auth)
                 .await?
                 .ok_or_else(|| ApiError::unauthenticated("the session has ended; log in again"))?;
             (
-                session.user_id,
+                user,
                 Credential::Session {
                     id,
                     csrf_token: session.csrf_token,
@@ -112,7 +113,7 @@ impl FromRequestParts<Arc<AppState>> for Principal {
                 "log in, or send an API token as Authorization: Bearer",
             ));
         };
-        let user = match state.db.user(&user_id).await? {
+        let user = match user {
             Some(user) if !user.disabled => user,
             _ => return Err(ApiError::unauthenticated("the account is disabled")),
         };

@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::db::{DbError, ServerDb, on_pool, on_read_pool};
 use crate::secrets::{self, SecretError};
+use crate::users::{UserRecord, UserRow, record};
 
 /// Session lifetimes and login limits.
 #[derive(Debug, Clone)]
@@ -95,6 +96,24 @@ fn from_ms(at: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(at).unwrap_or_default()
 }
 
+/// The user columns of a `LEFT JOIN server_users`: all present, or all absent (no user).
+fn joined_user(
+    id: Option<String>,
+    name: Option<String>,
+    unit: Option<String>,
+    roles: Option<String>,
+    password_hash: Option<String>,
+    disabled: Option<bool>,
+) -> Result<Option<UserRecord>, DbError> {
+    let (Some(id), Some(name), Some(unit), Some(roles), Some(disabled)) =
+        (id, name, unit, roles, disabled)
+    else {
+        return Ok(None);
+    };
+    let row: UserRow = (id, name, unit, roles, password_hash, disabled);
+    Ok(Some(record(row)?.0))
+}
+
 impl From<SecretError> for DbError {
     fn from(_: SecretError) -> Self {
         DbError::Corrupt {
@@ -150,19 +169,89 @@ impl ServerDb {
             return Ok(None);
         }
         if now - last_seen_at >= TOUCH_EVERY {
-            on_pool!(self, pool => sqlx::query(
-                "UPDATE server_sessions SET last_seen_at = $2 WHERE id_hash = $1",
-            )
-            .bind(&hash)
-            .bind(ms(now))
-            .execute(pool)
-            .await
-            .map(|r| r.rows_affected()))?;
+            self.touch_session(&hash, now).await?;
         }
         Ok(Some(SessionRecord {
             user_id,
             csrf_token,
         }))
+    }
+
+    /// The live session with cookie value `id` and its user (`None` when the user row is
+    /// gone), in one indexed read joining the session to its user: the per-request
+    /// lookup of a cookie-authenticated call. An expired session is deleted and `None`.
+    pub async fn session_user(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        config: &AuthConfig,
+    ) -> Result<Option<(SessionRecord, Option<UserRecord>)>, DbError> {
+        type Row = (
+            String,
+            String,
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<bool>,
+        );
+        let hash = secrets::digest(id);
+        let row: Option<Row> = on_read_pool!(self, pool => sqlx::query_as(
+            "SELECT s.user_id, s.csrf_token, s.created_at, s.last_seen_at, \
+             u.id, u.name, u.unit, u.roles, u.password_hash, u.disabled \
+             FROM server_sessions s LEFT JOIN server_users u ON u.id = s.user_id \
+             WHERE s.id_hash = $1",
+        )
+        .bind(&hash)
+        .fetch_optional(pool)
+        .await)?;
+        let Some((
+            user_id,
+            csrf_token,
+            created_at,
+            last_seen_at,
+            uid,
+            name,
+            unit,
+            roles,
+            pw,
+            disabled,
+        )) = row
+        else {
+            return Ok(None);
+        };
+        let (created_at, last_seen_at) = (from_ms(created_at), from_ms(last_seen_at));
+        if now - last_seen_at >= config.idle_timeout || now - created_at >= config.absolute_timeout
+        {
+            self.delete_session(id).await?;
+            return Ok(None);
+        }
+        if now - last_seen_at >= TOUCH_EVERY {
+            self.touch_session(&hash, now).await?;
+        }
+        let user = joined_user(uid, name, unit, roles, pw, disabled)?;
+        Ok(Some((
+            SessionRecord {
+                user_id,
+                csrf_token,
+            },
+            user,
+        )))
+    }
+
+    async fn touch_session(&self, hash: &str, now: DateTime<Utc>) -> Result<(), DbError> {
+        on_pool!(self, pool => sqlx::query(
+            "UPDATE server_sessions SET last_seen_at = $2 WHERE id_hash = $1",
+        )
+        .bind(hash)
+        .bind(ms(now))
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
     }
 
     /// Ends the session with cookie value `id` (logout).
@@ -294,6 +383,46 @@ impl ServerDb {
             user_id,
             scope: TokenScope { role, unit },
         }))
+    }
+
+    /// The grant of a live token and its user (`None` when the user row is gone), in one
+    /// indexed read joining the token to its user: the per-request lookup of a
+    /// token-authenticated call.
+    pub async fn token_user_grant(
+        &self,
+        token: &str,
+    ) -> Result<Option<(TokenGrant, Option<UserRecord>)>, DbError> {
+        type Row = (
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<bool>,
+        );
+        let row: Option<Row> = on_read_pool!(self, pool => sqlx::query_as(
+            "SELECT t.user_id, t.role, t.unit, \
+             u.id, u.name, u.unit, u.roles, u.password_hash, u.disabled \
+             FROM server_tokens t LEFT JOIN server_users u ON u.id = t.user_id \
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+        )
+        .bind(secrets::digest(token))
+        .fetch_optional(pool)
+        .await)?;
+        let Some((user_id, role, unit, uid, name, uunit, roles, pw, disabled)) = row else {
+            return Ok(None);
+        };
+        let user = joined_user(uid, name, uunit, roles, pw, disabled)?;
+        Ok(Some((
+            TokenGrant {
+                user_id,
+                scope: TokenScope { role, unit },
+            },
+            user,
+        )))
     }
 
     /// Revokes a token; false when there is no live token with that id.

@@ -39,11 +39,11 @@ impl From<sqlx::Error> for UserError {
     }
 }
 
-type UserRow = (String, String, String, String, Option<String>, bool);
+pub(crate) type UserRow = (String, String, String, String, Option<String>, bool);
 
 const USER_COLUMNS: &str = "id, name, unit, roles, password_hash, disabled";
 
-fn record(row: UserRow) -> Result<(UserRecord, Option<String>), DbError> {
+pub(crate) fn record(row: UserRow) -> Result<(UserRecord, Option<String>), DbError> {
     let (id, name, unit, roles, password_hash, disabled) = row;
     let roles: Vec<String> =
         serde_json::from_str(&roles).map_err(|_| DbError::Corrupt { what: "user roles" })?;

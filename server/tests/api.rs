@@ -76,6 +76,13 @@ async fn login_sets_a_strict_http_only_session_cookie(ctx: Ctx) -> Result<()> {
             .await?
             .is_some()
     );
+    let (_, user) = ctx
+        .state
+        .db
+        .session_user(&session.cookie, ctx.clock.now(), &AuthConfig::default())
+        .await?
+        .context("live session not found")?;
+    ensure!(user.is_some_and(|u| u.id == "zx_clerk" && !u.disabled));
     ensure!(
         ctx.state
             .db
@@ -315,6 +322,28 @@ async fn tokens_work_until_revoked(ctx: Ctx) -> Result<()> {
             .iter()
             .any(|t| t.id == created.id && t.revoked_at.is_some())
     );
+    // The token's user is read with the token on every request: disabling the user
+    // refuses the token at once, enabling them lets it in again.
+    let other = ctx
+        .state
+        .db
+        .create_token("zx_clerk", "robot", ctx.clock.now())
+        .await?;
+    let (grant, user) = ctx
+        .state
+        .db
+        .token_user_grant(&other.token)
+        .await?
+        .context("live token not found")?;
+    ensure!(grant.user_id == "zx_clerk" && user.is_some_and(|u| u.id == "zx_clerk"));
+    for (disabled, status) in [(true, 401), (false, 200)] {
+        ctx.state
+            .db
+            .set_disabled("zx_clerk", disabled, ctx.clock.now())
+            .await?;
+        let me = ctx.get("/api/me", Auth::Bearer(&other.token)).await?;
+        ensure!(me.status == status, "disabled {disabled}: {}", me.body);
+    }
     Ok(())
 }
 
