@@ -276,12 +276,14 @@ async fn operations_show_calendar_coverage_and_refuse_retrying_a_non_incident() 
     let page = web.get("/admin/operations", Some(&admin)).await;
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(page.body.contains("没有发送失败的事项"), "{}", page.body);
-    // The national calendar lists the 2026 holidays.
+    // The national calendar declares that it covers 2026 (`covers`), so no inferred note.
     let row = page
         .body
         .find("<code>cn</code>")
         .expect("calendar cn listed");
-    assert!(page.body[row..].contains("2026"), "{}", page.body);
+    let row_text = &page.body[row..row + page.body[row..].find("</tr>").expect("row end")];
+    assert!(row_text.contains("2026"), "{}", page.body);
+    assert!(!row_text.contains("未声明覆盖年份"), "{row_text}");
     // Form tokens belong to the session: any page's will do for a hand-made post.
     let token = web.get("/admin/tokens", Some(&admin)).await.tokens()[1].clone();
     let page = web

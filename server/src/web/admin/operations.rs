@@ -1,5 +1,5 @@
 //! Operations: incidents (effects the dispatcher gave up on) with retry, and the years
-//! each working-day calendar covers.
+//! each working-day calendar covers (its `covers`; deadlines past them are provisional).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -38,15 +38,22 @@ async fn operations_page(state: &AppState, admin: &Admin, flash: Option<String>)
         .calendars
         .iter()
         .map(|calendar| {
-            let years: BTreeSet<i32> = calendar
-                .holidays()
-                .iter()
-                .chain(calendar.workdays())
-                .map(|d| d.year())
-                .collect();
+            // The years the calendar vouches for (`covers`); a calendar that declares
+            // none is shown with the years its listed dates fall in.
+            let declared = calendar.covers().is_some();
+            let years: BTreeSet<i32> = match calendar.covers() {
+                Some(covers) => covers.clone(),
+                None => calendar
+                    .holidays()
+                    .iter()
+                    .chain(calendar.workdays())
+                    .map(|d| d.year())
+                    .collect(),
+            };
             serde_json::json!({
                 "id": calendar.id(),
                 "name": calendar.name(),
+                "declared": declared,
                 "years": years.iter().map(ToString::to_string).collect::<Vec<_>>(),
             })
         })
