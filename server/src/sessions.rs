@@ -152,29 +152,10 @@ impl ServerDb {
         now: DateTime<Utc>,
         config: &AuthConfig,
     ) -> Result<Option<SessionRecord>, DbError> {
-        let hash = secrets::digest(id);
-        let row: Option<(String, String, i64, i64)> = on_read_pool!(self, pool => sqlx::query_as(
-            "SELECT user_id, csrf_token, created_at, last_seen_at FROM server_sessions WHERE id_hash = $1",
-        )
-        .bind(&hash)
-        .fetch_optional(pool)
-        .await)?;
-        let Some((user_id, csrf_token, created_at, last_seen_at)) = row else {
-            return Ok(None);
-        };
-        let (created_at, last_seen_at) = (from_ms(created_at), from_ms(last_seen_at));
-        if now - last_seen_at >= config.idle_timeout || now - created_at >= config.absolute_timeout
-        {
-            self.delete_session(id).await?;
-            return Ok(None);
-        }
-        if now - last_seen_at >= TOUCH_EVERY {
-            self.touch_session(&hash, now).await?;
-        }
-        Ok(Some(SessionRecord {
-            user_id,
-            csrf_token,
-        }))
+        Ok(self
+            .session_user(id, now, config)
+            .await?
+            .map(|(session, _)| session))
     }
 
     /// The live session with cookie value `id` and its user (`None` when the user row is
@@ -367,22 +348,10 @@ impl ServerDb {
 
     /// The user of a live (unrevoked) token.
     pub async fn token_user(&self, token: &str) -> Result<Option<String>, DbError> {
-        Ok(self.token_grant(token).await?.map(|grant| grant.user_id))
-    }
-
-    /// The user and scope of a live (unrevoked) token: one indexed read of the token's
-    /// SHA-256 digest (a token is 256 random bits, so a fast hash is enough).
-    pub async fn token_grant(&self, token: &str) -> Result<Option<TokenGrant>, DbError> {
-        let row: Option<(String, Option<String>, Option<String>)> = on_read_pool!(self, pool => sqlx::query_as(
-            "SELECT user_id, role, unit FROM server_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(secrets::digest(token))
-        .fetch_optional(pool)
-        .await)?;
-        Ok(row.map(|(user_id, role, unit)| TokenGrant {
-            user_id,
-            scope: TokenScope { role, unit },
-        }))
+        Ok(self
+            .token_user_grant(token)
+            .await?
+            .map(|(grant, _)| grant.user_id))
     }
 
     /// The grant of a live token and its user (`None` when the user row is gone), in one

@@ -152,18 +152,15 @@ impl FromRequestParts<Arc<AppState>> for Staff {
             return Err(to_login(parts));
         };
         let now = state.engine.now();
-        let session = state
+        // One read: the session joined to its user, as the API's credential check does.
+        let found = state
             .db
-            .session(&id, now, &state.config.auth)
+            .session_user(&id, now, &state.config.auth)
             .await
             .map_err(|e| WebError::from(e).into_response())?;
-        let Some(session) = session else {
-            return Err(to_login(parts));
-        };
-        let user = match state.db.user(&session.user_id).await {
-            Ok(Some(user)) if !user.disabled => user,
-            Ok(_) => return Err(to_login(parts)),
-            Err(e) => return Err(WebError::from(e).into_response()),
+        let (session, user) = match found {
+            Some((session, Some(user))) if !user.disabled => (session, user),
+            _ => return Err(to_login(parts)),
         };
         let principal = Principal::new(
             user,
