@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use jiuzhu_engine::calendar::CalendarSet;
+use jiuzhu_engine::effects::catalog::load_templates;
 use jiuzhu_engine::lang::{self, Diagnostic, LoadContext};
 use jiuzhu_engine::org::Org;
 
@@ -67,15 +68,20 @@ fn validate(path: &Path) -> (Vec<PathBuf>, Vec<Diagnostic>) {
     }
 }
 
-/// Roles from `DIR/org.yaml` and calendar ids from `DIR/calendars/`; a missing
-/// org file or calendars folder leaves that check off, a broken one is reported.
+/// Roles and payment purposes from `DIR/org.yaml`, calendar ids from `DIR/calendars/`
+/// and notification templates from `DIR/templates/`; a missing
+/// file or folder leaves that check off, a broken one is reported.
 pub fn context_for(dir: &Path) -> (LoadContext, Vec<Diagnostic>) {
     let mut context = LoadContext::default();
     let mut diagnostics = Vec::new();
     let org_path = dir.join("org.yaml");
     if org_path.is_file() {
         match Org::load(&org_path) {
-            Ok(org) => context = context.with_roles(org.role_ids()),
+            Ok(org) => {
+                context = context
+                    .with_roles(org.role_ids())
+                    .with_purposes(org.purpose_ids())
+            }
             Err(err) => diagnostics.push(Diagnostic::new(
                 org_path.display().to_string(),
                 1,
@@ -96,6 +102,15 @@ pub fn context_for(dir: &Path) -> (LoadContext, Vec<Diagnostic>) {
                 lang::codes::E_YAML,
                 err.to_string(),
             )),
+        }
+    }
+    let templates = dir.join("templates");
+    if templates.is_dir() {
+        match load_templates(&templates) {
+            Ok(known) => context = context.with_templates(known),
+            Err(errors) => diagnostics.extend(errors.into_iter().map(|e| {
+                Diagnostic::new(e.file, e.line, e.column, lang::codes::E_YAML, e.message)
+            })),
         }
     }
     (context, diagnostics)

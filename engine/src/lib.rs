@@ -13,6 +13,7 @@ pub mod clock;
 pub mod core;
 pub mod diagram;
 pub mod duration;
+pub mod effects;
 pub mod group_commit;
 pub mod lang;
 pub mod org;

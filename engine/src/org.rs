@@ -64,6 +64,8 @@ impl User {
 pub struct Org {
     roles: BTreeMap<String, String>,
     users: Vec<User>,
+    /// Payment purposes besides the assessment programs (id → Chinese label).
+    purposes: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -72,6 +74,8 @@ struct RawOrg {
     roles: BTreeMap<String, String>,
     #[serde(default)]
     users: Vec<Spanned<RawUser>>,
+    #[serde(default)]
+    purposes: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +161,7 @@ impl Org {
         Ok(Org {
             roles: raw.roles,
             users,
+            purposes: raw.purposes,
         })
     }
 
@@ -166,6 +171,12 @@ impl Org {
 
     pub fn users(&self) -> &[User] {
         &self.users
+    }
+
+    /// The payment purposes the org declares besides the assessment programs
+    /// (`purposes:`; a payment's `purpose` is one of these or a program).
+    pub fn purpose_ids(&self) -> BTreeSet<String> {
+        self.purposes.keys().cloned().collect()
     }
 
     pub fn role_ids(&self) -> BTreeSet<String> {

@@ -11,6 +11,7 @@ use jiuzhu_rules::ruleset::{RuleSet, RulesError};
 use crate::assessor::{Policies, RulesAssessor};
 use crate::calendar::{Calendar, CalendarError, CalendarSet};
 use crate::core::Assessor;
+use crate::effects::catalog::{CatalogError, load_templates};
 use crate::lang::model::Definition;
 use crate::lang::{Diagnostic, LoadContext, load_definition, load_dir};
 use crate::org::{Org, OrgError};
@@ -34,6 +35,9 @@ pub enum ProjectError {
     /// Every problem of the `policies/` folder, one a line.
     #[error("{}", lines(.0))]
     Policies(Vec<PolicyError>),
+    /// A notification template's variable lists do not read.
+    #[error(transparent)]
+    Template(#[from] CatalogError),
 }
 
 impl ProjectError {
@@ -45,7 +49,8 @@ impl ProjectError {
             | ProjectError::Calendar(_)
             | ProjectError::Rules(_)
             | ProjectError::Policy(_)
-            | ProjectError::Policies(_) => "invalid_configuration",
+            | ProjectError::Policies(_)
+            | ProjectError::Template(_) => "invalid_configuration",
         }
     }
 }
@@ -151,7 +156,16 @@ impl Project {
                 .collect::<Vec<_>>(),
         );
         if let Some(org) = &org {
-            context = context.with_roles(org.role_ids());
+            context = context
+                .with_roles(org.role_ids())
+                .with_purposes(org.purpose_ids());
+        }
+        let templates_dir = dir.join("templates");
+        if templates_dir.is_dir() {
+            match load_templates(&templates_dir) {
+                Ok(templates) => context = context.with_templates(templates),
+                Err(errors) => problems.extend(errors.into_iter().map(ProjectError::Template)),
+            }
         }
         let (loaded, diagnostics) = load_dir(dir, &context);
         problems.extend(diagnostics.into_iter().map(ProjectError::Definition));

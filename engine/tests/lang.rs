@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use expect_test::expect_file;
+use jiuzhu_engine::effects::catalog::load_templates;
 use jiuzhu_engine::lang::model::{NodeKind, TimerSpec};
-use jiuzhu_engine::lang::{LoadContext, load_definition, load_dir, render};
+use jiuzhu_engine::lang::{LoadContext, TemplateVars, load_definition, load_dir, render};
 use jiuzhu_engine::org::Org;
 use proptest::prelude::*;
 
@@ -17,9 +18,17 @@ fn fixtures() -> PathBuf {
 fn context() -> LoadContext {
     let org = Org::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../processes/org.yaml"))
         .expect("the org file loads");
+    let project = Path::new(env!("CARGO_MANIFEST_DIR")).join("../processes");
+    let mut templates =
+        load_templates(&project.join("templates")).expect("the project's templates load");
+    // The templates the fixtures name besides the project's.
+    templates.insert("vote_done".into(), TemplateVars::default());
+    templates.insert("every_node_rejected".into(), TemplateVars::default());
     LoadContext::default()
         .with_roles(org.role_ids())
         .with_calendars(["cn"])
+        .with_purposes(org.purpose_ids())
+        .with_templates(templates)
 }
 
 /// The rendered outcome of loading `src`: the diagnostics, or `ok`.
@@ -123,6 +132,8 @@ nodes:
           hint: did you mean `amount`?
         several.yaml:9:21: E_BAD_DURATION: due: bad duration "5 days": expected <number><unit> with unit wd, d, h, min, mo or y
           hint: durations are 5wd (working days), 7d, 36h, 30min, 6mo or 1y
+        several.yaml:11:77: E_UNKNOWN_TEMPLATE: unknown notification template `x`
+          hint: known: deadline_reminder, dibao_approved, dibao_missing_materials, dibao_rejected, dibao_review_stopped, escalation, every_node_rejected, low_income_approved, low_income_missing_materials, low_income_rejected, task_reminder, tekun_approved, tekun_missing_materials, tekun_rejected, temporary_aid_approved, temporary_aid_missing_materials, temporary_aid_rejected, vote_done
         several.yaml:11:86: E_TYPE: a condition must be a bool, but `amount` is decimal
     "#]]
     .assert_eq(&outcome(src, "several.yaml"));
@@ -274,4 +285,38 @@ fn the_diagram_shows_shapes_conditions_messages_and_notes() {
         .unwrap_or_else(|d| panic!("{}", render(&d)));
     expect_file!["fixtures/valid_all_nodes.mmd"]
         .assert_eq(&jiuzhu_engine::diagram::mermaid(&definition));
+}
+
+/// The effect table of `docs/process-language.md` is the one generated from the effect
+/// schemas (`UPDATE_EXPECT=1` rewrites it).
+#[test]
+fn the_documented_effect_table_is_the_schema() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/process-language.md");
+    let doc = std::fs::read_to_string(&path).expect("the language doc");
+    let (begin, end) = ("<!-- effects:begin -->\n", "<!-- effects:end -->");
+    let start = doc
+        .find(begin)
+        .expect("the doc marks the effect table's start")
+        + begin.len();
+    let stop = doc.find(end).expect("the doc marks the effect table's end");
+    assert!(start <= stop, "the markers are out of order");
+    let table = jiuzhu_engine::effects::schema::markdown_table();
+    if doc[start..stop] != table && std::env::var_os("UPDATE_EXPECT").is_some() {
+        let updated = format!("{}{}{}", &doc[..start], table, &doc[stop..]);
+        std::fs::write(&path, updated).expect("the doc is writable");
+        return;
+    }
+    assert_eq!(
+        doc[start..stop],
+        table,
+        "docs/process-language.md's effect table differs from the schema; run with UPDATE_EXPECT=1"
+    );
+}
+
+#[test]
+fn the_project_loads_under_the_effect_schemas() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../processes");
+    if let Err(errors) = jiuzhu_engine::project::Project::load(&dir) {
+        panic!("{}", errors.join("\n"));
+    }
 }

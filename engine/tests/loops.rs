@@ -81,8 +81,18 @@ nodes:
 }
 
 #[test]
-fn a_loop_with_a_way_out_or_a_wait_loads() {
-    load(&counting("n > 3")).expect("a bounded loop (one pass per list member) loads");
+fn a_loop_that_never_waits_is_refused_even_with_a_way_out() {
+    let text = load(&counting("n > 3")).expect_err("a counted loop within one step is refused");
+    assert!(text.contains("E_LOOP_WITHOUT_WAIT"), "{text}");
+    assert!(text.contains("`count`, `check`"), "{text}");
+    assert!(
+        text.contains("for_each"),
+        "the hint names `for_each`: {text}"
+    );
+}
+
+#[test]
+fn a_loop_with_a_wait_loads() {
     let through_task = FORKING_LOOP.replace(
         "{id: again, type: compute, next: fan}",
         "{id: again, type: task, role: township_clerk, next: fan}",
@@ -95,10 +105,18 @@ fn a_loop_with_a_way_out_or_a_wait_loads() {
     load(&through_timer).expect("a timer waits on the loop");
 }
 
+/// A loop that never ends within one step, as a definition compiled before the loader
+/// refused such loops would have it: loaded with a task on the loop, which is then made a
+/// compute node.
 fn looping_definition() -> Definition {
-    let def = load(&counting("n < 0")).unwrap_or_else(|text| panic!("does not load:\n{text}"));
+    let src = counting("n < 0").replace(
+        "{id: count, type: compute,",
+        "{id: count, type: task, role: township_clerk,",
+    );
+    let mut def = load(&src).unwrap_or_else(|text| panic!("does not load:\n{text}"));
     let count = def.node_index("count").expect("count");
-    assert!(matches!(def.nodes[count].kind, NodeKind::Compute));
+    assert!(matches!(def.nodes[count].kind, NodeKind::Task(_)));
+    def.nodes[count].kind = NodeKind::Compute;
     def
 }
 
@@ -130,4 +148,87 @@ fn a_loop_is_stopped_by_the_entry_budget_with_an_incident() {
         panic!("not an incident");
     };
     assert!(message.contains("10000 nodes entered"), "{message}");
+}
+
+/// What a loop of nodes did, an `emit` item with `for_each` does: one effect per element,
+/// the element bound by `as`, in its fields and its `if`, each with an id of its own that
+/// a replay of the step gives again.
+#[test]
+fn for_each_emits_once_per_element_with_stable_ids() {
+    let def = load(
+        r#"
+process: per_member
+start: accept
+variables:
+  members: {type: list, of: string, default: [m1, m2, m3]}
+nodes:
+  - {id: accept, type: task, role: township_clerk, next: done}
+  - id: done
+    type: end
+    emit:
+      - start_process: {process: per_member, data: {member: "=member", position: "=len(members)"}}
+        for_each: members
+        as: member
+        if: "member != 'm2'"
+      - escalation: {to_role: county_staff, reason: "=item"}
+        for_each: "['a']"
+"#,
+    )
+    .unwrap_or_else(|text| panic!("does not load:\n{text}"));
+    let calendar = Calendar::china_national();
+    let ctx = Context {
+        calendar: &calendar,
+        assessor: &NoRules,
+    };
+    let start = Event::Start {
+        actor: clerk(),
+        data: BTreeMap::new(),
+    };
+    let state = InstanceState::new("pm-1", &def.id, now());
+    let started = core::step(&def, &state, &start, now(), &ctx).expect("starts");
+    let complete = Event::Complete {
+        task: TaskRef::Node("accept".into()),
+        actor: clerk(),
+        data: BTreeMap::new(),
+    };
+    let outward = |transition: &core::Transition| -> Vec<serde_json::Value> {
+        transition
+            .effects
+            .iter()
+            .filter_map(|e| match e {
+                core::Effect::Outward(o) => Some(o.to_json()),
+                _ => None,
+            })
+            .collect()
+    };
+    let done = core::step(&def, &started.state, &complete, now(), &ctx).expect("ends");
+    let effects = outward(&done);
+    let summary: Vec<(String, String)> = effects
+        .iter()
+        .map(|e| {
+            let what = e["data"]["member"]
+                .as_str()
+                .or(e["reason"].as_str())
+                .unwrap_or_default();
+            (
+                e["id"].as_str().unwrap_or_default().to_string(),
+                what.to_string(),
+            )
+        })
+        .collect();
+    let ids: Vec<&str> = summary.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(summary.len(), 3, "{effects:?}");
+    assert_eq!(summary[0].1, "m1");
+    assert_eq!(summary[1].1, "m3");
+    assert_eq!(summary[2].1, "a");
+    // The elements of one item share the item's number and add their index.
+    assert!(ids[0].ends_with("-0") && ids[1].ends_with("-2"), "{ids:?}");
+    assert_eq!(ids[0].trim_end_matches("-0"), ids[1].trim_end_matches("-2"));
+    assert_ne!(ids[1].trim_end_matches("-2"), ids[2].trim_end_matches("-0"));
+    let again = core::step(&def, &started.state, &complete, now(), &ctx).expect("ends again");
+    assert_eq!(
+        outward(&again),
+        effects,
+        "a replay gives the same effects and ids"
+    );
 }

@@ -6,6 +6,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
+use jiuzhu_engine::effects::schema;
+use jiuzhu_engine::effects::typed::StartAt as TypedStartAt;
+use jiuzhu_engine::effects::{Outward, TypedEffect, TypedError};
+use jiuzhu_engine::lang::model::EffectKind;
 use jiuzhu_engine::store::InstanceRow;
 use jiuzhu_rules::Value;
 use serde_json::Value as Json;
@@ -37,15 +41,17 @@ pub enum RouteError {
 }
 
 impl Route {
-    /// The route for an outbox row's `kind` (the payload's `type`).
+    /// The route for an outbox row's `kind` (the payload's `type`), one per effect kind
+    /// of the engine's schema.
     pub fn of(kind: &str) -> Result<Route, RouteError> {
-        match kind {
-            "notification" => Ok(Route::Notification),
-            "escalation" => Ok(Route::Escalation),
-            "payment" | "payment_stop" => Ok(Route::Payment),
-            "start_process" => Ok(Route::StartProcess),
-            other => Err(RouteError::UnknownType(other.to_string())),
-        }
+        let schema =
+            schema::by_name(kind).ok_or_else(|| RouteError::UnknownType(kind.to_string()))?;
+        Ok(match schema.kind {
+            EffectKind::Notification => Route::Notification,
+            EffectKind::Escalation => Route::Escalation,
+            EffectKind::Payment | EffectKind::PaymentStop => Route::Payment,
+            EffectKind::StartProcess => Route::StartProcess,
+        })
     }
 }
 
@@ -119,49 +125,57 @@ impl StartAt {
 }
 
 impl StartRequest {
+    /// Reads a `start_process` payload through the engine's typed effect (the one
+    /// schema the compiler checked it against); a payload without `type` is read as one.
     pub fn parse(effect: &Json) -> Result<StartRequest, RouteError> {
-        let malformed = |field, expected| RouteError::Malformed {
-            kind: "start_process",
-            field,
-            expected,
-        };
-        let process = effect
-            .get("process")
-            .and_then(Json::as_str)
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| malformed("process", "the id of a deployed process"))?
-            .to_string();
-        let data = match effect.get("data") {
-            None | Some(Json::Null) => BTreeMap::new(),
-            Some(object @ Json::Object(_)) => match Value::from_json(object) {
-                Value::Object(map) => map,
-                _ => BTreeMap::new(),
-            },
-            Some(_) => return Err(malformed("data", "an object of start data")),
-        };
-        let at = match effect.get("at") {
-            None | Some(Json::Null) => None,
-            Some(Json::String(text)) => Some(parse_at(text).ok_or_else(|| {
-                malformed("at", "a date YYYY-MM-DD or an RFC 3339 date and time")
-            })?),
-            Some(_) => {
-                return Err(malformed(
-                    "at",
-                    "a date YYYY-MM-DD or an RFC 3339 date and time",
-                ));
+        let mut payload = effect.clone();
+        if let Json::Object(map) = &mut payload {
+            map.entry("type")
+                .or_insert_with(|| Json::String("start_process".into()));
+        }
+        let typed = match Outward::from_json(&payload, None) {
+            Ok(outward) => outward.effect,
+            Err(TypedError::UnknownType(kind)) => return Err(RouteError::UnknownType(kind)),
+            Err(error) => {
+                let field = match &error {
+                    TypedError::Missing { field, .. } | TypedError::Malformed { field, .. } => {
+                        *field
+                    }
+                    _ => "type",
+                };
+                return Err(RouteError::Malformed {
+                    kind: "start_process",
+                    field,
+                    expected: expected_of(field),
+                });
             }
         };
-        Ok(StartRequest { process, data, at })
+        let TypedEffect::StartProcess(start) = typed else {
+            return Err(RouteError::Malformed {
+                kind: "start_process",
+                field: "type",
+                expected: "`start_process`",
+            });
+        };
+        Ok(StartRequest {
+            process: start.process,
+            data: start.data,
+            at: start.at.map(|at| match at {
+                TypedStartAt::Date(date) => StartAt::Date(date),
+                TypedStartAt::Instant(at) => StartAt::Instant(at.with_timezone(&Utc)),
+            }),
+        })
     }
 }
 
-fn parse_at(text: &str) -> Option<StartAt> {
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Some(StartAt::Date(date));
+/// What a field of a `start_process` effect must be, said to the operator.
+fn expected_of(field: &str) -> &'static str {
+    match field {
+        "process" => "the id of a deployed process",
+        "data" => "an object of start data",
+        "at" => "a date YYYY-MM-DD or an RFC 3339 date and time",
+        _ => "a `start_process` effect",
     }
-    DateTime::parse_from_rfc3339(text)
-        .ok()
-        .map(|at| StartAt::Instant(at.with_timezone(&Utc)))
 }
 
 /// The id of the instance a `start_process` effect starts: derived from the effect id, so

@@ -4,12 +4,7 @@
 //! the state; outward effects go to the outbox and are delivered after commit,
 //! at least once, with their `id` as idempotency key.
 
-use std::collections::BTreeMap;
-
-use jiuzhu_rules::Value;
-
 use super::state::{OpenTask, Timer};
-use crate::lang::model::EffectKind;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -38,24 +33,6 @@ pub enum Effect {
     Outward(Outward),
 }
 
-/// An effect for an adapter: notification, payment, payment stop, start process, escalation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outward {
-    /// Unique and stable: the idempotency key.
-    pub id: String,
-    pub kind: EffectKind,
-    pub fields: BTreeMap<String, Value>,
-}
-
-impl Outward {
-    /// `{"type": "payment", "id": "…", "amount": "1305.00", …}`.
-    pub fn to_json(&self) -> serde_json::Value {
-        let mut map = serde_json::Map::new();
-        map.insert("type".into(), self.kind.as_str().into());
-        map.insert("id".into(), self.id.clone().into());
-        for (key, value) in &self.fields {
-            map.insert(key.clone(), value.to_json());
-        }
-        serde_json::Value::Object(map)
-    }
-}
+/// An effect for an adapter (notification, payment, payment stop, start process,
+/// escalation): the closed, typed set of `crate::effects::typed`.
+pub use crate::effects::typed::Outward;

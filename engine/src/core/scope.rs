@@ -143,31 +143,86 @@ impl Run<'_> {
         node_id: &str,
     ) -> Result<(), StepError> {
         for template in emit {
-            if let Some(cond) = &template.condition
-                && !self.eval_bool(cond, extras, node_id)?
-            {
+            let Some(list) = &template.for_each else {
+                if let Some(fields) = self.emit_fields(template, extras, node_id)? {
+                    let id = self.st.next_id('e');
+                    self.push_outward_with_id(id, template.kind, fields, node_id)?;
+                }
                 continue;
+            };
+            let items = match self.eval(list, extras, node_id)? {
+                Value::List(items) => items,
+                Value::Null => Vec::new(),
+                other => {
+                    return Err(incident(
+                        node_id,
+                        &format!(
+                            "`for_each: {}` gave {}, not a list",
+                            list.source(),
+                            other.type_name()
+                        ),
+                    ));
+                }
+            };
+            // One counter value for the item; each element's effect adds its index, so
+            // the ids are unique and a replay yields the same ones.
+            let base = self.st.next_id('e');
+            for (index, element) in items.iter().enumerate() {
+                let mut scope: Vec<(&str, &Value)> = extras.to_vec();
+                scope.push((template.item_name.as_str(), element));
+                if let Some(fields) = self.emit_fields(template, &scope, node_id)? {
+                    let id = format!("{base}-{index}");
+                    self.push_outward_with_id(id, template.kind, fields, node_id)?;
+                }
             }
-            let mut fields = BTreeMap::new();
-            for (name, value) in &template.fields {
-                fields.insert(name.clone(), self.render(value, extras, node_id)?);
-            }
-            self.push_outward(template.kind, fields);
         }
         Ok(())
     }
 
+    /// The rendered fields of one emission, or `None` when its condition does not hold.
+    fn emit_fields(
+        &self,
+        template: &EffectTemplate,
+        extras: &[(&str, &Value)],
+        node_id: &str,
+    ) -> Result<Option<BTreeMap<String, Value>>, StepError> {
+        if let Some(cond) = &template.condition
+            && !self.eval_bool(cond, extras, node_id)?
+        {
+            return Ok(None);
+        }
+        let mut fields = BTreeMap::new();
+        for (name, value) in &template.fields {
+            fields.insert(name.clone(), self.render(value, extras, node_id)?);
+        }
+        Ok(Some(fields))
+    }
+
+    /// An outward effect the core itself writes (reminders, escalations of tasks).
     pub(in crate::core) fn push_outward(
         &mut self,
         kind: crate::lang::model::EffectKind,
-        mut fields: BTreeMap<String, Value>,
-    ) {
+        fields: BTreeMap<String, Value>,
+        node_id: &str,
+    ) -> Result<(), StepError> {
         let id = self.st.next_id('e');
-        fields
-            .entry("instance".into())
-            .or_insert_with(|| Value::Str(self.st.id.clone()));
-        self.effects
-            .push(Effect::Outward(Outward { id, kind, fields }));
+        self.push_outward_with_id(id, kind, fields, node_id)
+    }
+
+    /// Types the rendered fields by the effect's schema: a value of the wrong type (an
+    /// expression typed `any` that gave a list for an amount) is an incident on the case,
+    /// not a row the dispatcher would refuse.
+    fn push_outward_with_id(
+        &mut self,
+        id: String,
+        kind: crate::lang::model::EffectKind,
+        fields: BTreeMap<String, Value>,
+        node_id: &str,
+    ) -> Result<(), StepError> {
+        let outward = Outward::from_fields(id, self.st.id.clone(), kind, fields)
+            .map_err(|e| incident(node_id, &e.to_string()))?;
+        self.effects.push(Effect::Outward(outward));
+        Ok(())
     }
 
     pub(in crate::core) fn render(

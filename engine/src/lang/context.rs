@@ -2,7 +2,7 @@
 //! and assessment programs of the deployment. A module of its own so the
 //! compiler can use it without depending on the loader that calls the compiler.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The assessment programs of the rules crate.
 pub const PROGRAMS: &[&str] = &["dibao", "low_income", "tekun", "temporary_aid"];
@@ -16,6 +16,26 @@ pub struct LoadContext {
     pub calendars: Option<BTreeSet<String>>,
     /// Assessment programs a rule node may call.
     pub programs: BTreeSet<String>,
+    /// Payment purposes besides the programs (the project's `purposes.yaml`); `None`
+    /// leaves purposes unchecked.
+    pub purposes: Option<BTreeSet<String>>,
+    /// Notification templates by name; `None` leaves templates unchecked.
+    pub templates: Option<BTreeMap<String, TemplateVars>>,
+}
+
+/// The variables a notification template declares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateVars {
+    /// Rendering fails without them.
+    pub required: BTreeSet<String>,
+    /// Used when present.
+    pub optional: BTreeSet<String>,
+}
+
+impl TemplateVars {
+    pub fn uses(&self, name: &str) -> bool {
+        self.required.contains(name) || self.optional.contains(name)
+    }
 }
 
 impl Default for LoadContext {
@@ -24,6 +44,8 @@ impl Default for LoadContext {
             roles: None,
             calendars: None,
             programs: PROGRAMS.iter().map(|p| p.to_string()).collect(),
+            purposes: None,
+            templates: None,
         }
     }
 }
@@ -39,6 +61,23 @@ impl LoadContext {
         calendars: impl IntoIterator<Item = impl Into<String>>,
     ) -> LoadContext {
         self.calendars = Some(calendars.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Checks payment purposes: the programs plus `declared`.
+    pub fn with_purposes(
+        mut self,
+        declared: impl IntoIterator<Item = impl Into<String>>,
+    ) -> LoadContext {
+        let mut purposes: BTreeSet<String> = self.programs.clone();
+        purposes.extend(declared.into_iter().map(Into::into));
+        self.purposes = Some(purposes);
+        self
+    }
+
+    /// Checks notification templates (names and variables) against `templates`.
+    pub fn with_templates(mut self, templates: BTreeMap<String, TemplateVars>) -> LoadContext {
+        self.templates = Some(templates);
         self
     }
 }

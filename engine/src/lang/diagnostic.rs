@@ -26,6 +26,9 @@ pub mod codes {
     pub const E_UNKNOWN_ROLE: &str = "E_UNKNOWN_ROLE";
     pub const E_UNKNOWN_CALENDAR: &str = "E_UNKNOWN_CALENDAR";
     pub const E_UNKNOWN_PROGRAM: &str = "E_UNKNOWN_PROGRAM";
+    pub const E_UNKNOWN_TEMPLATE: &str = "E_UNKNOWN_TEMPLATE";
+    pub const E_UNKNOWN_PURPOSE: &str = "E_UNKNOWN_PURPOSE";
+    pub const E_TEMPLATE_VARIABLE: &str = "E_TEMPLATE_VARIABLE";
     pub const E_UNKNOWN_PROCESS: &str = "E_UNKNOWN_PROCESS";
     pub const E_UNKNOWN_DEADLINE: &str = "E_UNKNOWN_DEADLINE";
     pub const E_BAD_DURATION: &str = "E_BAD_DURATION";

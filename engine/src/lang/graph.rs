@@ -140,14 +140,11 @@ pub fn check(
     }
 }
 
-/// Reports each loop control goes round without ever waiting and without a way out: a
-/// cycle of nodes none of which is a task, receive or timer, and none of which has a
-/// `next` leading out of it (a `parallel` branch out of the loop is no way out: the
-/// loop's own branch is taken too). Entered, such a loop runs until the step's
-/// node-entry budget stops it, so it can only ever fail the case. A loop with a
-/// conditional way out (one pass per member of a list) loads; if its condition never
-/// turns, the budget stops the step with an incident on the case. A loop with no
-/// transition out at all is `E_NO_END`'s.
+/// Reports each loop control goes round without ever waiting: a cycle of nodes none of
+/// which is a task, receive or timer. Such a loop runs within one step, so a mistake in
+/// its condition can only ever fail the case at the step's node-entry budget; even a
+/// loop with a conditional way out is refused (one pass per member of a list is an
+/// `emit` item with `for_each`). A loop with no transition out at all is `E_NO_END`'s.
 pub fn check_loops(ctx: &mut Ctx<'_>, nodes: &[Node], at: &[Pos]) {
     let waits = |node: &Node| {
         matches!(
@@ -195,13 +192,10 @@ pub fn check_loops(ctx: &mut Ctx<'_>, nodes: &[Node], at: &[Pos]) {
             reported[j] = true;
         }
         let inside = |j: &NodeIdx| group.contains(j);
-        let way_out = group
-            .iter()
-            .any(|&j| nodes[j].completion.next.iter().any(|t| !inside(&t.target)));
         let any_edge_out = group
             .iter()
             .any(|&j| successors(&nodes[j]).iter().any(|t| !inside(t)));
-        if way_out || !any_edge_out {
+        if !any_edge_out {
             continue;
         }
         let names: Vec<String> = group
@@ -212,10 +206,10 @@ pub fn check_loops(ctx: &mut Ctx<'_>, nodes: &[Node], at: &[Pos]) {
             &at.get(first).copied().unwrap_or_default(),
             codes::E_LOOP_WITHOUT_WAIT,
             format!(
-                "{} form a loop with no task, receive or timer on it and no `next` out of it: it would run without end in one step",
+                "{} form a loop with no task, receive or timer on it: it would go round within one step",
                 names.join(", ")
             ),
-            "put a task, receive or timer on the loop, or give it a conditional `next` out",
+            "put a task, receive or timer on the loop; to act once per element of a list, give an `emit` item `for_each`",
         );
     }
 }

@@ -25,12 +25,15 @@
 //! | `E_UNKNOWN_NODE` | a reference to a node id that does not exist (did-you-mean hint) |
 //! | `E_UNREACHABLE` | a node that cannot be reached from the start node |
 //! | `E_NO_END` | a node from which no end node can be reached (a cycle without exit) |
-//! | `E_LOOP_WITHOUT_WAIT` | a cycle of nodes with no task, receive or timer on it and no `next` out of it (it would loop within one step) |
+//! | `E_LOOP_WITHOUT_WAIT` | a cycle of nodes with no task, receive or timer on it (it would go round within one step; a pass per list item is an `emit` with `for_each`) |
 //! | `E_NO_DEFAULT` | a conditional `next` without default whose conditions may all be false |
 //! | `E_BAD_JOIN` | a join whose `of` is not a parallel node |
 //! | `E_UNKNOWN_ROLE` | a role not in the org file |
 //! | `E_UNKNOWN_CALENDAR` | a calendar id not among the loaded calendars |
 //! | `E_UNKNOWN_PROGRAM` | a rule node's `program` is not an assessment program |
+//! | `E_UNKNOWN_TEMPLATE` | a notification names a template the project does not have |
+//! | `E_UNKNOWN_PURPOSE` | a payment's `purpose` is neither a rule program nor a declared purpose |
+//! | `E_TEMPLATE_VARIABLE` | a template needs a variable neither the effect nor the case supplies |
 //! | `E_UNKNOWN_PROCESS` | `start_process` names a process not in the loaded set ([`load_dir`]) |
 //! | `E_UNKNOWN_DEADLINE` | a `reschedule` names an undeclared deadline |
 //! | `E_BAD_DURATION` | not a duration (`5wd`, `7d`, `36h`, `30min`, `6mo`, `1y`) |
@@ -56,7 +59,7 @@ pub mod yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-pub use context::{LoadContext, PROGRAMS};
+pub use context::{LoadContext, PROGRAMS, TemplateVars};
 pub use diagnostic::{Diagnostic, codes, render};
 use model::Definition;
 

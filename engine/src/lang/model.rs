@@ -203,6 +203,11 @@ pub struct EffectTemplate {
     pub fields: Vec<(String, ValueTemplate)>,
     /// Emitted only when this condition holds.
     pub condition: Option<Expr>,
+    /// Emitted once per element of this list, with the element bound to `item_name` in
+    /// the fields and the condition.
+    pub for_each: Option<Expr>,
+    /// The name an element of `for_each` is bound to (`item` unless `as:` says otherwise).
+    pub item_name: String,
 }
 
 /// The closed set of outward effect kinds.

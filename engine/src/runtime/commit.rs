@@ -133,7 +133,7 @@ impl Engine {
                 Effect::Outward(outward) => commit.outbox.push(OutboxRow {
                     id: outward.id.clone(),
                     instance_id: state.id.clone(),
-                    kind: outward.kind.as_str().to_string(),
+                    kind: outward.kind().as_str().to_string(),
                     payload: outward.to_json(),
                     created_at: now,
                 }),

@@ -52,7 +52,11 @@ impl Run<'_> {
                         open.due_at.map(Value::DateTime).unwrap_or(Value::Null),
                     ),
                 ]);
-                self.push_outward(crate::lang::model::EffectKind::Notification, fields);
+                self.push_outward(
+                    crate::lang::model::EffectKind::Notification,
+                    fields,
+                    &open.node,
+                )?;
                 Ok(Some(open.node))
             }
             TimerKind::TaskDue { task } => {
@@ -72,7 +76,11 @@ impl Run<'_> {
                             Value::Str(format!("{} 超过办理时限", open.label)),
                         ),
                     ]);
-                    self.push_outward(crate::lang::model::EffectKind::Escalation, fields);
+                    self.push_outward(
+                        crate::lang::model::EffectKind::Escalation,
+                        fields,
+                        &open.node,
+                    )?;
                 }
                 Ok(Some(open.node))
             }

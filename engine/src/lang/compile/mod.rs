@@ -24,13 +24,13 @@ use jiuzhu_rules::expr::{Expr, TypeEnv};
 use jiuzhu_rules::{Type, Value};
 use rust_decimal::Decimal;
 
-use super::context::LoadContext;
+use super::context::{LoadContext, TemplateVars};
 use super::diagnostic::{codes, did_you_mean};
 use super::graph;
 use super::model::*;
 use super::read::{Ctx, Fields};
 use super::scope::{Scope, assessment_type, builtins, household_type};
-use super::yaml::{Pos, Yaml, YamlValue};
+use super::yaml::{Key, Pos, Yaml, YamlValue};
 use crate::duration::Duration;
 
 /// Most nodes a definition may have.
