@@ -56,7 +56,7 @@ pub mod yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-pub use context::{LoadContext, PROGRAMS};
+pub use context::{LoadContext, program_names};
 pub use diagnostic::{Diagnostic, codes, render};
 use model::Definition;
 
