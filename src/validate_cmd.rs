@@ -1,7 +1,7 @@
 //! `jiuzhu validate FILE|DIR...`: loads definitions and prints every problem.
 //!
-//! The context of a file is its directory: the org file `org.yaml` (roles) and
-//! the calendars in `calendars/`. A directory argument is validated as a set
+//! The context of a file is its directory: the org file `org.yaml` (roles),
+//! the calendars in `calendars/` and the rule files in `rules/` (programs). A directory argument is validated as a set
 //! (its top-level `*.yaml`), which also checks `start_process` targets.
 //! Diagnostics go to stderr, `ok FILE` lines to stdout; the exit code is 1 when
 //! any problem was found.
@@ -12,6 +12,7 @@ use jiuzhu_engine::calendar::CalendarSet;
 use jiuzhu_engine::effects::catalog::load_templates;
 use jiuzhu_engine::lang::{self, Diagnostic, LoadContext};
 use jiuzhu_engine::org::Org;
+use jiuzhu_rules::ruleset::{RuleSet, RulesError};
 
 pub fn run(paths: &[PathBuf]) -> i32 {
     let mut failed = false;
@@ -111,6 +112,24 @@ pub fn context_for(dir: &Path) -> (LoadContext, Vec<Diagnostic>) {
             Err(errors) => diagnostics.extend(errors.into_iter().map(|e| {
                 Diagnostic::new(e.file, e.line, e.column, lang::codes::E_YAML, e.message)
             })),
+        }
+    }
+    let rules = dir.join("rules");
+    if rules.is_dir() {
+        match RuleSet::load_dir(&rules) {
+            Ok(set) => context = context.with_programs(&set),
+            Err(RulesError::Invalid { problems }) => {
+                diagnostics.extend(problems.into_iter().map(|p| {
+                    Diagnostic::new(p.file, p.line as u64, p.column as u64, p.code, p.message)
+                }));
+            }
+            Err(err) => diagnostics.push(Diagnostic::new(
+                rules.display().to_string(),
+                1,
+                1,
+                lang::codes::E_YAML,
+                err.to_string(),
+            )),
         }
     }
     (context, diagnostics)

@@ -59,9 +59,9 @@ impl RulesAssessor {
                 .ok_or_else(|| format!("the case has no {key}"))?;
             case.insert(key.into(), value.to_json());
         }
-        if program == "temporary_aid"
-            && let Some(request) = inputs.get("request")
-        {
+        // Only a rule node that declares `input: {request: …}` passes one; the
+        // case's checks then say whether its program takes a request.
+        if let Some(request) = inputs.get("request") {
             case.insert("request".into(), request.to_json());
         }
         let case = parse_case(&serde_json::Value::Object(case)).map_err(|errors| {

@@ -149,12 +149,14 @@ impl Project {
         } else {
             RuleSet::builtin()
         };
-        let mut context = LoadContext::default().with_calendars(
-            calendars
-                .iter()
-                .map(|c| c.id().to_string())
-                .collect::<Vec<_>>(),
-        );
+        let mut context = LoadContext::default()
+            .with_calendars(
+                calendars
+                    .iter()
+                    .map(|c| c.id().to_string())
+                    .collect::<Vec<_>>(),
+            )
+            .with_programs(&rules);
         if let Some(org) = &org {
             context = context
                 .with_roles(org.role_ids())

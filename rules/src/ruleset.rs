@@ -200,6 +200,7 @@ pub fn rules_registry() -> Arc<Registry> {
             registry.register(Builtin {
                 name: "severely_disabled",
                 signature: "severely_disabled(member: object, severe_includes_grade3_intellectual_mental: bool) -> bool",
+                description: "成员是否重度残疾 (severely disabled)：残疾等级 1–2 级，或 3 级智力、精神残疾（看参数），或伤残军人 1–4 级",
                 min_args: 2,
                 max_args: 2,
                 lambda: LambdaUse::None,

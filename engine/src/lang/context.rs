@@ -1,11 +1,10 @@
 //! What a definition is checked against besides itself: the roles, calendars
-//! and assessment programs of the deployment. A module of its own so the
+//! and assessment programs (from the rule files) of the deployment. A module of its own so the
 //! compiler can use it without depending on the loader that calls the compiler.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The assessment programs of the rules crate.
-pub const PROGRAMS: &[&str] = &["dibao", "low_income", "tekun", "temporary_aid"];
+use jiuzhu_rules::ruleset::RuleSet;
 
 /// What a definition is checked against besides itself.
 #[derive(Debug, Clone)]
@@ -14,7 +13,8 @@ pub struct LoadContext {
     pub roles: Option<BTreeSet<String>>,
     /// Calendar ids; `None` leaves calendars unchecked.
     pub calendars: Option<BTreeSet<String>>,
-    /// Assessment programs a rule node may call.
+    /// Assessment programs a rule node may call: one per rule file
+    /// (`processes/rules/*.yaml`), so a new program is a new rule file.
     pub programs: BTreeSet<String>,
     /// Payment purposes besides the programs (the project's `purposes.yaml`); `None`
     /// leaves purposes unchecked.
@@ -43,14 +43,26 @@ impl Default for LoadContext {
         LoadContext {
             roles: None,
             calendars: None,
-            programs: PROGRAMS.iter().map(|p| p.to_string()).collect(),
+            programs: program_names(&RuleSet::builtin()),
             purposes: None,
             templates: None,
         }
     }
 }
 
+/// The programs the rule files of `rules` define.
+pub fn program_names(rules: &RuleSet) -> BTreeSet<String> {
+    rules.programs().map(|p| p.program.clone()).collect()
+}
+
 impl LoadContext {
+    /// Checks rule nodes against the programs of `rules` (a project's rule
+    /// files) instead of the shipped ones.
+    pub fn with_programs(mut self, rules: &RuleSet) -> LoadContext {
+        self.programs = program_names(rules);
+        self
+    }
+
     pub fn with_roles(mut self, roles: impl IntoIterator<Item = impl Into<String>>) -> LoadContext {
         self.roles = Some(roles.into_iter().map(Into::into).collect());
         self

@@ -59,7 +59,7 @@ pub mod yaml;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-pub use context::{LoadContext, PROGRAMS, TemplateVars};
+pub use context::{LoadContext, TemplateVars, program_names};
 pub use diagnostic::{Diagnostic, codes, render};
 use model::Definition;
 

@@ -1,20 +1,24 @@
 //! The built-in function registry: name, arity, a type rule checked at load time
 //! and a pure implementation. New functions are added with [`Registry::register`].
 
+mod checks;
+mod functions;
+
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
-use chrono::{DateTime, Datelike, Days, FixedOffset, Months, NaiveDate};
-use rust_decimal::{Decimal, RoundingStrategy};
+use chrono::Datelike;
+use rust_decimal::RoundingStrategy;
 
-use super::ops::{compare, equal, is_numeric, is_string, number, numeric_result, unify};
-use crate::domain::{age_on, severely_disabled};
 use crate::value::{Type, Value};
+use checks::*;
+use functions::*;
 
-/// A pure implementation over evaluated arguments; the message of an `Err`
-/// becomes an [`super::EvalError::Function`].
+#[cfg(test)]
+pub(super) use functions::stable_percent_of;
+pub use functions::{as_date, sort_by_keys, sum_values};
+
 /// Why a built-in function refused its arguments or could not compute a
 /// result; the evaluator turns it into [`super::EvalError::Function`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +37,8 @@ impl From<&str> for FunctionError {
     }
 }
 
+/// A pure implementation over evaluated arguments; the message of an `Err`
+/// becomes an [`super::EvalError::Function`].
 pub type PlainFn = fn(&[Value]) -> Result<Value, FunctionError>;
 /// A type rule: argument types (for a lambda, the type of its body) → result type.
 pub type CheckFn = fn(&[Type]) -> Result<Type, FunctionError>;
@@ -54,6 +60,7 @@ pub enum ListFn {
     Map,
     Count,
     Sum,
+    Sort,
 }
 
 #[derive(Clone, Copy)]
@@ -72,6 +79,9 @@ pub struct Builtin {
     pub name: &'static str,
     /// Shown in arity and type errors, e.g. `round(x: number, places?: int) -> decimal`.
     pub signature: &'static str,
+    /// One line for the language guide's function table (Chinese, the
+    /// English term beside it where useful).
+    pub description: &'static str,
     pub min_args: usize,
     pub max_args: usize,
     pub lambda: LambdaUse,
@@ -120,11 +130,17 @@ impl Registry {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.functions.keys().copied()
     }
+
+    /// Every function, by name.
+    pub fn functions(&self) -> impl Iterator<Item = &Builtin> {
+        self.functions.values()
+    }
 }
 
 fn plain(
     name: &'static str,
     signature: &'static str,
+    description: &'static str,
     arity: (usize, usize),
     check: CheckFn,
     f: PlainFn,
@@ -132,6 +148,7 @@ fn plain(
     Builtin {
         name,
         signature,
+        description,
         min_args: arity.0,
         max_args: arity.1,
         lambda: LambdaUse::None,
@@ -143,6 +160,7 @@ fn plain(
 fn list_fn(
     name: &'static str,
     signature: &'static str,
+    description: &'static str,
     kind: ListFn,
     without_lambda: Option<PlainFn>,
     check: CheckFn,
@@ -150,6 +168,7 @@ fn list_fn(
     Builtin {
         name,
         signature,
+        description,
         min_args: if without_lambda.is_some() { 1 } else { 2 },
         max_args: 2,
         lambda: if without_lambda.is_some() {
@@ -167,16 +186,11 @@ fn list_fn(
 
 fn standard_builtins() -> Vec<Builtin> {
     vec![
-        plain(
-            "len",
-            "len(x: list | string) -> int",
-            (1, 1),
-            check_len,
-            len,
-        ),
+        // ---- numbers --------------------------------------------------------
         plain(
             "min",
             "min(a, b) | min(xs: list) -> number | date",
+            "较小值 (minimum)：两个数或日期中的较小者，或列表中最小的一项",
             (1, 2),
             check_min_max,
             |a| extreme(a, Ordering::Less),
@@ -184,14 +198,23 @@ fn standard_builtins() -> Vec<Builtin> {
         plain(
             "max",
             "max(a, b) | max(xs: list) -> number | date",
+            "较大值 (maximum)：两个数或日期中的较大者，或列表中最大的一项",
             (1, 2),
             check_min_max,
             |a| extreme(a, Ordering::Greater),
         ),
-        plain("abs", "abs(x: number) -> number", (1, 1), check_abs, abs),
+        plain(
+            "abs",
+            "abs(x: number) -> number",
+            "绝对值 (absolute value)",
+            (1, 1),
+            check_abs,
+            abs,
+        ),
         plain(
             "round",
             "round(x: number, places?: int) -> decimal",
+            "四舍五入到 places 位小数（缺省 0），0.005 → 0.01 (half away from zero)",
             (1, 2),
             check_rounding,
             |a| rounding(a, RoundingStrategy::MidpointAwayFromZero),
@@ -199,6 +222,7 @@ fn standard_builtins() -> Vec<Builtin> {
         plain(
             "floor",
             "floor(x: number, places?: int) -> decimal",
+            "向下舍到 places 位小数 (towards −∞)，如分期金额舍到分",
             (1, 2),
             check_rounding,
             |a| rounding(a, RoundingStrategy::ToNegativeInfinity),
@@ -206,27 +230,121 @@ fn standard_builtins() -> Vec<Builtin> {
         plain(
             "ceil",
             "ceil(x: number, places?: int) -> decimal",
+            "向上进到 places 位小数 (towards +∞)",
             (1, 2),
             check_rounding,
             |a| rounding(a, RoundingStrategy::ToPositiveInfinity),
         ),
         plain(
+            "decimal",
+            "decimal(x: number | string) -> decimal",
+            "转为精确小数 (decimal)，可从数字或 \"12.34\" 这样的字符串",
+            (1, 1),
+            check_decimal_ctor,
+            decimal,
+        ),
+        // ---- lists ----------------------------------------------------------
+        plain(
+            "len",
+            "len(x: list | string) -> int",
+            "列表的项数，或字符串的字符数 (length)",
+            (1, 1),
+            check_len,
+            len,
+        ),
+        plain(
+            "contains",
+            "contains(xs: list | string, x) -> bool",
+            "列表是否含有 x，或字符串是否含有子串 (membership)",
+            (2, 2),
+            check_contains,
+            contains,
+        ),
+        list_fn(
+            "all",
+            "all(xs: list, x => bool) -> bool",
+            "每一项都满足条件 (all)；空列表为 true",
+            ListFn::All,
+            None,
+            check_predicate,
+        ),
+        list_fn(
+            "any",
+            "any(xs: list, x => bool) -> bool",
+            "至少一项满足条件 (any)；空列表为 false",
+            ListFn::Any,
+            None,
+            check_predicate,
+        ),
+        list_fn(
+            "filter",
+            "filter(xs: list, x => bool) -> list",
+            "筛选 (filter)：保留满足条件的项，顺序不变，如 filter(votes, v => v.decision == 'approve')",
+            ListFn::Filter,
+            None,
+            check_filter,
+        ),
+        list_fn(
+            "map",
+            "map(xs: list, x => y) -> list<y>",
+            "映射 (map)：每一项换成表达式的值，如取字段 map(votes, v => v.amount)",
+            ListFn::Map,
+            None,
+            check_map,
+        ),
+        list_fn(
+            "count",
+            "count(xs: list, x => bool?) -> int",
+            "计数 (count)：项数，或满足条件的项数",
+            ListFn::Count,
+            Some(len),
+            check_count,
+        ),
+        list_fn(
+            "sum",
+            "sum(xs: list<number>) | sum(xs: list, x => number) -> number",
+            "求和 (sum)：各项之和，或每项表达式值之和；全为整数时结果为整数",
+            ListFn::Sum,
+            Some(sum_plain),
+            check_sum,
+        ),
+        list_fn(
+            "sort",
+            "sort(xs: list) | sort(xs: list, x => key) -> list",
+            "升序排列 (sort)：按项本身或按每项的键（数、字符串、日期）；键相同的保持原顺序",
+            ListFn::Sort,
+            Some(sort),
+            check_sort,
+        ),
+        plain(
             "median",
             "median(xs: list<number>) -> decimal",
+            "中位数 (median)；偶数项时取中间两项的平均值；空列表是错误",
             (1, 1),
             check_median,
             median,
         ),
         plain(
-            "contains",
-            "contains(xs: list | string, x) -> bool",
-            (2, 2),
-            check_contains,
-            contains,
+            "lower_median",
+            "lower_median(xs: list<number>) -> decimal",
+            "较低中位数 (lower median)：排序后的中间一项，偶数项时取中间两项中较小的；空列表是错误",
+            (1, 1),
+            check_median,
+            |a| middle(a, true),
         ),
+        plain(
+            "upper_median",
+            "upper_median(xs: list<number>) -> decimal",
+            "较高中位数 (upper median)：偶数项时取中间两项中较大的；空列表是错误",
+            (1, 1),
+            check_median,
+            |a| middle(a, false),
+        ),
+        // ---- dates ----------------------------------------------------------
         plain(
             "date",
             "date(s: string) -> date",
+            "由 \"YYYY-MM-DD\" 得到日期 (date)",
             (1, 1),
             check_date_ctor,
             date,
@@ -234,6 +352,7 @@ fn standard_builtins() -> Vec<Builtin> {
         plain(
             "datetime",
             "datetime(s: string) -> datetime",
+            "由 RFC 3339 字符串得到时刻 (datetime)，如 \"2026-03-02T09:00:00+08:00\"",
             (1, 1),
             check_datetime_ctor,
             datetime,
@@ -241,6 +360,7 @@ fn standard_builtins() -> Vec<Builtin> {
         plain(
             "date_of",
             "date_of(t: datetime | date) -> date",
+            "时刻所在的当地日期，如 date_of(now)",
             (1, 1),
             check_to_date,
             date_of,
@@ -248,6 +368,7 @@ fn standard_builtins() -> Vec<Builtin> {
         plain(
             "add_days",
             "add_days(d: date | datetime, n: int) -> same",
+            "加 n 个自然日（n 可为负）；工作日请用期限写法 5wd",
             (2, 2),
             check_shift,
             add_days,
@@ -255,6 +376,7 @@ fn standard_builtins() -> Vec<Builtin> {
         plain(
             "add_months",
             "add_months(d: date | datetime, n: int) -> same",
+            "加 n 个月，落到月末之后取月末（1月31日 + 1 = 2月28/29日）",
             (2, 2),
             check_shift,
             add_months,
@@ -262,6 +384,7 @@ fn standard_builtins() -> Vec<Builtin> {
         plain(
             "first_day_of_next_month",
             "first_day_of_next_month(d: date | datetime) -> date",
+            "下个月的第一天，如次月起发放",
             (1, 1),
             check_to_date,
             first_day_of_next_month,
@@ -269,6 +392,7 @@ fn standard_builtins() -> Vec<Builtin> {
         plain(
             "year",
             "year(d: date | datetime) -> int",
+            "年份 (year)",
             (1, 1),
             check_date_part,
             |a| date_part(a, |d| i64::from(d.year())),
@@ -276,6 +400,7 @@ fn standard_builtins() -> Vec<Builtin> {
         plain(
             "month",
             "month(d: date | datetime) -> int",
+            "月份 1–12 (month)",
             (1, 1),
             check_date_part,
             |a| date_part(a, |d| i64::from(d.month())),
@@ -283,6 +408,7 @@ fn standard_builtins() -> Vec<Builtin> {
         plain(
             "day",
             "day(d: date | datetime) -> int",
+            "日 1–31 (day of month)",
             (1, 1),
             check_date_part,
             |a| date_part(a, |d| i64::from(d.day())),
@@ -290,34 +416,40 @@ fn standard_builtins() -> Vec<Builtin> {
         plain(
             "age",
             "age(birth_date: date, as_of: date | datetime) -> int",
+            "周岁 (age)：到 as_of 已满的整年数；2月29日生日在平年按3月1日算",
             (2, 2),
             check_two_dates,
             age,
         ),
         plain(
+            "birthday",
+            "birthday(birth_date: date, years: int) -> date",
+            "满 years 周岁的那一天（与 age 同一算法），如 18 周岁复核",
+            (2, 2),
+            check_birthday,
+            birthday,
+        ),
+        plain(
             "days_between",
             "days_between(from: date, to: date) -> int",
+            "两日期相差的自然日数 to − from",
             (2, 2),
             check_two_dates,
             days_between,
         ),
+        // ---- values ---------------------------------------------------------
         plain(
             "string",
             "string(x) -> string",
+            "转为字符串 (string)；null 为空串",
             (1, 1),
             |_| Ok(Type::String),
             string,
         ),
         plain(
-            "decimal",
-            "decimal(x: number | string) -> decimal",
-            (1, 1),
-            check_decimal_ctor,
-            decimal,
-        ),
-        plain(
             "is_null",
             "is_null(x) -> bool",
+            "是否为空值 (null)",
             (1, 1),
             |_| Ok(Type::Bool),
             |a| Ok(Value::Bool(matches!(a[0], Value::Null))),
@@ -325,6 +457,7 @@ fn standard_builtins() -> Vec<Builtin> {
         plain(
             "coalesce",
             "coalesce(a, b) -> a | b",
+            "a 不为空时取 a，否则取 b，如 coalesce(form.reason, '')",
             (2, 2),
             check_coalesce,
             |a| {
@@ -335,729 +468,30 @@ fn standard_builtins() -> Vec<Builtin> {
                 })
             },
         ),
-        list_fn(
-            "all",
-            "all(xs: list, x => bool) -> bool",
-            ListFn::All,
-            None,
-            check_predicate,
-        ),
-        list_fn(
-            "any",
-            "any(xs: list, x => bool) -> bool",
-            ListFn::Any,
-            None,
-            check_predicate,
-        ),
-        list_fn(
-            "filter",
-            "filter(xs: list, x => bool) -> list",
-            ListFn::Filter,
-            None,
-            check_filter,
-        ),
-        list_fn(
-            "map",
-            "map(xs: list, x => y) -> list<y>",
-            ListFn::Map,
-            None,
-            check_map,
-        ),
-        list_fn(
-            "count",
-            "count(xs: list, x => bool?) -> int",
-            ListFn::Count,
-            Some(len),
-            check_count,
-        ),
-        list_fn(
-            "sum",
-            "sum(xs: list<number>) | sum(xs: list, x => number) -> number",
-            ListFn::Sum,
-            Some(sum_plain),
-            check_sum,
-        ),
-        plain(
-            "all_unable_to_work",
-            "all_unable_to_work(household: object, as_of: date, severe_includes_grade3_intellectual_mental?: bool) -> bool",
-            (2, 3),
-            check_all_unable_to_work,
-            all_unable_to_work,
-        ),
-        plain(
-            "stable_percent",
-            "stable_percent(key: string) -> int",
-            (1, 1),
-            check_stable_percent,
-            stable_percent,
-        ),
-        plain(
-            "birthday",
-            "birthday(birth_date: date, years: int) -> date",
-            (2, 2),
-            check_birthday,
-            birthday,
-        ),
         plain(
             "with",
             "with(object, field: string, value) -> object",
+            "复制对象并设置一个字段，如 map(h.members, m => with(m, 'adl_not_met', 2))",
             (3, 3),
             check_with,
             with_field,
         ),
         plain(
-            "committee_decision",
-            "committee_decision(votes: list<{decision, amount, reason}>) -> {decision, amount, reasons}",
+            "stable_percent",
+            "stable_percent(key: string) -> int",
+            "由键得到固定的 0–99（各机器、各版本相同），用于抽查，如 stable_percent(instance_id) < 30",
             (1, 1),
-            check_committee_decision,
-            committee_decision,
+            check_stable_percent,
+            stable_percent,
+        ),
+        // ---- assessment helpers ---------------------------------------------
+        plain(
+            "all_unable_to_work",
+            "all_unable_to_work(household: object, as_of: date, severe_includes_grade3_intellectual_mental?: bool) -> bool",
+            "家庭成员是否全部无劳动能力（≥ 60 岁、< 18 岁或重度残疾），年度复核用",
+            (2, 3),
+            check_all_unable_to_work,
+            all_unable_to_work,
         ),
     ]
-}
-
-// ---- type rules ------------------------------------------------------------
-
-fn is_datelike(t: &Type) -> bool {
-    matches!(t, Type::Date | Type::DateTime | Type::Any)
-}
-
-fn item_type(t: &Type) -> Option<Type> {
-    match t {
-        Type::List(item) => Some((**item).clone()),
-        Type::Any => Some(Type::Any),
-        _ => None,
-    }
-}
-
-fn check_len(t: &[Type]) -> Result<Type, FunctionError> {
-    if item_type(&t[0]).is_some() || is_string(&t[0]) {
-        Ok(Type::Int)
-    } else {
-        Err(format!("`len` needs a list or a string, found {}", t[0]).into())
-    }
-}
-
-fn check_min_max(t: &[Type]) -> Result<Type, FunctionError> {
-    let (a, b) = match t {
-        [list] => {
-            let item = item_type(list).ok_or_else(|| format!("expected a list, found {list}"))?;
-            (item.clone(), item)
-        }
-        [a, b] => (a.clone(), b.clone()),
-        _ => return Err("expected one list or two values".into()),
-    };
-    if is_numeric(&a) && is_numeric(&b) {
-        return Ok(numeric_result(&a, &b));
-    }
-    match unify(&a, &b) {
-        Some(u @ (Type::Date | Type::DateTime | Type::Any)) => Ok(u),
-        _ => Err(format!("cannot take the extreme of {a} and {b}").into()),
-    }
-}
-
-fn check_abs(t: &[Type]) -> Result<Type, FunctionError> {
-    if is_numeric(&t[0]) {
-        Ok(t[0].clone())
-    } else {
-        Err(format!("expected a number, found {}", t[0]).into())
-    }
-}
-
-fn check_rounding(t: &[Type]) -> Result<Type, FunctionError> {
-    if !is_numeric(&t[0]) {
-        return Err(format!("expected a number, found {}", t[0]).into());
-    }
-    if let Some(places) = t.get(1)
-        && !matches!(places, Type::Int | Type::Any)
-    {
-        return Err(format!("places must be an int, found {places}").into());
-    }
-    Ok(Type::Decimal)
-}
-
-fn check_median(t: &[Type]) -> Result<Type, FunctionError> {
-    match item_type(&t[0]) {
-        Some(item) if is_numeric(&item) => Ok(Type::Decimal),
-        _ => Err(format!("expected a list of numbers, found {}", t[0]).into()),
-    }
-}
-
-fn check_contains(t: &[Type]) -> Result<Type, FunctionError> {
-    match &t[0] {
-        Type::List(_) | Type::Any => Ok(Type::Bool),
-        s if is_string(s) && is_string(&t[1]) => Ok(Type::Bool),
-        other => Err(format!("expected a list or a string, found {other}").into()),
-    }
-}
-
-fn check_date_ctor(t: &[Type]) -> Result<Type, FunctionError> {
-    if is_string(&t[0]) || t[0] == Type::Date {
-        Ok(Type::Date)
-    } else {
-        Err(format!("expected a string, found {}", t[0]).into())
-    }
-}
-
-fn check_datetime_ctor(t: &[Type]) -> Result<Type, FunctionError> {
-    if is_string(&t[0]) || t[0] == Type::DateTime {
-        Ok(Type::DateTime)
-    } else {
-        Err(format!("expected a string, found {}", t[0]).into())
-    }
-}
-
-fn check_to_date(t: &[Type]) -> Result<Type, FunctionError> {
-    if is_datelike(&t[0]) {
-        Ok(Type::Date)
-    } else {
-        Err(format!("expected a date or datetime, found {}", t[0]).into())
-    }
-}
-
-fn check_shift(t: &[Type]) -> Result<Type, FunctionError> {
-    if !is_datelike(&t[0]) {
-        return Err(format!("expected a date or datetime, found {}", t[0]).into());
-    }
-    if !matches!(t[1], Type::Int | Type::Any) {
-        return Err(format!("expected an int count, found {}", t[1]).into());
-    }
-    Ok(t[0].clone())
-}
-
-fn check_date_part(t: &[Type]) -> Result<Type, FunctionError> {
-    check_to_date(t).map(|_| Type::Int)
-}
-
-fn check_two_dates(t: &[Type]) -> Result<Type, FunctionError> {
-    if is_datelike(&t[0]) && is_datelike(&t[1]) {
-        Ok(Type::Int)
-    } else {
-        Err(format!("expected two dates, found {} and {}", t[0], t[1]).into())
-    }
-}
-
-fn check_decimal_ctor(t: &[Type]) -> Result<Type, FunctionError> {
-    if is_numeric(&t[0]) || is_string(&t[0]) {
-        Ok(Type::Decimal)
-    } else {
-        Err(format!("expected a number or a string, found {}", t[0]).into())
-    }
-}
-
-fn check_coalesce(t: &[Type]) -> Result<Type, FunctionError> {
-    unify(&t[0], &t[1])
-        .ok_or_else(|| FunctionError(format!("{} and {} have no common type", t[0], t[1])))
-}
-
-fn check_list_arg(t: &Type) -> Result<(), FunctionError> {
-    item_type(t)
-        .map(|_| ())
-        .ok_or_else(|| FunctionError(format!("expected a list, found {t}")))
-}
-
-fn check_predicate(t: &[Type]) -> Result<Type, FunctionError> {
-    check_list_arg(&t[0])?;
-    if matches!(t[1], Type::Bool | Type::Any) {
-        Ok(Type::Bool)
-    } else {
-        Err(format!("the lambda must return a bool, found {}", t[1]).into())
-    }
-}
-
-fn check_filter(t: &[Type]) -> Result<Type, FunctionError> {
-    check_predicate(t).map(|_| t[0].clone())
-}
-
-fn check_map(t: &[Type]) -> Result<Type, FunctionError> {
-    check_list_arg(&t[0])?;
-    Ok(Type::list(t[1].clone()))
-}
-
-fn check_count(t: &[Type]) -> Result<Type, FunctionError> {
-    check_list_arg(&t[0])?;
-    if t.len() == 2 {
-        check_predicate(t)?;
-    }
-    Ok(Type::Int)
-}
-
-fn check_sum(t: &[Type]) -> Result<Type, FunctionError> {
-    check_list_arg(&t[0])?;
-    let summed = match t.get(1) {
-        Some(body) => body.clone(),
-        None => item_type(&t[0]).unwrap_or(Type::Any),
-    };
-    if is_numeric(&summed) {
-        Ok(summed)
-    } else {
-        Err(format!("can only sum numbers, found {summed}").into())
-    }
-}
-
-fn check_all_unable_to_work(t: &[Type]) -> Result<Type, FunctionError> {
-    if !matches!(t[0], Type::Object { .. } | Type::Any) {
-        return Err(format!("expected a household object, found {}", t[0]).into());
-    }
-    if !is_datelike(&t[1]) && !is_string(&t[1]) {
-        return Err(format!("expected an as_of date, found {}", t[1]).into());
-    }
-    if let Some(flag) = t.get(2)
-        && !matches!(flag, Type::Bool | Type::Any)
-    {
-        return Err(format!("expected a bool flag, found {flag}").into());
-    }
-    Ok(Type::Bool)
-}
-
-fn check_stable_percent(t: &[Type]) -> Result<Type, FunctionError> {
-    if is_string(&t[0]) || matches!(t[0], Type::Enum(_)) {
-        Ok(Type::Int)
-    } else {
-        Err(format!("expected a string key, found {}", t[0]).into())
-    }
-}
-
-fn check_birthday(t: &[Type]) -> Result<Type, FunctionError> {
-    if !is_datelike(&t[0]) && !is_string(&t[0]) {
-        return Err(format!("expected a birth date, found {}", t[0]).into());
-    }
-    if !matches!(t[1], Type::Int | Type::Any) {
-        return Err(format!("expected an int number of years, found {}", t[1]).into());
-    }
-    Ok(Type::Date)
-}
-
-fn check_with(t: &[Type]) -> Result<Type, FunctionError> {
-    if !matches!(t[0], Type::Object { .. } | Type::Any) {
-        return Err(format!("expected an object, found {}", t[0]).into());
-    }
-    if !is_string(&t[1]) {
-        return Err(format!("expected a field name, found {}", t[1]).into());
-    }
-    // The object keeps its type; a value that does not fit the field is caught
-    // when the result is stored (variables are coerced to their declared type).
-    Ok(t[0].clone())
-}
-
-/// The result type of `committee_decision`.
-pub fn committee_result_type() -> Type {
-    Type::Object {
-        fields: [
-            (
-                "decision".to_string(),
-                Type::Enum(vec!["approve".into(), "reject".into()]),
-            ),
-            ("amount".to_string(), Type::Decimal),
-            ("reasons".to_string(), Type::list(Type::String)),
-        ]
-        .into(),
-        open: false,
-    }
-}
-
-fn check_committee_decision(t: &[Type]) -> Result<Type, FunctionError> {
-    check_list_arg(&t[0])?;
-    Ok(committee_result_type())
-}
-
-// ---- value helpers -----------------------------------------------------------
-
-fn want_number(v: &Value) -> Result<Decimal, FunctionError> {
-    number(v).ok_or_else(|| FunctionError(format!("expected a number, found {}", v.type_name())))
-}
-
-fn want_int(v: &Value) -> Result<i64, FunctionError> {
-    match v {
-        Value::Int(i) => Ok(*i),
-        other => Err(format!("expected an int, found {}", other.type_name()).into()),
-    }
-}
-
-fn want_list(v: &Value) -> Result<&[Value], FunctionError> {
-    match v {
-        Value::List(items) => Ok(items),
-        other => Err(format!("expected a list, found {}", other.type_name()).into()),
-    }
-}
-
-/// A date from a `Date`, a `DateTime` (its local date) or a `YYYY-MM-DD` string,
-/// so open objects holding JSON strings work too.
-pub fn as_date(v: &Value) -> Result<NaiveDate, FunctionError> {
-    match v {
-        Value::Date(d) => Ok(*d),
-        Value::DateTime(t) => Ok(t.date_naive()),
-        Value::Str(s) => NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-            .map_err(|_| FunctionError(format!("{s:?} is not a date YYYY-MM-DD"))),
-        other => Err(format!("expected a date, found {}", other.type_name()).into()),
-    }
-}
-
-fn as_datetime(v: &Value) -> Result<DateTime<FixedOffset>, FunctionError> {
-    match v {
-        Value::DateTime(t) => Ok(*t),
-        Value::Str(s) => DateTime::parse_from_rfc3339(s.trim())
-            .map_err(|_| FunctionError(format!("{s:?} is not an RFC 3339 date-time"))),
-        other => Err(format!("expected a datetime, found {}", other.type_name()).into()),
-    }
-}
-
-// ---- implementations -----------------------------------------------------------
-
-fn len(a: &[Value]) -> Result<Value, FunctionError> {
-    let n = match &a[0] {
-        Value::List(items) => items.len(),
-        Value::Str(s) => s.chars().count(),
-        other => {
-            return Err(format!("expected a list or a string, found {}", other.type_name()).into());
-        }
-    };
-    Ok(Value::Int(i64::try_from(n).unwrap_or(i64::MAX)))
-}
-
-fn extreme(a: &[Value], want: Ordering) -> Result<Value, FunctionError> {
-    let items: &[Value] = if a.len() == 1 { want_list(&a[0])? } else { a };
-    let mut best: Option<&Value> = None;
-    for item in items {
-        best = Some(match best {
-            None => item,
-            Some(b) => match compare(item, b) {
-                Some(o) if o == want => item,
-                Some(_) => b,
-                None => {
-                    return Err(format!(
-                        "cannot compare {} with {}",
-                        item.type_name(),
-                        b.type_name()
-                    )
-                    .into());
-                }
-            },
-        });
-    }
-    best.cloned()
-        .ok_or_else(|| FunctionError("no values to choose from".to_string()))
-}
-
-fn abs(a: &[Value]) -> Result<Value, FunctionError> {
-    match &a[0] {
-        Value::Int(i) => i
-            .checked_abs()
-            .map(Value::Int)
-            .ok_or_else(|| "overflow".into()),
-        Value::Decimal(d) => Ok(Value::Decimal(d.abs())),
-        other => Err(format!("expected a number, found {}", other.type_name()).into()),
-    }
-}
-
-fn rounding(a: &[Value], strategy: RoundingStrategy) -> Result<Value, FunctionError> {
-    let x = want_number(&a[0])?;
-    let places = match a.get(1) {
-        Some(p) => want_int(p)?,
-        None => 0,
-    };
-    let places = u32::try_from(places)
-        .ok()
-        .filter(|p| *p <= 28)
-        .ok_or_else(|| format!("places must be between 0 and 28, found {places}"))?;
-    Ok(Value::Decimal(x.round_dp_with_strategy(places, strategy)))
-}
-
-fn sorted_numbers(v: &Value) -> Result<Vec<Decimal>, FunctionError> {
-    let mut numbers = want_list(v)?
-        .iter()
-        .map(want_number)
-        .collect::<Result<Vec<_>, _>>()?;
-    numbers.sort();
-    Ok(numbers)
-}
-
-fn median(a: &[Value]) -> Result<Value, FunctionError> {
-    let numbers = sorted_numbers(&a[0])?;
-    let n = numbers.len();
-    if n == 0 {
-        return Err("the median of an empty list is undefined".into());
-    }
-    if n % 2 == 1 {
-        return Ok(Value::Decimal(numbers[n / 2]));
-    }
-    let pair = numbers[n / 2 - 1]
-        .checked_add(numbers[n / 2])
-        .ok_or_else(|| "overflow".to_string())?;
-    Ok(Value::Decimal((pair / Decimal::TWO).normalize()))
-}
-
-fn contains(a: &[Value]) -> Result<Value, FunctionError> {
-    match (&a[0], &a[1]) {
-        (Value::List(items), x) => Ok(Value::Bool(items.iter().any(|i| equal(i, x)))),
-        (Value::Str(s), Value::Str(sub)) => Ok(Value::Bool(s.contains(sub.as_str()))),
-        (x, y) => Err(format!("cannot look for {} in {}", y.type_name(), x.type_name()).into()),
-    }
-}
-
-fn date(a: &[Value]) -> Result<Value, FunctionError> {
-    match &a[0] {
-        Value::Date(d) => Ok(Value::Date(*d)),
-        Value::Str(_) => as_date(&a[0]).map(Value::Date),
-        other => Err(format!("expected a string, found {}", other.type_name()).into()),
-    }
-}
-
-fn datetime(a: &[Value]) -> Result<Value, FunctionError> {
-    as_datetime(&a[0]).map(Value::DateTime)
-}
-
-fn date_of(a: &[Value]) -> Result<Value, FunctionError> {
-    as_date(&a[0]).map(Value::Date)
-}
-
-fn shift(
-    a: &[Value],
-    by: impl Fn(NaiveDate, i64) -> Option<NaiveDate>,
-) -> Result<Value, FunctionError> {
-    let n = want_int(&a[1])?;
-    let out_of_range = || FunctionError::from("the resulting date is out of range");
-    match &a[0] {
-        Value::DateTime(t) => {
-            let day = by(t.date_naive(), n).ok_or_else(out_of_range)?;
-            let shifted = day.and_time(t.time()).and_local_timezone(*t.offset());
-            shifted
-                .single()
-                .map(Value::DateTime)
-                .ok_or_else(out_of_range)
-        }
-        other => by(as_date(other)?, n)
-            .map(Value::Date)
-            .ok_or_else(out_of_range),
-    }
-}
-
-fn add_days(a: &[Value]) -> Result<Value, FunctionError> {
-    shift(a, |d, n| {
-        let days = Days::new(n.unsigned_abs());
-        if n >= 0 {
-            d.checked_add_days(days)
-        } else {
-            d.checked_sub_days(days)
-        }
-    })
-}
-
-fn add_months(a: &[Value]) -> Result<Value, FunctionError> {
-    // chrono clamps to the last day of a shorter month (31 Jan + 1 month = 28/29 Feb).
-    shift(a, |d, n| {
-        let months = Months::new(u32::try_from(n.unsigned_abs()).ok()?);
-        if n >= 0 {
-            d.checked_add_months(months)
-        } else {
-            d.checked_sub_months(months)
-        }
-    })
-}
-
-fn first_day_of_next_month(a: &[Value]) -> Result<Value, FunctionError> {
-    let d = as_date(&a[0])?;
-    d.with_day(1)
-        .and_then(|first| first.checked_add_months(Months::new(1)))
-        .map(Value::Date)
-        .ok_or_else(|| FunctionError("the resulting date is out of range".to_string()))
-}
-
-fn date_part(a: &[Value], part: fn(NaiveDate) -> i64) -> Result<Value, FunctionError> {
-    as_date(&a[0]).map(|d| Value::Int(part(d)))
-}
-
-fn age(a: &[Value]) -> Result<Value, FunctionError> {
-    Ok(Value::Int(age_on(as_date(&a[0])?, as_date(&a[1])?)))
-}
-
-fn days_between(a: &[Value]) -> Result<Value, FunctionError> {
-    let (from, to) = (as_date(&a[0])?, as_date(&a[1])?);
-    Ok(Value::Int((to - from).num_days()))
-}
-
-fn string(a: &[Value]) -> Result<Value, FunctionError> {
-    Ok(Value::Str(match &a[0] {
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }))
-}
-
-fn decimal(a: &[Value]) -> Result<Value, FunctionError> {
-    match &a[0] {
-        Value::Str(s) => Decimal::from_str(s.trim())
-            .map(Value::Decimal)
-            .map_err(|_| FunctionError(format!("{s:?} is not a decimal number"))),
-        other => want_number(other).map(Value::Decimal),
-    }
-}
-
-fn sum_plain(a: &[Value]) -> Result<Value, FunctionError> {
-    sum_values(want_list(&a[0])?)
-}
-
-/// Sums numbers, keeping an int result while every item is an int.
-pub fn sum_values(items: &[Value]) -> Result<Value, FunctionError> {
-    let mut total = Value::Int(0);
-    for item in items {
-        total = match (&total, item) {
-            (Value::Int(x), Value::Int(y)) => match x.checked_add(*y) {
-                Some(s) => Value::Int(s),
-                None => Value::Decimal(Decimal::from(*x) + Decimal::from(*y)),
-            },
-            (t, i) => {
-                let (x, y) = (want_number(t)?, want_number(i)?);
-                Value::Decimal(x.checked_add(y).ok_or_else(|| "overflow".to_string())?)
-            }
-        };
-    }
-    Ok(total)
-}
-
-fn all_unable_to_work(a: &[Value]) -> Result<Value, FunctionError> {
-    let as_of = as_date(&a[1])?;
-    let flag = match a.get(2) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Null) | None => true,
-        Some(other) => {
-            return Err(format!("expected a bool flag, found {}", other.type_name()).into());
-        }
-    };
-    let members = a[0]
-        .get("members")
-        .ok_or_else(|| "the household has no `members`".to_string())?;
-    let members = want_list(members)?;
-    if members.is_empty() {
-        return Ok(Value::Bool(false));
-    }
-    for member in members {
-        let birth = as_date(member.get("birth_date").unwrap_or(&Value::Null))
-            .map_err(|e| format!("birth_date: {e}"))?;
-        let years = age_on(birth, as_of);
-        let disability = match member.get("disability") {
-            Some(d @ Value::Object(_)) => {
-                let grade = d
-                    .get("grade")
-                    .and_then(number)
-                    .and_then(|g| i64::try_from(g).ok());
-                let kind = d.get("kind").and_then(Value::as_str).unwrap_or("");
-                grade.map(|g| (g, kind))
-            }
-            _ => None,
-        };
-        let veteran = member
-            .get("disabled_veteran_grade")
-            .and_then(number)
-            .and_then(|g| i64::try_from(g).ok());
-        let unable = !(18..60).contains(&years) || severely_disabled(disability, veteran, flag);
-        if !unable {
-            return Ok(Value::Bool(false));
-        }
-    }
-    Ok(Value::Bool(true))
-}
-
-fn committee_decision(a: &[Value]) -> Result<Value, FunctionError> {
-    let votes = want_list(&a[0])?;
-    let mut approving = Vec::new();
-    let mut reasons = Vec::new();
-    for (i, vote) in votes.iter().enumerate() {
-        match vote.get("decision").and_then(Value::as_str) {
-            Some("approve") => {
-                let amount = vote
-                    .get("amount")
-                    .and_then(Value::as_decimal)
-                    .ok_or_else(|| format!("vote {i}: an approving vote needs an amount"))?;
-                if amount < Decimal::ZERO {
-                    return Err(format!("vote {i}: the amount must be >= 0").into());
-                }
-                approving.push(amount);
-            }
-            Some("reject") => {
-                if let Some(Value::Str(reason)) = vote.get("reason") {
-                    reasons.push(Value::Str(reason.clone()));
-                }
-            }
-            other => {
-                return Err(format!(
-                    "vote {i}: decision must be \"approve\" or \"reject\", found {other:?}"
-                )
-                .into());
-            }
-        }
-    }
-    // A strict majority of the votes cast approves; a tie rejects.
-    let approved = approving.len() * 2 > votes.len();
-    let amount = if approved {
-        approving.sort();
-        // The lower middle value for an even count: the committee never grants
-        // more than half of the approving members agreed to.
-        Value::Decimal(approving[(approving.len() - 1) / 2])
-    } else {
-        Value::Null
-    };
-    let decision = if approved { "approve" } else { "reject" };
-    Ok(Value::Object(
-        [
-            ("decision".to_string(), Value::Str(decision.to_string())),
-            ("amount".to_string(), amount),
-            ("reasons".to_string(), Value::List(reasons)),
-        ]
-        .into(),
-    ))
-}
-
-/// FNV-1a (64 bit) of the key's UTF-8 bytes, modulo 100: a stable 0..=99 for
-/// sampling (≥ 30 % of tekun approvals get a spot check). Its constants are
-/// fixed by the FNV specification, so the same key gives the same number on
-/// every machine and every release, which `std`'s `DefaultHasher` does not promise.
-pub fn stable_percent_of(key: &str) -> i64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = key.bytes().fold(OFFSET_BASIS, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(PRIME)
-    });
-    // `hash % 100` is below 100, so it always fits.
-    i64::try_from(hash % 100).unwrap_or(0)
-}
-
-fn stable_percent(a: &[Value]) -> Result<Value, FunctionError> {
-    match &a[0] {
-        Value::Str(key) => Ok(Value::Int(stable_percent_of(key))),
-        other => Err(format!("expected a string key, found {}", other.type_name()).into()),
-    }
-}
-
-/// The date a person born on `birth_date` completes `years` years, by the rule
-/// of `age`: a 29 February birthday falls on 1 March in common years.
-fn birthday(a: &[Value]) -> Result<Value, FunctionError> {
-    let birth = as_date(&a[0])?;
-    let years = want_int(&a[1])?;
-    let months = years
-        .checked_mul(12)
-        .and_then(|m| u32::try_from(m).ok())
-        .ok_or_else(|| format!("years must be between 0 and 1000, found {years}"))?;
-    // Shift the day before the birth date and add one day back, so that a
-    // 29 February birth lands on 1 March (not 28 February) in a common year.
-    birth
-        .pred_opt()
-        .and_then(|eve| eve.checked_add_months(Months::new(months)))
-        .and_then(|eve| eve.succ_opt())
-        .map(Value::Date)
-        .ok_or_else(|| FunctionError("the resulting date is out of range".to_string()))
-}
-
-/// A copy of an object with one field set (added or replaced); used to update
-/// a member inside a household (`with(m, 'adl_not_met', 2)`).
-fn with_field(a: &[Value]) -> Result<Value, FunctionError> {
-    let Value::Str(field) = &a[1] else {
-        return Err(format!("expected a field name, found {}", a[1].type_name()).into());
-    };
-    match &a[0] {
-        Value::Object(map) => {
-            let mut map = map.clone();
-            map.insert(field.clone(), a[2].clone());
-            Ok(Value::Object(map))
-        }
-        other => Err(format!("expected an object, found {}", other.type_name()).into()),
-    }
 }

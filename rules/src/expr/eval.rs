@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use rust_decimal::Decimal;
 
 use super::ast::{Arg, BinaryOp, Kind, Node, Span, UnaryOp};
-use super::builtins::{Implementation, ListFn, Registry, sum_values};
+use super::builtins::{Implementation, ListFn, Registry, sort_by_keys, sum_values};
 use super::ops::{compare, equal, number};
 use super::{Env, EvalError};
 use crate::value::Value;
@@ -335,6 +335,8 @@ impl<'a> Evaluator<'a> {
         body: &Node,
     ) -> Result<Value, EvalError> {
         let mut kept = Vec::new();
+        // `sort`'s items beside their keys (`kept`).
+        let mut sorted = Vec::new();
         let mut count: i64 = 0;
         for item in items {
             self.locals.push((param.to_string(), item));
@@ -365,6 +367,16 @@ impl<'a> Evaluator<'a> {
                     self.build(SLOT.saturating_add(weight(&result, left)), body.span.offset)?;
                     kept.push(result);
                 }
+                ListFn::Sort => {
+                    // The item moves into the sorted list; its key is kept meanwhile.
+                    let left = MAX_BUILT_BYTES.saturating_sub(self.built);
+                    self.build(
+                        SLOT.saturating_mul(2).saturating_add(weight(&result, left)),
+                        body.span.offset,
+                    )?;
+                    kept.push(result);
+                    sorted.push(item);
+                }
             }
             if kept.len() > MAX_LIST_LEN {
                 return Err(list_too_long(body.span.offset));
@@ -380,6 +392,13 @@ impl<'a> Evaluator<'a> {
                 message: e.0,
                 offset: body.span.offset,
             })?,
+            ListFn::Sort => {
+                Value::List(sort_by_keys(sorted, kept).map_err(|e| EvalError::Function {
+                    function: "sort".into(),
+                    message: e.0,
+                    offset: body.span.offset,
+                })?)
+            }
         })
     }
 }

@@ -20,38 +20,9 @@
 //!
 //! # Built-in functions
 //!
-//! | function | result | notes |
-//! |---|---|---|
-//! | `len(xs)` | int | items of a list, characters of a string |
-//! | `min(a, b)`, `min(xs)` | number/date | smallest; `max` likewise |
-//! | `abs(x)` | number | |
-//! | `round(x, places)` | decimal | half away from zero (`0.005` → `0.01`); places default 0 |
-//! | `floor(x, places)`, `ceil(x, places)` | decimal | towards −∞ / +∞ |
-//! | `sum(xs)`, `sum(xs, x => e)` | number | int while all items are ints |
-//! | `median(xs)` | decimal | mean of the two middle values for an even count |
-//! | `contains(xs, x)`, `contains(s, sub)` | bool | list membership or substring |
-//! | `date("YYYY-MM-DD")` | date | |
-//! | `datetime("RFC 3339")` | datetime | |
-//! | `date_of(t)` | date | the local date of a datetime |
-//! | `add_days(d, n)` | date/datetime | n may be negative |
-//! | `add_months(d, n)` | date/datetime | calendar months, clamped to month end (31 Jan + 1 = 28/29 Feb) |
-//! | `first_day_of_next_month(d)` | date | |
-//! | `year(d)`, `month(d)`, `day(d)` | int | |
-//! | `age(birth_date, as_of)` | int | whole years completed; a 29 Feb birthday counts on 1 Mar in common years |
-//! | `days_between(a, b)` | int | `b − a` in days |
-//! | `string(x)` | string | null → `""` |
-//! | `decimal(x)` | decimal | from a number or a decimal string |
-//! | `is_null(x)` | bool | |
-//! | `coalesce(a, b)` | a/b | `a` unless it is null |
-//! | `all(xs, x => p)`, `any(xs, x => p)` | bool | `all` of `[]` is true, `any` of `[]` false |
-//! | `filter(xs, x => p)` | list | |
-//! | `map(xs, x => e)` | list | |
-//! | `count(xs)`, `count(xs, x => p)` | int | |
-//! | `all_unable_to_work(household, as_of, flag?)` | bool | every member ≥ 60, < 18 or severely disabled (assess.md; `flag` = `severe_includes_grade3_intellectual_mental`, default true) — the yearly dibao review |
-//! | `stable_percent(key)` | int | 0..=99, the same for the same key on every machine and release (FNV-1a 64 of the UTF-8 bytes, mod 100) — deterministic sampling, e.g. `stable_percent(instance_id) < 30` |
-//! | `birthday(birth_date, years)` | date | the day `years` are completed (as `age` counts: 29 Feb → 1 Mar in common years) — a review at the 18th birthday |
-//! | `with(object, field, value)` | object | a copy with `field` set — `map(h.members, m => with(m, 'adl_not_met', 2))` |
-//! | `committee_decision(votes)` | `{decision, amount, reasons}` | 一事一议: a strict majority of votes cast approves (a tie rejects); amount = median of approving amounts, the lower middle for an even count; reasons = the rejecting votes' reasons; amount null when rejected |
+//! [`Registry::standard`] lists them, each with its signature, type rule and a
+//! one-line description; the table of `docs/process-language.md` is generated
+//! from it ([`function_table`]) and a test keeps the two equal.
 //!
 //! Further functions (e.g. the assessment built-ins) are added to a
 //! [`Registry`] and used with [`Expr::compile_with`].
@@ -60,6 +31,7 @@ mod ast;
 mod builtins;
 mod check;
 mod eval;
+mod guide;
 mod ops;
 mod parse;
 
@@ -72,6 +44,7 @@ pub use builtins::{
 };
 pub use check::did_you_mean;
 pub use eval::{MAX_BUILT_BYTES, MAX_LIST_LEN, MAX_STEPS, MAX_STRING_LEN};
+pub use guide::function_table;
 pub use ops::unify as unify_types;
 pub use ops::{compare, equal, number};
 pub use parse::{MAX_DEPTH, MAX_SOURCE_LEN};

@@ -184,12 +184,32 @@ fn evaluates_the_table() {
         ("nothing != null && nothing.a", "false"),
         ("[]", "[]"),
         ("len('救助')", "2"),
-        ("committee_decision(votes).amount", "\"2500\""),
-        ("committee_decision(votes).decision", "\"approve\""),
-        ("committee_decision(votes).reasons", "[\"不符合条件\"]"),
+        ("sort([3, 1.5, 2])", "[\"1.5\",2,3]"),
+        ("sort(['b', 'a'])", "[\"a\",\"b\"]"),
         (
-            "committee_decision([{decision: 'approve'}])",
-            "error: [ExprError { code: \"E_EXPR_SYNTAX\"",
+            "map(sort(members, m => m.age), m => m.name)",
+            "[\"m3\",\"m2\",\"m1\"]",
+        ),
+        ("sort([])", "[]"),
+        ("lower_median([4, 1, 3, 2])", "\"2\""),
+        ("upper_median([4, 1, 3, 2])", "\"3\""),
+        ("lower_median([5, 1, 3])", "\"3\""),
+        ("upper_median([5, 1, 3])", "\"3\""),
+        (
+            "lower_median(map(filter(votes, v => v.decision == 'approve'), v => decimal(v.amount)))",
+            "\"2500\"",
+        ),
+        (
+            "count(votes, v => v.decision == 'approve') * 2 > len(votes)",
+            "true",
+        ),
+        (
+            "map(filter(votes, v => v.decision == 'reject'), v => v.reason)",
+            "[\"不符合条件\"]",
+        ),
+        (
+            "sort(members, m => m)",
+            "error: [ExprError { code: \"E_TYPE\"",
         ),
     ];
     for (src, want) in cases {
@@ -199,40 +219,30 @@ fn evaluates_the_table() {
 }
 
 #[test]
-fn committee_decisions() {
-    let decide = |votes: serde_json::Value| {
+fn sorting_is_stable_and_refuses_mixed_keys() {
+    let run = |src: &str, items: serde_json::Value| {
         let mut env = BTreeMap::new();
-        env.insert("v".to_string(), Value::from_json(&votes));
+        env.insert("xs".to_string(), Value::from_json(&items));
         let mut types = BTreeMap::new();
-        types.insert("v".to_string(), Type::list(Type::Any));
-        let e = Expr::compile("committee_decision(v)", &types).expect("compiles");
+        types.insert("xs".to_string(), Type::list(Type::Any));
+        let e = Expr::compile(src, &types).expect("compiles");
         e.eval(&env).map(|v| v.to_json())
     };
-    let approve = |a: &str| serde_json::json!({"decision": "approve", "amount": a});
-    let reject = |r: &str| serde_json::json!({"decision": "reject", "reason": r});
-    // Even number of approvals: the lower middle amount.
-    let even = decide(serde_json::json!([
-        approve("100"),
-        approve("400"),
-        approve("300"),
-        approve("200")
-    ]));
-    assert_eq!(
-        even,
-        Ok(serde_json::json!({"decision": "approve", "amount": "200", "reasons": []}))
+    // Equal keys keep their order.
+    let stable = run(
+        "map(sort(xs, x => x.k), x => x.id)",
+        serde_json::json!([{"id": 1, "k": 2}, {"id": 2, "k": 1}, {"id": 3, "k": 2}, {"id": 4, "k": 1}]),
     );
-    // A tie rejects, and the rejecting reasons are reported.
-    let tie = decide(serde_json::json!([approve("100"), reject("收入超标")]));
-    assert_eq!(
-        tie,
-        Ok(serde_json::json!({"decision": "reject", "amount": null, "reasons": ["收入超标"]}))
+    assert_eq!(stable, Ok(serde_json::json!([2, 4, 1, 3])));
+    let mixed = run("sort(xs)", serde_json::json!([1, "a"])).expect_err("mixed");
+    assert!(mixed.to_string().contains("cannot compare"), "{mixed}");
+    let keyed = run(
+        "sort(xs, x => x.k)",
+        serde_json::json!([{"k": 1}, {"k": "a"}]),
     );
-    let none = decide(serde_json::json!([]));
-    assert_eq!(
-        none,
-        Ok(serde_json::json!({"decision": "reject", "amount": null, "reasons": []}))
-    );
-    assert!(decide(serde_json::json!([{"decision": "maybe"}])).is_err());
+    assert!(keyed.is_err(), "{keyed:?}");
+    let empty = run("lower_median(xs)", serde_json::json!([])).expect_err("empty");
+    assert!(empty.to_string().contains("empty"), "{empty}");
 }
 
 #[test]
@@ -322,7 +332,8 @@ fn infers_result_types_and_variables() {
         ("members[0].age >= 60", Type::Bool),
         ("map(members, m => m.name)", Type::list(Type::String)),
         ("form.anything", Type::Any),
-        ("committee_decision(votes).amount", Type::Decimal),
+        ("lower_median(map(votes, v => 1))", Type::Decimal),
+        ("sort(members, m => m.age)", types()["members"].clone()),
     ];
     for (src, ty) in cases {
         let e = Expr::compile(src, &types()).expect(src);

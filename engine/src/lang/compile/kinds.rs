@@ -178,11 +178,13 @@ impl Compiler<'_, '_> {
         f: &mut Fields<'_>,
         base: &BTreeMap<String, Type>,
     ) -> (NodeKind, Completion) {
-        const INPUTS: &[(&str, &str)] = &[
-            ("household", "household"),
-            ("area", "area"),
-            ("as_of", "date_of(now)"),
-            ("request", "request"),
+        // Each input and its default; `request` has none: only a program whose
+        // case has one is given it, by the rule node (`input: {request: "request"}`).
+        const INPUTS: &[(&str, Option<&str>)] = &[
+            ("household", Some("household")),
+            ("area", Some("area")),
+            ("as_of", Some("date_of(now)")),
+            ("request", None),
         ];
         let program_at = f.key_at("program").unwrap_or(f.at);
         let program = f.required(self.ctx, "program").and_then(|y| {
@@ -225,8 +227,8 @@ impl Compiler<'_, '_> {
             }
         }
         for (name, default) in INPUTS {
-            let needed = *name != "request" || program.as_deref() == Some("temporary_aid");
-            if !needed || given.iter().any(|(n, _)| n == name) {
+            let Some(default) = default else { continue };
+            if given.iter().any(|(n, _)| n == name) {
                 continue;
             }
             match Expr::compile(default, &scope) {
