@@ -71,6 +71,23 @@ pub fn emit(code: &str, message: &str, hints: &[String]) {
 
 /// Prints an engine refusal and returns exit code 1.
 pub fn engine(error: &EngineError) -> i32 {
+    // Data refused with several problems: one line each, at its JSON path.
+    if let EngineError::Step(step) = error
+        && let problems = step.problems()
+        && problems.len() > 1
+    {
+        let lines: Vec<String> = problems
+            .iter()
+            .map(|p| format!("  {}: {}", p.path, p.message))
+            .collect();
+        let message = format!(
+            "{} problems with the data:\n{}",
+            problems.len(),
+            lines.join("\n")
+        );
+        emit(error.code(), &message, &engine_hints(error));
+        return REFUSED;
+    }
     emit(error.code(), &error.to_string(), &engine_hints(error));
     REFUSED
 }

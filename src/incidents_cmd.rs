@@ -6,12 +6,19 @@
 //! deployed), `retry` puts it back in the outbox with a new attempt budget and the next
 //! dispatcher tick delivers it. A parked timer (its firing failed on every attempt the
 //! scheduler allows) is an incident on its case too, listed after the effects in the text
-//! view; `retry TIMER_ID` lets the scheduler fire it again.
+//! view; `retry TIMER_ID` lets the scheduler fire it again. A rule step that failed on a
+//! case (kind `rule_failed`: no policy in force, data the rules refuse) waits at its node;
+//! once the data is corrected (`jiuzhu correct`) or the policy deployed, `retry ID --as
+//! USER` runs the step again as that user (who may: as for a correction).
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use jiuzhu_adapters::dispatch::{Incident, incidents};
+use jiuzhu_engine::core::RULE_FAILED;
+use jiuzhu_engine::runtime::instance_of_incident;
 use jiuzhu_engine::store::{OutboxStatus, Store, StoreError};
+
+use crate::lifecycle::{Session, fail};
 
 /// Prints the incidents, oldest first: text blocks, or with `json` one JSON array.
 /// Exit code 0 (an empty list is not an error).
@@ -43,9 +50,43 @@ pub async fn incidents(store: &Store, json: bool, limit: u32, offset: u32) -> Re
     Ok(0)
 }
 
+/// Retries incident `id`: a case's failed rule step (run again as `user`), a parked timer
+/// or a dead effect. Exit code 1 when it is refused or fails again, 2 when a case's
+/// incident is retried without `--as`.
+pub async fn retry(session: &Session, id: &str, user: Option<&str>) -> Result<i32> {
+    let store = &session.engine.store;
+    let entry = store.outbox_entry(id).await?;
+    let of_case = match &entry {
+        Some(entry) => entry.entry.kind == RULE_FAILED,
+        None => instance_of_incident(id).is_some(),
+    };
+    if !of_case {
+        return retry_delivery(store, id, session.engine.now()).await;
+    }
+    let Some(user) = user else {
+        return Err(crate::errors::CliError::usage(
+            "invalid_input",
+            format!("{id} is a failed rule step of a case: retrying it needs --as USER"),
+        )
+        .hint("the user must be one who may correct the case (`jiuzhu correct`)")
+        .into());
+    };
+    let actor = session.actor(user)?;
+    match session.engine.retry_incident(id, &actor).await {
+        Ok(report) => {
+            println!(
+                "{id}: the rule step ran again; case {} is {} (version {})",
+                report.instance.id, report.instance.status, report.instance.version
+            );
+            Ok(0)
+        }
+        Err(error) => Ok(fail(&error)),
+    }
+}
+
 /// Puts the dead effect `id` back in the outbox, due at `now` with a new attempt budget.
 /// Exit code 1 with `error[not_found]: …` when `id` is no incident (unknown, or not dead).
-pub async fn retry(store: &Store, id: &str, now: DateTime<Utc>) -> Result<i32> {
+async fn retry_delivery(store: &Store, id: &str, now: DateTime<Utc>) -> Result<i32> {
     if store
         .unpark_timer(id, now)
         .await

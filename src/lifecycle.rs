@@ -521,7 +521,7 @@ async fn seed_demo(session: &Session) -> Result<String> {
         .start(
             "dibao",
             &clerk,
-            as_map(household("张秀兰", "230502195005011228", "1000.00")),
+            as_map(household("张秀兰", "230509195005011228", "1000.00")),
         )
         .await
         .map_err(|e| anyhow!(e))?;

@@ -240,10 +240,14 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         offset: u32,
     },
-    /// Put a dead effect back in the outbox with a fresh attempt budget.
+    /// Retry an incident: a dead effect (back in the outbox), a parked timer, or a case's
+    /// failed rule step (run again as `--as USER`, after the data was corrected).
     Retry {
-        /// The effect's id, as `incidents` prints it.
+        /// The incident's id, as `incidents` prints it.
         id: String,
+        /// The user retrying a case's rule step (an id of org.yaml; as for `correct`).
+        #[arg(long = "as", value_name = "USER")]
+        user: Option<String>,
     },
     /// Measure the engine on a fixed workload (dibao-lite, timers, inbox); prints one JSON object.
     Bench(bench::BenchArgs),
@@ -419,8 +423,8 @@ fn main() -> ExitCode {
         } => read_cmd(global, async |s| {
             incidents_cmd::incidents(&s.store, json, limit, offset).await
         }),
-        Command::Retry { id } => lifecycle_cmd(global, Access::Write, async |s| {
-            incidents_cmd::retry(&s.engine.store, &id, s.engine.now()).await
+        Command::Retry { id, user } => lifecycle_cmd(global, Access::Write, async |s| {
+            incidents_cmd::retry(s, &id, user.as_deref()).await
         }),
         Command::Status => read_cmd(global, async |s| views::status(&s.view(false)).await),
         Command::Load { instances } => match global.paths() {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const NAME: &str = "欧阳测试";
-const ID_NUMBER: &str = "110101199003071234";
+const ID_NUMBER: &str = "110109199003071234";
 const ACCOUNT: &str = "6222020200112233445";
 
 fn root() -> PathBuf {

@@ -9,6 +9,7 @@ use jiuzhu_rules::assessment::try_assess;
 use jiuzhu_rules::case::parse_case;
 use jiuzhu_rules::policy::{Policy, PolicySet};
 use jiuzhu_rules::ruleset::RuleSet;
+use jiuzhu_rules::validate::household_for_rules;
 
 use crate::core::{AssessError, Assessor};
 use crate::lang::scope::assessment_type;
@@ -57,7 +58,14 @@ impl RulesAssessor {
             let value = inputs
                 .get(key)
                 .ok_or_else(|| format!("the case has no {key}"))?;
-            case.insert(key.into(), value.to_json());
+            let json = value.to_json();
+            // The members' names and ID numbers are the process's, not the rules'.
+            let json = if key == "household" {
+                household_for_rules(&json)
+            } else {
+                json
+            };
+            case.insert(key.into(), json);
         }
         // Only a rule node that declares `input: {request: …}` passes one; the
         // case's checks then say whether its program takes a request.

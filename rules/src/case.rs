@@ -258,6 +258,19 @@ impl Reader {
         }
     }
 
+    fn income_kind(&mut self, json: &Json, path: &str) -> Option<String> {
+        let s = self.string(json, path)?;
+        if INCOME_KINDS.contains(&s.as_str()) {
+            return Some(s);
+        }
+        let expected = INCOME_KINDS.join(", ");
+        self.error(
+            path,
+            format!("unknown income kind {s:?} (expected one of {expected})"),
+        );
+        None
+    }
+
     fn date(&mut self, json: &Json, path: &str) -> Option<NaiveDate> {
         let s = match json {
             Json::String(s) => s,
@@ -600,7 +613,7 @@ fn member(r: &mut Reader, json: &Json, path: &str, as_of: Option<NaiveDate>) -> 
         };
         let kind = r
             .required(imap, "kind", &ipath)
-            .and_then(|k| r.one_of(k, &format!("{ipath}.kind"), &INCOME_KINDS));
+            .and_then(|k| r.income_kind(k, &format!("{ipath}.kind")));
         let monthly = r
             .required(imap, "monthly", &ipath)
             .and_then(|m| r.money(m, &format!("{ipath}.monthly")));

@@ -13,6 +13,7 @@ pub mod json;
 pub mod limits;
 pub mod policy;
 pub mod ruleset;
+pub mod validate;
 pub mod value;
 pub mod yaml;
 

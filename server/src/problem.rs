@@ -18,6 +18,17 @@ pub struct Problem {
     pub detail: String,
     /// The stable code (the engine's, or the server's own).
     pub code: String,
+    /// `invalid_data`: every problem with the data, each at its JSON path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<DataProblem>,
+}
+
+/// One problem with a request's data (an extension member of the problem details).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DataProblem {
+    /// JSON path, e.g. `$.household.members[1].income[0].kind`.
+    pub path: String,
+    pub message: String,
 }
 
 /// An error a handler returns; becomes a problem response.
@@ -28,6 +39,8 @@ pub struct ApiError {
     pub detail: String,
     /// Seconds for a `Retry-After` header (rate limits).
     pub retry_after: Option<i64>,
+    /// Every problem with the data, for `invalid_data` (the body's `errors`).
+    pub errors: Vec<DataProblem>,
 }
 
 impl ApiError {
@@ -38,6 +51,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             retry_after: None,
+            errors: Vec::new(),
         }
     }
 
@@ -105,7 +119,21 @@ impl From<EngineError> for ApiError {
         if status_of(code) == StatusCode::INTERNAL_SERVER_ERROR {
             return ApiError::internal(&error);
         }
-        ApiError::new(code, error.to_string())
+        let errors = match &error {
+            EngineError::Step(step) => step
+                .problems()
+                .into_iter()
+                .map(|p| DataProblem {
+                    path: p.path,
+                    message: p.message,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        ApiError {
+            errors,
+            ..ApiError::new(code, error.to_string())
+        }
     }
 }
 
@@ -133,6 +161,7 @@ impl IntoResponse for ApiError {
             status: self.status.as_u16(),
             detail: self.detail,
             code: self.code.to_string(),
+            errors: self.errors,
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (self.status, json).into_response();

@@ -676,6 +676,65 @@ async fn bad_bodies_get_problem_details(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Start data with several problems: 422 `invalid_data` with every problem at its JSON
+/// path in the problem's `errors`, and no case started.
+async fn bad_start_data_gets_every_problem_at_its_path(ctx: Ctx) -> Result<()> {
+    let token = ctx.token("zx_clerk").await?;
+    let refused = ctx
+        .post(
+            "/api/cases",
+            Auth::Bearer(&token),
+            json!({"process": "dibao", "data": {
+                "applicant_name": "",
+                "area": "urban",
+                "household": {
+                    "members": [{"id": "m1", "birth_date": "2030-01-01",
+                                 "income": [{"kind": "salary", "monthly": "10"}]}],
+                    "savings": "-5"
+                },
+                "bank": {"account": "12", "id_number": "230502197809123327"}
+            }}),
+        )
+        .await?;
+    refused.expect_problem(422, "invalid_data")?;
+    let problem = &refused;
+    let paths: Vec<&str> = problem.body["errors"]
+        .as_array()
+        .context("errors")?
+        .iter()
+        .filter_map(|e| e["path"].as_str())
+        .collect();
+    ensure!(
+        paths
+            == [
+                "$.applicant_name",
+                "$.bank.account",
+                "$.bank.id_number",
+                "$.household.members[0].birth_date",
+                "$.household.members[0].income[0].kind",
+                "$.household.savings",
+            ],
+        "{}",
+        problem.body
+    );
+    ensure!(
+        problem.body["errors"][4]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("unknown income kind \"salary\"")),
+        "{}",
+        problem.body
+    );
+    // The ID number is never quoted back.
+    ensure!(!problem.body.to_string().contains("230502197809123327"));
+    let listed = ctx.get("/api/cases", Auth::Bearer(&token)).await?;
+    ensure!(
+        listed.body["items"].as_array().is_some_and(Vec::is_empty),
+        "{}",
+        listed.body
+    );
+    Ok(())
+}
+
 async fn probes_and_metrics_answer(ctx: Ctx) -> Result<()> {
     ensure!(ctx.get("/healthz", Auth::None).await?.body["status"] == "ok");
     ensure!(ctx.get("/readyz", Auth::None).await?.body["status"] == "ready");
@@ -730,5 +789,6 @@ jiuzhu_testkit::on_both_databases!(
     each_endpoint_answers_each_user_by_unit_and_role,
     openapi_lists_every_route,
     bad_bodies_get_problem_details,
+    bad_start_data_gets_every_problem_at_its_path,
     probes_and_metrics_answer,
 );

@@ -350,7 +350,7 @@ async fn reveals_are_logged_and_messages_say_for_whom(ctx: Ctx) -> Result<()> {
         .await?;
     ensure!(shown.status == 200, "{}", shown.body);
     ensure!(
-        shown.body["id_number"] == "230502195005011234",
+        shown.body["id_number"] == "230504195005011234",
         "{}",
         shown.body
     );
@@ -360,7 +360,7 @@ async fn reveals_are_logged_and_messages_say_for_whom(ctx: Ctx) -> Result<()> {
         .get("/api/cases?reveal=true&name=秀兰", Auth::Bearer(&clerk))
         .await?;
     ensure!(
-        listed.body["items"][0]["id_number"] == "230502195005011234",
+        listed.body["items"][0]["id_number"] == "230504195005011234",
         "{}",
         listed.body
     );

@@ -52,7 +52,7 @@ async fn an_export_writes_the_file_and_a_download_is_logged(ctx: Ctx) -> Result<
     let effect = json!({"type": "payment", "id": "dibao-9-e21", "instance": "dibao-9",
         "unit": ZX, "amount": "705.00", "purpose": "dibao", "schedule": "monthly",
         "from": "2026-03-01", "payee": "张秀兰", "account": ACCOUNT,
-        "id_number": "230502195005011234"});
+        "id_number": "230504195005011234"});
     ledger.apply_effect(&effect, now).await?;
     ledger.run_month("2026-03".parse()?, now).await?;
 

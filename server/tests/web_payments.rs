@@ -68,7 +68,7 @@ async fn the_payments_page_runs_reports_exports_and_downloads_for_county_staff()
     let effect = json!({"type": "payment", "id": "mini-9-e1", "instance": "mini-9",
         "unit": TOWNSHIP, "amount": "705.00", "purpose": "dibao", "schedule": "monthly",
         "from": "2026-03-01", "payee": "张秀兰", "account": PAYEE_ACCOUNT,
-        "id_number": "230502195005011234"});
+        "id_number": "230504195005011234"});
     ledger
         .apply_effect(&effect, web.clock.now())
         .await

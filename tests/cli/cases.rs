@@ -27,7 +27,7 @@ fn cases_are_found_by_name_and_id_number_and_shown_masked() {
         &[
             "cases",
             "--id-number",
-            "230102 19551111 567x",
+            "230119 19551111 567x",
             "--json",
             "--db",
             &db,

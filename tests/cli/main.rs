@@ -28,6 +28,7 @@ fn text(bytes: &[u8]) -> String {
 
 mod cases;
 mod definitions;
+mod door;
 
 fn lifecycle(db: &Path, args: &[&str]) -> Output {
     let db = db.display().to_string();
@@ -281,7 +282,7 @@ const ZHANG: &str = r#"{"applicant_name": "张三丰", "area": "urban",
     "bank": {"account": "6222020200112233445", "id_number": "230102194810201234"},
     "household": {"members": [{"id": "m1", "birth_date": "1948-10-20"}], "savings": "0"}}"#;
 const LI: &str = r#"{"applicant_name": "李四", "area": "urban",
-    "bank": {"account": "6222020200998877665", "id_number": "23010219551111567X"},
+    "bank": {"account": "6222020200998877665", "id_number": "23011919551111567X"},
     "household": {"members": [{"id": "m1", "birth_date": "1955-11-11"}], "savings": "0"}}"#;
 
 /// A deployed database in `dir` with the cases of `starts` (start data, as inline JSON);

@@ -37,7 +37,10 @@ pub use events::correct::{
     MAX_CHANGES, MAX_REASON_CHARS, PathSegment, display_path, parse_path, value_at,
 };
 pub use events::handover::is_supervisor_role;
-pub use state::{DeadlineState, InstanceState, OpenTask, Status, Timer, TimerKind, Token};
+pub use events::retry::RULE_FAILED;
+pub use state::{
+    CaseIncident, DeadlineState, InstanceState, OpenTask, Status, Timer, TimerKind, Token,
+};
 
 /// Who acts: a user with roles in a unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +110,13 @@ pub enum Event {
         changes: Vec<(String, Value)>,
         reason: String,
     },
+    /// An authorised user (as for a correction) runs a failed rule step again: the
+    /// incident `incident` (see [`CaseIncident`]) goes and its node is entered anew.
+    /// Refused (`incident`) when the step fails again; the incident stays.
+    Retry {
+        actor: Actor,
+        incident: String,
+    },
 }
 
 /// The outcome of a step: the new state and what must happen because of it.
@@ -129,6 +139,10 @@ pub enum StepError {
     NotFound(String),
     #[error("{path}: {message}")]
     InvalidData { path: String, message: String },
+    /// Several problems with the data of one event, each at its JSON path (one problem
+    /// alone is an [`StepError::InvalidData`]; see [`invalid_all`]).
+    #[error("{}", FieldProblem::join(.0))]
+    InvalidFields(Vec<FieldProblem>),
     #[error("{0}")]
     Conflict(String),
     /// An expression or rule failed at run time: the step is refused and an incident raised.
@@ -137,16 +151,56 @@ pub enum StepError {
 }
 
 impl StepError {
+    /// Every data problem with its path: one for [`StepError::InvalidData`], each of
+    /// [`StepError::InvalidFields`], none for the other kinds.
+    pub fn problems(&self) -> Vec<FieldProblem> {
+        match self {
+            StepError::InvalidData { path, message } => vec![FieldProblem {
+                path: path.clone(),
+                message: message.clone(),
+            }],
+            StepError::InvalidFields(problems) => problems.clone(),
+            _ => Vec::new(),
+        }
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             StepError::Forbidden(_) => "forbidden",
             StepError::SeparationOfDuties(_) => "separation_of_duties",
             StepError::NotFound(_) => "not_found",
-            StepError::InvalidData { .. } => "invalid_data",
+            StepError::InvalidData { .. } | StepError::InvalidFields(_) => "invalid_data",
             StepError::Conflict(_) => "conflict",
             StepError::Incident { .. } => "incident",
         }
     }
+}
+
+/// One problem with an event's data: its JSON path and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FieldProblem {
+    pub path: String,
+    pub message: String,
+}
+
+impl FieldProblem {
+    fn join(problems: &[FieldProblem]) -> String {
+        problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The refusal of data with `problems` (at least one): [`StepError::InvalidData`] for one,
+/// [`StepError::InvalidFields`] for several.
+pub fn invalid_all(mut problems: Vec<FieldProblem>) -> StepError {
+    if problems.len() == 1 {
+        let FieldProblem { path, message } = problems.remove(0);
+        return StepError::InvalidData { path, message };
+    }
+    StepError::InvalidFields(problems)
 }
 
 /// Evaluates an assessment program (the rules crate, behind a trait so the core stays pure and testable).
@@ -204,6 +258,12 @@ pub fn step(
     };
     run.refresh_builtins();
     let node = run.apply(event)?;
+    // An incident belongs to its waiting token: a case that ended, or a message that
+    // moved every token elsewhere, takes it along.
+    let tokens = &run.st.tokens;
+    run.st
+        .incidents
+        .retain(|i| tokens.iter().any(|t| t.id == i.token));
     Ok(Transition {
         state: run.st,
         effects: run.effects,
@@ -277,6 +337,7 @@ impl<'a> Run<'a> {
                 changes,
                 reason,
             } => self.correct(actor, changes, reason),
+            Event::Retry { actor, incident } => self.retry(actor, incident).map(Some),
         }
     }
 }

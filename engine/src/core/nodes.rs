@@ -203,14 +203,14 @@ impl<'a> Run<'a> {
             .entry("as_of".into())
             .or_insert(Value::Date(self.now.date_naive()));
         inputs.insert("unit".into(), Value::Str(self.st.unit.clone()));
-        let result = self
-            .ctx
-            .assessor
-            .assess(&decl.program, &inputs)
-            .map_err(|error| {
-                incident(&node_id, &format!("assessment {}: {error}", decl.program))
-            })?;
-        self.complete_node(node_idx, token, &[("result", &result)])
+        match self.ctx.assessor.assess(&decl.program, &inputs) {
+            Ok(result) => self.complete_node(node_idx, token, &[("result", &result)]),
+            Err(error) => {
+                let message = format!("assessment {}: {error}", decl.program);
+                self.park_on_incident(node_id, token, message);
+                Ok(())
+            }
+        }
     }
 
     /// A timer node: the token waits for its timer.

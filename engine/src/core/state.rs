@@ -130,6 +130,24 @@ pub struct InstanceState {
     pub completed_by: BTreeMap<String, Vec<String>>,
     /// Counter for ids of tasks, timers, tokens and effects, unique within the instance.
     pub seq: u64,
+    /// Rule steps that failed: each one's token waits at its rule node until the step is
+    /// retried (`Event::Retry`), usually after a correction of the case's data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incidents: Vec<CaseIncident>,
+}
+
+/// A rule step that failed on a case (no policy in force, a household the rules refuse
+/// …): its token waits at the node, and the incident is listed until a retry passes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseIncident {
+    /// `{instance}-i{seq}`: what `jiuzhu retry` and the API's retry take.
+    pub id: String,
+    pub token: u64,
+    pub node: String,
+    /// `rule_failed`.
+    pub code: String,
+    pub message: String,
+    pub at: DateTime<FixedOffset>,
 }
 
 impl InstanceState {
@@ -151,6 +169,7 @@ impl InstanceState {
             deadlines: Vec::new(),
             completed_by: BTreeMap::new(),
             seq: 0,
+            incidents: Vec::new(),
         }
     }
 
@@ -237,12 +256,26 @@ impl InstanceState {
                     }
                 }
                 NodeKind::Timer(_) | NodeKind::Receive(_) => {}
+                // A rule step that failed waits for its retry.
+                NodeKind::Rule(_) if self.incidents.iter().any(|i| i.token == token.id) => {}
                 other => {
                     return Err(violation(format!(
                         "token resting at a node that does not wait: {} {other:?}",
                         token.node
                     )));
                 }
+            }
+        }
+        for incident in &self.incidents {
+            if !self
+                .tokens
+                .iter()
+                .any(|t| t.id == incident.token && t.node == incident.node)
+            {
+                return Err(violation(format!(
+                    "incident {} has no token at its node",
+                    incident.id
+                )));
             }
         }
         let mut task_ids = BTreeSet::new();

@@ -50,12 +50,14 @@ mod cache;
 mod commit;
 mod correct;
 mod error;
+mod incident;
 mod recount;
 mod tamper;
 mod timers;
 
 use cache::{CachedInstance, INSTANCE_CACHE_ENTRIES, InstanceCache, LATEST_DEPLOYMENT_TTL};
 pub use error::EngineError;
+pub use incident::instance_of_incident;
 pub use recount::Recounted;
 pub use timers::{TimerFiring, TimerRetry};
 
@@ -345,7 +347,10 @@ impl Engine {
         let (commit, state) = self.plan_start_with_id(&def, version, &id, actor, data)?;
         self.check_reachable(actor, &commit)?;
         let commit = self.commit_step(commit).await?;
+        let changes =
+            incident::incident_changes(&InstanceState::new(&id, &def.id, state.started_at), &state);
         self.instances.remember(&commit.instance, def, state);
+        self.sync_incidents(changes).await;
         Ok(report(commit))
     }
 
@@ -601,7 +606,9 @@ impl Engine {
             },
             e => EngineError::Store(e),
         })?;
+        let changes = incident::incident_changes(&state, &after);
         self.instances.remember(&commit.instance, def, after);
+        self.sync_incidents(changes).await;
         Ok(report(commit))
     }
 

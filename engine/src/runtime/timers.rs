@@ -148,7 +148,10 @@ impl Engine {
         let def = self.definition(process, version).await?;
         let (commit, after) = self.plan_start_with_id(&def, version, instance_id, actor, data)?;
         let commit = self.commit_step(commit).await?;
+        let before = InstanceState::new(instance_id, &def.id, after.started_at);
+        let changes = super::incident::incident_changes(&before, &after);
         self.instances.remember(&commit.instance, def, after);
+        self.sync_incidents(changes).await;
         Ok(report(commit))
     }
 

@@ -83,6 +83,11 @@ pub enum StepKind {
         reason: String,
         by: Actor,
     },
+    /// `retry: NODE` by `by`: the case's incident at rule node `NODE` is retried.
+    Retry {
+        node: String,
+        by: Actor,
+    },
     Advance(Advance),
     Expect(Box<Expect>),
     Start {
@@ -127,6 +132,15 @@ pub struct Expect {
     pub effects: Option<Vec<serde_json::Value>>,
     pub effects_exact: bool,
     pub due: Option<BTreeMap<String, String>>,
+    pub incident: Option<IncidentExpect>,
+}
+
+/// `expect.incident`: `true` (the case holds an incident), `false` (none), or a rule
+/// node's id (the case waits at that node on an incident).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncidentExpect {
+    Any(bool),
+    At(String),
 }
 
 impl Step {
@@ -140,6 +154,7 @@ impl Step {
                 let paths: Vec<&str> = changes.iter().map(|(p, _)| p.as_str()).collect();
                 format!("correct {}", paths.join(", "))
             }
+            StepKind::Retry { node, .. } => format!("retry {node}"),
             StepKind::Advance(Advance::By(d)) => format!("advance {d}"),
             StepKind::Advance(Advance::To(t)) => format!("advance to {t}"),
             StepKind::Expect(_) => "expect".to_string(),
@@ -213,6 +228,9 @@ struct RawStep {
     /// A correction's reason.
     #[serde(default)]
     reason: Option<String>,
+    /// The rule node whose incident is retried.
+    #[serde(default)]
+    retry: Option<String>,
     #[serde(default)]
     advance: Option<serde_json::Value>,
     #[serde(default)]
@@ -248,14 +266,17 @@ struct RawExpect {
     effects_exact: Option<bool>,
     #[serde(default)]
     due: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default)]
+    incident: Option<serde_json::Value>,
 }
 
-const ERROR_CODES: [&str; 5] = [
+const ERROR_CODES: [&str; 6] = [
     "forbidden",
     "separation_of_duties",
     "not_found",
     "invalid_data",
     "conflict",
+    "incident",
 ];
 
 /// Parses a scenario file; every problem found is reported with its position.
@@ -370,6 +391,7 @@ fn convert_step(raw: &RawStep, index: usize, offset: FixedOffset) -> Result<Step
         raw.complete.is_some(),
         raw.message.is_some(),
         raw.correct.is_some(),
+        raw.retry.is_some(),
         raw.advance.is_some(),
         raw.expect.is_some(),
         raw.start.is_some(),
@@ -377,7 +399,7 @@ fn convert_step(raw: &RawStep, index: usize, offset: FixedOffset) -> Result<Step
     let count = kinds.iter().filter(|k| **k).count()
         + handovers.iter().filter(|(_, n)| n.is_some()).count();
     if count != 1 {
-        return Err("a step has exactly one of complete, message, correct, claim, unclaim, reassign, delegate, advance, expect, start".into());
+        return Err("a step has exactly one of complete, message, correct, retry, claim, unclaim, reassign, delegate, advance, expect, start".into());
     }
     if let Some(code) = &raw.expect_error
         && !ERROR_CODES.contains(&code.as_str())
@@ -391,10 +413,11 @@ fn convert_step(raw: &RawStep, index: usize, offset: FixedOffset) -> Result<Step
         && raw.complete.is_none()
         && raw.message.is_none()
         && raw.correct.is_none()
+        && raw.retry.is_none()
         && handover.is_none()
     {
         return Err(
-            "expect_error goes with complete, message, correct, claim, unclaim, reassign or delegate"
+            "expect_error goes with complete, message, correct, retry, claim, unclaim, reassign or delegate"
                 .into(),
         );
     }
@@ -444,6 +467,15 @@ fn convert_step(raw: &RawStep, index: usize, offset: FixedOffset) -> Result<Step
                 .map(|(path, value)| (path.clone(), Value::from_json(value)))
                 .collect(),
             reason: raw.reason.clone().unwrap_or_default(),
+            by: convert_actor(by),
+        }
+    } else if let Some(node) = &raw.retry {
+        let by = raw
+            .by
+            .as_ref()
+            .ok_or("retry needs `by` (user, roles, unit)")?;
+        StepKind::Retry {
+            node: node.clone(),
             by: convert_actor(by),
         }
     } else if let Some(name) = &raw.message {
@@ -523,6 +555,16 @@ fn convert_expect(raw: &RawExpect) -> Result<Expect, String> {
                 .collect::<Result<_, String>>()?,
         ),
     };
+    let incident = match &raw.incident {
+        None => None,
+        Some(serde_json::Value::Bool(b)) => Some(IncidentExpect::Any(*b)),
+        Some(serde_json::Value::String(node)) => Some(IncidentExpect::At(node.clone())),
+        Some(other) => {
+            return Err(format!(
+                "expect.incident: expected true, false or a rule node's id, found {other}"
+            ));
+        }
+    };
     Ok(Expect {
         status: raw.status.clone(),
         outcome: raw.outcome.clone(),
@@ -531,5 +573,6 @@ fn convert_expect(raw: &RawExpect) -> Result<Expect, String> {
         effects: raw.effects.clone(),
         effects_exact: raw.effects_exact.unwrap_or(false),
         due,
+        incident,
     })
 }

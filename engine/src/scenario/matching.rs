@@ -10,7 +10,7 @@ use std::str::FromStr;
 use rust_decimal::Decimal;
 use serde_json::Value as J;
 
-use super::format::Expect;
+use super::format::{Expect, IncidentExpect};
 use crate::calendar::Calendar;
 use crate::core::InstanceState;
 
@@ -46,6 +46,9 @@ pub(super) fn check(
                 join(&found)
             ));
         }
+    }
+    if let Some(want) = &expect.incident {
+        check_incident(want, state)?;
     }
     if let Some(variables) = &expect.variables {
         for (name, want) in variables {
@@ -115,6 +118,28 @@ pub(super) fn check(
         }
     }
     Ok(())
+}
+
+fn check_incident(want: &IncidentExpect, state: &InstanceState) -> Result<(), String> {
+    let found: Vec<String> = state
+        .incidents
+        .iter()
+        .map(|i| format!("{} at {}: {}", i.code, i.node, i.message))
+        .collect();
+    let ok = match want {
+        IncidentExpect::Any(true) => !found.is_empty(),
+        IncidentExpect::Any(false) => found.is_empty(),
+        IncidentExpect::At(node) => state.incidents.iter().any(|i| &i.node == node),
+    };
+    if ok {
+        return Ok(());
+    }
+    let wanted = match want {
+        IncidentExpect::Any(true) => "an incident".to_string(),
+        IncidentExpect::Any(false) => "no incident".to_string(),
+        IncidentExpect::At(node) => format!("an incident at {node}"),
+    };
+    Err(format!("expected {wanted}, found [{}]", found.join("; ")))
 }
 
 fn join(set: &BTreeSet<&str>) -> String {

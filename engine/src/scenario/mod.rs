@@ -301,6 +301,22 @@ impl Runner<'_> {
                 };
                 self.deliver(step, event)
             }
+            StepKind::Retry { node, by } => {
+                let idx = self.instance_index(step.instance.as_deref())?;
+                let state = &self.instances[idx].1.state;
+                let Some(incident) = state.incidents.iter().find(|i| &i.node == node) else {
+                    let held: Vec<&str> = state.incidents.iter().map(|i| i.node.as_str()).collect();
+                    return Err(format!(
+                        "retry {node}: the case holds no incident at {node} (incidents at: [{}])",
+                        held.join(", ")
+                    ));
+                };
+                let event = Event::Retry {
+                    actor: by.clone(),
+                    incident: incident.id.clone(),
+                };
+                self.deliver(step, event)
+            }
             StepKind::Message { name, by, data } => {
                 let event = Event::Message {
                     name: name.clone(),

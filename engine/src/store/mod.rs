@@ -12,6 +12,7 @@
 
 #[cfg(feature = "bench")]
 mod bench;
+mod case_incidents;
 mod chain;
 mod checkpoint;
 mod group_write;

@@ -1,13 +1,17 @@
-//! Incidents: the effects the dispatcher gave up on, and retrying one. Heads and
-//! administrators ([`authz::incidents`]), for the cases of their units.
+//! Incidents: the effects the dispatcher gave up on, and a case's rule steps that failed
+//! (kind `rule_failed`), and retrying one. Heads and administrators
+//! ([`authz::incidents`]), for the cases of their units; a rule step is run again as the
+//! caller, whom the engine must also allow to correct the case.
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use jiuzhu_adapters::dispatch::Incident;
+use jiuzhu_engine::core::{RULE_FAILED, StepError};
 use jiuzhu_engine::privacy;
-use jiuzhu_engine::store::StoreError;
+use jiuzhu_engine::runtime::EngineError;
+use jiuzhu_engine::store::{OutboxStatus, StoreError};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -105,7 +109,8 @@ pub(super) async fn list(
 #[derive(Serialize, ToSchema)]
 pub struct Retried {
     pub id: String,
-    /// `pending`: back in the outbox; the next dispatcher tick delivers it.
+    /// `pending`: back in the outbox; the next dispatcher tick delivers it. `resolved`: a
+    /// case's rule step ran again and the case went on.
     pub status: String,
 }
 
@@ -116,7 +121,7 @@ pub struct Retried {
     (status = 401, description = "not logged in", body = Problem),
     (status = 403, description = "heads and administrators only", body = Problem),
     (status = 404, description = "no incident with this id in the caller's units", body = Problem),
-    (status = 409, description = "the effect is pending or delivered, not dead", body = Problem)),
+    (status = 409, description = "the effect is pending or delivered, not dead; or a case's rule step failed again", body = Problem)),
     security(("session" = []), ("token" = [])))]
 pub(super) async fn retry(
     State(state): State<Arc<AppState>>,
@@ -134,6 +139,29 @@ pub(super) async fn retry(
     match units.get(&entry.entry.instance_id) {
         Some(unit) if principal.can_see(unit) => {}
         _ => return Err(not_found("incident", &id)),
+    }
+    if entry.entry.kind == RULE_FAILED {
+        if entry.status != OutboxStatus::Dead {
+            return Err(ApiError::new(
+                "conflict",
+                format!("{id} is not an incident any more: the case went on"),
+            ));
+        }
+        match state.engine.retry_incident(&id, &principal.actor()).await {
+            Ok(_) => {}
+            // Failing again is no server fault: the data or the policy still needs fixing.
+            Err(EngineError::Step(StepError::Incident { message, .. })) => {
+                return Err(ApiError::new(
+                    "conflict",
+                    format!("{id}: the rule step failed again: {message}"),
+                ));
+            }
+            Err(error) => return Err(error.into()),
+        }
+        return Ok(Json(Retried {
+            id,
+            status: "resolved".into(),
+        }));
     }
     match state
         .engine

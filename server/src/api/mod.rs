@@ -306,7 +306,7 @@ impl utoipa::Modify for Security {
         assess::assess,
         audit::access_log,
     ),
-    components(schemas(crate::problem::Problem)),
+    components(schemas(crate::problem::Problem, crate::problem::DataProblem)),
     modifiers(&Security)
 )]
 pub struct ApiDoc;

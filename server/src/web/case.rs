@@ -518,16 +518,23 @@ pub async fn start(State(state): State<Arc<AppState>>, staff: Staff, form: Poste
         .await
     {
         Ok(report) => Ok(Redirect::to(&format!("/cases/{}", report.instance.id)).into_response()),
-        Err(EngineError::Step(jiuzhu_engine::core::StepError::InvalidData { path, message })) => {
-            let (field, text) = fields::field_error(&path, &message);
-            let mut response = render_new(
-                &state,
-                &staff,
-                &process,
-                data,
-                BTreeMap::from([(field, text)]),
-            )
-            .await?;
+        Err(EngineError::Step(
+            refusal @ (jiuzhu_engine::core::StepError::InvalidData { .. }
+            | jiuzhu_engine::core::StepError::InvalidFields(_)),
+        )) => {
+            // Every problem at its field; several inside one field (a household) together.
+            let mut errors: BTreeMap<String, String> = BTreeMap::new();
+            for problem in refusal.problems() {
+                let (field, text) = fields::field_error(&problem.path, &problem.message);
+                errors
+                    .entry(field)
+                    .and_modify(|all| {
+                        all.push_str("；");
+                        all.push_str(&text);
+                    })
+                    .or_insert(text);
+            }
+            let mut response = render_new(&state, &staff, &process, data, errors).await?;
             *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
             Ok(response)
         }

@@ -442,7 +442,35 @@ fn message_words(message: &str) -> String {
     if let Some(n) = message.strip_prefix("must be <= ") {
         return format!("不能大于 {n}");
     }
-    message.to_string()
+    door_words(message).unwrap_or_else(|| message.to_string())
+}
+
+/// The checks at the door (`jiuzhu_rules::validate`) in Chinese.
+fn door_words(message: &str) -> Option<String> {
+    let words = if message == "must not be empty" {
+        "不能为空"
+    } else if message.starts_with("unknown income kind") {
+        "收入类别不在规定的类别之中"
+    } else if message.contains("ID number") {
+        if message.contains("check character") {
+            "身份证号码校验位不符，请核对"
+        } else if message.contains("birth date") {
+            "身份证号码中的出生日期不合理"
+        } else {
+            "身份证号码应为18位（17位数字加1位数字或X）"
+        }
+    } else if message.starts_with("a bank account") {
+        "银行账号应为12至30位数字，不含空格或其他字符"
+    } else if message.starts_with("birth date") && message.contains("in the future") {
+        "出生日期不能晚于今天"
+    } else if message.starts_with("birth date") && message.contains("before 1900") {
+        "出生日期不能早于1900年"
+    } else if message.starts_with("a name has") {
+        "姓名过长或含有不可见字符"
+    } else {
+        return None;
+    };
+    Some(words.to_string())
 }
 
 #[cfg(test)]

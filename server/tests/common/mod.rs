@@ -295,7 +295,7 @@ pub fn household() -> Value {
     json!({
         "applicant_name": "张秀兰",
         "area": "urban",
-        "bank": {"account": "6222021234567890", "id_number": "230502195005011234"},
+        "bank": {"account": "6222021234567890", "id_number": "230504195005011234"},
         "household": {
             "members": [
                 {"id": "m1", "birth_date": "1950-05-01", "income": [{"kind": "pension_basic", "monthly": "180.00"}]}

@@ -23,7 +23,7 @@ pub const TOWNSHIP: &str = "双鸭山市/尖山区/中心站街道";
 pub const OTHER_TOWNSHIP: &str = "双鸭山市/尖山区/富安街道";
 pub const COUNTY: &str = "双鸭山市/尖山区";
 /// The ID number of the test applicant (its last six characters: `01123X`).
-pub const ID_NUMBER: &str = "23050219500501123X";
+pub const ID_NUMBER: &str = "23050819500501123X";
 pub const ACCOUNT: &str = "6222021234567890";
 /// Lookups of the progress page allowed per address in the window.
 pub const PROGRESS_LIMIT: i64 = 6;

@@ -250,7 +250,7 @@ impl Run<'_> {
     }
 
     /// The actor works on this process's tasks (or heads) in a unit covering the case's.
-    fn authorize_correction(&self, actor: &Actor) -> Result<(), StepError> {
+    pub(in crate::core) fn authorize_correction(&self, actor: &Actor) -> Result<(), StepError> {
         if !unit_contains(&actor.unit, &self.st.unit) {
             return Err(StepError::Forbidden(format!(
                 "case {} belongs to {}; {} acts for {}",

@@ -1,4 +1,5 @@
 //! Named messages: a waiting receive node or task handler first, else the process's own.
+//! The data is checked at the door (`door.rs`) before the form's own checks.
 
 use crate::core::*;
 
@@ -25,6 +26,7 @@ impl Run<'_> {
         if let Some((token, node_idx, handler)) = waiting {
             self.authorize_message(name, &handler.roles, actor)?;
             let node_id = def.nodes[node_idx].id.clone();
+            self.message_door(&handler.form, data)?;
             let payload = self.check_message_form(&handler.form, data, &node_id)?;
             // An interrupted task (all of it, for a multi-instance node) is cancelled.
             for i in (0..self.st.tasks.len()).rev() {
@@ -49,6 +51,7 @@ impl Run<'_> {
             )));
         };
         self.authorize_message(name, &decl.roles, actor)?;
+        self.message_door(&decl.form, data)?;
         let payload = self.check_message_form(&decl.form, data, name)?;
         let extras = [("message", &payload)];
         self.assign(&decl.set, &extras, name)?;

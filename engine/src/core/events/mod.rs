@@ -3,7 +3,9 @@
 
 mod complete;
 pub(super) mod correct;
+mod door;
 pub(super) mod handover;
 mod message;
+pub(super) mod retry;
 mod start;
 mod timer;

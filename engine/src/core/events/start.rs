@@ -1,6 +1,14 @@
-//! The start event: the case's unit, its variables, deadlines armed at start, the first node.
+//! The start event: the case's unit, its variables (checked at the door: every problem
+//! at once, see `door.rs`), deadlines armed at start, the first node.
 
 use crate::core::*;
+
+fn problem(path: &str, message: &str) -> FieldProblem {
+    FieldProblem {
+        path: path.to_string(),
+        message: message.to_string(),
+    }
+}
 
 impl Run<'_> {
     pub(in crate::core) fn start(
@@ -11,7 +19,10 @@ impl Run<'_> {
         self.st.started_at = self.now;
         self.st.started_by = actor.user.clone();
         self.st.unit = actor.unit.clone();
+        // Every problem of the data at once (each at its JSON path), nothing stored.
+        let mut problems = Vec::new();
         for (key, value) in data {
+            let path = format!("$.{key}");
             if key == "unit" {
                 // A case may be started for the actor's unit or one below it (a county
                 // user starting a case for a township), never for a unit beside or above.
@@ -25,35 +36,48 @@ impl Run<'_> {
                         }
                         self.st.unit = unit.clone();
                     }
-                    _ => return Err(invalid("$.unit", "must be a unit path")),
+                    _ => problems.push(problem(&path, "must be a unit path")),
                 }
                 continue;
             }
             let Some(decl) = self.def.variable(key) else {
-                return Err(invalid(
-                    &format!("$.{key}"),
+                problems.push(problem(
+                    &path,
                     "unknown field: not a variable of this process",
                 ));
+                continue;
             };
-            let typed = value
-                .clone()
-                .coerce(&decl.ty, &format!("$.{key}"))
-                .map_err(|e| invalid(&e.path, &e.message))?;
-            self.st.vars.insert(key.clone(), typed);
+            let found = self.door_problems(key, &decl.ty, value, &path);
+            if !found.is_empty() {
+                problems.extend(found);
+                continue;
+            }
+            match value.clone().coerce(&decl.ty, &path) {
+                Ok(Value::Str(s)) if decl.required && s.trim().is_empty() => {
+                    problems.push(problem(&path, "must not be empty"));
+                }
+                Ok(typed) => {
+                    self.st.vars.insert(key.clone(), typed);
+                }
+                Err(e) => problems.push(problem(&e.path, &e.message)),
+            }
         }
         for decl in &self.def.variables {
-            if self.st.vars.contains_key(&decl.name) {
+            if data.contains_key(&decl.name) {
                 continue;
             }
             if let Some(default) = &decl.default {
                 self.st.vars.insert(decl.name.clone(), default.clone());
             } else if decl.required {
-                return Err(invalid(&format!("$.{}", decl.name), "required"));
+                problems.push(problem(&format!("$.{}", decl.name), "required"));
             } else {
                 // Declared but not given: null, so `coalesce(contact, …)` and
                 // `is_null(…)` work instead of the step failing on a missing name.
                 self.st.vars.insert(decl.name.clone(), Value::Null);
             }
+        }
+        if !problems.is_empty() {
+            return Err(invalid_all(problems));
         }
         self.refresh_builtins();
         for i in 0..self.def.deadlines.len() {

@@ -77,6 +77,17 @@ pub async fn operations(State(state): State<Arc<AppState>>, admin: Admin) -> Web
 pub async fn retry(State(state): State<Arc<AppState>>, admin: Admin, form: Posted) -> WebResult {
     admin.accept(&state, &form, &["id"]).await?;
     let id = required(&form, "id", "事项编号")?;
+    // A case's failed rule step is run again by the engine, never sent by the dispatcher.
+    if let Some(entry) = state.engine.store.outbox_entry(id).await?
+        && entry.entry.kind == jiuzhu_engine::core::RULE_FAILED
+    {
+        state
+            .engine
+            .retry_incident(id, &admin.0.principal.actor())
+            .await?;
+        let flash = format!("{id} 已重新核算，案件继续办理。");
+        return operations_page(&state, &admin, Some(flash)).await;
+    }
     match state
         .engine
         .store
