@@ -37,7 +37,8 @@ pub struct BankFileView {
 #[derive(Serialize, ToSchema)]
 pub struct ExportView {
     pub files: Vec<BankFileView>,
-    /// Due payments held back because no bank account is known (references).
+    /// Due payments without a bank account (references): not written, recorded as
+    /// failed, each with a `payment_fix` case for the township staff.
     pub without_account: Vec<String>,
 }
 
@@ -71,7 +72,12 @@ pub(crate) async fn export(
     authz::payments(&principal)?;
     let config = config(&state);
     let summary = ledger(&state, &config)
-        .export_bank_file(&config.bank_dir, &config.bank_file, state.engine.now())
+        .export_bank_file(
+            &config.bank_dir,
+            &config.bank_file,
+            &state.engine,
+            state.engine.now(),
+        )
         .await
         .map_err(ledger_error)?;
     Ok(Json(ExportView {
