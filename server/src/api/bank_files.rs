@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use super::AppResult;
 use super::audit::{self, ClientAddress};
+use super::payments::FixCase;
 use crate::app::AppState;
 use crate::authz::{self, Principal};
 use crate::problem::{ApiError, Problem};
@@ -40,6 +41,8 @@ pub struct ExportView {
     /// Due payments without a bank account (references): not written, recorded as
     /// failed, each with a `payment_fix` case for the township staff.
     pub without_account: Vec<String>,
+    /// The `payment_fix` case opened for each of them.
+    pub fix_cases: Vec<FixCase>,
 }
 
 fn config(state: &AppState) -> PaymentsConfig {
@@ -93,6 +96,11 @@ pub(crate) async fn export(
             })
             .collect(),
         without_account: summary.without_account,
+        fix_cases: summary
+            .fix_tasks
+            .into_iter()
+            .map(|(reference, case_id)| FixCase { reference, case_id })
+            .collect(),
     }))
 }
 
