@@ -450,9 +450,11 @@ impl Ledger {
     }
 
     /// Writes bank files: first rewrites any batch whose acknowledgement was lost, then
-    /// turns each due payment without a bank account into a `payment_fix` case (through
-    /// `engine`), then reserves the other due instructions for a new file, writes it
-    /// atomically to `dir` and acknowledges it.
+    /// records each due payment without a bank account as failed, reserves the other due
+    /// instructions for a new file, writes it atomically to `dir` and acknowledges it, and
+    /// last opens a `payment_fix` case (through `engine`) for each failure without one.
+    /// The fix cases come after the file, so a failure to open them (reported as an
+    /// error; the next export tries again) never holds back the payments that can be made.
     pub async fn export_bank_file(
         &self,
         dir: &Path,
@@ -461,8 +463,7 @@ impl Ledger {
         now: DateTime<Utc>,
     ) -> Result<ExportSummary, PaymentError> {
         let mut summary = ExportSummary::default();
-        let (without_account, fix_tasks) = self.fix_missing_accounts(engine, now).await?;
-        summary.fix_tasks = fix_tasks;
+        let without_account = self.fail_without_account(now).await?;
         for batch in self.pending_batches().await? {
             summary.files.push(
                 self.write_and_acknowledge(&batch, dir, config, now, true)
@@ -479,6 +480,7 @@ impl Ledger {
                     .await?,
             );
         }
+        summary.fix_tasks = self.open_fix_tasks(engine).await?;
         Ok(summary)
     }
 
@@ -511,10 +513,11 @@ impl Ledger {
         now: DateTime<Utc>,
     ) -> Result<GatewaySummary, PaymentError> {
         let today = self.today(now);
-        let mut summary = GatewaySummary::default();
-        let (without_account, fix_tasks) = self.fix_missing_accounts(engine, now).await?;
-        summary.without_account = without_account;
-        summary.fix_tasks = fix_tasks;
+        // Their fix cases are opened after the round, with the refusals'.
+        let mut summary = GatewaySummary {
+            without_account: self.fail_without_account(now).await?,
+            ..GatewaySummary::default()
+        };
         let due = on_db!(self, |pool, ops| ops::due_unbatched(pool, today))?;
         let mut refusals = Vec::new();
         for instruction in due {
@@ -543,11 +546,13 @@ impl Ledger {
                 Err(_) => summary.unavailable.push(instruction.reference),
             }
         }
-        if !refusals.is_empty() {
+        if refusals.is_empty() {
+            summary.fix_tasks = self.open_fix_tasks(engine).await?;
+        } else {
             let recorded = self
                 .record_results(&refusals, "gateway", engine, now)
                 .await?;
-            summary.fix_tasks.extend(recorded.fix_tasks);
+            summary.fix_tasks = recorded.fix_tasks;
         }
         Ok(summary)
     }
@@ -599,17 +604,23 @@ impl Ledger {
         engine: &Engine,
         now: DateTime<Utc>,
     ) -> Result<(Vec<String>, Vec<(String, String)>), PaymentError> {
+        let failed = self.fail_without_account(now).await?;
+        let fix_tasks = self.open_fix_tasks(engine).await?;
+        Ok((failed, fix_tasks))
+    }
+
+    /// Records every due, unsent payment without a bank account as failed (durably, once
+    /// per payment); returns their references.
+    async fn fail_without_account(&self, now: DateTime<Utc>) -> Result<Vec<String>, PaymentError> {
         let today = self.today(now);
         let at = now.timestamp_millis();
-        let failed = on_db!(self, |pool, ops| ops::fail_without_account(
+        on_db!(self, |pool, ops| ops::fail_without_account(
             pool,
             today,
             NO_ACCOUNT_REASON,
             NO_ACCOUNT_SOURCE,
             at
-        ))?;
-        let fix_tasks = self.open_fix_tasks(engine).await?;
-        Ok((failed, fix_tasks))
+        ))
     }
 
     /// Opens a `payment_fix` case for every failure that has none yet.
