@@ -103,10 +103,12 @@ pub async fn run(
                 ),
             }
             if !no_file {
-                export(&ledger, &config, out.as_ref(), now).await?;
+                export(&ledger, &config, engine, out.as_ref(), now).await?;
             }
         }
-        PaymentsCommand::Export { out } => export(&ledger, &config, out.as_ref(), now).await?,
+        PaymentsCommand::Export { out } => {
+            export(&ledger, &config, engine, out.as_ref(), now).await?
+        }
         PaymentsCommand::Send => {
             let gateway_config = config
                 .gateway
@@ -124,6 +126,7 @@ pub async fn run(
             for reference in &summary.rejected {
                 println!("refused {reference}");
             }
+            print_fix_tasks(&summary.without_account, &summary.fix_tasks);
             if !summary.unavailable.is_empty() {
                 return Ok(1);
             }
@@ -201,11 +204,14 @@ pub async fn report(
 async fn export(
     ledger: &Ledger,
     config: &PaymentsConfig,
+    engine: &jiuzhu_engine::runtime::Engine,
     out: Option<&PathBuf>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<()> {
     let dir = out.unwrap_or(&config.bank_dir);
-    let summary = ledger.export_bank_file(dir, &config.bank_file, now).await?;
+    let summary = ledger
+        .export_bank_file(dir, &config.bank_file, engine, now)
+        .await?;
     for file in &summary.files {
         println!(
             "{} {}: {} payments, total {}",
@@ -218,10 +224,18 @@ async fn export(
     if summary.files.is_empty() {
         println!("no payments due for a bank file");
     }
-    for reference in &summary.without_account {
-        println!("held back (no bank account): {reference}");
-    }
+    print_fix_tasks(&summary.without_account, &summary.fix_tasks);
     Ok(())
+}
+
+/// The payments without a bank account and the `payment_fix` cases opened for failures.
+fn print_fix_tasks(without_account: &[String], fix_tasks: &[(String, String)]) {
+    for reference in without_account {
+        println!("no bank account, not paid: {reference}");
+    }
+    for (reference, case) in fix_tasks {
+        println!("fix_account task {case} opened for {reference}");
+    }
 }
 
 fn print_report(report: &MonthReport) {

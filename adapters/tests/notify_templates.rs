@@ -19,6 +19,7 @@ const USED: &[&str] = &[
     "tekun_approved",
     "tekun_rejected",
     "tekun_missing_materials",
+    "tekun_withdrawn",
     "temporary_aid_approved",
     "temporary_aid_rejected",
     "temporary_aid_missing_materials",
@@ -60,6 +61,7 @@ fn sample_effect(template: &str) -> Json {
             "task_label": "审核确认",
             "reason": "低保审核确认超过办理时限"
         }),
+        "tekun_withdrawn" => json!({"from": "2027-05-01", "reason": "已由子女接回赡养"}),
         other => panic!("no sample effect for {other}"),
     };
     if let (Some(effect), Some(extra)) = (effect.as_object_mut(), extra.as_object()) {

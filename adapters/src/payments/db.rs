@@ -765,6 +765,54 @@ macro_rules! backend_ops {
                 rows.iter().map(instruction_row).collect()
             }
 
+            /// Records every due, unsent instruction without a bank account as failed with
+            /// `reason` (a result from `source`, as if the bank had refused it), so it gets
+            /// its `payment_fix` task like any failure. A result row is written once per
+            /// reference: a second call finds nothing left to fail.
+            pub(crate) async fn fail_without_account(
+                pool: &Pool,
+                today: NaiveDate,
+                reason: &str,
+                source: &str,
+                at: i64,
+            ) -> Result<Vec<String>, PaymentError> {
+                let mut tx = pool.begin_with(BEGIN).await?;
+                let references = sqlx::query(
+                    "SELECT id FROM payment_instructions \
+                     WHERE status = 'scheduled' AND batch_id IS NULL AND due_on <= $1 \
+                     AND (account IS NULL OR TRIM(account) = '') ORDER BY id",
+                )
+                .bind(date_text(today))
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get::<String, _>(0))
+                .collect::<Result<Vec<_>, _>>()?;
+                for reference in &references {
+                    sqlx::query(
+                        "INSERT INTO payment_results (reference, outcome, reason, source, recorded_at) \
+                         VALUES ($1, 'failed', $2, $3, $4) ON CONFLICT DO NOTHING",
+                    )
+                    .bind(reference)
+                    .bind(reason)
+                    .bind(source)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE payment_instructions SET status = 'failed', failure_reason = $1, \
+                         updated_at = $2 WHERE id = $3 AND status = 'scheduled'",
+                    )
+                    .bind(reason)
+                    .bind(at)
+                    .bind(reference)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(references)
+            }
+
             pub(crate) async fn mark_sent(
                 pool: &Pool,
                 reference: &str,

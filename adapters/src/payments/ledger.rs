@@ -26,6 +26,12 @@ use super::model::{BenefitEntry, Payee, YearMonth};
 use super::results::{FIX_PROCESS, PaymentResult, ReconcileSummary, ResultOutcome};
 use super::schedule::{BEIJING, RunSchedule};
 
+/// The failure reason recorded for a due payment that has no bank account.
+pub const NO_ACCOUNT_REASON: &str = "未登记收款账户 (no bank account)";
+
+/// The result source of a payment failed by the ledger itself for want of an account.
+const NO_ACCOUNT_SOURCE: &str = "ledger:no_account";
+
 /// Where an instruction came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -183,8 +189,11 @@ pub struct BatchFile {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ExportSummary {
     pub files: Vec<BatchFile>,
-    /// Due instructions held back because no bank account is known.
+    /// Due instructions without a bank account: recorded as failed, each with its
+    /// `payment_fix` case (in `fix_tasks`), never written to a file.
     pub without_account: Vec<String>,
+    /// `(failed reference, payment_fix instance)` opened by this export.
+    pub fix_tasks: Vec<(String, String)>,
 }
 
 /// What a gateway round did.
@@ -195,7 +204,12 @@ pub struct GatewaySummary {
     pub rejected: Vec<String>,
     /// Not reached after retries; still scheduled, sent again next round with the same key.
     pub unavailable: Vec<String>,
+    /// Due instructions without a bank account: recorded as failed, each with its
+    /// `payment_fix` case (in `fix_tasks`), never sent.
     pub without_account: Vec<String>,
+    /// `(failed reference, payment_fix instance)` opened by this round (refusals and
+    /// payments without an account).
+    pub fix_tasks: Vec<(String, String)>,
 }
 
 /// Totals of one program in one unit for a month.
@@ -436,29 +450,37 @@ impl Ledger {
     }
 
     /// Writes bank files: first rewrites any batch whose acknowledgement was lost, then
-    /// reserves the due instructions for a new file, writes it atomically to `dir` and
-    /// acknowledges it.
+    /// records each due payment without a bank account as failed, reserves the other due
+    /// instructions for a new file, writes it atomically to `dir` and acknowledges it, and
+    /// last opens a `payment_fix` case (through `engine`) for each failure without one.
+    /// The fix cases come after the file, so a failure to open them (reported as an
+    /// error; the next export tries again) never holds back the payments that can be made.
     pub async fn export_bank_file(
         &self,
         dir: &Path,
         config: &BankFileConfig,
+        engine: &Engine,
         now: DateTime<Utc>,
     ) -> Result<ExportSummary, PaymentError> {
         let mut summary = ExportSummary::default();
+        let without_account = self.fail_without_account(now).await?;
         for batch in self.pending_batches().await? {
             summary.files.push(
                 self.write_and_acknowledge(&batch, dir, config, now, true)
                     .await?,
             );
         }
-        let (batch, without_account) = self.prepare_batch(now).await?;
+        let (batch, still_without) = self.prepare_batch(now).await?;
         summary.without_account = without_account;
+        // Only an instruction that fell due between the two reads; it fails next time.
+        summary.without_account.extend(still_without);
         if let Some(batch) = batch {
             summary.files.push(
                 self.write_and_acknowledge(&batch, dir, config, now, false)
                     .await?,
             );
         }
+        summary.fix_tasks = self.open_fix_tasks(engine).await?;
         Ok(summary)
     }
 
@@ -491,8 +513,12 @@ impl Ledger {
         now: DateTime<Utc>,
     ) -> Result<GatewaySummary, PaymentError> {
         let today = self.today(now);
+        // Their fix cases are opened after the round, with the refusals'.
+        let mut summary = GatewaySummary {
+            without_account: self.fail_without_account(now).await?,
+            ..GatewaySummary::default()
+        };
         let due = on_db!(self, |pool, ops| ops::due_unbatched(pool, today))?;
-        let mut summary = GatewaySummary::default();
         let mut refusals = Vec::new();
         for instruction in due {
             if instruction.payee.account.is_none() {
@@ -520,9 +546,13 @@ impl Ledger {
                 Err(_) => summary.unavailable.push(instruction.reference),
             }
         }
-        if !refusals.is_empty() {
-            self.record_results(&refusals, "gateway", engine, now)
+        if refusals.is_empty() {
+            summary.fix_tasks = self.open_fix_tasks(engine).await?;
+        } else {
+            let recorded = self
+                .record_results(&refusals, "gateway", engine, now)
                 .await?;
+            summary.fix_tasks = recorded.fix_tasks;
         }
         Ok(summary)
     }
@@ -559,6 +589,43 @@ impl Ledger {
             }
         }
         // Every failure without its task, including ones left by an interrupted import.
+        summary.fix_tasks = self.open_fix_tasks(engine).await?;
+        Ok(summary)
+    }
+
+    /// A due payment without a bank account cannot be paid; rather than wait silently it
+    /// is recorded as failed (reason [`NO_ACCOUNT_REASON`]) and opens a `payment_fix` task
+    /// for the case's township staff, once per payment, exactly as a bank's refusal does.
+    /// Completing the task pays the same amount to the corrected account (and, for a
+    /// monthly benefit, the later months go there too). Returns the references failed now
+    /// and every fix case opened (including ones an interrupted call left unopened).
+    pub async fn fix_missing_accounts(
+        &self,
+        engine: &Engine,
+        now: DateTime<Utc>,
+    ) -> Result<(Vec<String>, Vec<(String, String)>), PaymentError> {
+        let failed = self.fail_without_account(now).await?;
+        let fix_tasks = self.open_fix_tasks(engine).await?;
+        Ok((failed, fix_tasks))
+    }
+
+    /// Records every due, unsent payment without a bank account as failed (durably, once
+    /// per payment); returns their references.
+    async fn fail_without_account(&self, now: DateTime<Utc>) -> Result<Vec<String>, PaymentError> {
+        let today = self.today(now);
+        let at = now.timestamp_millis();
+        on_db!(self, |pool, ops| ops::fail_without_account(
+            pool,
+            today,
+            NO_ACCOUNT_REASON,
+            NO_ACCOUNT_SOURCE,
+            at
+        ))
+    }
+
+    /// Opens a `payment_fix` case for every failure that has none yet.
+    async fn open_fix_tasks(&self, engine: &Engine) -> Result<Vec<(String, String)>, PaymentError> {
+        let mut opened = Vec::new();
         let open = on_db!(self, |pool, ops| ops::failures_without_fix(pool))?;
         for (instruction, reason) in open {
             let fix = self.open_fix(engine, &instruction, &reason).await?;
@@ -567,9 +634,9 @@ impl Ledger {
             on_db!(self, |pool, ops| ops::set_fix_instance(
                 pool, reference, fix_id
             ))?;
-            summary.fix_tasks.push((instruction.reference, fix));
+            opened.push((instruction.reference, fix));
         }
-        Ok(summary)
+        Ok(opened)
     }
 
     /// Starts `payment_fix` for a failed instruction, in the case's unit, as the system.

@@ -9,7 +9,9 @@
 //! month (unique, so a rerun creates nothing). [`Ledger::export_bank_file`] writes the due
 //! instructions to a bank file atomically and marks them sent; [`Ledger::send_via_gateway`]
 //! sends them one by one instead. [`Ledger::record_results`] reads the bank's verdicts:
-//! a failure opens a `payment_fix` task for the case's township staff.
+//! a failure opens a `payment_fix` task for the case's township staff. A due payment without
+//! a bank account is not held back silently: export and gateway rounds record it as failed
+//! and open the same task ([`Ledger::fix_missing_accounts`]).
 //!
 //! Every reference sent out is an idempotency key: `{benefit}:{YYYY-MM}` for a monthly
 //! payment, the effect id (`:k` for a staged installment) for a one-off.
@@ -32,7 +34,8 @@ pub use effect::{
 pub use gateway::{GatewayConfig, GatewayError, GatewayOutcome, HttpGateway};
 pub use ledger::{
     Applied, BatchFile, ExportSummary, GatewaySummary, Instruction, InstructionKind,
-    InstructionStatus, Ledger, MonthReport, PreparedBatch, ReportLine, RunSummary,
+    InstructionStatus, Ledger, MonthReport, NO_ACCOUNT_REASON, PreparedBatch, ReportLine,
+    RunSummary,
 };
 pub use model::{
     AmountProblem, BadMonth, BenefitEntry, EntryKind, MonthlyDue, Payee, YearMonth, due_in_month,

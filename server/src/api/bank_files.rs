@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use super::AppResult;
 use super::audit::{self, ClientAddress};
+use super::payments::FixCase;
 use crate::app::AppState;
 use crate::authz::{self, Principal};
 use crate::problem::{ApiError, Problem};
@@ -37,8 +38,11 @@ pub struct BankFileView {
 #[derive(Serialize, ToSchema)]
 pub struct ExportView {
     pub files: Vec<BankFileView>,
-    /// Due payments held back because no bank account is known (references).
+    /// Due payments without a bank account (references): not written, recorded as
+    /// failed, each with a `payment_fix` case for the township staff.
     pub without_account: Vec<String>,
+    /// The `payment_fix` case opened for each of them.
+    pub fix_cases: Vec<FixCase>,
 }
 
 fn config(state: &AppState) -> PaymentsConfig {
@@ -71,7 +75,12 @@ pub(crate) async fn export(
     authz::payments(&principal)?;
     let config = config(&state);
     let summary = ledger(&state, &config)
-        .export_bank_file(&config.bank_dir, &config.bank_file, state.engine.now())
+        .export_bank_file(
+            &config.bank_dir,
+            &config.bank_file,
+            &state.engine,
+            state.engine.now(),
+        )
         .await
         .map_err(ledger_error)?;
     Ok(Json(ExportView {
@@ -87,6 +96,11 @@ pub(crate) async fn export(
             })
             .collect(),
         without_account: summary.without_account,
+        fix_cases: summary
+            .fix_tasks
+            .into_iter()
+            .map(|(reference, case_id)| FixCase { reference, case_id })
+            .collect(),
     }))
 }
 

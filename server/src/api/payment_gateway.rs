@@ -23,7 +23,7 @@ pub struct SendView {
     pub refused: Vec<String>,
     /// Not reached after retries: sent again next round with the same key.
     pub unreachable: Vec<String>,
-    /// Held back: no bank account known.
+    /// No bank account known: not sent, recorded as failed, a `payment_fix` case opened.
     pub without_account: Vec<String>,
 }
 
