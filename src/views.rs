@@ -328,6 +328,10 @@ pub async fn show(view: &View<'_>, fragment: &str, as_json: bool) -> Result<i32>
             "started_by": state.started_by,
             "updated_at": row.updated_at.with_timezone(&offset).to_rfc3339(),
             "variables": vars, "tasks": tasks, "timers": timers,
+            "incidents": state.incidents.iter().map(|i| json!({
+                "id": i.id, "node": i.node, "code": i.code, "message": i.message,
+                "at": i.at.with_timezone(&offset).to_rfc3339(),
+            })).collect::<Vec<_>>(),
             "revealed": view.reveal,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -402,6 +406,12 @@ pub async fn show(view: &View<'_>, fragment: &str, as_json: bool) -> Result<i32>
             local_time(&timer.due_at, offset),
             provisional_mark(timer.provisional),
             serde_json::to_value(&timer.kind).unwrap_or_default()
+        );
+    }
+    for incident in &state.incidents {
+        println!(
+            "incident {} at {}: {} ({}); after correcting the data: `jiuzhu retry {} --as USER`",
+            incident.id, incident.node, incident.message, incident.code, incident.id
         );
     }
     if !view.reveal {

@@ -529,7 +529,7 @@ pub async fn start(State(state): State<Arc<AppState>>, staff: Staff, form: Poste
                 errors
                     .entry(field)
                     .and_modify(|all| {
-                        all.push_str("；");
+                        all.push('；');
                         all.push_str(&text);
                     })
                     .or_insert(text);
