@@ -75,7 +75,9 @@ async fn the_json_list_has_the_parked_timers_beside_the_dead_effects() {
     let store = Store::open(&format!("sqlite:{}", db.display()))
         .await
         .expect("open the database");
-    let now = chrono::Utc::now();
+    let now = chrono::DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00")
+        .expect("a valid time")
+        .to_utc();
     store
         .record_incident(
             &format!("{case}-e9"),
