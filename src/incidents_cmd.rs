@@ -16,11 +16,34 @@ use chrono::{DateTime, Utc};
 use jiuzhu_adapters::dispatch::{Incident, incidents};
 use jiuzhu_engine::core::RULE_FAILED;
 use jiuzhu_engine::runtime::instance_of_incident;
-use jiuzhu_engine::store::{OutboxStatus, Store, StoreError};
+use jiuzhu_engine::store::{OutboxStatus, ParkedTimer, Store, StoreError};
+use serde_json::{Value as Json, json};
 
 use crate::lifecycle::{Session, fail};
 
-/// Prints the incidents, oldest first: text blocks, or with `json` one JSON array.
+
+/// The `kind` of a parked timer in the JSON list (a dead effect's `kind` is its effect
+/// type: `notification`, `payment`, `tampered` …; no effect type is called `timer`).
+const TIMER_KIND: &str = "timer";
+
+/// A parked timer as the JSON list shows it: the fields a dead effect has too (`id`, what
+/// `jiuzhu retry` takes, `instance_id`, `kind`, `summary`, `attempts`, `last_error`,
+/// `given_up_at`), and when it was due.
+fn timer_incident(timer: &ParkedTimer) -> Json {
+    json!({
+        "id": timer.id,
+        "instance_id": timer.instance_id,
+        "kind": TIMER_KIND,
+        "summary": format!("timer due {}, parked", timer.due_at.format("%Y-%m-%d %H:%M:%S UTC")),
+        "attempts": timer.attempts,
+        "last_error": timer.last_error,
+        "due_at": timer.due_at,
+        "given_up_at": timer.parked_at,
+    })
+}
+
+/// Prints the incidents, oldest first: text blocks, or with `json` one JSON array: the
+/// dead effects, then the parked timers (as the text lists them), each with its `kind`.
 /// Exit code 0 (an empty list is not an error).
 pub async fn incidents(store: &Store, json: bool, limit: u32, offset: u32) -> Result<i32> {
     let dead = store
@@ -28,14 +51,21 @@ pub async fn incidents(store: &Store, json: bool, limit: u32, offset: u32) -> Re
         .await
         .context("listing the incidents")?;
     let listed: Vec<Incident> = dead.iter().map(Incident::from).collect();
+    let parked = store
+        .parked_timers(limit)
+        .await
+        .context("listing the parked timers")?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&listed)?);
+        let mut all = Vec::with_capacity(listed.len() + parked.len());
+        for incident in &listed {
+            all.push(serde_json::to_value(incident)?);
+        }
+        all.extend(parked.iter().map(timer_incident));
+        println!("{}", serde_json::to_string_pretty(&all)?);
     } else {
-        print!("{}", incidents::render_text(&listed));
-        let parked = store
-            .parked_timers(limit)
-            .await
-            .context("listing the parked timers")?;
+        if !listed.is_empty() || parked.is_empty() {
+            print!("{}", incidents::render_text(&listed));
+        }
         for timer in &parked {
             println!(
                 "timer {} of case {}: parked after {} attempts (last error: {}); `jiuzhu retry {}` fires it again",

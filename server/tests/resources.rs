@@ -15,6 +15,7 @@ const USERS: &[(&str, &str, &str)] = &[
     ("zx_clerk", "township_clerk", ZX),
     ("zx_clerk2", "township_clerk", ZX),
     ("zx_head", "township_head", ZX),
+    ("zx_staff1", "township_staff", ZX),
     ("county_staff1", "county_staff", "双鸭山市/尖山区"),
     ("admin", "admin", "双鸭山市/尖山区"),
 ];
@@ -262,7 +263,93 @@ async fn payments_assessment_and_bad_queries(ctx: Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Starts a dibao case and accepts it at `now` (UTC); the case and its survey task as the
+/// step answered (its 5wd due date counted from `now`).
+async fn surveyed(ctx: &Ctx, clerk: &str, now: &str) -> Result<(String, serde_json::Value)> {
+    ctx.clock
+        .set(chrono::DateTime::parse_from_rfc3339(now)?.to_utc());
+    let started = ctx
+        .post(
+            "/api/cases",
+            Auth::Bearer(clerk),
+            json!({"process": "dibao", "data": household()}),
+        )
+        .await?;
+    let case = started.body["case_id"]
+        .as_str()
+        .context("case")?
+        .to_string();
+    let accept = started.body["tasks_opened"][0]["id"]
+        .as_str()
+        .context("accept task")?
+        .to_string();
+    let accepted = ctx
+        .post(
+            &format!("/api/tasks/{accept}/complete"),
+            Auth::Bearer(clerk),
+            json!({"complete": true}),
+        )
+        .await?;
+    let survey = accepted.body["tasks_opened"]
+        .as_array()
+        .and_then(|tasks| tasks.iter().find(|t| t["node"] == "survey"))
+        .with_context(|| format!("no survey task: {}", accepted.body))?
+        .clone();
+    Ok((case, survey))
+}
+
+/// A due date counted past the years the calendar covers is marked `provisional` in every
+/// task view: the step's answer, the case and the queue; one inside them is not.
+async fn task_views_mark_provisional_due_dates(ctx: Ctx) -> Result<()> {
+    let clerk = ctx.token("zx_clerk").await?;
+    let staff = ctx.token("zx_staff1").await?;
+    // Monday 2 March 2026: 5 working days stay in 2026.
+    let (march, survey) = surveyed(&ctx, &clerk, "2026-03-02T01:00:00Z").await?;
+    ensure!(survey["provisional"] == false, "{survey}");
+    ensure!(survey["due_at"].is_string(), "{survey}");
+    // Monday 28 December 2026 (Beijing): 5 working days reach 4 January 2027, a year the
+    // shipped calendar does not cover.
+    let (december, survey) = surveyed(&ctx, &clerk, "2026-12-28T01:00:00Z").await?;
+    ensure!(survey["provisional"] == true, "{survey}");
+    ensure!(
+        survey["due_at"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("2027-01-04")),
+        "{survey}"
+    );
+    for (case, provisional) in [(&march, false), (&december, true)] {
+        let detail = ctx
+            .get(&format!("/api/cases/{case}"), Auth::Bearer(&clerk))
+            .await?;
+        let open = detail.body["open_tasks"].as_array().context("open tasks")?;
+        let survey = open
+            .iter()
+            .find(|t| t["node"] == "survey")
+            .with_context(|| format!("{}", detail.body))?;
+        ensure!(survey["provisional"] == provisional, "{case}: {survey}");
+    }
+    let queue = ctx.get("/api/tasks", Auth::Bearer(&staff)).await?;
+    let rows = queue.body.as_array().context("the queue")?;
+    for (case, provisional) in [(&march, false), (&december, true)] {
+        let row = rows
+            .iter()
+            .find(|t| t["case_id"] == *case && t["node"] == "survey")
+            .with_context(|| format!("{case} not queued: {}", queue.body))?;
+        ensure!(row["provisional"] == provisional, "{case}: {row}");
+    }
+    // The OpenAPI description names the field.
+    let api = ctx.get("/api/openapi.json", Auth::None).await?;
+    ensure!(
+        api.body["components"]["schemas"]["TaskView"]["properties"]["provisional"]["type"]
+            == "boolean",
+        "{}",
+        api.body["components"]["schemas"]["TaskView"]
+    );
+    Ok(())
+}
+
 jiuzhu_testkit::on_both_databases!(
+    task_views_mark_provisional_due_dates,
     definitions_validate_list_and_deploy,
     hand_overs_incidents_and_retry,
     payments_assessment_and_bad_queries,

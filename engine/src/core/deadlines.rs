@@ -73,7 +73,8 @@ impl Run<'_> {
     }
 
     /// `CalendarChanged`: counts every provisional due date again (open tasks from when
-    /// they opened, armed deadlines from when they were armed) with the calendar now in
+    /// they opened, armed deadlines from when they were armed, `timer` nodes and `receive`
+    /// timeouts from when their token arrived) with the calendar now in
     /// force, and moves their timers. Refused when no due date or mark changes, so a
     /// deploy that brings nothing new writes no history.
     pub(in crate::core) fn recount_provisional(&mut self) -> Result<(), StepError> {
@@ -143,6 +144,7 @@ impl Run<'_> {
             self.cancel_deadline_timers(&state.id);
             self.schedule_deadline_timers(i, due_at, provisional)?;
         }
+        changed |= self.recount_node_timers()?;
         if changed {
             self.refresh_builtins();
             Ok(())
@@ -152,6 +154,52 @@ impl Run<'_> {
                 self.st.id
             )))
         }
+    }
+
+    /// The provisional timers of `timer` nodes and `receive` timeouts counted again from
+    /// where they started; whether any moved or lost its mark.
+    fn recount_node_timers(&mut self) -> Result<bool, StepError> {
+        let def = self.def;
+        let mut changed = false;
+        let timers: Vec<Timer> = self
+            .st
+            .timers
+            .iter()
+            .filter(|t| t.provisional && matches!(t.kind, TimerKind::Node { .. }))
+            .cloned()
+            .collect();
+        for timer in timers {
+            let (TimerKind::Node { token }, Some(from)) = (&timer.kind, timer.counted_from) else {
+                continue;
+            };
+            let token = *token;
+            let Some(node) = self.st.tokens.iter().find(|t| t.id == token) else {
+                continue;
+            };
+            let Some(node_idx) = def.node_index(&node.node) else {
+                continue;
+            };
+            let node = &def.nodes[node_idx];
+            let spec = match &node.kind {
+                NodeKind::Timer(spec) => spec,
+                NodeKind::Receive(recv) => match &recv.timeout {
+                    Some((spec, _)) => spec,
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let TimerSpec::After(duration) = spec else {
+                continue;
+            };
+            let (due, provisional) = self.add_marked(duration, from, &node.id)?;
+            if due == timer.due_at && provisional == timer.provisional {
+                continue;
+            }
+            changed = true;
+            self.cancel_timer(&timer.id);
+            self.schedule_node_timer(due, token, provisional.then_some(from));
+        }
+        Ok(changed)
     }
 
     pub(in crate::core) fn disarm_deadline(&mut self, id: &str) {
@@ -201,8 +249,21 @@ impl Run<'_> {
         self.schedule_deadline_timers(i, due_at, provisional)
     }
 
-    pub(in crate::core) fn schedule(&mut self, due_at: DateTime<FixedOffset>, kind: TimerKind) {
-        self.schedule_marked(due_at, kind, false);
+    /// The timer of the token `token` waiting at a `timer` node or for a `receive`
+    /// timeout, due at `due`; provisional when `counted_from` is set (see
+    /// [`Run::node_timer_due`]).
+    pub(in crate::core) fn schedule_node_timer(
+        &mut self,
+        due: DateTime<FixedOffset>,
+        token: u64,
+        counted_from: Option<DateTime<FixedOffset>>,
+    ) {
+        self.schedule_timer(
+            due,
+            TimerKind::Node { token },
+            counted_from.is_some(),
+            counted_from,
+        );
     }
 
     /// A timer whose due time may be provisional (see [`Run::add_marked`]).
@@ -212,12 +273,23 @@ impl Run<'_> {
         kind: TimerKind,
         provisional: bool,
     ) {
+        self.schedule_timer(due_at, kind, provisional, None);
+    }
+
+    fn schedule_timer(
+        &mut self,
+        due_at: DateTime<FixedOffset>,
+        kind: TimerKind,
+        provisional: bool,
+        counted_from: Option<DateTime<FixedOffset>>,
+    ) {
         let id = self.st.next_id('w');
         let timer = Timer {
             id,
             due_at,
             kind,
             provisional,
+            counted_from,
         };
         self.st.timers.push(timer.clone());
         self.effects.push(Effect::ScheduleTimer(timer));
@@ -240,6 +312,23 @@ impl Run<'_> {
             .collect();
         for id in timers {
             self.cancel_timer(&id);
+        }
+    }
+
+    /// When a `timer` node's (or `receive` timeout's) timer is due, and, when that was
+    /// counted in working days through a year the calendar does not cover (provisional),
+    /// the instant the count started from.
+    pub(in crate::core) fn node_timer_due(
+        &self,
+        spec: &TimerSpec,
+        node_id: &str,
+    ) -> Result<(DateTime<FixedOffset>, Option<DateTime<FixedOffset>>), StepError> {
+        match spec {
+            TimerSpec::After(duration) => {
+                let (due, provisional) = self.add_marked(duration, self.now, node_id)?;
+                Ok((due, provisional.then_some(self.now)))
+            }
+            TimerSpec::Until(_) => Ok((self.timer_due(spec, node_id)?, None)),
         }
     }
 

@@ -221,12 +221,12 @@ impl<'a> Run<'a> {
         token: u64,
     ) -> Result<(), StepError> {
         let node_id = node_id.to_string();
-        let due = self.timer_due(spec, &node_id)?;
+        let (due, counted_from) = self.node_timer_due(spec, &node_id)?;
         self.st.tokens.push(Token {
             id: token,
             node: node_id,
         });
-        self.schedule(due, TimerKind::Node { token });
+        self.schedule_node_timer(due, token, counted_from);
         Ok(())
     }
 
@@ -243,8 +243,8 @@ impl<'a> Run<'a> {
             node: node_id.clone(),
         });
         if let Some((spec, _)) = &recv.timeout {
-            let due = self.timer_due(spec, &node_id)?;
-            self.schedule(due, TimerKind::Node { token });
+            let (due, counted_from) = self.node_timer_due(spec, &node_id)?;
+            self.schedule_node_timer(due, token, counted_from);
         }
         Ok(())
     }

@@ -92,6 +92,10 @@ pub struct Timer {
     /// `due_at` was counted through a year the calendar does not cover.
     #[serde(default, skip_serializing_if = "is_false")]
     pub provisional: bool,
+    /// Where the count of a provisional `timer` node's (or `receive` timeout's) `after`
+    /// started, so `CalendarChanged` can count it again; set only on those timers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_from: Option<DateTime<FixedOffset>>,
 }
 
 /// An armed instance-wide deadline.

@@ -48,7 +48,8 @@ impl Engine {
 pub(super) const CALENDAR_CHANGED: &str = "calendar_changed";
 
 /// A recount's history data also says which due dates moved: `rescheduled` lists each
-/// open task and armed deadline whose due date or provisional mark changed, old and new.
+/// open task, armed deadline and `timer` node (or `receive` timeout) whose due date or
+/// provisional mark changed, old and new.
 pub(super) fn with_due_dates(
     mut data: serde_json::Value,
     kind: &str,
@@ -83,6 +84,24 @@ pub(super) fn with_due_dates(
                 "old_provisional": old.provisional,
                 "due_at": deadline.due_at.to_rfc3339(),
                 "provisional": deadline.provisional,
+            }));
+        }
+    }
+    for timer in &after.timers {
+        let crate::core::TimerKind::Node { token } = timer.kind else {
+            continue;
+        };
+        if let Some(old) = before.timers.iter().find(|t| t.kind == timer.kind)
+            && (old.due_at, old.provisional) != (timer.due_at, timer.provisional)
+        {
+            let node = after.tokens.iter().find(|t| t.id == token).map(|t| &t.node);
+            moved.push(serde_json::json!({
+                "timer": timer.id,
+                "node": node,
+                "old_due_at": old.due_at.to_rfc3339(),
+                "old_provisional": old.provisional,
+                "due_at": timer.due_at.to_rfc3339(),
+                "provisional": timer.provisional,
             }));
         }
     }

@@ -59,6 +59,9 @@ pub struct TaskView {
     pub unit: String,
     pub assignee: Option<String>,
     pub due_at: Option<String>,
+    /// `due_at` was counted in working days through a year the deployed calendar does
+    /// not cover (暂定): it moves when that year's calendar is deployed.
+    pub provisional: bool,
     pub created_at: String,
 }
 
@@ -208,6 +211,7 @@ pub(super) fn task_view(task: &TaskRow) -> TaskView {
         unit: task.unit.clone(),
         assignee: task.assignee.clone(),
         due_at: task.due_at.map(rfc3339),
+        provisional: task.provisional,
         created_at: rfc3339(task.created_at),
     }
 }
@@ -327,6 +331,7 @@ pub(super) async fn get_case(
             unit: task.unit.clone(),
             assignee: task.claimed_by.clone().or_else(|| task.assignee.clone()),
             due_at: task.due_at.map(|d| d.to_rfc3339()),
+            provisional: task.provisional,
             created_at: task.opened_at.to_rfc3339(),
         })
         .collect();

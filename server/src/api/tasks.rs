@@ -191,8 +191,23 @@ pub(super) async fn complete_task(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> AppResult<Json<StepView>> {
-    visible_task(&state, &principal, &id).await?;
-    let data = data_map(body)?;
-    let report = state.engine.complete(&id, &principal.actor(), data).await?;
-    Ok(Json(step_view(&report)))
+    // No read of the task first: the core completes a task only for an actor whose unit
+    // covers the task's (the same `unit_contains` as `can_see`), so a completion that
+    // succeeds was visible. Any refusal is answered as before: not found when the caller
+    // may not see the task (or there is none), the refusal itself otherwise.
+    let outcome = match data_map(body) {
+        Ok(data) => state
+            .engine
+            .complete(&id, &principal.actor(), data)
+            .await
+            .map_err(ApiError::from),
+        Err(error) => Err(error),
+    };
+    match outcome {
+        Ok(report) => Ok(Json(step_view(&report))),
+        Err(error) => {
+            visible_task(&state, &principal, &id).await?;
+            Err(error)
+        }
+    }
 }
