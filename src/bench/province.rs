@@ -173,7 +173,7 @@ pub fn household(i: u64) -> (&'static str, Vec<(String, serde_json::Value)>) {
     };
     let area = if mix(i, 3) % 10 < 6 { "urban" } else { "rural" };
     let per_person = match program {
-        "dibao" => 100 + mix(i, 4) % 650,
+        "dibao" => 300 + mix(i, 4) % 480,
         "low_income" => 500 + mix(i, 4) % 700,
         _ => mix(i, 4) % 600,
     };
