@@ -45,7 +45,7 @@ fn a_missing_key_is_refused_at_its_line() {
         &out,
         dir.path(),
         "invalid_policy",
-        &["proposed.yaml:3:", "supplement_rate"],
+        &["proposed.yaml:4:3: dibao.supplement_rate: missing key"],
     );
 }
 
