@@ -164,9 +164,37 @@ fn the_july_raise_over_a_seeded_city_matches_case_by_case_assessment() {
         let csv: Box<dyn std::io::Write + Send> =
             Box::new(std::fs::File::create(&csv_path).expect("csv"));
         let summary = Summary::new(5, Some(csv)).expect("summary");
-        let run = simulate::simulate(&store, Arc::new(inputs), None, summary)
+        let inputs = Arc::new(inputs);
+        let run = simulate::simulate(&store, inputs.clone(), None, summary)
             .await
             .expect("simulation");
+        // One case's steps side by side: the standard is the step the raise changes.
+        let first = store
+            .decided_cases(&jiuzhu_engine::store::simulate::DecidedPage {
+                after: String::new(),
+                unit: None,
+                limit: 1,
+            })
+            .await
+            .expect("a case");
+        let explained = simulate::explain::run(&store, &inputs, &first[0].id, false)
+            .await
+            .expect("explain");
+        assert!(explained.contains(&first[0].id), "{explained}");
+        assert!(
+            explained
+                .lines()
+                .any(|l| l.starts_with('*') && l.contains("standard")),
+            "{explained}"
+        );
+        let as_json = simulate::explain::run(&store, &inputs, &first[0].id, true)
+            .await
+            .expect("explain as JSON");
+        let as_json: serde_json::Value = serde_json::from_str(&as_json).expect("JSON");
+        assert_ne!(
+            as_json["current"]["assessment"]["standard"],
+            as_json["proposed"]["assessment"]["standard"]
+        );
         store.close().await;
         run
     });

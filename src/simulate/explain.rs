@@ -12,7 +12,8 @@ use super::evaluate::{Skip, assess_both, prepare};
 use super::inputs::Inputs;
 use crate::errors::CliError;
 
-pub async fn run(store: &Store, inputs: &Inputs, fragment: &str, as_json: bool) -> Result<()> {
+/// The explanation of one case, as text or pretty JSON.
+pub async fn run(store: &Store, inputs: &Inputs, fragment: &str, as_json: bool) -> Result<String> {
     let id = match store.resolve_instance_id(fragment).await? {
         Resolved::One(id) => id,
         Resolved::None => {
@@ -63,21 +64,17 @@ pub async fn run(store: &Store, inputs: &Inputs, fragment: &str, as_json: bool) 
             "current": {"policy": in_force, "assessment": privacy::mask_json(&current.to_json_with_trace())},
             "proposed": {"policy": inputs.proposed_file, "assessment": privacy::mask_json(&proposed.to_json_with_trace())},
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        Ok(format!("{}\n", serde_json::to_string_pretty(&out)?))
     } else {
-        print!(
-            "{}",
-            side_by_side(
-                &id,
-                &prepared.program,
-                &in_force,
-                inputs,
-                &current,
-                &proposed
-            )
-        );
+        Ok(side_by_side(
+            &id,
+            &prepared.program,
+            &in_force,
+            inputs,
+            &current,
+            &proposed,
+        ))
     }
-    Ok(())
 }
 
 /// One line per step: its label, the value under each policy, and a mark where they differ.

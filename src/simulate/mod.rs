@@ -6,7 +6,7 @@
 //! See `docs/simulate-policy.md`.
 
 mod evaluate;
-mod explain;
+pub mod explain;
 mod inputs;
 mod summary;
 
@@ -94,7 +94,9 @@ pub async fn run(paths: &Paths, args: &Args, today: chrono::DateTime<chrono::Utc
     .await
     .with_context(|| format!("opening the database {}", paths.db))?;
     let outcome = if let Some(case) = &args.explain {
-        explain::run(&store, &inputs, case, args.json).await
+        explain::run(&store, &inputs, case, args.json)
+            .await
+            .map(|text| print!("{text}"))
     } else {
         report(&store, inputs, args).await
     };
