@@ -17,6 +17,7 @@ mod output;
 mod payments_cmd;
 mod reveal_log;
 mod serve_cmd;
+mod simulate;
 mod test_cmd;
 mod tokens_cmd;
 mod users_cmd;
@@ -251,6 +252,10 @@ enum Command {
     },
     /// Measure the engine on a fixed workload (dibao-lite, timers, inbox); prints one JSON object.
     Bench(bench::BenchArgs),
+    /// Re-assess every decided case under a proposed policy file beside the policy in force:
+    /// who gains, loses, loses or gains eligibility, and the cost (docs/simulate-policy.md).
+    /// Writes nothing.
+    SimulatePolicy(simulate::Args),
     /// Deployments, active cases per process, open tasks, pending timers, the oldest due timer's lag.
     Status,
     /// Drive N dibao cases to their end, one `ack` line per committed step (crash testing).
@@ -432,6 +437,7 @@ fn main() -> ExitCode {
             Err(e) => errors::report(&e),
         },
         Command::Bench(args) => bench::run(args),
+        Command::SimulatePolicy(args) => simulate_cmd(global, &args),
         Command::Payments { command, options } => {
             if let payments_cmd::PaymentsCommand::Report { month, json } = &command {
                 read_cmd(global, async |s| {
@@ -546,6 +552,24 @@ fn lifecycle_cmd(
 
 /// Opens the database read-only, without loading the definitions, and runs one command
 /// that only reads.
+/// `simulate-policy`: its own read-only open (the summary reads no org or calendars).
+fn simulate_cmd(global: &cli_args::GlobalArgs, args: &simulate::Args) -> i32 {
+    use jiuzhu_engine::clock::{Clock as _, SystemClock};
+    let Some(runtime) = tokio_runtime() else {
+        return 1;
+    };
+    runtime.block_on(async {
+        let outcome = match global.paths() {
+            Ok(paths) => simulate::run(&paths, args, SystemClock.now()).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => 0,
+            Err(e) => errors::report(&e),
+        }
+    })
+}
+
 fn read_cmd(
     global: &cli_args::GlobalArgs,
     command: impl AsyncFnOnce(&views::ReadSession) -> anyhow::Result<i32>,

@@ -9,6 +9,7 @@
 mod dibao_lite;
 mod http;
 mod inbox;
+mod province;
 mod setup;
 mod timers;
 
@@ -33,6 +34,8 @@ pub enum BenchMode {
     Inbox(inbox::Args),
     /// The API: 64 clients completing cases beside the engine directly; the queue page.
     Http(http::Args),
+    /// Policy simulation over a province-sized table of decided cases.
+    Province(province::Args),
 }
 
 /// Where a bench runs; shared by every mode.
@@ -74,6 +77,7 @@ pub fn run(args: BenchArgs) -> i32 {
             BenchMode::Timers(args) => timers::run(&args).await,
             BenchMode::Inbox(args) => inbox::run(&args).await,
             BenchMode::Http(args) => http::run(&args).await,
+            BenchMode::Province(args) => province::run(&args).await,
         }
     });
     match outcome {

@@ -25,6 +25,7 @@ mod raw_sqlite;
 mod schedules;
 pub mod search;
 mod shared;
+pub mod simulate;
 mod sqlite;
 mod timer_faults;
 
