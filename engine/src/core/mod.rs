@@ -37,7 +37,9 @@ pub use events::correct::{
     MAX_CHANGES, MAX_REASON_CHARS, PathSegment, display_path, parse_path, value_at,
 };
 pub use events::handover::is_supervisor_role;
-pub use state::{DeadlineState, InstanceState, OpenTask, Status, Timer, TimerKind, Token};
+pub use state::{
+    DeadlineState, InstanceState, OpenTask, ParentLink, Status, Timer, TimerKind, Token,
+};
 
 /// Who acts: a user with roles in a unit.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -130,6 +130,27 @@ pub struct InstanceState {
     pub completed_by: BTreeMap<String, Vec<String>>,
     /// Counter for ids of tasks, timers, tokens and effects, unique within the instance.
     pub seq: u64,
+    /// The business key this case holds among its process's active cases (`key:`),
+    /// computed at start; released when the case ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The case whose `start_process` started this one, and what it asked to be told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentLink>,
+    /// Ids of other cases' `message` effects this case took, so a redelivery (after a
+    /// crash between the step and the outbox's acknowledgement) is recognised and skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub received: Vec<String>,
+}
+
+/// The case that started this one (`start_process`), kept on the child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    /// The parent's instance id.
+    pub case: String,
+    /// The message the parent is sent when this case ends (`on_end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_end: Option<String>,
 }
 
 impl InstanceState {
@@ -151,6 +172,9 @@ impl InstanceState {
             deadlines: Vec::new(),
             completed_by: BTreeMap::new(),
             seq: 0,
+            key: None,
+            parent: None,
+            received: Vec::new(),
         }
     }
 

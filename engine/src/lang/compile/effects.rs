@@ -19,6 +19,7 @@ impl Compiler<'_, '_> {
             ("payment_stop", EffectKind::PaymentStop, &["purpose"]),
             ("start_process", EffectKind::StartProcess, &["process"]),
             ("escalation", EffectKind::Escalation, &["to_role"]),
+            ("message", EffectKind::Message, &["name"]),
         ];
         let entries = self.ctx.entries(y, "an effect");
         let mut kind = None;
@@ -58,6 +59,7 @@ impl Compiler<'_, '_> {
                     );
                 }
             }
+            self.cross_case_checks(*k, value, body);
             for (field, field_value) in body {
                 if let Some(t) = self.template(field_value, scope, None) {
                     self.effect_field_checks(*k, &field.name, field_value);
@@ -72,7 +74,7 @@ impl Compiler<'_, '_> {
                 condition,
             }),
             None => {
-                self.ctx.error(&y.at, codes::E_MISSING_KEY, "an `emit` item needs an effect: notification, payment, payment_stop, start_process or escalation");
+                self.ctx.error(&y.at, codes::E_MISSING_KEY, "an `emit` item needs an effect: notification, payment, payment_stop, start_process, escalation or message");
                 None
             }
         }

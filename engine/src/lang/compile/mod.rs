@@ -10,6 +10,7 @@
 //! and `deadlines` (deadlines, messages, schedules).
 
 mod deadlines;
+mod cross_case;
 mod effects;
 mod exprs;
 mod header;
@@ -30,7 +31,7 @@ use super::graph;
 use super::model::*;
 use super::read::{Ctx, Fields};
 use super::scope::{Scope, assessment_type, builtins, household_type};
-use super::yaml::{Pos, Yaml, YamlValue};
+use super::yaml::{Key, Pos, Yaml, YamlValue};
 use crate::duration::Duration;
 
 /// Most nodes a definition may have.
@@ -178,6 +179,7 @@ impl<'c, 's> Compiler<'c, 's> {
             .get("variables")
             .map(|y| self.variables(y))
             .unwrap_or_default();
+        let key = top.get("key").and_then(|y| self.business_key(y));
 
         let node_items: &[Yaml] = match top.required(self.ctx, "nodes") {
             Some(y) => self.ctx.seq(y, "nodes"),
@@ -267,6 +269,7 @@ impl<'c, 's> Compiler<'c, 's> {
             deadlines,
             messages,
             schedules,
+            key,
         })
     }
 }
