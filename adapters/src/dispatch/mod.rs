@@ -58,10 +58,10 @@ use crate::notify::Notifier;
 use crate::retry::{JitterSource, RetryPolicy};
 
 pub use incidents::Incident;
-pub use payment::{ApplyFuture, PaymentSink, PaymentSinkError};
 pub use jiuzhu_engine::runtime::internal::{
     InternalOutcome, STARTER_ROLE, SYSTEM_USER, StartAt, StartRequest,
 };
+pub use payment::{ApplyFuture, PaymentSink, PaymentSinkError};
 pub use route::{ESCALATION_TEMPLATE, Route, RouteError};
 
 /// How the dispatcher claims and retries.
@@ -537,7 +537,13 @@ impl Dispatcher {
     ) -> Attempt {
         match self
             .engine
-            .deliver_internal(&entry.id, &entry.instance_id, &entry.kind, &entry.payload, now)
+            .deliver_internal(
+                &entry.id,
+                &entry.instance_id,
+                &entry.kind,
+                &entry.payload,
+                now,
+            )
             .await
         {
             InternalOutcome::Done => Attempt::Done,

@@ -44,7 +44,10 @@ pub enum InternalOutcome {
     NotBefore(DateTime<Utc>),
     /// `retryable`: a passing failure (the database); else waiting will not help and the
     /// entry becomes an incident at once.
-    Failed { error: String, retryable: bool },
+    Failed {
+        error: String,
+        retryable: bool,
+    },
 }
 
 impl InternalOutcome {
@@ -138,12 +141,13 @@ fn data_field(effect: &Json, kind: &'static str) -> Result<BTreeMap<String, Valu
 impl StartRequest {
     pub fn parse(effect: &Json) -> Result<StartRequest, Malformed> {
         const KIND: &str = "start_process";
-        let process = text_field(effect, KIND, "process", "the id of a deployed process")?
-            .ok_or(Malformed {
+        let process = text_field(effect, KIND, "process", "the id of a deployed process")?.ok_or(
+            Malformed {
                 kind: KIND,
                 field: "process",
                 expected: "the id of a deployed process",
-            })?;
+            },
+        )?;
         let at_expected = "a date YYYY-MM-DD or an RFC 3339 date and time";
         let at = match text_field(effect, KIND, "at", at_expected)? {
             None => None,
@@ -184,7 +188,10 @@ pub fn started_instance_id(process: &str, effect_id: &str) -> String {
 pub enum MessageTarget {
     Case(String),
     /// The active case of `process` holding business key `key`.
-    Keyed { process: String, key: String },
+    Keyed {
+        process: String,
+        key: String,
+    },
 }
 
 /// A `message` effect, read.
@@ -282,18 +289,19 @@ impl Engine {
     async fn resolve_target(&self, target: &MessageTarget) -> Result<String, InternalOutcome> {
         match target {
             MessageTarget::Case(case) => Ok(case.clone()),
-            MessageTarget::Keyed { process, key } => match self.store.key_holder(process, key).await
-            {
-                Ok(Some(case)) => Ok(case),
-                // The key is not named: it is often an ID number.
-                Ok(None) => Err(InternalOutcome::permanent(format!(
-                    "no active {process} case has the business key this message names"
-                ))),
-                Err(error) => Err(InternalOutcome::Failed {
-                    error: error.to_string(),
-                    retryable: true,
-                }),
-            },
+            MessageTarget::Keyed { process, key } => {
+                match self.store.key_holder(process, key).await {
+                    Ok(Some(case)) => Ok(case),
+                    // The key is not named: it is often an ID number.
+                    Ok(None) => Err(InternalOutcome::permanent(format!(
+                        "no active {process} case has the business key this message names"
+                    ))),
+                    Err(error) => Err(InternalOutcome::Failed {
+                        error: error.to_string(),
+                        retryable: true,
+                    }),
+                }
+            }
         }
     }
 
@@ -545,7 +553,10 @@ mod tests {
         let table = [
             (json!({"case": "c"}), "name"),
             (json!({"name": "m"}), "case"),
-            (json!({"name": "m", "case": "c", "process": "p", "key": "k"}), "case"),
+            (
+                json!({"name": "m", "case": "c", "process": "p", "key": "k"}),
+                "case",
+            ),
             (json!({"name": "m", "process": "p"}), "case"),
             (json!({"name": "m", "case": "c", "data": "x"}), "data"),
         ];

@@ -9,7 +9,9 @@ impl Engine {
     /// the case that holds the key.
     pub(super) async fn commit_start(&self, commit: StepCommit) -> Result<StepCommit, EngineError> {
         let claimed = match &commit.business_key {
-            Some(KeyChange::Claim { key }) => Some((commit.instance.process_id.clone(), key.clone())),
+            Some(KeyChange::Claim { key }) => {
+                Some((commit.instance.process_id.clone(), key.clone()))
+            }
             _ => None,
         };
         match self.commit_step(commit).await {

@@ -37,9 +37,9 @@ use crate::lang::load_definition;
 use crate::lang::model::Definition;
 use crate::project::Project;
 use crate::store::{
-    ConflictReason, Deployment, HistoryEntry, InstanceRow, NewDeployment, OutboxRow, StateJson,
-    KeyChange, StepCommit, Store, StoreError, TaskAssignment, TaskCompletion, TaskReschedule, TaskRow,
-    TimerRow, Unchanged,
+    ConflictReason, Deployment, HistoryEntry, InstanceRow, KeyChange, NewDeployment, OutboxRow,
+    StateJson, StepCommit, Store, StoreError, TaskAssignment, TaskCompletion, TaskReschedule,
+    TaskRow, TimerRow, Unchanged,
 };
 
 /// Instances whose due timers a node fires at once (defined beside the group committer,

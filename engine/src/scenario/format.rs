@@ -250,12 +250,13 @@ struct RawExpect {
     due: Option<BTreeMap<String, serde_json::Value>>,
 }
 
-const ERROR_CODES: [&str; 5] = [
+const ERROR_CODES: [&str; 6] = [
     "forbidden",
     "separation_of_duties",
     "not_found",
     "invalid_data",
     "conflict",
+    "duplicate",
 ];
 
 /// Parses a scenario file; every problem found is reported with its position.
@@ -391,10 +392,11 @@ fn convert_step(raw: &RawStep, index: usize, offset: FixedOffset) -> Result<Step
         && raw.complete.is_none()
         && raw.message.is_none()
         && raw.correct.is_none()
+        && raw.start.is_none()
         && handover.is_none()
     {
         return Err(
-            "expect_error goes with complete, message, correct, claim, unclaim, reassign or delegate"
+            "expect_error goes with complete, message, correct, start, claim, unclaim, reassign or delegate"
                 .into(),
         );
     }

@@ -81,11 +81,17 @@ impl Run<'_> {
             }
             Ok(_) => Err(invalid(
                 "$",
-                &format!("the business key `{}` is empty for this data", expr.source()),
+                &format!(
+                    "the business key `{}` is empty for this data",
+                    expr.source()
+                ),
             )),
             Err(e) => Err(invalid(
                 "$",
-                &format!("the business key `{}` cannot be computed: {e}", expr.source()),
+                &format!(
+                    "the business key `{}` cannot be computed: {e}",
+                    expr.source()
+                ),
             )),
         }
     }

@@ -118,7 +118,13 @@ impl Compiler<'_, '_> {
         let skip = usize::from(text.starts_with('='));
         let base = self.base.clone();
         let scope = Scope::new(&base);
-        self.expr_at(y, text, skip, &scope, Expect::Assignable(&Type::String, "key"))
+        self.expr_at(
+            y,
+            text,
+            skip,
+            &scope,
+            Expect::Assignable(&Type::String, "key"),
+        )
     }
 
     // ---- variables and types ------------------------------------------------

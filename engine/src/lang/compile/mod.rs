@@ -9,8 +9,8 @@
 //! (heads, bodies, `next`, timers), `kinds` (tasks, multi, rules, handlers)
 //! and `deadlines` (deadlines, messages, schedules).
 
-mod deadlines;
 mod cross_case;
+mod deadlines;
 mod effects;
 mod exprs;
 mod header;
