@@ -252,6 +252,7 @@ mod tests {
             tasks_rescheduled: Vec::new(),
             completes: None,
             unchanged: Unchanged::default(),
+            business_key: None,
         }
     }
 

@@ -558,6 +558,7 @@ impl<'e> Scheduler<'e> {
                 declared.version,
                 &actor,
                 data,
+                None,
             )
             .await;
         let fresh = match outcome {

@@ -149,6 +149,7 @@ fn start(id: &str, unit: &str) -> StepCommit {
         tasks_rescheduled: vec![],
         completes: None,
         unchanged: Unchanged::default(),
+        business_key: None,
     }
 }
 
@@ -173,6 +174,7 @@ fn next(previous: &InstanceRow, event: &str, when: DateTime<Utc>) -> StepCommit 
         tasks_rescheduled: vec![],
         completes: None,
         unchanged: Unchanged::default(),
+        business_key: None,
     }
 }
 

@@ -10,7 +10,7 @@
 //! | `notification`            | the [`Notifier`]: one delivery per channel               |
 //! | `escalation`              | the [`Notifier`], as a notification to `to_role` with the `escalation` template |
 //! | `payment`, `payment_stop` | the [`PaymentSink`] (the payments ledger)               |
-//! | `start_process`           | [`Engine::start_with_id`], at once or on its `at` date  |
+//! | `start_process`, `message` | the engine itself ([`Engine::deliver_internal`]): a child case at once or on its `at` date, a message to another case |
 //!
 //! Delivery is at least once, idempotent per effect id:
 //!
@@ -22,7 +22,8 @@
 //! - the payments ledger keys every effect by its id, so applying it again after a
 //!   crash between applying and acknowledging creates no second payment;
 //! - a started process gets an instance id derived from the effect id, so a second start
-//!   is a duplicate key and counts as done.
+//!   is a duplicate key and counts as done; a delivered message's effect id is kept by
+//!   the case that took it, which refuses it a second time.
 //!
 //! A failure the adapter calls passing (network, HTTP 5xx, a busy database) is tried
 //! again by the [`RetryPolicy`]: exponential backoff with jitter, up to its attempt
@@ -47,9 +48,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
-use jiuzhu_engine::core::Actor;
-use jiuzhu_engine::runtime::{Engine, EngineError};
-use jiuzhu_engine::store::{ClaimedOutbox, ConflictReason, Store, StoreError};
+use jiuzhu_engine::runtime::Engine;
+use jiuzhu_engine::store::{ClaimedOutbox, Store, StoreError};
 use rand::SeedableRng as _;
 use serde_json::Value as Json;
 use tracing::Instrument as _;
@@ -58,13 +58,11 @@ use crate::notify::Notifier;
 use crate::retry::{JitterSource, RetryPolicy};
 
 pub use incidents::Incident;
+pub use jiuzhu_engine::runtime::internal::{
+    InternalOutcome, STARTER_ROLE, SYSTEM_USER, StartAt, StartRequest,
+};
 pub use payment::{ApplyFuture, PaymentSink, PaymentSinkError};
-pub use route::{ESCALATION_TEMPLATE, Route, RouteError, StartAt, StartRequest};
-
-/// The user a dispatcher-started process records as its starter; it acts with the
-/// `admin` role in the unit of the case that asked for the start.
-pub const SYSTEM_USER: &str = "system";
-pub const SYSTEM_ROLE: &str = "admin";
+pub use route::{ESCALATION_TEMPLATE, Route, RouteError};
 
 /// How the dispatcher claims and retries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -452,10 +450,7 @@ impl Dispatcher {
                     },
                 },
             },
-            Route::StartProcess => {
-                self.start_process(&entry.id, &entry.instance_id, &entry.payload, now)
-                    .await
-            }
+            Route::Internal => self.deliver_internal(entry, now).await,
         }
     }
 
@@ -532,76 +527,28 @@ impl Dispatcher {
         }
     }
 
-    /// Starts the requested process once, as the system user in the requesting case's
-    /// unit, at its `at` date or at once.
-    async fn start_process(
+    /// `start_process` and `message` are the engine's own effects
+    /// (`jiuzhu_engine::runtime::internal`): it starts the child case or steps the target
+    /// case; the dispatcher brings its leases, retries and incidents.
+    async fn deliver_internal(
         &self,
-        effect_id: &str,
-        instance_id: &str,
-        effect: &Json,
+        entry: &jiuzhu_engine::store::OutboxRow,
         now: DateTime<Utc>,
     ) -> Attempt {
-        let request = match StartRequest::parse(effect) {
-            Ok(request) => request,
-            Err(error) => return Attempt::permanent(error),
-        };
-        let store = self.store();
-        let deployment = match store.latest_deployment(&request.process).await {
-            Ok(Some(deployment)) => deployment,
-            Ok(None) => {
-                return Attempt::permanent(format!("process {} is not deployed", request.process));
-            }
-            Err(error) => return Attempt::retryable(error_chain(&error)),
-        };
-        if let Some(at) = request.at {
-            let definition = match self
-                .engine
-                .definition(&request.process, deployment.version)
-                .await
-            {
-                Ok(definition) => definition,
-                Err(error) => return engine_failure(&error),
-            };
-            let due = at.instant(self.engine.utc_offset(&definition));
-            if due > now {
-                return Attempt::NotBefore(due);
-            }
-        }
-        let child = route::started_instance_id(&request.process, effect_id);
-        match store.load_instance(&child).await {
-            // Started by an earlier attempt whose acknowledgement was lost.
-            Ok(Some(_)) => return Attempt::Done,
-            Ok(None) => {}
-            Err(error) => return Attempt::retryable(error_chain(&error)),
-        }
-        let parent = match store.load_instance(instance_id).await {
-            Ok(Some(parent)) => parent,
-            Ok(None) => return Attempt::permanent(format!("instance {instance_id} not found")),
-            Err(error) => return Attempt::retryable(error_chain(&error)),
-        };
-        let actor = Actor {
-            user: SYSTEM_USER.to_string(),
-            roles: vec![SYSTEM_ROLE.to_string()],
-            unit: parent.unit,
-        };
         match self
             .engine
-            .start_with_id(
-                &child,
-                &request.process,
-                deployment.version,
-                &actor,
-                request.data,
+            .deliver_internal(
+                &entry.id,
+                &entry.instance_id,
+                &entry.kind,
+                &entry.payload,
+                now,
             )
             .await
         {
-            Ok(_) => Attempt::Done,
-            // Another node started it between the check above and this start.
-            Err(EngineError::Store(StoreError::Conflict {
-                reason: ConflictReason::Duplicate,
-                ..
-            })) => Attempt::Done,
-            Err(error) => engine_failure(&error),
+            InternalOutcome::Done => Attempt::Done,
+            InternalOutcome::NotBefore(until) => Attempt::NotBefore(until),
+            InternalOutcome::Failed { error, retryable } => Attempt::Failed { error, retryable },
         }
     }
 
@@ -652,27 +599,6 @@ impl Dispatcher {
                 error: error_chain(&error),
             },
         }
-    }
-}
-
-/// Whether an engine failure may pass: lost races and database trouble may, a refused
-/// start (invalid data, an undeployed or broken definition) waits for a person.
-fn engine_failure(error: &EngineError) -> Attempt {
-    let retryable = match error {
-        EngineError::Conflict { .. } => true,
-        EngineError::Store(store) => matches!(
-            store,
-            StoreError::Conflict { .. }
-                | StoreError::Locked { .. }
-                | StoreError::Unreachable { .. }
-                | StoreError::Full { .. }
-                | StoreError::Database(_)
-        ),
-        _ => false,
-    };
-    Attempt::Failed {
-        error: error_chain(error),
-        retryable,
     }
 }
 

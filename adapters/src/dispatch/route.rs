@@ -3,15 +3,9 @@
 //! Everything here is decided from the effect JSON, the instance row and `now`, so it is
 //! tested with tables; the dispatcher only does the IO these decisions call for.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Utc};
 use jiuzhu_engine::effects::schema;
-use jiuzhu_engine::effects::typed::StartAt as TypedStartAt;
-use jiuzhu_engine::effects::{Outward, TypedEffect, TypedError};
 use jiuzhu_engine::lang::model::EffectKind;
 use jiuzhu_engine::store::InstanceRow;
-use jiuzhu_rules::Value;
 use serde_json::Value as Json;
 
 /// The template an escalation is mailed with when the effect names none.
@@ -23,7 +17,8 @@ pub enum Route {
     Notification,
     Escalation,
     Payment,
-    StartProcess,
+    /// `start_process` and `message`: carried out by the engine itself.
+    Internal,
 }
 
 /// Why an effect cannot be delivered as written. Waiting will not fix any of these: the
@@ -50,7 +45,7 @@ impl Route {
             EffectKind::Notification => Route::Notification,
             EffectKind::Escalation => Route::Escalation,
             EffectKind::Payment | EffectKind::PaymentStop => Route::Payment,
-            EffectKind::StartProcess => Route::StartProcess,
+            EffectKind::StartProcess | EffectKind::Message => Route::Internal,
         })
     }
 }
@@ -90,105 +85,10 @@ pub fn escalation_notice(effect: &Json) -> Json {
     Json::Object(notice)
 }
 
-/// A `start_process` effect, read.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StartRequest {
-    pub process: String,
-    pub data: BTreeMap<String, Value>,
-    /// The date or instant to start at; `None` starts at once.
-    pub at: Option<StartAt>,
-}
-
-/// When a process is to be started: a local date (its first moment in the process's
-/// calendar) or an exact instant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartAt {
-    Date(NaiveDate),
-    Instant(DateTime<Utc>),
-}
-
-impl StartAt {
-    /// The instant it stands for, local dates read in `offset`.
-    pub fn instant(self, offset: FixedOffset) -> DateTime<Utc> {
-        match self {
-            StartAt::Instant(at) => at,
-            StartAt::Date(date) => {
-                let local = date.and_time(NaiveTime::MIN);
-                // A fixed offset maps every local time to exactly one instant.
-                match local.and_local_timezone(offset).single() {
-                    Some(at) => at.with_timezone(&Utc),
-                    None => local.and_utc(),
-                }
-            }
-        }
-    }
-}
-
-impl StartRequest {
-    /// Reads a `start_process` payload through the engine's typed effect (the one
-    /// schema the compiler checked it against); a payload without `type` is read as one.
-    pub fn parse(effect: &Json) -> Result<StartRequest, RouteError> {
-        let mut payload = effect.clone();
-        if let Json::Object(map) = &mut payload {
-            map.entry("type")
-                .or_insert_with(|| Json::String("start_process".into()));
-        }
-        let typed = match Outward::from_json(&payload, None) {
-            Ok(outward) => outward.effect,
-            Err(TypedError::UnknownType(kind)) => return Err(RouteError::UnknownType(kind)),
-            Err(error) => {
-                let field = match &error {
-                    TypedError::Missing { field, .. } | TypedError::Malformed { field, .. } => {
-                        *field
-                    }
-                    _ => "type",
-                };
-                return Err(RouteError::Malformed {
-                    kind: "start_process",
-                    field,
-                    expected: expected_of(field),
-                });
-            }
-        };
-        let TypedEffect::StartProcess(start) = typed else {
-            return Err(RouteError::Malformed {
-                kind: "start_process",
-                field: "type",
-                expected: "`start_process`",
-            });
-        };
-        Ok(StartRequest {
-            process: start.process,
-            data: start.data,
-            at: start.at.map(|at| match at {
-                TypedStartAt::Date(date) => StartAt::Date(date),
-                TypedStartAt::Instant(at) => StartAt::Instant(at.with_timezone(&Utc)),
-            }),
-        })
-    }
-}
-
-/// What a field of a `start_process` effect must be, said to the operator.
-fn expected_of(field: &str) -> &'static str {
-    match field {
-        "process" => "the id of a deployed process",
-        "data" => "an object of start data",
-        "at" => "a date YYYY-MM-DD or an RFC 3339 date and time",
-        _ => "a `start_process` effect",
-    }
-}
-
-/// The id of the instance a `start_process` effect starts: derived from the effect id, so
-/// a second delivery of the effect finds it (or collides with it) instead of starting a
-/// second case.
-pub fn started_instance_id(process: &str, effect_id: &str) -> String {
-    format!("{process}-{effect_id}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
     use serde_json::json;
 
     #[test]
@@ -198,69 +98,13 @@ mod tests {
             ("escalation", Ok(Route::Escalation)),
             ("payment", Ok(Route::Payment)),
             ("payment_stop", Ok(Route::Payment)),
-            ("start_process", Ok(Route::StartProcess)),
+            ("start_process", Ok(Route::Internal)),
+            ("message", Ok(Route::Internal)),
             ("fax", Err(RouteError::UnknownType("fax".into()))),
         ];
         for (kind, expected) in table {
             assert_eq!(Route::of(kind), expected, "{kind}");
         }
-    }
-
-    #[test]
-    fn start_requests_read_process_data_and_when() {
-        let effect = json!({
-            "type": "start_process", "id": "dibao-1-e9", "process": "dibao_review",
-            "at": "2026-09-01", "data": {"program": "dibao", "case": "dibao-1", "amount": 705.5}
-        });
-        let request = StartRequest::parse(&effect).unwrap();
-        assert_eq!(request.process, "dibao_review");
-        assert_eq!(
-            request.at,
-            Some(StartAt::Date(NaiveDate::from_ymd_opt(2026, 9, 1).unwrap()))
-        );
-        assert_eq!(request.data["case"], Value::Str("dibao-1".into()));
-        assert!(matches!(request.data["amount"], Value::Decimal(_)));
-
-        let at_once = StartRequest::parse(&json!({"process": "dibao", "at": null})).unwrap();
-        assert_eq!(at_once.at, None);
-        assert!(at_once.data.is_empty());
-
-        let instant =
-            StartRequest::parse(&json!({"process": "p", "at": "2026-09-01T08:30:00+08:00"}))
-                .unwrap();
-        assert_eq!(
-            instant.at,
-            Some(StartAt::Instant(
-                Utc.with_ymd_and_hms(2026, 9, 1, 0, 30, 0).unwrap()
-            ))
-        );
-    }
-
-    #[test]
-    fn malformed_start_requests_name_the_field() {
-        let table = [
-            (json!({"data": {}}), "process"),
-            (json!({"process": ""}), "process"),
-            (json!({"process": "p", "data": [1]}), "data"),
-            (json!({"process": "p", "at": "next spring"}), "at"),
-            (json!({"process": "p", "at": 20260901}), "at"),
-        ];
-        for (effect, field) in table {
-            match StartRequest::parse(&effect) {
-                Err(RouteError::Malformed { field: f, .. }) => assert_eq!(f, field, "{effect}"),
-                other => panic!("{effect}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn a_local_date_starts_at_its_first_moment_in_the_calendar_zone() {
-        let beijing = FixedOffset::east_opt(8 * 3600).unwrap();
-        let date = StartAt::Date(NaiveDate::from_ymd_opt(2026, 9, 1).unwrap());
-        assert_eq!(
-            date.instant(beijing),
-            Utc.with_ymd_and_hms(2026, 8, 31, 16, 0, 0).unwrap()
-        );
     }
 
     #[test]
@@ -295,14 +139,6 @@ mod tests {
         assert_eq!(
             instance_vars(&row),
             json!({"applicant_name": "张桂兰", "unit": "双鸭山市/尖山区/富安街道", "process": "dibao"})
-        );
-    }
-
-    #[test]
-    fn started_instances_are_named_after_the_effect() {
-        assert_eq!(
-            started_instance_id("dibao_review", "dibao-1-e9"),
-            "dibao_review-dibao-1-e9"
         );
     }
 }

@@ -334,6 +334,35 @@ impl<'a> Run<'a> {
         }
         self.st.tokens.clear();
         self.st.joins.clear();
+        self.tell_parent_of_end();
+    }
+
+    /// A case started with `start_process … on_end: NAME` sends its parent message `NAME`
+    /// when it ends, with its id, process, status and outcome.
+    fn tell_parent_of_end(&mut self) {
+        let Some(ParentLink {
+            case,
+            on_end: Some(name),
+        }) = self.st.parent.clone()
+        else {
+            return;
+        };
+        let outcome = self.st.outcome.clone().map_or(Value::Null, Value::Str);
+        let data = BTreeMap::from([
+            ("case".to_string(), Value::Str(self.st.id.clone())),
+            ("process".to_string(), Value::Str(self.st.process.clone())),
+            (
+                "status".to_string(),
+                Value::Str(self.st.status.as_str().to_string()),
+            ),
+            ("outcome".to_string(), outcome),
+        ]);
+        let fields = BTreeMap::from([
+            ("name".to_string(), Value::Str(name)),
+            ("case".to_string(), Value::Str(case)),
+            ("data".to_string(), Value::Object(data)),
+        ]);
+        self.push_outward(crate::lang::model::EffectKind::Message, fields);
     }
 
     pub(in crate::core) fn node_idx(&self, id: &str) -> Result<NodeIdx, StepError> {

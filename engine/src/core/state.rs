@@ -138,6 +138,17 @@ pub struct InstanceState {
     /// retried (`Event::Retry`), usually after a correction of the case's data.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incidents: Vec<CaseIncident>,
+    /// The business key this case holds among its process's active cases (`key:`),
+    /// computed at start; released when the case ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The case whose `start_process` started this one, and what it asked to be told.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentLink>,
+    /// Ids of other cases' `message` effects this case took, so a redelivery (after a
+    /// crash between the step and the outbox's acknowledgement) is recognised and skipped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub received: Vec<String>,
 }
 
 /// A rule step that failed on a case (no policy in force, a household the rules refuse
@@ -152,6 +163,16 @@ pub struct CaseIncident {
     pub code: String,
     pub message: String,
     pub at: DateTime<FixedOffset>,
+}
+
+/// The case that started this one (`start_process`), kept on the child.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    /// The parent's instance id.
+    pub case: String,
+    /// The message the parent is sent when this case ends (`on_end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_end: Option<String>,
 }
 
 impl InstanceState {
@@ -174,6 +195,9 @@ impl InstanceState {
             completed_by: BTreeMap::new(),
             seq: 0,
             incidents: Vec::new(),
+            key: None,
+            parent: None,
+            received: Vec::new(),
         }
     }
 

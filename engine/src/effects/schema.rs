@@ -248,6 +248,23 @@ const START_PROCESS: &[FieldSpec] = &[
     )),
     field("at", DateOrInstant, "when (default: at once)"),
     field("data", Object, "the new case's start data"),
+    field(
+        "reply",
+        Text,
+        "message the parent gets once the child started or was refused as a duplicate",
+    ),
+    field("on_end", Text, "message the parent gets when the child ends"),
+];
+
+const MESSAGE: &[FieldSpec] = &[
+    required(field("name", Text, "the message the other case receives")),
+    field("case", Text, "the receiving case's id (or `process` + `key`)"),
+    allowed(
+        field("process", Text, "the receiving case's process, with `key`"),
+        Allowed::Processes,
+    ),
+    field("key", Text, "the business key of the process's active case"),
+    field("data", Object, "the message's data"),
 ];
 
 const ESCALATION: &[FieldSpec] = &[
@@ -302,6 +319,13 @@ pub const SCHEMAS: &[EffectSchema] = &[
         template_variables: true,
         default_template: Some("escalation"),
         doc: "a notice to a role about a late case; other fields are its template's variables",
+    },
+    EffectSchema {
+        kind: EffectKind::Message,
+        fields: MESSAGE,
+        template_variables: false,
+        default_template: None,
+        doc: "a message to another case, delivered by the engine as the system user",
     },
 ];
 
@@ -360,6 +384,7 @@ mod tests {
             EffectKind::PaymentStop,
             EffectKind::StartProcess,
             EffectKind::Escalation,
+            EffectKind::Message,
         ] {
             assert_eq!(SCHEMAS.iter().filter(|s| s.kind == kind).count(), 1);
             assert_eq!(schema(kind).kind, kind);

@@ -124,6 +124,21 @@ pub struct StartProcess {
     pub process: String,
     pub at: Option<StartAt>,
     pub data: BTreeMap<String, Value>,
+    /// The message the parent is sent once the child started or was refused.
+    pub reply: Option<String>,
+    /// The message the parent is sent when the child ends.
+    pub on_end: Option<String>,
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// A message to another case: by its id, or by process and business key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub name: String,
+    pub case: Option<String>,
+    pub process: Option<String>,
+    pub key: Option<String>,
+    pub data: BTreeMap<String, Value>,
     pub extra: BTreeMap<String, Value>,
 }
 
@@ -144,6 +159,7 @@ pub enum TypedEffect {
     PaymentStop(PaymentStop),
     StartProcess(StartProcess),
     Escalation(Escalation),
+    Message(Message),
 }
 
 /// An outward effect: its idempotency key, the case that emitted it, and what it asks.
@@ -245,6 +261,7 @@ impl TypedEffect {
             TypedEffect::PaymentStop(_) => EffectKind::PaymentStop,
             TypedEffect::StartProcess(_) => EffectKind::StartProcess,
             TypedEffect::Escalation(_) => EffectKind::Escalation,
+            TypedEffect::Message(_) => EffectKind::Message,
         }
     }
 
@@ -296,6 +313,16 @@ impl TypedEffect {
             EffectKind::StartProcess => TypedEffect::StartProcess(StartProcess {
                 process: r.required_text("process")?,
                 at: r.start_at("at")?,
+                data: r.object("data")?,
+                reply: r.text("reply")?,
+                on_end: r.text("on_end")?,
+                extra: r.rest()?,
+            }),
+            EffectKind::Message => TypedEffect::Message(Message {
+                name: r.required_text("name")?,
+                case: r.text("case")?,
+                process: r.text("process")?,
+                key: r.text("key")?,
                 data: r.object("data")?,
                 extra: r.rest()?,
             }),
@@ -364,7 +391,17 @@ impl TypedEffect {
                     }),
                 );
                 put("data", Some(Value::Object(s.data.clone())));
+                put("reply", text(&s.reply));
+                put("on_end", text(&s.on_end));
                 &s.extra
+            }
+            TypedEffect::Message(m) => {
+                put("name", Some(Value::Str(m.name.clone())));
+                put("case", text(&m.case));
+                put("process", text(&m.process));
+                put("key", text(&m.key));
+                put("data", Some(Value::Object(m.data.clone())));
+                &m.extra
             }
             TypedEffect::Escalation(e) => {
                 put("to_role", Some(e.to_role.to_value()));

@@ -11,6 +11,11 @@ use jiuzhu_rules::{Type, Value};
 
 use crate::duration::Duration;
 
+/// The built-in role of messages the engine delivers between cases (`message` effects,
+/// `reply` and `on_end`): not an org role, so no user holds it; a message handler with
+/// `roles:` lists it to accept such messages.
+pub const SYSTEM_ROLE: &str = "system";
+
 /// Index of a node in [`Definition::nodes`].
 pub type NodeIdx = usize;
 
@@ -35,6 +40,9 @@ pub struct Definition {
     pub messages: Vec<MessageDecl>,
     /// Recurring schedules declared by the definition (batch processes).
     pub schedules: Vec<ScheduleDecl>,
+    /// The business key (`key:`), a string expression over the variables at start:
+    /// unique among the process's active cases (`docs/process-language.md`).
+    pub key: Option<Expr>,
 }
 
 impl Definition {
@@ -218,6 +226,8 @@ pub enum EffectKind {
     PaymentStop,
     StartProcess,
     Escalation,
+    /// A named message to another case, delivered by the engine (`runtime/internal.rs`).
+    Message,
 }
 
 impl EffectKind {
@@ -228,6 +238,7 @@ impl EffectKind {
             EffectKind::PaymentStop => "payment_stop",
             EffectKind::StartProcess => "start_process",
             EffectKind::Escalation => "escalation",
+            EffectKind::Message => "message",
         }
     }
 }

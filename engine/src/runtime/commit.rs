@@ -64,6 +64,7 @@ impl Engine {
                 status: expected_version.is_some() && before.status == state.status,
                 unit: expected_version.is_some() && before.unit == state.unit,
             },
+            business_key: key_change(expected_version, before, &state),
         };
         for effect in transition.effects {
             match effect {
@@ -143,6 +144,22 @@ impl Engine {
     }
 }
 
+/// What the step does with the case's business key: a start that leaves the case active
+/// claims it; the step that ends the case releases it.
+fn key_change(
+    expected_version: Option<i64>,
+    before: &InstanceState,
+    after: &InstanceState,
+) -> Option<KeyChange> {
+    let key = after.key.as_ref()?;
+    let active = after.status == core::Status::Active;
+    match expected_version {
+        None if active => Some(KeyChange::Claim { key: key.clone() }),
+        Some(_) if before.status == core::Status::Active && !active => Some(KeyChange::Release),
+        _ => None,
+    }
+}
+
 /// A history row's data: the step's input, the variables it changed, and for whom the
 /// actor acted when it was not for themselves.
 fn history_data(
@@ -159,6 +176,9 @@ fn history_data(
     }
     if let Some(whom) = step.on_behalf_of {
         data["on_behalf_of"] = serde_json::Value::String(whom.to_string());
+    }
+    if let Some(effect) = step.delivery {
+        data["delivery"] = serde_json::Value::String(effect.to_string());
     }
     data
 }

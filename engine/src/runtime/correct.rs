@@ -37,6 +37,7 @@ impl Engine {
             fired_timer: None,
             completes: None,
             on_behalf_of: None,
+            delivery: None,
         };
         self.apply(instance_id, step).await
     }

@@ -51,6 +51,13 @@ pub enum EngineError {
     /// (changed behind the engine's back): no step runs on it.
     #[error(transparent)]
     Tampered(crate::store::TamperError),
+    /// A start refused: an active case of the process holds the same business key
+    /// (`key:`). Names that case, never the key (it is often an ID number).
+    #[error("an active {process} case with the same business key exists: {case}")]
+    DuplicateKey { process: String, case: String },
+    /// The case has already taken this message effect of another case (a redelivery).
+    #[error("{instance} has already received {effect}")]
+    AlreadyReceived { instance: String, effect: String },
     /// A new state (or timer) does not serialise: nothing is stored rather than a null.
     #[error("state of {instance} does not serialise")]
     Serialize {
@@ -74,7 +81,7 @@ impl EngineError {
         match self {
             EngineError::Step(e) => e.code(),
             EngineError::Store(StoreError::Conflict {
-                reason: ConflictReason::Duplicate,
+                reason: ConflictReason::Duplicate | ConflictReason::KeyTaken,
                 ..
             }) => "duplicate",
             EngineError::Store(e) if e.is_conflict() => "conflict",
@@ -86,7 +93,12 @@ impl EngineError {
                 reason: ConflictReason::Duplicate,
                 ..
             } => "duplicate",
+            EngineError::Conflict {
+                reason: ConflictReason::KeyTaken,
+                ..
+            } => "duplicate",
             EngineError::Conflict { .. } => "conflict",
+            EngineError::DuplicateKey { .. } | EngineError::AlreadyReceived { .. } => "duplicate",
             EngineError::InvalidDefinition { .. } | EngineError::Rules { .. } => {
                 "invalid_definition"
             }

@@ -37,9 +37,9 @@ use crate::lang::load_definition;
 use crate::lang::model::Definition;
 use crate::project::Project;
 use crate::store::{
-    ConflictReason, Deployment, HistoryEntry, InstanceRow, NewDeployment, OutboxRow, StateJson,
-    StepCommit, Store, StoreError, TaskAssignment, TaskCompletion, TaskReschedule, TaskRow,
-    TimerRow, Unchanged,
+    ConflictReason, Deployment, HistoryEntry, InstanceRow, KeyChange, NewDeployment, OutboxRow,
+    StateJson, StepCommit, Store, StoreError, TaskAssignment, TaskCompletion, TaskReschedule,
+    TaskRow, TimerRow, Unchanged,
 };
 
 /// Instances whose due timers a node fires at once (defined beside the group committer,
@@ -51,6 +51,8 @@ mod commit;
 mod correct;
 mod error;
 mod incident;
+pub mod internal;
+mod keys;
 mod recount;
 mod tamper;
 mod timers;
@@ -344,9 +346,9 @@ impl Engine {
         let version = self.latest_version(process).await?;
         let def = self.definition(process, version).await?;
         let id = new_instance_id(&def.id);
-        let (commit, state) = self.plan_start_with_id(&def, version, &id, actor, data)?;
+        let (commit, state) = self.plan_start_with_id(&def, version, &id, actor, data, None)?;
         self.check_reachable(actor, &commit)?;
-        let commit = self.commit_step(commit).await?;
+        let commit = self.commit_start(commit).await?;
         let changes =
             incident::incident_changes(&InstanceState::new(&id, &def.id, state.started_at), &state);
         self.instances.remember(&commit.instance, def, state);
@@ -392,7 +394,9 @@ impl Engine {
         data: BTreeMap<String, Value>,
     ) -> Result<StepCommit, EngineError> {
         let id = new_instance_id(&def.id);
-        Ok(self.plan_start_with_id(def, version, &id, actor, data)?.0)
+        Ok(self
+            .plan_start_with_id(def, version, &id, actor, data, None)?
+            .0)
     }
 
     /// The start step of a case with id `id`, with the new case's state for the instance cache.
@@ -403,11 +407,14 @@ impl Engine {
         id: &str,
         actor: &Actor,
         data: BTreeMap<String, Value>,
+        parent: Option<core::ParentLink>,
     ) -> Result<(StepCommit, InstanceState), EngineError> {
         let calendar = self.calendar(def);
         // The step's one reading of the clock (see `apply_on`).
         let now = self.local_now(&calendar);
-        let state = InstanceState::new(id, &def.id, now);
+        let mut state = InstanceState::new(id, &def.id, now);
+        // Set before the start event, so a case that ends in its first step tells its parent.
+        state.parent = parent;
         let event = Event::Start {
             actor: actor.clone(),
             data: data.clone(),
@@ -425,6 +432,7 @@ impl Engine {
             fired_timer: None,
             completes: None,
             on_behalf_of: None,
+            delivery: None,
         };
         self.to_commit(def, version, None, &state, transition, now, &step)
     }
@@ -586,7 +594,19 @@ impl Engine {
                 calendar: &calendar,
                 assessor: &self.assessor,
             };
-            core::step(&def, &state, step.event, now, &ctx)?
+            if let Some(effect) = step.delivery
+                && state.received.iter().any(|r| r == effect)
+            {
+                return Err(EngineError::AlreadyReceived {
+                    instance: instance_id.to_string(),
+                    effect: effect.to_string(),
+                });
+            }
+            let mut transition = core::step(&def, &state, step.event, now, &ctx)?;
+            if let Some(effect) = step.delivery {
+                transition.state.received.push(effect.to_string());
+            }
+            transition
         };
         let (mut commit, after) = self.to_commit(
             &def,
@@ -691,6 +711,7 @@ impl Engine {
             fired_timer: None,
             completes: None,
             on_behalf_of: None,
+            delivery: None,
         };
         match self.apply(instance_id, step).await {
             Err(EngineError::NotFound { .. }) => Err(no_task()),
@@ -732,6 +753,7 @@ impl Engine {
             fired_timer: None,
             completes: Some(&completion),
             on_behalf_of: None,
+            delivery: None,
         };
         let outcome = self.apply(instance_id, step).await;
         match outcome {
@@ -797,6 +819,7 @@ impl Engine {
             fired_timer: None,
             completes: None,
             on_behalf_of,
+            delivery: None,
         };
         self.apply(instance_id, step).await
     }
@@ -827,6 +850,10 @@ struct Step<'a> {
     completes: Option<&'a TaskCompletion>,
     /// For whom the actor acted (`applicant`), recorded in the history row.
     on_behalf_of: Option<&'a str>,
+    /// The id of another case's `message` effect this step delivers: recorded in the
+    /// history row and in the case's state, and a state that has it already refuses the
+    /// step (`internal.rs`).
+    delivery: Option<&'a str>,
 }
 
 /// The instance a task belongs to: task ids are `{instance}-t{seq}` (see

@@ -33,6 +33,7 @@ impl Engine {
                 fired_timer: None,
                 completes: None,
                 on_behalf_of: None,
+                delivery: None,
             };
             match self.apply(&instance, step).await {
                 Ok(_) => recounted.changed.push(instance),

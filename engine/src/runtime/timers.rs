@@ -67,6 +67,7 @@ impl Engine {
                 fired_timer: Some(&timer.id),
                 completes: None,
                 on_behalf_of: None,
+                delivery: None,
             };
             match self.apply(&timer.instance_id, step).await {
                 Ok(report) => return Ok(TimerFiring::Fired(Box::new(report))),
@@ -136,7 +137,8 @@ impl Engine {
 
     /// Starts an instance of `process@version` under the given id (the scheduler derives it
     /// from the cron occurrence, so a second start of the same occurrence is a duplicate
-    /// key and fails with `conflict`).
+    /// key and fails with `conflict`). `parent` links a case started by another's
+    /// `start_process` to it (`internal.rs`).
     pub async fn start_with_id(
         &self,
         instance_id: &str,
@@ -144,10 +146,12 @@ impl Engine {
         version: i64,
         actor: &Actor,
         data: BTreeMap<String, Value>,
+        parent: Option<crate::core::ParentLink>,
     ) -> Result<StepReport, EngineError> {
         let def = self.definition(process, version).await?;
-        let (commit, after) = self.plan_start_with_id(&def, version, instance_id, actor, data)?;
-        let commit = self.commit_step(commit).await?;
+        let (commit, after) =
+            self.plan_start_with_id(&def, version, instance_id, actor, data, parent)?;
+        let commit = self.commit_start(commit).await?;
         let before = InstanceState::new(instance_id, &def.id, after.started_at);
         let changes = super::incident::incident_changes(&before, &after);
         self.instances.remember(&commit.instance, def, after);

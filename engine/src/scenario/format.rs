@@ -277,6 +277,7 @@ const ERROR_CODES: [&str; 6] = [
     "invalid_data",
     "conflict",
     "incident",
+    "duplicate",
 ];
 
 /// Parses a scenario file; every problem found is reported with its position.
@@ -414,10 +415,11 @@ fn convert_step(raw: &RawStep, index: usize, offset: FixedOffset) -> Result<Step
         && raw.message.is_none()
         && raw.correct.is_none()
         && raw.retry.is_none()
+        && raw.start.is_none()
         && handover.is_none()
     {
         return Err(
-            "expect_error goes with complete, message, correct, retry, claim, unclaim, reassign or delegate"
+            "expect_error goes with complete, message, correct, retry, start, claim, unclaim, reassign or delegate"
                 .into(),
         );
     }

@@ -3,8 +3,12 @@
 //! The format is the contract of `spec/scenarios.md`. Time moves only when a
 //! scenario says so; every timer due up to the new time fires, in due order,
 //! before the next step. Adapters are recorded: outward effects are kept and
-//! checked by `expect`, never delivered.
+//! checked by `expect`, never delivered — except the engine's own effects between the
+//! scenario's cases (`cross_case.rs`): `start_process` starts the child in memory (named
+//! `PROCESS@PARENT`), `message` steps the target case, and business keys are kept unique
+//! among the scenario's active cases, as the engine does.
 
+mod cross_case;
 mod files;
 mod format;
 mod matching;
@@ -59,6 +63,10 @@ struct PendingStart {
     data: BTreeMap<String, Value>,
     unit: String,
     parent: String,
+    /// Message the parent is sent once the child started or was refused as a duplicate.
+    reply: Option<String>,
+    /// Message the parent is sent when the child ends.
+    on_end: Option<String>,
 }
 
 struct Runner<'w> {
@@ -138,6 +146,19 @@ impl Runner<'_> {
         data: BTreeMap<String, Value>,
         name: &str,
     ) -> Result<(), String> {
+        self.start_linked(process, actor, data, name, None)
+            .map(|_| ())
+    }
+
+    /// Starts a case, linked to the case that asked for it; its instance id.
+    fn start_linked(
+        &mut self,
+        process: &str,
+        actor: Actor,
+        data: BTreeMap<String, Value>,
+        name: &str,
+        parent: Option<core::ParentLink>,
+    ) -> Result<String, String> {
         let def = self.world.definition(process, &self.dir)?;
         let mut calendar = self
             .world
@@ -146,9 +167,10 @@ impl Runner<'_> {
         if let Some(over) = &self.calendar_override {
             calendar = calendar.merged(over).map_err(|e| e.to_string())?;
         }
-        self.started += 1;
-        let id = format!("{}-{}", def.id, self.started);
-        let state = InstanceState::new(&id, &def.id, self.now);
+        // A refused start takes no number.
+        let id = format!("{}-{}", def.id, self.started + 1);
+        let mut state = InstanceState::new(&id, &def.id, self.now);
+        state.parent = parent;
         let event = Event::Start { actor, data };
         let ctx = Context {
             calendar: &calendar,
@@ -156,6 +178,8 @@ impl Runner<'_> {
         };
         let transition =
             core::step(&def, &state, &event, self.now, &ctx).map_err(|e| describe_error(&e))?;
+        self.check_key(&transition.state)?;
+        self.started += 1;
         let mut instance = Instance {
             def,
             calendar,
@@ -165,15 +189,19 @@ impl Runner<'_> {
         };
         let outward = record(&mut instance, &transition.effects);
         self.instances.push((name.to_string(), instance));
-        self.follow(outward)
+        self.follow(outward)?;
+        Ok(id)
     }
 
     /// Starts processes that effects ask for: now, or when the clock reaches `at`.
     fn follow(&mut self, outward: Vec<(String, serde_json::Value)>) -> Result<(), String> {
         for (parent, effect) in outward {
-            if effect.get("type").and_then(|t| t.as_str())
-                != Some(EffectKind::StartProcess.as_str())
-            {
+            let kind = effect.get("type").and_then(|t| t.as_str());
+            if kind == Some(EffectKind::Message.as_str()) {
+                self.message_effect(&parent, &effect)?;
+                continue;
+            }
+            if kind != Some(EffectKind::StartProcess.as_str()) {
                 continue;
             }
             let Some(process) = effect.get("process").and_then(|p| p.as_str()) else {
@@ -201,6 +229,8 @@ impl Runner<'_> {
                 data,
                 unit,
                 parent,
+                reply: text(&effect, "reply"),
+                on_end: text(&effect, "on_end"),
             });
         }
         self.start_due(self.now)
@@ -212,11 +242,9 @@ impl Runner<'_> {
             let actor = Actor {
                 user: "system".into(),
                 roles: vec!["admin".into()],
-                unit: pending.unit,
+                unit: pending.unit.clone(),
             };
-            let name = format!("{}@{}", pending.process, pending.parent);
-            self.start_instance(&pending.process, actor, pending.data, &name)
-                .map_err(|e| format!("starting {} for {}: {e}", pending.process, pending.parent))?;
+            self.start_child(pending, actor)?;
         }
         Ok(())
     }
@@ -233,6 +261,7 @@ impl Runner<'_> {
         self.instances
             .iter()
             .position(|(n, i)| n == name || i.state.id == name)
+            .or_else(|| self.child_by_parent_name(name))
             .ok_or_else(|| format!("no instance named {name}"))
     }
 
@@ -249,7 +278,15 @@ impl Runner<'_> {
                 process,
                 start,
                 name,
-            } => self.start(process, start, name),
+            } => match (self.start(process, start, name), &step.expect_error) {
+                (Ok(()), None) => Ok(()),
+                (Ok(()), Some(code)) => {
+                    Err(format!("expected error {code}, but the start was accepted"))
+                }
+                (Err(e), Some(code)) if e.starts_with(&format!("{code}:")) => Ok(()),
+                (Err(e), Some(code)) => Err(format!("expected error {code}, got {e}")),
+                (Err(e), None) => Err(e),
+            },
             // "Claims and completes": the claim is the same core event as a `claim:` step,
             // and the two are one step here (either both happen or, refused, neither).
             StepKind::Complete { node, by, data } => {
@@ -467,6 +504,14 @@ fn record(instance: &mut Instance, effects: &[Effect]) -> Vec<(String, serde_jso
         }
     }
     out
+}
+
+/// A text field of an effect.
+fn text(effect: &serde_json::Value, field: &str) -> Option<String> {
+    effect
+        .get(field)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
 fn describe_error(e: &StepError) -> String {

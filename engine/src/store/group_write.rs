@@ -545,6 +545,7 @@ async fn insert_effects<T: WriteTx>(
     steps: &[StepCommit],
     prepared: &[PreparedStep],
 ) -> Result<(), StoreError> {
+    super::keys::write_keys(tx, steps, prepared).await?;
     insert_rows(
         tx,
         "history (instance_id, seq, at, actor, event, node, data, prev_hash, hash, scheme, state_hash)",

@@ -17,6 +17,7 @@ mod chain;
 mod checkpoint;
 mod group_write;
 mod head_cache;
+mod keys;
 mod links;
 pub mod migrations;
 mod outbox;
@@ -36,6 +37,7 @@ use std::time::Duration;
 #[cfg(feature = "bench")]
 pub use bench::{BenchCounts, BenchDatabase};
 pub use chain::{GENESIS_HASH, TamperError, TamperKind, VerifiedChain, canonical_json, sha256_hex};
+pub use keys::KeyChange;
 pub use outbox::{OutboxEntry, OutboxStatus};
 pub use schedules::{ScheduleRow, StoreSummary};
 pub use timer_faults::ParkedTimer;
@@ -262,6 +264,9 @@ pub struct StepCommit {
     /// index entry of every column an UPDATE sets, even to its old value — a page written per
     /// index per step. The default (nothing known unchanged) writes every column.
     pub unchanged: Unchanged,
+    /// The business key this step claims (a start) or releases (an end): see
+    /// [`KeyChange`].
+    pub business_key: Option<KeyChange>,
 }
 
 /// See [`StepCommit::unchanged`].
@@ -373,6 +378,8 @@ pub enum ConflictReason {
     ClaimedByOther,
     /// The task is already closed.
     TaskClosed,
+    /// Another active case of the process holds the business key the start claims.
+    KeyTaken,
 }
 
 impl std::fmt::Display for ConflictReason {
@@ -383,6 +390,7 @@ impl std::fmt::Display for ConflictReason {
             ConflictReason::Serialization => "concurrent transactions could not be serialised",
             ConflictReason::ClaimedByOther => "task is claimed by another user",
             ConflictReason::TaskClosed => "task is already closed",
+            ConflictReason::KeyTaken => "an active case of the process has the same business key",
         })
     }
 }

@@ -58,6 +58,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "provisional",
         include_str!("../../migrations/postgres/0009_provisional.sql"),
     ),
+    (
+        11,
+        "business_keys",
+        include_str!("../../migrations/postgres/0011_business_keys.sql"),
+    ),
 ];
 
 const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2, attempts = attempts + 1 \

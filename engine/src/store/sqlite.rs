@@ -63,6 +63,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "provisional",
         include_str!("../../migrations/sqlite/0009_provisional.sql"),
     ),
+    (
+        11,
+        "business_keys",
+        include_str!("../../migrations/sqlite/0011_business_keys.sql"),
+    ),
 ];
 
 /// Page size of a database file this store creates (an existing file keeps its own). A step

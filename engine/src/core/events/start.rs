@@ -80,6 +80,7 @@ impl Run<'_> {
             return Err(invalid_all(problems));
         }
         self.refresh_builtins();
+        self.business_key()?;
         for i in 0..self.def.deadlines.len() {
             if self.def.deadlines[i].start.is_none() {
                 self.arm_deadline(i)?;
@@ -87,5 +88,35 @@ impl Run<'_> {
         }
         let token = self.new_token(self.def.start);
         self.enter(self.def.start, token)
+    }
+
+    /// The case's business key (`key:`), from its variables as they stand at start. A key
+    /// that cannot be computed, or is empty, refuses the start: the uniqueness it stands
+    /// for could not be kept.
+    fn business_key(&mut self) -> Result<(), StepError> {
+        let Some(expr) = &self.def.key else {
+            return Ok(());
+        };
+        let scope = self.scope(&[]);
+        match expr.eval(&scope) {
+            Ok(Value::Str(key)) if !key.trim().is_empty() => {
+                self.st.key = Some(key);
+                Ok(())
+            }
+            Ok(_) => Err(invalid(
+                "$",
+                &format!(
+                    "the business key `{}` is empty for this data",
+                    expr.source()
+                ),
+            )),
+            Err(e) => Err(invalid(
+                "$",
+                &format!(
+                    "the business key `{}` cannot be computed: {e}",
+                    expr.source()
+                ),
+            )),
+        }
     }
 }

@@ -132,6 +132,8 @@ impl Compiler<'_, '_> {
                 continue;
             }
             kind = Some(found.kind);
+            let body = self.ctx.entries(value, found.kind.as_str());
+            self.cross_case_checks(found.kind, value, body);
             fields = self.effect_body(found, value, scope);
         }
         match kind {
@@ -143,7 +145,7 @@ impl Compiler<'_, '_> {
                 item_name,
             }),
             None => {
-                self.ctx.error(&y.at, codes::E_MISSING_KEY, "an `emit` item needs an effect: notification, payment, payment_stop, start_process or escalation");
+                self.ctx.error(&y.at, codes::E_MISSING_KEY, "an `emit` item needs an effect: notification, payment, payment_stop, start_process, escalation or message");
                 None
             }
         }

@@ -37,6 +37,9 @@ impl Compiler<'_, '_> {
     }
 
     pub(super) fn role(&mut self, role: &str, at: &Pos) {
+        if role == SYSTEM_ROLE {
+            return;
+        }
         if let Some(known) = &self.load.roles
             && !known.contains(role)
         {
@@ -103,6 +106,25 @@ impl Compiler<'_, '_> {
                 None
             }
         }
+    }
+
+    /// The business key: a string expression over the declared variables (and built-ins)
+    /// as they stand at start. Written as a plain expression or an `=expression`.
+    pub(super) fn business_key(&mut self, y: &Yaml) -> Option<Expr> {
+        let YamlValue::Str(text) = &y.value else {
+            self.ctx.wrong_type(y, "a string expression", "key");
+            return None;
+        };
+        let skip = usize::from(text.starts_with('='));
+        let base = self.base.clone();
+        let scope = Scope::new(&base);
+        self.expr_at(
+            y,
+            text,
+            skip,
+            &scope,
+            Expect::Assignable(&Type::String, "key"),
+        )
     }
 
     // ---- variables and types ------------------------------------------------

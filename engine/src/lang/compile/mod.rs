@@ -9,6 +9,7 @@
 //! (heads, bodies, `next`, timers), `kinds` (tasks, multi, rules, handlers)
 //! and `deadlines` (deadlines, messages, schedules).
 
+mod cross_case;
 mod deadlines;
 mod effects;
 mod exprs;
@@ -178,6 +179,7 @@ impl<'c, 's> Compiler<'c, 's> {
             .get("variables")
             .map(|y| self.variables(y))
             .unwrap_or_default();
+        let key = top.get("key").and_then(|y| self.business_key(y));
 
         let node_items: &[Yaml] = match top.required(self.ctx, "nodes") {
             Some(y) => self.ctx.seq(y, "nodes"),
@@ -267,6 +269,7 @@ impl<'c, 's> Compiler<'c, 's> {
             deadlines,
             messages,
             schedules,
+            key,
         })
     }
 }
