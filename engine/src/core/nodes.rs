@@ -357,12 +357,21 @@ impl<'a> Run<'a> {
             ),
             ("outcome".to_string(), outcome),
         ]);
-        let fields = BTreeMap::from([
-            ("name".to_string(), Value::Str(name)),
-            ("case".to_string(), Value::Str(case)),
-            ("data".to_string(), Value::Object(data)),
-        ]);
-        self.push_outward(crate::lang::model::EffectKind::Message, fields);
+        // Built typed: the fields are the schema's own, so nothing here can fail to type.
+        let message = crate::effects::typed::Message {
+            name,
+            case: Some(case),
+            process: None,
+            key: None,
+            data,
+            extra: BTreeMap::new(),
+        };
+        let outward = crate::effects::Outward {
+            id: self.st.next_id('e'),
+            instance: self.st.id.clone(),
+            effect: crate::effects::TypedEffect::Message(message),
+        };
+        self.effects.push(super::effect::Effect::Outward(outward));
     }
 
     pub(in crate::core) fn node_idx(&self, id: &str) -> Result<NodeIdx, StepError> {

@@ -101,6 +101,7 @@ impl Engine {
             fired_timer: None,
             completes: None,
             on_behalf_of: None,
+            delivery: None,
         };
         let outcome = self.apply(instance, step).await;
         if let Err(EngineError::Step(StepError::Incident { message, .. })) = &outcome

@@ -270,7 +270,7 @@ struct RawExpect {
     incident: Option<serde_json::Value>,
 }
 
-const ERROR_CODES: [&str; 6] = [
+const ERROR_CODES: [&str; 7] = [
     "forbidden",
     "separation_of_duties",
     "not_found",
