@@ -452,6 +452,16 @@ impl Dispatcher {
                     },
                 },
             },
+            Route::Batch => match &self.payments {
+                None => Attempt::retryable("no payment ledger is configured on this node"),
+                Some(sink) => match sink.run_batch(&self.engine, entry, now).await {
+                    Ok(()) => Attempt::Done,
+                    Err(error) => Attempt::Failed {
+                        error: format!("batch run: {error}"),
+                        retryable: error.retryable,
+                    },
+                },
+            },
             Route::StartProcess => {
                 self.start_process(&entry.id, &entry.instance_id, &entry.payload, now)
                     .await

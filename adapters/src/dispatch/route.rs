@@ -20,6 +20,8 @@ pub enum Route {
     Escalation,
     Payment,
     StartProcess,
+    /// A batch node's run over the recipients: the payments ledger carries it out.
+    Batch,
 }
 
 /// Why an effect cannot be delivered as written. Waiting will not fix any of these: the
@@ -44,6 +46,7 @@ impl Route {
             "escalation" => Ok(Route::Escalation),
             "payment" | "payment_stop" => Ok(Route::Payment),
             "start_process" => Ok(Route::StartProcess),
+            "batch" => Ok(Route::Batch),
             other => Err(RouteError::UnknownType(other.to_string())),
         }
     }
@@ -185,6 +188,7 @@ mod tests {
             ("payment", Ok(Route::Payment)),
             ("payment_stop", Ok(Route::Payment)),
             ("start_process", Ok(Route::StartProcess)),
+            ("batch", Ok(Route::Batch)),
             ("fax", Err(RouteError::UnknownType("fax".into()))),
         ];
         for (kind, expected) in table {

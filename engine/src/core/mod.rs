@@ -12,6 +12,7 @@
 //! expressions see and what assignments and emitted effects do. They all add to the
 //! one `Run` of a step and name this module's items through `use crate::core::*`.
 
+pub mod batch;
 mod deadlines;
 pub mod effect;
 mod events;
@@ -29,8 +30,8 @@ use jiuzhu_rules::{Type, Value};
 use crate::calendar::Calendar;
 use crate::duration::Duration;
 use crate::lang::model::{
-    Assignment, Completion, Definition, EffectTemplate, EndStatus, NodeIdx, NodeKind, TaskDeadline,
-    TimerSpec, ValueTemplate,
+    Assignment, Completion, Definition, EffectKind, EffectTemplate, EndStatus, NodeIdx, NodeKind,
+    TaskDeadline, TimerSpec, ValueTemplate,
 };
 pub use effect::{Effect, Outward};
 pub use events::correct::{
@@ -155,6 +156,12 @@ pub trait Assessor {
     /// Returns the assessment as a typed object (decimals as `Value::Decimal`).
     fn assess(&self, program: &str, inputs: &BTreeMap<String, Value>)
     -> Result<Value, AssessError>;
+
+    /// The policy figures in force for `unit` on `as_of`, shaped like the policy file
+    /// (the `policy` an expression reads); `None` when no policy is in force.
+    fn policy(&self, _unit: &str, _as_of: chrono::NaiveDate) -> Option<Value> {
+        None
+    }
 }
 
 /// Why an assessment could not be made (missing inputs, an invalid household, no policy

@@ -236,7 +236,7 @@ impl InstanceState {
                         )));
                     }
                 }
-                NodeKind::Timer(_) | NodeKind::Receive(_) => {}
+                NodeKind::Timer(_) | NodeKind::Receive(_) | NodeKind::Batch(_) => {}
                 other => {
                     return Err(violation(format!(
                         "token resting at a node that does not wait: {} {other:?}",

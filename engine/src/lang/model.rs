@@ -35,6 +35,8 @@ pub struct Definition {
     pub messages: Vec<MessageDecl>,
     /// Recurring schedules declared by the definition (batch processes).
     pub schedules: Vec<ScheduleDecl>,
+    /// Some expression reads `policy` (the figures in force), so steps put it in scope.
+    pub reads_policy: bool,
 }
 
 impl Definition {
@@ -57,6 +59,7 @@ impl Definition {
         let handlers = self.nodes.iter().flat_map(|node| match &node.kind {
             NodeKind::Receive(recv) => recv.handlers.as_slice(),
             NodeKind::Task(task) => task.on.as_slice(),
+            NodeKind::Batch(batch) => std::slice::from_ref(&batch.done),
             _ => &[],
         });
         let declared: Vec<&[String]> = self
@@ -97,6 +100,10 @@ impl Definition {
                     for handler in &task.on {
                         out.extend(&handler.completion.emit);
                     }
+                }
+                NodeKind::Batch(batch) => {
+                    out.extend(&batch.each);
+                    out.extend(&batch.done.completion.emit);
                 }
                 _ => {}
             }
@@ -213,6 +220,8 @@ pub enum EffectKind {
     PaymentStop,
     StartProcess,
     Escalation,
+    /// A batch node's run over the recipients: emitted by the node itself, never by `emit`.
+    Batch,
 }
 
 impl EffectKind {
@@ -223,6 +232,7 @@ impl EffectKind {
             EffectKind::PaymentStop => "payment_stop",
             EffectKind::StartProcess => "start_process",
             EffectKind::Escalation => "escalation",
+            EffectKind::Batch => "batch",
         }
     }
 }
@@ -258,9 +268,33 @@ pub enum NodeKind {
     Timer(TimerSpec),
     /// Deferred choice: waits for one of several messages, or a timeout, whichever comes first.
     Receive(ReceiveDecl),
+    /// Runs one thing per recipient of a query of active benefits, then continues
+    /// with `batch` (count, total) in scope (`docs/batches.md`).
+    Batch(BatchDecl),
     /// Ends the instance.
     End { status: EndStatus },
 }
+
+/// A batch node: what it asks for (`over`, `run_key`), what it does per recipient
+/// (`each`, with `recipient` in scope) and what it does once the run reports back.
+#[derive(Debug, Clone)]
+pub struct BatchDecl {
+    /// The query: `benefits` (programs), `unit`, `as_of`, `per` (household | benefit).
+    pub over: Vec<(String, ValueTemplate)>,
+    /// Same key, same run: nobody is paid twice under one key.
+    pub run_key: Expr,
+    /// The effects made per recipient (payments), evaluated by whoever expands the run.
+    pub each: Vec<EffectTemplate>,
+    /// The report the node waits for (message [`BATCH_DONE`]); its completion is the
+    /// node's `set`/`outcome`/`next`, with the report in scope as `batch`.
+    pub done: MessageHandler,
+}
+
+/// The message that reports a batch run's end to the case waiting at its node.
+pub const BATCH_DONE: &str = "batch_done";
+
+/// The role the report of a batch run is sent with: no person holds it.
+pub const BATCH_SENDER_ROLE: &str = "system";
 
 #[derive(Debug, Clone)]
 pub struct TaskDecl {

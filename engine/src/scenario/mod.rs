@@ -5,6 +5,7 @@
 //! before the next step. Adapters are recorded: outward effects are kept and
 //! checked by `expect`, never delivered.
 
+mod batches;
 mod files;
 mod format;
 mod matching;
@@ -70,6 +71,10 @@ struct Runner<'w> {
     instances: Vec<(String, Instance)>,
     pending_starts: Vec<PendingStart>,
     started: usize,
+    /// The scenario's `benefits:` fixture, for batch runs.
+    benefits: Vec<batches::BenefitFixture>,
+    /// Batch runs done: run key → the case that ran it.
+    batch_runs: BTreeMap<String, String>,
 }
 
 /// Runs one parsed scenario. `file` is the scenario's path (for relative `process`/`policy` paths).
@@ -104,6 +109,8 @@ fn run_inner(
         instances: Vec::new(),
         pending_starts: Vec::new(),
         started: 0,
+        benefits: scenario.benefits.clone(),
+        batch_runs: BTreeMap::new(),
     };
     let main_process = scenario
         .start
@@ -171,9 +178,12 @@ impl Runner<'_> {
     /// Starts processes that effects ask for: now, or when the clock reaches `at`.
     fn follow(&mut self, outward: Vec<(String, serde_json::Value)>) -> Result<(), String> {
         for (parent, effect) in outward {
-            if effect.get("type").and_then(|t| t.as_str())
-                != Some(EffectKind::StartProcess.as_str())
-            {
+            let kind = effect.get("type").and_then(|t| t.as_str());
+            if kind == Some(EffectKind::Batch.as_str()) {
+                self.run_batch(&parent, &effect)?;
+                continue;
+            }
+            if kind != Some(EffectKind::StartProcess.as_str()) {
                 continue;
             }
             let Some(process) = effect.get("process").and_then(|p| p.as_str()) else {
@@ -365,6 +375,21 @@ impl Runner<'_> {
                 self.follow(outward)
             }
         }
+    }
+
+    /// Applies one event to instance `idx` outside a scenario step (a batch's report).
+    fn step_instance(&mut self, idx: usize, event: &Event) -> Result<(), String> {
+        let now = self.now;
+        let instance = &mut self.instances[idx].1;
+        let ctx = Context {
+            calendar: &instance.calendar,
+            assessor: self.assessor.as_ref(),
+        };
+        let transition = core::step(&instance.def, &instance.state, event, now, &ctx)
+            .map_err(|e| describe_error(&e))?;
+        instance.state = transition.state;
+        let outward = record(instance, &transition.effects);
+        self.follow(outward)
     }
 
     fn advance_target(&self, duration: &Duration) -> Result<DateTime<FixedOffset>, String> {

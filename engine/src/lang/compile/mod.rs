@@ -9,6 +9,7 @@
 //! (heads, bodies, `next`, timers), `kinds` (tasks, multi, rules, handlers)
 //! and `deadlines` (deadlines, messages, schedules).
 
+mod batch;
 mod deadlines;
 mod effects;
 mod exprs;
@@ -38,7 +39,7 @@ pub const MAX_NODES: usize = 1000;
 
 /// The node types and the keys each accepts besides `id`, `type` and `name`.
 const NODE_TYPES: &[&str] = &[
-    "task", "rule", "compute", "choice", "parallel", "join", "timer", "receive", "end",
+    "task", "rule", "compute", "choice", "parallel", "join", "timer", "receive", "batch", "end",
 ];
 
 const TYPE_NAMES: &[&str] = &[
@@ -109,6 +110,8 @@ pub struct Compiler<'c, 's> {
     pub process_refs: Vec<ProcessRef>,
     /// (join node, its split, position of `of`), resolved once all nodes exist.
     joins: Vec<(NodeIdx, NodeIdx, Pos)>,
+    /// Some expression reads `policy`.
+    reads_policy: bool,
 }
 
 impl<'c, 's> Compiler<'c, 's> {
@@ -125,6 +128,7 @@ impl<'c, 's> Compiler<'c, 's> {
             deadline_ids: BTreeMap::new(),
             process_refs: Vec::new(),
             joins: Vec::new(),
+            reads_policy: false,
         }
     }
 
@@ -267,6 +271,7 @@ impl<'c, 's> Compiler<'c, 's> {
             deadlines,
             messages,
             schedules,
+            reads_policy: self.reads_policy,
         })
     }
 }
