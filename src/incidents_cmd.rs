@@ -21,7 +21,6 @@ use serde_json::{Value as Json, json};
 
 use crate::lifecycle::{Session, fail};
 
-
 /// The `kind` of a parked timer in the JSON list (a dead effect's `kind` is its effect
 /// type: `notification`, `payment`, `tampered` …; no effect type is called `timer`).
 const TIMER_KIND: &str = "timer";

@@ -11,6 +11,7 @@ mod diagram_cmd;
 mod errors;
 mod incidents_cmd;
 mod lifecycle;
+mod load_batch_cmd;
 mod load_cmd;
 mod logging;
 mod output;
@@ -265,6 +266,13 @@ enum Command {
         #[arg(long)]
         instances: usize,
     },
+    /// Run a heating aid batch over N recipients, printing its progress (crash testing).
+    #[command(hide = true)]
+    LoadBatch {
+        /// How many recipients' benefits to seed.
+        #[arg(long)]
+        recipients: usize,
+    },
     /// Payments: monthly run and bank file, gateway, the bank's results, the monthly report.
     Payments {
         #[command(subcommand)]
@@ -434,6 +442,10 @@ fn main() -> ExitCode {
         Command::Status => read_cmd(global, async |s| views::status(&s.view(false)).await),
         Command::Load { instances } => match global.paths() {
             Ok(paths) => load_cmd::run(&paths.db, &paths.definitions, instances),
+            Err(e) => errors::report(&e),
+        },
+        Command::LoadBatch { recipients } => match global.paths() {
+            Ok(paths) => load_batch_cmd::run(&paths.db, &paths.definitions, recipients),
             Err(e) => errors::report(&e),
         },
         Command::Bench(args) => bench::run(args),

@@ -38,6 +38,15 @@ pub enum PaymentsCommand {
         /// The bank's result file (CSV: reference,status,reason).
         file: PathBuf,
     },
+    /// Batch runs over the recipients (heating aid, price subsidy): run key, case,
+    /// status and progress (recipients done of listed, paid, total).
+    Batches {
+        /// Only the run under this key.
+        run_key: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Totals per program and unit for a month.
     Report {
         /// YYYY-MM
@@ -157,6 +166,29 @@ pub async fn run(
         }
         PaymentsCommand::Report { month: text, json } => {
             report(&engine.store, options, text, *json).await?;
+        }
+        PaymentsCommand::Batches { run_key, json } => {
+            let runs = ledger.batches(run_key.as_deref()).await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else if runs.is_empty() {
+                println!("no batch runs");
+            } else {
+                println!("run_key\tcase\tstatus\tas_of\tdone/recipients\tpaid\ttotal");
+                for run in &runs {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}/{}\t{}\t{}",
+                        run.run_key,
+                        run.case_id,
+                        run.status,
+                        run.as_of,
+                        run.done,
+                        run.recipients,
+                        run.paid,
+                        run.total
+                    );
+                }
+            }
         }
     }
     Ok(0)

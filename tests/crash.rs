@@ -365,3 +365,132 @@ async fn check_database(db: &Path, definitions: &Path, acks: &[Ack], poison: &st
     }
     store.close().await;
 }
+
+/// Recipients of the batch crash test; every tenth benefit was stopped before the run.
+const BATCH_RECIPIENTS: usize = 300;
+const BATCH_KILLS: usize = 6;
+
+/// Runs `jiuzhu load-batch` until it has printed `kill_after` progress lines (then
+/// SIGKILLs it) or finishes. Returns whether it finished.
+fn run_load_batch(db: &Path, definitions: &Path, kill_after: Option<usize>) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jiuzhu"))
+        .args([
+            "load-batch",
+            "--recipients",
+            &BATCH_RECIPIENTS.to_string(),
+            "--db",
+        ])
+        .arg(db)
+        .arg("--definitions")
+        .arg(definitions)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start jiuzhu load-batch");
+    let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    let (mut seen, mut finished) = (0, false);
+    loop {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .expect("read the child's output");
+        if read == 0 || !line.ends_with('\n') {
+            break;
+        }
+        if line == "done\n" {
+            finished = true;
+            break;
+        }
+        assert!(line.starts_with("progress "), "unexpected output: {line:?}");
+        seen += 1;
+        if kill_after == Some(seen) {
+            child.kill().expect("SIGKILL the child");
+            break;
+        }
+    }
+    let status = child.wait().expect("reap the child");
+    if kill_after.is_none() || finished {
+        let mut stderr = String::new();
+        if let Some(mut err) = child.stderr.take() {
+            std::io::Read::read_to_string(&mut err, &mut stderr).ok();
+        }
+        assert!(
+            finished && status.success(),
+            "load-batch did not finish: {status}\n{stderr}"
+        );
+    }
+    finished
+}
+
+#[test]
+fn a_batch_killed_midway_and_restarted_pays_each_recipient_once() {
+    let seed = seed();
+    println!("batch crash test seed {seed} (replay with JIUZHU_CRASH_SEED={seed})");
+    let mut random = Random(seed);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("batch.db");
+    let definitions = dir.path().join("processes");
+    copy_dir(&processes(), &definitions);
+    let mut kills = 0;
+    while kills < BATCH_KILLS {
+        let kill_after = 1 + random.below(40) as usize;
+        if run_load_batch(&db, &definitions, Some(kill_after)) {
+            break;
+        }
+        kills += 1;
+    }
+    assert!(kills >= 2, "only {kills} kills before the batch finished");
+    run_load_batch(&db, &definitions, None);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = Store::open(&format!("sqlite:{}", db.display()))
+            .await
+            .expect("open the crashed database");
+        let ledger = jiuzhu_adapters::payments::Ledger::open(&store)
+            .await
+            .expect("ledger");
+        let paid: Vec<String> = ledger
+            .instructions(None, None)
+            .await
+            .expect("instructions")
+            .into_iter()
+            .filter(|i| i.program == "heating_aid")
+            .map(|i| i.case_id)
+            .collect();
+        let active = BATCH_RECIPIENTS - BATCH_RECIPIENTS / 10;
+        let distinct: BTreeSet<&String> = paid.iter().collect();
+        assert_eq!(
+            paid.len(),
+            active,
+            "{kills} kills: one payment per active household"
+        );
+        assert_eq!(distinct.len(), active, "nobody paid twice");
+        for i in (9..BATCH_RECIPIENTS).step_by(10) {
+            let stopped = format!("household-{i:05}");
+            assert!(!distinct.contains(&stopped), "{stopped} was stopped");
+        }
+        let runs = ledger.batches(None).await.expect("runs");
+        assert_eq!(runs.len(), 1, "{runs:?}");
+        assert_eq!(
+            (runs[0].status.as_str(), runs[0].done, runs[0].paid),
+            ("done", active as i64, active as i64)
+        );
+        let cases = store
+            .list_instances(&InstanceFilter {
+                process_id: Some("heating_aid".into()),
+                ..InstanceFilter::default()
+            })
+            .await
+            .expect("cases");
+        assert_eq!(cases.len(), 1, "one case");
+        assert_eq!(cases[0].status, "completed");
+        store.close().await;
+    });
+    println!("{kills} kills during the batch");
+}

@@ -37,6 +37,14 @@ impl Assessor for RulesAssessor {
         self.assess_program(program, inputs)
             .map_err(AssessError::new)
     }
+
+    fn policy(&self, unit: &str, as_of: chrono::NaiveDate) -> Option<Value> {
+        let policy = match &self.policies {
+            Policies::Fixed(policy) => Some(policy.as_ref()),
+            Policies::Set(set) => set.select(unit, as_of),
+        };
+        policy.map(Policy::to_value)
+    }
 }
 
 impl RulesAssessor {

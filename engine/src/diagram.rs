@@ -29,6 +29,7 @@ pub fn mermaid(definition: &Definition) -> String {
             NodeKind::Rule(rule) => format!("{id}[[\"{label}<br/>{}\"]]", escape(&rule.program)),
             NodeKind::Compute => format!("{id}(\"{label}\")"),
             NodeKind::Choice | NodeKind::Receive(_) => format!("{id}{{\"{label}\"}}"),
+            NodeKind::Batch(_) => format!("{id}[/\"{label}\"/]"),
             NodeKind::Parallel { .. } | NodeKind::Join { .. } => format!("{id}{{{{\"{label}\"}}}}"),
             NodeKind::Timer(spec) => format!("{id}((\"{label}<br/>{}\"))", timer_text(spec)),
             NodeKind::End { .. } => format!("{id}([\"{label}\"])"),
@@ -64,6 +65,9 @@ pub fn mermaid(definition: &Definition) -> String {
                     let label = format!("超时 {}", timer_text(spec));
                     transitions(&mut out, &from, definition, completion, Some(&label));
                 }
+            }
+            NodeKind::Batch(batch) => {
+                transitions(&mut out, &from, definition, &batch.done.completion, None);
             }
             NodeKind::Task(task) => {
                 transitions(&mut out, &from, definition, &node.completion, None);

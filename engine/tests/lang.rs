@@ -85,6 +85,7 @@ fn the_definition_with_every_node_type_compiles() {
             NodeKind::Join { .. } => "join",
             NodeKind::Timer(_) => "timer",
             NodeKind::Receive(_) => "receive",
+            NodeKind::Batch(_) => "batch",
             NodeKind::End { .. } => "end",
         })
         .collect();

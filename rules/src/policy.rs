@@ -24,8 +24,28 @@ pub struct Policy {
     pub low_income: LowIncomePolicy,
     pub tekun: TekunPolicy,
     pub temporary_aid: TemporaryAidPolicy,
+    /// Optional: the yearly heating aid paid over the recipients (`heating_aid`).
+    pub heating_aid: Option<HeatingAidPolicy>,
+    /// Optional: the price-linked subsidy paid over the recipients (`price_subsidy`).
+    pub price_subsidy: Option<PriceSubsidyPolicy>,
     /// The file it was read from, for messages (`policy.yaml`).
     pub source: String,
+}
+
+/// 取暖救助: one payment per household each heating season.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeatingAidPolicy {
+    pub per_household: Decimal,
+    /// Low-income households are paid too.
+    pub includes_low_income: bool,
+}
+
+/// 价格临时补贴: paid when a month's price rise reaches the threshold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriceSubsidyPolicy {
+    /// A monthly CPI rise (percent) at or above this triggers the subsidy.
+    pub threshold_percent: Decimal,
+    pub per_person: Decimal,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -158,13 +178,24 @@ impl Reader {
 
     /// The children of a mapping that must have exactly `keys`.
     fn map<'n>(&mut self, node: Option<&'n Node>, path: &str, keys: &[&str]) -> Option<&'n Node> {
+        self.map_with_optional(node, path, keys, &[])
+    }
+
+    /// The children of a mapping that must have `keys` and may have `optional` ones.
+    fn map_with_optional<'n>(
+        &mut self,
+        node: Option<&'n Node>,
+        path: &str,
+        keys: &[&str],
+        optional: &[&str],
+    ) -> Option<&'n Node> {
         let node = node?;
         let Some(entries) = node.as_map() else {
             self.problem(path, Some(node), "must be a mapping");
             return None;
         };
         for (key, _) in entries {
-            if !keys.contains(&key.name.as_str()) {
+            if !keys.contains(&key.name.as_str()) && !optional.contains(&key.name.as_str()) {
                 self.problems.push(PolicyProblem {
                     path: join(path, &key.name),
                     line: key.line,
@@ -298,7 +329,7 @@ impl Policy {
         let mut r = Reader {
             problems: Vec::new(),
         };
-        let top = r.map(
+        let top = r.map_with_optional(
             Some(&root),
             "",
             &[
@@ -309,6 +340,7 @@ impl Policy {
                 "tekun",
                 "temporary_aid",
             ],
+            &["heating_aid", "price_subsidy"],
         );
         let effective_from = r.date(top, "effective_from");
         let jurisdiction = r.text(top, "jurisdiction");
@@ -411,6 +443,29 @@ impl Policy {
             );
         }
 
+        let heating_aid = top.and_then(|t| t.get("heating_aid")).map(|node| {
+            let section = r.map(
+                Some(node),
+                "heating_aid",
+                &["per_household", "includes_low_income"],
+            );
+            HeatingAidPolicy {
+                per_household: r.amount(section, "per_household", "heating_aid"),
+                includes_low_income: r.boolean(section, "includes_low_income", "heating_aid"),
+            }
+        });
+        let price_subsidy = top.and_then(|t| t.get("price_subsidy")).map(|node| {
+            let section = r.map(
+                Some(node),
+                "price_subsidy",
+                &["threshold_percent", "per_person"],
+            );
+            PriceSubsidyPolicy {
+                threshold_percent: r.amount(section, "threshold_percent", "price_subsidy"),
+                per_person: r.amount(section, "per_person", "price_subsidy"),
+            }
+        });
+
         if !r.problems.is_empty() {
             return Err(PolicyError::Invalid {
                 file: file.to_string(),
@@ -424,6 +479,8 @@ impl Policy {
             low_income,
             tekun,
             temporary_aid,
+            heating_aid,
+            price_subsidy,
             source: file.to_string(),
         })
     }
@@ -520,6 +577,26 @@ impl Policy {
                     ),
                 ]),
             ),
+            // An optional section the file lacks is null: reading a figure of it fails
+            // the expression, naming the section.
+            (
+                "heating_aid",
+                self.heating_aid.as_ref().map_or(Value::Null, |h| {
+                    obj(vec![
+                        ("per_household", d(h.per_household)),
+                        ("includes_low_income", Value::Bool(h.includes_low_income)),
+                    ])
+                }),
+            ),
+            (
+                "price_subsidy",
+                self.price_subsidy.as_ref().map_or(Value::Null, |p| {
+                    obj(vec![
+                        ("threshold_percent", d(p.threshold_percent)),
+                        ("per_person", d(p.per_person)),
+                    ])
+                }),
+            ),
         ])
     }
 
@@ -572,6 +649,17 @@ impl Policy {
                     ("advance_cap", dec()),
                     ("disposable_income_per_capita", dec()),
                 ]),
+            ),
+            (
+                "heating_aid",
+                obj(vec![
+                    ("per_household", dec()),
+                    ("includes_low_income", Type::Bool),
+                ]),
+            ),
+            (
+                "price_subsidy",
+                obj(vec![("threshold_percent", dec()), ("per_person", dec())]),
             ),
         ])
     }

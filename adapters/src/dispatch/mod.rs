@@ -451,6 +451,16 @@ impl Dispatcher {
                 },
             },
             Route::Internal => self.deliver_internal(entry, now).await,
+            Route::Batch => match &self.payments {
+                None => Attempt::retryable("no payment ledger is configured on this node"),
+                Some(sink) => match sink.run_batch(&self.engine, entry, now).await {
+                    Ok(()) => Attempt::Done,
+                    Err(error) => Attempt::Failed {
+                        error: format!("batch run: {error}"),
+                        retryable: error.retryable,
+                    },
+                },
+            },
         }
     }
 

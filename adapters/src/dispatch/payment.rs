@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
+use jiuzhu_engine::runtime::Engine;
 use jiuzhu_engine::store::{OutboxRow, StoreError};
 
 use crate::payments::{Ledger, PaymentError};
@@ -22,6 +23,21 @@ pub trait PaymentSink: Send + Sync {
     /// Applies one effect at `now`. Applying an effect id a second time must change
     /// nothing and succeed.
     fn apply_payment<'a>(&'a self, entry: &'a OutboxRow, now: DateTime<Utc>) -> ApplyFuture<'a>;
+
+    /// Carries out a `batch` request (one payment per recipient, then the report to the
+    /// case). Delivering it again must resume the run and pay nobody twice.
+    fn run_batch<'a>(
+        &'a self,
+        _engine: &'a Engine,
+        _entry: &'a OutboxRow,
+        _now: DateTime<Utc>,
+    ) -> ApplyFuture<'a> {
+        Box::pin(async {
+            Err(PaymentSinkError::permanent(
+                "this payment sink does not run batches",
+            ))
+        })
+    }
 }
 
 /// A payment effect the sink did not take, and whether trying again may help.
@@ -56,6 +72,12 @@ impl PaymentSinkError {
 fn ledger_failure_is_retryable(error: &PaymentError) -> bool {
     match error {
         PaymentError::Conflict(_) | PaymentError::Database(_) => true,
+        // A case busy with another step, or the engine's database passing trouble.
+        PaymentError::BatchEngine { source, .. } => matches!(
+            source,
+            jiuzhu_engine::runtime::EngineError::Conflict { .. }
+                | jiuzhu_engine::runtime::EngineError::Store(_)
+        ),
         PaymentError::Store(store) => matches!(
             store,
             StoreError::Conflict { .. }
@@ -77,6 +99,23 @@ impl PaymentSink for Ledger {
             self.apply_outbox(entry, now)
                 .await
                 .map(|_applied| ())
+                .map_err(|error| PaymentSinkError {
+                    retryable: ledger_failure_is_retryable(&error),
+                    source: Box::new(error),
+                })
+        })
+    }
+
+    fn run_batch<'a>(
+        &'a self,
+        engine: &'a Engine,
+        entry: &'a OutboxRow,
+        now: DateTime<Utc>,
+    ) -> ApplyFuture<'a> {
+        Box::pin(async move {
+            self.run_batch(engine, entry, now)
+                .await
+                .map(|_outcome| ())
                 .map_err(|error| PaymentSinkError {
                     retryable: ledger_failure_is_retryable(&error),
                     source: Box::new(error),

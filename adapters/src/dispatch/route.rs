@@ -19,6 +19,8 @@ pub enum Route {
     Payment,
     /// `start_process` and `message`: carried out by the engine itself.
     Internal,
+    /// A batch node's run over the recipients: the payments ledger carries it out.
+    Batch,
 }
 
 /// Why an effect cannot be delivered as written. Waiting will not fix any of these: the
@@ -39,6 +41,10 @@ impl Route {
     /// The route for an outbox row's `kind` (the payload's `type`), one per effect kind
     /// of the engine's schema.
     pub fn of(kind: &str) -> Result<Route, RouteError> {
+        // A batch run is the node's own request, not an effect a definition may emit.
+        if kind == EffectKind::Batch.as_str() {
+            return Ok(Route::Batch);
+        }
         let schema =
             schema::by_name(kind).ok_or_else(|| RouteError::UnknownType(kind.to_string()))?;
         Ok(match schema.kind {
@@ -46,6 +52,7 @@ impl Route {
             EffectKind::Escalation => Route::Escalation,
             EffectKind::Payment | EffectKind::PaymentStop => Route::Payment,
             EffectKind::StartProcess | EffectKind::Message => Route::Internal,
+            EffectKind::Batch => Route::Batch,
         })
     }
 }
@@ -100,6 +107,7 @@ mod tests {
             ("payment_stop", Ok(Route::Payment)),
             ("start_process", Ok(Route::Internal)),
             ("message", Ok(Route::Internal)),
+            ("batch", Ok(Route::Batch)),
             ("fax", Err(RouteError::UnknownType("fax".into()))),
         ];
         for (kind, expected) in table {

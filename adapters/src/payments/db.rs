@@ -23,16 +23,30 @@ use super::results::{PaymentResult, ResultOutcome};
 pub(super) const MIGRATIONS: ComponentMigrations = ComponentMigrations {
     component: "adapters",
     versions: migrations::ADAPTERS_VERSIONS,
-    sqlite: &[(
-        1001,
-        "payments",
-        include_str!("../../migrations/sqlite/1001_payments.sql"),
-    )],
-    postgres: &[(
-        1001,
-        "payments",
-        include_str!("../../migrations/postgres/1001_payments.sql"),
-    )],
+    sqlite: &[
+        (
+            1001,
+            "payments",
+            include_str!("../../migrations/sqlite/1001_payments.sql"),
+        ),
+        (
+            1002,
+            "batches",
+            include_str!("../../migrations/sqlite/1002_batches.sql"),
+        ),
+    ],
+    postgres: &[
+        (
+            1001,
+            "payments",
+            include_str!("../../migrations/postgres/1001_payments.sql"),
+        ),
+        (
+            1002,
+            "batches",
+            include_str!("../../migrations/postgres/1002_batches.sql"),
+        ),
+    ],
 };
 
 /// Rows per multi-row INSERT: 19 parameters a row stays far below both databases' limits.
@@ -42,7 +56,7 @@ const INSTRUCTION_COLUMNS: &str = "id, kind, benefit_id, month, case_id, program
      payee_name, id_number, account, amount, due_on, installment, installments, effect_id, \
      reissue_of, status, channel, batch_id, failure_reason";
 
-const ENTRY_COLUMNS: &str = "e.seq, e.kind, e.effective_month, e.monthly_amount, e.until_month, \
+pub(super) const ENTRY_COLUMNS: &str = "e.seq, e.kind, e.effective_month, e.monthly_amount, e.until_month, \
      e.review_on, e.payee_name, e.id_number, e.account";
 
 fn date_text(date: NaiveDate) -> String {
@@ -63,7 +77,7 @@ fn parse_month(text: &str) -> Result<YearMonth, PaymentError> {
     })
 }
 
-fn parse_amount(text: &str) -> Result<Decimal, PaymentError> {
+pub(super) fn parse_amount(text: &str) -> Result<Decimal, PaymentError> {
     Decimal::from_str(text).map_err(|_| PaymentError::Corrupt {
         what: "amount",
         value: text.to_owned(),
@@ -195,7 +209,7 @@ macro_rules! backend_ops {
             }
 
             /// `row` starts with the columns of `ENTRY_COLUMNS` at `at`.
-            fn entry_row(row: &DbRow, at: usize) -> Result<BenefitEntry, PaymentError> {
+            pub(crate) fn entry_row(row: &DbRow, at: usize) -> Result<BenefitEntry, PaymentError> {
                 let kind: String = row.try_get(at + 1)?;
                 let month: String = row.try_get(at + 2)?;
                 let amount: Option<String> = row.try_get(at + 3)?;

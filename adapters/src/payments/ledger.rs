@@ -282,7 +282,7 @@ impl Ledger {
 
     /// The ledger's handle on the database; the first call runs its migrations (two
     /// first calls at once both run them, which the migrator makes harmless).
-    async fn db(&self) -> Result<&ComponentDb, PaymentError> {
+    pub(super) async fn db(&self) -> Result<&ComponentDb, PaymentError> {
         if let Some(db) = self.db.get() {
             return Ok(db);
         }
@@ -295,7 +295,15 @@ impl Ledger {
         self
     }
 
-    fn today(&self, now: DateTime<Utc>) -> NaiveDate {
+    pub(super) fn offset(&self) -> FixedOffset {
+        self.offset
+    }
+
+    pub(super) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(super) fn today(&self, now: DateTime<Utc>) -> NaiveDate {
         now.with_timezone(&self.offset).date_naive()
     }
 

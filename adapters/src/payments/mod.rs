@@ -17,6 +17,7 @@
 //! payment, the effect id (`:k` for a staged installment) for a one-off.
 
 mod bank_file;
+mod batch;
 mod db;
 mod effect;
 mod gateway;
@@ -28,6 +29,7 @@ mod schedule;
 use std::path::PathBuf;
 
 pub use bank_file::{BankColumn, BankFileConfig, ColumnSpec, write_bank_file};
+pub use batch::{BatchOutcome, BatchProgress, BatchRequest};
 pub use effect::{
     ADVANCE_PURPOSE, EffectError, EffectProblem, LedgerEffect, PaymentOrder, Schedule, StopOrder,
 };
@@ -102,6 +104,17 @@ pub enum PaymentError {
     #[error(transparent)]
     Gateway(#[from] GatewayError),
     /// Opening the `payment_fix` task through the engine failed.
+    /// A batch request that cannot be carried out as written: malformed, or an `each`
+    /// expression failing for a recipient.
+    #[error("batch {run_key:?}: {problem}")]
+    Batch { run_key: String, problem: String },
+    /// Loading a batch's case, or reporting to it, failed in the engine.
+    #[error("batch {run_key:?}: the engine refused")]
+    BatchEngine {
+        run_key: String,
+        #[source]
+        source: jiuzhu_engine::runtime::EngineError,
+    },
     #[error("opening a payment_fix task for {reference:?}")]
     OpenFix {
         reference: String,

@@ -12,6 +12,7 @@
 //! expressions see and what assignments and emitted effects do. They all add to the
 //! one `Run` of a step and name this module's items through `use crate::core::*`.
 
+pub mod batch;
 mod deadlines;
 pub mod effect;
 mod events;
@@ -29,8 +30,8 @@ use jiuzhu_rules::{Type, Value};
 use crate::calendar::Calendar;
 use crate::duration::Duration;
 use crate::lang::model::{
-    Assignment, Completion, Definition, EffectTemplate, EndStatus, NodeIdx, NodeKind, TaskDeadline,
-    TimerSpec, ValueTemplate,
+    Assignment, Completion, Definition, EffectKind, EffectTemplate, EndStatus, NodeIdx, NodeKind,
+    TaskDeadline, TimerSpec, ValueTemplate,
 };
 pub use effect::{Effect, Outward};
 pub use events::correct::{
@@ -39,7 +40,8 @@ pub use events::correct::{
 pub use events::handover::is_supervisor_role;
 pub use events::retry::RULE_FAILED;
 pub use state::{
-    CaseIncident, DeadlineState, InstanceState, OpenTask, ParentLink, Status, Timer, TimerKind, Token,
+    CaseIncident, DeadlineState, InstanceState, OpenTask, ParentLink, Status, Timer, TimerKind,
+    Token,
 };
 
 /// Who acts: a user with roles in a unit.
@@ -209,6 +211,12 @@ pub trait Assessor {
     /// Returns the assessment as a typed object (decimals as `Value::Decimal`).
     fn assess(&self, program: &str, inputs: &BTreeMap<String, Value>)
     -> Result<Value, AssessError>;
+
+    /// The policy figures in force for `unit` on `as_of`, shaped like the policy file
+    /// (the `policy` an expression reads); `None` when no policy is in force.
+    fn policy(&self, _unit: &str, _as_of: chrono::NaiveDate) -> Option<Value> {
+        None
+    }
 }
 
 /// Why an assessment could not be made (missing inputs, an invalid household, no policy

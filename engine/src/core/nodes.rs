@@ -92,6 +92,7 @@ impl<'a> Run<'a> {
             }
             NodeKind::Timer(spec) => self.enter_timer(&node.id, spec, token),
             NodeKind::Receive(recv) => self.enter_receive(&node.id, recv, token),
+            NodeKind::Batch(batch) => self.enter_batch(&node.id, batch, token),
             NodeKind::End { status } => {
                 self.work.push(Work::End(*status));
                 self.finish(&node.completion, token, &node_id, &[])

@@ -57,7 +57,19 @@ impl Run<'_> {
                     .unwrap_or(Value::Null),
             ),
             ("open_task_roles".to_string(), Value::List(roles)),
+            ("policy".to_string(), self.policy_in_force()),
         ])
+    }
+
+    /// The figures in force for the case's unit today, for a definition that reads them.
+    fn policy_in_force(&self) -> Value {
+        if !self.def.reads_policy {
+            return Value::Null;
+        }
+        self.ctx
+            .assessor
+            .policy(&self.st.unit, self.now.date_naive())
+            .unwrap_or(Value::Null)
     }
 
     /// What an expression sees: `extras` (form, message, result …), then built-ins, then variables.

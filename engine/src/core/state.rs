@@ -283,7 +283,7 @@ impl InstanceState {
                         )));
                     }
                 }
-                NodeKind::Timer(_) | NodeKind::Receive(_) => {}
+                NodeKind::Timer(_) | NodeKind::Receive(_) | NodeKind::Batch(_) => {}
                 // A rule step that failed waits for its retry.
                 NodeKind::Rule(_) if self.incidents.iter().any(|i| i.token == token.id) => {}
                 other => {

@@ -253,12 +253,20 @@ const START_PROCESS: &[FieldSpec] = &[
         Text,
         "message the parent gets once the child started or was refused as a duplicate",
     ),
-    field("on_end", Text, "message the parent gets when the child ends"),
+    field(
+        "on_end",
+        Text,
+        "message the parent gets when the child ends",
+    ),
 ];
 
 const MESSAGE: &[FieldSpec] = &[
     required(field("name", Text, "the message the other case receives")),
-    field("case", Text, "the receiving case's id (or `process` + `key`)"),
+    field(
+        "case",
+        Text,
+        "the receiving case's id (or `process` + `key`)",
+    ),
     allowed(
         field("process", Text, "the receiving case's process, with `key`"),
         Allowed::Processes,

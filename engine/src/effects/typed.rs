@@ -142,6 +142,53 @@ pub struct Message {
     pub extra: BTreeMap<String, Value>,
 }
 
+/// A batch node's request for a run over the recipients. The node emits it itself; no
+/// definition writes it under `emit`, so it has no schema of its own.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchRun {
+    /// A second run under this key pays nobody twice.
+    pub run_key: String,
+    /// The node waiting for the run's report, whose `each` makes each recipient's effects.
+    pub node: String,
+    /// The query: `benefits`, `unit`, `as_of`, `per`.
+    pub over: BTreeMap<String, Value>,
+}
+
+impl BatchRun {
+    fn read(mut fields: BTreeMap<String, Value>) -> Result<BatchRun, TypedError> {
+        let mut text = |name: &'static str| match fields.remove(name) {
+            Some(Value::Str(s)) if !s.is_empty() => Ok(s),
+            Some(_) => Err(TypedError::Malformed {
+                kind: "batch",
+                field: name,
+                expected: "string",
+            }),
+            None => Err(TypedError::Missing {
+                kind: "batch",
+                field: name,
+            }),
+        };
+        let run_key = text("run_key")?;
+        let node = text("node")?;
+        let over = match fields.remove("over") {
+            Some(Value::Object(map)) => map,
+            None | Some(Value::Null) => BTreeMap::new(),
+            Some(_) => {
+                return Err(TypedError::Malformed {
+                    kind: "batch",
+                    field: "over",
+                    expected: "object",
+                });
+            }
+        };
+        Ok(BatchRun {
+            run_key,
+            node,
+            over,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Escalation {
     pub to_role: Names,
@@ -160,6 +207,7 @@ pub enum TypedEffect {
     StartProcess(StartProcess),
     Escalation(Escalation),
     Message(Message),
+    Batch(BatchRun),
 }
 
 /// An outward effect: its idempotency key, the case that emitted it, and what it asks.
@@ -190,7 +238,11 @@ impl Outward {
             Some(Value::Str(given)) => given,
             _ => instance,
         };
-        let effect = TypedEffect::build(schema::schema(kind), fields, false)?;
+        let effect = if kind == EffectKind::Batch {
+            TypedEffect::Batch(BatchRun::read(fields)?)
+        } else {
+            TypedEffect::build(schema::schema(kind), fields, false)?
+        };
         Ok(Outward {
             id,
             instance,
@@ -201,6 +253,23 @@ impl Outward {
     /// Reads an outbox payload; `default_instance` (the row's) when it names none.
     pub fn from_json(json: &Json, default_instance: Option<&str>) -> Result<Outward, TypedError> {
         let kind = json.get("type").and_then(Json::as_str).unwrap_or_default();
+        if kind == EffectKind::Batch.as_str() {
+            let mut fields = BTreeMap::new();
+            if let Json::Object(map) = json {
+                for (key, value) in map {
+                    fields.insert(key.clone(), Value::from_json(value));
+                }
+            }
+            let text = |name: &str| json.get(name).and_then(Json::as_str).map(str::to_string);
+            fields.retain(|key, _| !matches!(key.as_str(), "type" | "id" | "instance"));
+            return Ok(Outward {
+                id: text("id").unwrap_or_default(),
+                instance: text("instance")
+                    .or(default_instance.map(str::to_string))
+                    .unwrap_or_default(),
+                effect: TypedEffect::Batch(BatchRun::read(fields)?),
+            });
+        }
         let schema =
             schema::by_name(kind).ok_or_else(|| TypedError::UnknownType(kind.to_string()))?;
         let name = schema.kind.as_str();
@@ -262,6 +331,7 @@ impl TypedEffect {
             TypedEffect::StartProcess(_) => EffectKind::StartProcess,
             TypedEffect::Escalation(_) => EffectKind::Escalation,
             TypedEffect::Message(_) => EffectKind::Message,
+            TypedEffect::Batch(_) => EffectKind::Batch,
         }
     }
 
@@ -326,6 +396,8 @@ impl TypedEffect {
                 data: r.object("data")?,
                 extra: r.rest()?,
             }),
+            // Built by `BatchRun::read`, never through a schema.
+            EffectKind::Batch => return Err(TypedError::UnknownType("batch".to_string())),
             EffectKind::Escalation => {
                 let to_role = r.names("to_role")?.ok_or_else(|| r.missing("to_role"))?;
                 TypedEffect::Escalation(Escalation {
@@ -394,6 +466,12 @@ impl TypedEffect {
                 put("reply", text(&s.reply));
                 put("on_end", text(&s.on_end));
                 &s.extra
+            }
+            TypedEffect::Batch(b) => {
+                put("run_key", Some(Value::Str(b.run_key.clone())));
+                put("node", Some(Value::Str(b.node.clone())));
+                put("over", Some(Value::Object(b.over.clone())));
+                return out;
             }
             TypedEffect::Message(m) => {
                 put("name", Some(Value::Str(m.name.clone())));

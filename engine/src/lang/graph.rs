@@ -33,6 +33,7 @@ pub fn successors(node: &Node) -> Vec<NodeIdx> {
                 out.extend(completion.next.iter().map(|t| t.target));
             }
         }
+        NodeKind::Batch(batch) => out.extend(batch.done.completion.next.iter().map(|t| t.target)),
         _ => {}
     }
     out
@@ -149,7 +150,7 @@ pub fn check_loops(ctx: &mut Ctx<'_>, nodes: &[Node], at: &[Pos]) {
     let waits = |node: &Node| {
         matches!(
             node.kind,
-            NodeKind::Task(_) | NodeKind::Timer(_) | NodeKind::Receive(_)
+            NodeKind::Task(_) | NodeKind::Timer(_) | NodeKind::Receive(_) | NodeKind::Batch(_)
         )
     };
     // The transitions taken within one step: out of a node that does not wait.

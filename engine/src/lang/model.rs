@@ -43,6 +43,8 @@ pub struct Definition {
     /// The business key (`key:`), a string expression over the variables at start:
     /// unique among the process's active cases (`docs/process-language.md`).
     pub key: Option<Expr>,
+    /// Some expression reads `policy` (the figures in force), so steps put it in scope.
+    pub reads_policy: bool,
 }
 
 impl Definition {
@@ -65,6 +67,7 @@ impl Definition {
         let handlers = self.nodes.iter().flat_map(|node| match &node.kind {
             NodeKind::Receive(recv) => recv.handlers.as_slice(),
             NodeKind::Task(task) => task.on.as_slice(),
+            NodeKind::Batch(batch) => std::slice::from_ref(&batch.done),
             _ => &[],
         });
         let declared: Vec<&[String]> = self
@@ -105,6 +108,10 @@ impl Definition {
                     for handler in &task.on {
                         out.extend(&handler.completion.emit);
                     }
+                }
+                NodeKind::Batch(batch) => {
+                    out.extend(&batch.each);
+                    out.extend(&batch.done.completion.emit);
                 }
                 _ => {}
             }
@@ -228,6 +235,8 @@ pub enum EffectKind {
     Escalation,
     /// A named message to another case, delivered by the engine (`runtime/internal.rs`).
     Message,
+    /// A batch node's run over the recipients: emitted by the node itself, never by `emit`.
+    Batch,
 }
 
 impl EffectKind {
@@ -239,6 +248,7 @@ impl EffectKind {
             EffectKind::StartProcess => "start_process",
             EffectKind::Escalation => "escalation",
             EffectKind::Message => "message",
+            EffectKind::Batch => "batch",
         }
     }
 }
@@ -274,9 +284,33 @@ pub enum NodeKind {
     Timer(TimerSpec),
     /// Deferred choice: waits for one of several messages, or a timeout, whichever comes first.
     Receive(ReceiveDecl),
+    /// Runs one thing per recipient of a query of active benefits, then continues
+    /// with `batch` (count, total) in scope (`docs/batches.md`).
+    Batch(BatchDecl),
     /// Ends the instance.
     End { status: EndStatus },
 }
+
+/// A batch node: what it asks for (`over`, `run_key`), what it does per recipient
+/// (`each`, with `recipient` in scope) and what it does once the run reports back.
+#[derive(Debug, Clone)]
+pub struct BatchDecl {
+    /// The query: `benefits` (programs), `unit`, `as_of`, `per` (household | benefit).
+    pub over: Vec<(String, ValueTemplate)>,
+    /// Same key, same run: nobody is paid twice under one key.
+    pub run_key: Expr,
+    /// The effects made per recipient (payments), evaluated by whoever expands the run.
+    pub each: Vec<EffectTemplate>,
+    /// The report the node waits for (message [`BATCH_DONE`]); its completion is the
+    /// node's `set`/`outcome`/`next`, with the report in scope as `batch`.
+    pub done: MessageHandler,
+}
+
+/// The message that reports a batch run's end to the case waiting at its node.
+pub const BATCH_DONE: &str = "batch_done";
+
+/// The role the report of a batch run is sent with: no person holds it.
+pub const BATCH_SENDER_ROLE: &str = "system";
 
 #[derive(Debug, Clone)]
 pub struct TaskDecl {

@@ -17,6 +17,8 @@ pub fn builtins() -> Vec<(&'static str, Type)> {
         ("started_by", Type::String),
         ("outcome", Type::String),
         ("open_task_roles", Type::list(Type::String)),
+        // The policy figures in force for the case's unit today (`policy.heating_aid…`).
+        ("policy", jiuzhu_rules::policy::Policy::value_type()),
     ]
 }
 

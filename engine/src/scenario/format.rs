@@ -39,6 +39,8 @@ pub struct Scenario {
     pub calendar: Option<CalendarOverride>,
     pub start: ScenarioStart,
     pub steps: Vec<Step>,
+    /// Monthly benefits in force besides those the scenario's cases set up (batches).
+    pub benefits: Vec<super::batches::BenefitFixture>,
 }
 
 #[derive(Debug, Clone)]
@@ -179,6 +181,8 @@ struct RawScenario {
     start: Spanned<RawStart>,
     #[serde(default)]
     steps: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    benefits: Vec<super::batches::BenefitFixture>,
 }
 
 #[derive(Deserialize)]
@@ -325,6 +329,7 @@ pub fn parse_scenario(src: &str, file: &str) -> Result<Scenario, Vec<LoadError>>
             calendar: raw.calendar,
             start,
             steps,
+            benefits: raw.benefits,
         }),
         _ => Err(errors),
     }

@@ -8,6 +8,7 @@
 //! `PROCESS@PARENT`), `message` steps the target case, and business keys are kept unique
 //! among the scenario's active cases, as the engine does.
 
+mod batches;
 mod cross_case;
 mod files;
 mod format;
@@ -78,6 +79,10 @@ struct Runner<'w> {
     instances: Vec<(String, Instance)>,
     pending_starts: Vec<PendingStart>,
     started: usize,
+    /// The scenario's `benefits:` fixture, for batch runs.
+    benefits: Vec<batches::BenefitFixture>,
+    /// Batch runs done: run key → the case that ran it.
+    batch_runs: BTreeMap<String, String>,
 }
 
 /// Runs one parsed scenario. `file` is the scenario's path (for relative `process`/`policy` paths).
@@ -112,6 +117,8 @@ fn run_inner(
         instances: Vec::new(),
         pending_starts: Vec::new(),
         started: 0,
+        benefits: scenario.benefits.clone(),
+        batch_runs: BTreeMap::new(),
     };
     let main_process = scenario
         .start
@@ -199,6 +206,8 @@ impl Runner<'_> {
             let kind = effect.get("type").and_then(|t| t.as_str());
             if kind == Some(EffectKind::Message.as_str()) {
                 self.message_effect(&parent, &effect)?;
+            } else if kind == Some(EffectKind::Batch.as_str()) {
+                self.run_batch(&parent, &effect)?;
                 continue;
             }
             if kind != Some(EffectKind::StartProcess.as_str()) {
@@ -418,6 +427,21 @@ impl Runner<'_> {
                 self.follow(outward)
             }
         }
+    }
+
+    /// Applies one event to instance `idx` outside a scenario step (a batch's report).
+    fn step_instance(&mut self, idx: usize, event: &Event) -> Result<(), String> {
+        let now = self.now;
+        let instance = &mut self.instances[idx].1;
+        let ctx = Context {
+            calendar: &instance.calendar,
+            assessor: self.assessor.as_ref(),
+        };
+        let transition = core::step(&instance.def, &instance.state, event, now, &ctx)
+            .map_err(|e| describe_error(&e))?;
+        instance.state = transition.state;
+        let outward = record(instance, &transition.effects);
+        self.follow(outward)
     }
 
     fn advance_target(&self, duration: &Duration) -> Result<DateTime<FixedOffset>, String> {

@@ -14,8 +14,9 @@ impl Run<'_> {
         // waiting for this message takes it first.
         let def = self.def;
         let handlers_of = |idx: NodeIdx| match &def.nodes[idx].kind {
-            NodeKind::Receive(recv) => Some(&recv.handlers),
-            NodeKind::Task(task) => Some(&task.on),
+            NodeKind::Receive(recv) => Some(recv.handlers.as_slice()),
+            NodeKind::Task(task) => Some(task.on.as_slice()),
+            NodeKind::Batch(batch) => Some(std::slice::from_ref(&batch.done)),
             _ => None,
         };
         let waiting = self.st.tokens.iter().find_map(|token| {
@@ -36,12 +37,12 @@ impl Run<'_> {
             }
             self.cancel_node_timers(token);
             self.remove_token(token);
-            self.finish(
-                &handler.completion,
-                token,
-                &node_id,
-                &[("message", &payload)],
-            )?;
+            // A batch's report is `batch` to its completion, any other message `message`.
+            let name = match def.nodes[node_idx].kind {
+                NodeKind::Batch(_) => "batch",
+                _ => "message",
+            };
+            self.finish(&handler.completion, token, &node_id, &[(name, &payload)])?;
             return Ok(Some(node_id));
         }
         let Some(decl) = self.def.message(name) else {

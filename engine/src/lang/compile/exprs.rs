@@ -17,6 +17,9 @@ impl Compiler<'_, '_> {
         let src = text.get(skip..).unwrap_or_default();
         match Expr::compile(src, scope) {
             Ok(expr) => {
+                if expr.variables().iter().any(|v| v == "policy") {
+                    self.reads_policy = true;
+                }
                 let ty = expr.result_type().clone();
                 let ok = match expect {
                     Expect::Any => true,

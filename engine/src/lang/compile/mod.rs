@@ -9,6 +9,7 @@
 //! (heads, bodies, `next`, timers), `kinds` (tasks, multi, rules, handlers)
 //! and `deadlines` (deadlines, messages, schedules).
 
+mod batch;
 mod cross_case;
 mod deadlines;
 mod effects;
@@ -39,7 +40,7 @@ pub const MAX_NODES: usize = 1000;
 
 /// The node types and the keys each accepts besides `id`, `type` and `name`.
 const NODE_TYPES: &[&str] = &[
-    "task", "rule", "compute", "choice", "parallel", "join", "timer", "receive", "end",
+    "task", "rule", "compute", "choice", "parallel", "join", "timer", "receive", "batch", "end",
 ];
 
 const TYPE_NAMES: &[&str] = &[
@@ -110,6 +111,8 @@ pub struct Compiler<'c, 's> {
     pub process_refs: Vec<ProcessRef>,
     /// (join node, its split, position of `of`), resolved once all nodes exist.
     joins: Vec<(NodeIdx, NodeIdx, Pos)>,
+    /// Some expression reads `policy`.
+    reads_policy: bool,
 }
 
 impl<'c, 's> Compiler<'c, 's> {
@@ -126,6 +129,7 @@ impl<'c, 's> Compiler<'c, 's> {
             deadline_ids: BTreeMap::new(),
             process_refs: Vec::new(),
             joins: Vec::new(),
+            reads_policy: false,
         }
     }
 
@@ -270,6 +274,7 @@ impl<'c, 's> Compiler<'c, 's> {
             messages,
             schedules,
             key,
+            reads_policy: self.reads_policy,
         })
     }
 }

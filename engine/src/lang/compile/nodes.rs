@@ -162,6 +162,7 @@ impl Compiler<'_, '_> {
                     completion,
                 )
             }
+            "batch" => self.batch(&mut f, &base),
             "receive" => (
                 NodeKind::Receive(self.receive(&mut f, &base)),
                 Completion::default(),
