@@ -4,8 +4,8 @@
 //! database), and lets the last run finish. Then it proves: every acknowledged step is in
 //! the history, every hash chain verifies, every stored state keeps the core's invariants,
 //! every timer fired at most once and none is left pending, and no outward effect was
-//! emitted twice. A poison case is there all along: its timer leads into a loop whose way
-//! out never holds, so every firing fails (and a kill may land mid-firing); it must end
+//! emitted twice. A poison case is there all along: its timer leads into a division by
+//! zero, so every firing fails (and a kill may land mid-firing); it must end
 //! parked as an incident, and the other cases finish regardless. The seed is printed;
 //! `JIUZHU_CRASH_SEED` replays a run. Nothing sleeps: the test waits on the child's output.
 
@@ -75,18 +75,13 @@ fn processes() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("processes")
 }
 
-/// A timer that leads into a loop whose way out never holds: every firing is an incident.
+/// A timer that leads into a division by zero: every firing is an incident.
 const POISON: &str = r#"process: poison
 variables:
   n: {type: int, default: 0}
 nodes:
   - {id: pause, type: timer, wait: 1d, next: count}
-  - {id: count, type: compute, set: {n: "n + 1"}, next: check}
-  - id: check
-    type: choice
-    next:
-      - {if: "n < 0", to: done}
-      - {to: count}
+  - {id: count, type: compute, set: {n: "n / (n - n)"}, next: done}
   - {id: done, type: end}
 "#;
 

@@ -77,11 +77,15 @@ fn every_template_the_procedures_use_is_shipped() {
     let templates = shipped_templates();
     templates.check_names(USED).expect("no template missing");
     let err = templates
-        .check_names(&["dibao_approved", "heating_aid_paid", "funeral_aid_paid"])
+        .check_names(&[
+            "dibao_approved",
+            "orphan_allowance_paid",
+            "funeral_aid_paid",
+        ])
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "no notification template for: funeral_aid_paid, heating_aid_paid"
+        "no notification template for: funeral_aid_paid, orphan_allowance_paid"
     );
 }
 

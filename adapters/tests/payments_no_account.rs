@@ -130,11 +130,11 @@ async fn a_payment_without_an_account_opens_one_fix_task_and_is_paid_to_the_acco
     let with_account = json!({"type": "payment", "id": "dibao-1-e21", "instance": "dibao-1",
         "unit": UNIT, "amount": "705.00", "purpose": "dibao", "schedule": "monthly",
         "from": "2026-03-01", "payee": "张三", "account": "6222000011112222",
-        "id_number": "230502198001011234"});
+        "id_number": "230502198001011238"});
     let without = json!({"type": "payment", "id": "dibao-2-e21", "instance": "dibao-2",
         "unit": UNIT, "amount": "300.00", "purpose": "dibao", "schedule": "monthly",
         "from": "2026-03-01", "payee": "王五", "account": null,
-        "id_number": "230502197001011234"});
+        "id_number": "230502197001011233"});
     ledger.apply_effect(&with_account, now).await?;
     ledger.apply_effect(&without, now).await?;
     ledger.run_month(month("2026-03"), now).await?;
@@ -202,7 +202,7 @@ async fn a_payment_without_an_account_opens_one_fix_task_and_is_paid_to_the_acco
     ensure!(reissue.reissue_of.as_deref() == Some(missing));
     ensure!(reissue.amount == dec!(300.00) && reissue.unit == UNIT && reissue.case_id == "dibao-2");
     ensure!(reissue.payee.account.as_deref() == Some("6222000099990000"));
-    ensure!(reissue.payee.id_number.as_deref() == Some("230502197001011234"));
+    ensure!(reissue.payee.id_number.as_deref() == Some("230502197001011233"));
     ensure!(staff_tasks(&ctx).await?.is_empty());
 
     // It goes out with the next file; later months of the benefit use the new account.

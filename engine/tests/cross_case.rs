@@ -83,7 +83,7 @@ fn application(applicant: &str) -> BTreeMap<String, Value> {
         "applicant_name": "张秀兰",
         "area": "urban",
         "household": {
-            "members": [{"id": applicant, "birth_date": "1950-05-01", "income": []}],
+            "members": [{"id": "m1", "id_number": applicant, "birth_date": "1950-05-01", "income": []}],
             "savings": "0.00"
         }
     });
@@ -99,11 +99,11 @@ async fn a_second_active_case_with_the_same_key_is_refused_until_the_first_ends(
     let engine = ctx.engine().await?;
     let clerk = ctx.clerk()?;
     let first = engine
-        .start("dibao", &clerk, application("230102195005010021"))
+        .start("dibao", &clerk, application("230102195005010026"))
         .await?;
     let first = first.instance.id;
     let refused = engine
-        .start("dibao", &clerk, application("230102195005010021"))
+        .start("dibao", &clerk, application("230102195005010026"))
         .await;
     match &refused {
         Err(error @ EngineError::DuplicateKey { case, .. }) => {
@@ -113,7 +113,7 @@ async fn a_second_active_case_with_the_same_key_is_refused_until_the_first_ends(
                 "{error}"
             );
             ensure!(
-                !error.to_string().contains("230102195005010021"),
+                !error.to_string().contains("230102195005010026"),
                 "the key (an ID number) is not in the message: {error}"
             );
         }
@@ -121,7 +121,7 @@ async fn a_second_active_case_with_the_same_key_is_refused_until_the_first_ends(
     }
     // Another person's key is free.
     engine
-        .start("dibao", &clerk, application("230102195005010048"))
+        .start("dibao", &clerk, application("230102195005010042"))
         .await?;
     // The first case ends (withdrawn): its key is released in the same commit.
     engine
@@ -130,18 +130,18 @@ async fn a_second_active_case_with_the_same_key_is_refused_until_the_first_ends(
     ensure!(
         engine
             .store
-            .key_holder("dibao", "230102195005010021")
+            .key_holder("dibao", "230102195005010026")
             .await?
             .is_none(),
         "released at the end"
     );
     let again = engine
-        .start("dibao", &clerk, application("230102195005010021"))
+        .start("dibao", &clerk, application("230102195005010026"))
         .await?;
     ensure!(
         engine
             .store
-            .key_holder("dibao", "230102195005010021")
+            .key_holder("dibao", "230102195005010026")
             .await?
             == Some(again.instance.id.clone()),
         "held by the new case"
@@ -153,12 +153,12 @@ async fn messages_reach_a_case_once_by_id_or_by_process_and_key(ctx: Ctx) -> Res
     let engine = ctx.engine().await?;
     let clerk = ctx.clerk()?;
     let sender = engine
-        .start("dibao", &clerk, application("s1"))
+        .start("dibao", &clerk, application("230102195005010034"))
         .await?
         .instance
         .id;
     let target = engine
-        .start("dibao", &clerk, application("t1"))
+        .start("dibao", &clerk, application("230102195005010042"))
         .await?
         .instance
         .id;
@@ -221,11 +221,11 @@ async fn messages_reach_a_case_once_by_id_or_by_process_and_key(ctx: Ctx) -> Res
     }
     // By process and business key: the active case holding it.
     let keyed = engine
-        .start("dibao", &clerk, application("k1"))
+        .start("dibao", &clerk, application("230102195005010050"))
         .await?
         .instance
         .id;
-    let effect = json!({"type": "message", "name": "withdraw", "process": "dibao", "key": "k1"});
+    let effect = json!({"type": "message", "name": "withdraw", "process": "dibao", "key": "230102195005010050"});
     let outcome = engine
         .deliver_internal(&format!("{sender}-e93"), &sender, "message", &effect, now())
         .await;
@@ -239,7 +239,7 @@ async fn messages_reach_a_case_once_by_id_or_by_process_and_key(ctx: Ctx) -> Res
             error,
             retryable: false,
         } => ensure!(
-            error.contains("no active dibao case") && !error.contains("k1"),
+            error.contains("no active dibao case") && !error.contains("230102195005010050"),
             "{error}"
         ),
         other => anyhow::bail!("keyed after the end: {other:?}"),
@@ -253,7 +253,7 @@ async fn start_process_starts_a_linked_child_once_and_a_duplicate_is_an_incident
     let engine = ctx.engine().await?;
     let clerk = ctx.clerk()?;
     let parent = engine
-        .start("dibao", &clerk, application("p1"))
+        .start("dibao", &clerk, application("230102195005010069"))
         .await?
         .instance
         .id;
@@ -298,7 +298,7 @@ async fn start_process_starts_a_linked_child_once_and_a_duplicate_is_an_incident
     // A second start for a person with an active case, without `reply`: an incident that
     // names the active case.
     let holder = engine
-        .start("dibao", &clerk, application("d1"))
+        .start("dibao", &clerk, application("230102195005010077"))
         .await?
         .instance
         .id;

@@ -1192,7 +1192,7 @@ async fn cron_schedule_starts_each_occurrence_once(ctx: Ctx) -> Result<()> {
 
     let (row, def, state) = nodes[1].load(&expected).await?;
     ensure!(row.unit == "双鸭山市/尖山区", "{}", row.unit);
-    ensure!(state.vars.get("season") == Some(&Value::Int(2026)));
+    ensure!(state.vars.get("season") == Some(&Value::Str("2026-2027".into())));
     ensure!(state.started_by == "scheduler");
     state.check_invariants(&def)?;
     let county = ctx.actor("county_staff1")?;

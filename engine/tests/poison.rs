@@ -18,18 +18,13 @@ use jiuzhu_engine::scheduler::{Scheduler, SchedulerOptions};
 use jiuzhu_engine::store::{InstanceFilter, Store};
 use jiuzhu_testkit::{Db, Outcome, TestDatabase, report};
 
-/// A timer that leads into a loop whose way out never holds: every firing is an incident.
+/// A timer that leads into a division by zero: every firing is an incident.
 const POISON: &str = r#"process: poison
 variables:
   n: {type: int, default: 0}
 nodes:
   - {id: pause, type: timer, wait: 1d, next: count}
-  - {id: count, type: compute, set: {n: "n + 1"}, next: check}
-  - id: check
-    type: choice
-    next:
-      - {if: "n < 0", to: done}
-      - {to: count}
+  - {id: count, type: compute, set: {n: "n / (n - n)"}, next: done}
   - {id: done, type: end}
 "#;
 

@@ -250,11 +250,11 @@ fn an_empty_payment_run_says_why() {
     assert!(out.contains("no active benefits for 2026-04"), "{out}");
 }
 
-/// A definition whose compute nodes loop without waiting, on a condition that never
-/// turns: `start` stops the loop at the node-entry budget and exits with an incident
-/// instead of aborting on a stack overflow (exit 134); nothing is stored.
+/// A definition whose compute nodes loop without waiting (even with a way out) is refused
+/// at deploy, at the loop's line and column, and nothing is deployed; the node-entry
+/// budget that stops such a loop at run time is the engine's own test (`loops.rs`).
 #[test]
-fn a_loop_that_never_waits_is_an_incident_not_a_crash() {
+fn a_loop_that_never_waits_is_refused_at_deploy() {
     let dir = tempfile::tempdir().expect("temp dir");
     let project = dir.path().join("office");
     copy_dir(&root().join("processes"), &project.join("processes"));
@@ -281,24 +281,12 @@ nodes:
         &[],
         None,
     );
-    assert!(deploy.status.success(), "{deploy:?}");
-    let start = jiuzhu_in(
-        dir.path(),
-        &[
-            "--project",
-            &project_arg,
-            "start",
-            "looping",
-            "--as",
-            "zx_clerk",
-        ],
-        &[],
-        None,
+    let err = text(&deploy.stderr);
+    assert_eq!(deploy.status.code(), Some(2), "{deploy:?}");
+    assert!(
+        err.contains("looping.yaml:5:10: E_LOOP_WITHOUT_WAIT"),
+        "{err}"
     );
-    let err = text(&start.stderr);
-    assert!(matches!(start.status.code(), Some(1 | 2)), "{start:?}");
-    assert!(err.contains("error[incident]"), "{err}");
-    assert!(err.contains("10000 nodes entered"), "{err}");
     let list = jiuzhu_in(dir.path(), &["--project", &project_arg, "cases"], &[], None);
     assert!(!text(&list.stdout).contains("looping"), "{list:?}");
 }

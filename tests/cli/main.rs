@@ -226,7 +226,7 @@ fn deploy_refuses_a_notice_without_a_template_and_deploys_nothing() {
     let db = dir.path().join("jiuzhu.db").display().to_string();
     let defs = definitions.display().to_string();
     let out = jiuzhu(&["deploy", "--db", &db, "--definitions", &defs], &[]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
     let err = text(&out.stderr);
     assert!(
         err.contains("dibao_aproved") && err.contains("nothing deployed"),

@@ -91,8 +91,9 @@ impl Run<'_> {
     }
 
     /// The case's business key (`key:`), from its variables as they stand at start. A key
-    /// that cannot be computed, or is empty, refuses the start: the uniqueness it stands
-    /// for could not be kept.
+    /// that is `null` (the data names no ID number) leaves the case without one; a key that
+    /// cannot be computed, or is blank, refuses the start: the uniqueness it stands for
+    /// could not be kept.
     fn business_key(&mut self) -> Result<(), StepError> {
         let Some(expr) = &self.def.key else {
             return Ok(());
@@ -103,6 +104,7 @@ impl Run<'_> {
                 self.st.key = Some(key);
                 Ok(())
             }
+            Ok(Value::Null) => Ok(()),
             Ok(_) => Err(invalid(
                 "$",
                 &format!(
