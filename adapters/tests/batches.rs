@@ -54,7 +54,7 @@ impl Ctx {
                 &json!({"type": "payment", "id": format!("{case}-e1"), "instance": case,
                         "unit": "双鸭山市/尖山区/富安街道", "amount": "705.00", "purpose": program,
                         "schedule": "monthly", "from": from, "payee": payee,
-                        "account": "6222020200001111", "id_number": "230003194810200021"}),
+                        "account": "6222020200001111", "id_number": "230505194810200021"}),
                 t0() - chrono::Duration::days(200),
             )
             .await?;

@@ -20,6 +20,8 @@ const USED: &[&str] = &[
     "tekun_rejected",
     "tekun_missing_materials",
     "tekun_withdrawn",
+    "heating_aid_paid",
+    "price_subsidy_paid",
     "temporary_aid_approved",
     "temporary_aid_rejected",
     "temporary_aid_missing_materials",
@@ -62,6 +64,12 @@ fn sample_effect(template: &str) -> Json {
             "reason": "低保审核确认超过办理时限"
         }),
         "tekun_withdrawn" => json!({"from": "2027-05-01", "reason": "已由子女接回赡养"}),
+        "heating_aid_paid" => {
+            json!({"season": "2026-2027", "paid_households": 12, "total": "3600.00", "note": ""})
+        }
+        "price_subsidy_paid" => {
+            json!({"month": "2026-06", "paid_households": 12, "total": "1250.00", "note": ""})
+        }
         other => panic!("no sample effect for {other}"),
     };
     if let (Some(effect), Some(extra)) = (effect.as_object_mut(), extra.as_object()) {

@@ -135,7 +135,7 @@ fn monthly(id: &str, case: &str, amount: &str, from: &str, payee: &str) -> serde
     json!({"type": "payment", "id": id, "instance": case, "unit": UNIT, "amount": amount,
         "purpose": "dibao", "schedule": "monthly", "from": from, "payee": payee,
         "account": format!("62220000{:08}", case.len() * 1111),
-        "id_number": "230001198001011234"})
+        "id_number": "230503198001011234"})
 }
 
 async fn a_months_run_twice_makes_one_instruction_per_benefit(ctx: Ctx) -> Result<()> {

@@ -260,7 +260,7 @@ async fn start_process_starts_a_linked_child_once_and_a_duplicate_is_an_incident
     let effect_id = format!("{parent}-e80");
     let effect = json!({"type": "start_process", "process": "dibao", "on_end": "child_ended",
                         "data": {"applicant_name": "李四", "area": "urban",
-                                 "household": {"members": [{"id": "c1", "birth_date": "1950-05-01"}],
+                                 "household": {"members": [{"id": "c1", "id_number": "230102195005010085", "birth_date": "1950-05-01"}],
                                                "savings": "0.00"}}});
     let outcome = engine
         .deliver_internal(&effect_id, &parent, "start_process", &effect, now())
@@ -276,7 +276,13 @@ async fn start_process_starts_a_linked_child_once_and_a_duplicate_is_an_incident
         .deliver_internal(&effect_id, &parent, "start_process", &effect, now())
         .await;
     ensure!(again == InternalOutcome::Done, "{again:?}");
-    ensure!(engine.store.key_holder("dibao", "c1").await? == Some(child.clone()));
+    ensure!(
+        engine
+            .store
+            .key_holder("dibao", "230102195005010085")
+            .await?
+            == Some(child.clone())
+    );
     // The child ends: it tells its parent with an outbox message in the same commit.
     let ended = engine
         .message(&child, "withdraw", Some(&clerk), BTreeMap::new())

@@ -21,7 +21,7 @@ use jiuzhu_testkit::{Db, Outcome, TestDatabase, report};
 /// A timer that leads into a division by zero: every firing is an incident.
 const POISON: &str = r#"process: poison
 variables:
-  n: {type: int, default: 0}
+  n: {type: decimal, default: 0}
 nodes:
   - {id: pause, type: timer, wait: 1d, next: count}
   - {id: count, type: compute, set: {n: "n / (n - n)"}, next: done}

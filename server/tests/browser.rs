@@ -468,7 +468,7 @@ async fn another_townships_user_cannot_open_the_case() -> Result<()> {
     let clerk = org.user("zx_clerk").context("zx_clerk")?.actor();
     let data = serde_json::json!({
         "applicant_name": "李四", "area": "rural",
-        "household": {"members": [{"id": "m1", "birth_date": "1950-01-01"}]},
+        "household": {"members": [{"id": "m1", "birth_date": "1950-01-01"}], "savings": "0.00"},
     });
     let data = match jiuzhu_rules::Value::from_json(&data) {
         jiuzhu_rules::Value::Object(map) => map,

@@ -229,7 +229,8 @@ fn deploy_refuses_a_notice_without_a_template_and_deploys_nothing() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
     let err = text(&out.stderr);
     assert!(
-        err.contains("dibao_aproved") && err.contains("nothing deployed"),
+        err.contains("dibao.yaml:")
+            && err.contains("E_UNKNOWN_TEMPLATE: unknown notification template `dibao_aproved`"),
         "{err}"
     );
     let status = jiuzhu(

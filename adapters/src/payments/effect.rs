@@ -296,7 +296,7 @@ mod tests {
     fn a_monthly_benefit_effect_reads_with_the_outbox_instance() {
         let effect = json!({"type": "payment", "id": "dibao-1-e21", "amount": "705.00",
             "purpose": "dibao", "schedule": "monthly", "from": "2026-04-01", "payee": "张三",
-            "account": "6222000011112222", "id_number": "230001198001011234"});
+            "account": "6222000011112222", "id_number": "230502198001011234"});
         let LedgerEffect::Payment(order) =
             LedgerEffect::parse(&effect, Some("dibao-1")).expect("valid")
         else {

@@ -317,8 +317,8 @@ mod tests {
 
     #[test]
     fn id_numbers_are_masked_between_the_first_and_last_four() {
-        assert_eq!(mask_id_number("230001198001011234"), "2305**********1234");
-        assert_eq!(mask_id_number("23000519800101123X"), "2305**********123X");
+        assert_eq!(mask_id_number("230502198001011234"), "2305**********1234");
+        assert_eq!(mask_id_number("23050219800101123X"), "2305**********123X");
         assert_eq!(mask_id_number("12345678"), "********");
         assert_eq!(mask_id_number(""), "");
     }

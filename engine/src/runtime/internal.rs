@@ -540,14 +540,14 @@ mod tests {
         assert_eq!(by_case.target, MessageTarget::Case("tekun-1".into()));
         assert_eq!(by_case.data["reason"], Value::Str("收入超标".into()));
         let by_key = MessageRequest::parse(&json!({
-            "name": "review_stopped", "process": "tekun", "key": "230004196001011234"
+            "name": "review_stopped", "process": "tekun", "key": "230100196001011234"
         }))
         .unwrap();
         assert_eq!(
             by_key.target,
             MessageTarget::Keyed {
                 process: "tekun".into(),
-                key: "230004196001011234".into()
+                key: "230100196001011234".into()
             }
         );
         let table = [
