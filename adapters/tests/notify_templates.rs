@@ -65,10 +65,12 @@ fn sample_effect(template: &str) -> Json {
         }),
         "tekun_withdrawn" => json!({"from": "2027-05-01", "reason": "已由子女接回赡养"}),
         "heating_aid_paid" => {
-            json!({"season": "2026-2027", "paid_households": 12, "total": "3600.00", "note": ""})
+            json!({"to": null, "to_role": "county_staff", "season": "2026-2027",
+                   "paid_households": 12, "total": "3600.00", "note": ""})
         }
         "price_subsidy_paid" => {
-            json!({"month": "2026-06", "paid_households": 12, "total": "1250.00", "note": ""})
+            json!({"to": null, "to_role": "county_staff", "month": "2026-06",
+                   "paid_households": 12, "total": "1250.00", "note": ""})
         }
         other => panic!("no sample effect for {other}"),
     };

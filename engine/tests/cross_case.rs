@@ -310,7 +310,7 @@ async fn start_process_starts_a_linked_child_once_and_a_duplicate_is_an_incident
         .id;
     let effect = json!({"type": "start_process", "process": "dibao",
                         "data": {"applicant_name": "王五", "area": "urban",
-                                 "household": {"members": [{"id": "d1", "birth_date": "1950-05-01"}],
+                                 "household": {"members": [{"id": "d1", "id_number": "230102195005010077", "birth_date": "1950-05-01"}],
                                                "savings": "0.00"}}});
     match engine
         .deliver_internal(
