@@ -232,3 +232,59 @@ nodes:
         "a replay gives the same effects and ids"
     );
 }
+
+/// What an older version could deploy: a loop of compute nodes with a way out, and a
+/// payment with a field no schema declares (`payees`, read by nothing).
+const OLD_VERSION: &str = r#"
+process: old
+variables:
+  n: {type: int, default: 0}
+start: count
+nodes:
+  - {id: count, type: compute, set: {n: "n + 1"}, next: check}
+  - id: check
+    type: choice
+    next:
+      - {if: "n >= 3", to: done}
+      - {to: count}
+  - id: done
+    type: end
+    emit:
+      - payment: {amount: 300, purpose: dibao, schedule: once, payees: all_households}
+"#;
+
+/// A version is checked strictly when it is deployed; read back from the store it is
+/// compiled as it was accepted then, so cases running on it survive an upgrade that added
+/// checks: its loop runs to its way out and its effect keeps the undeclared field.
+#[test]
+fn a_stored_version_is_read_as_it_was_accepted() {
+    let strict = load(OLD_VERSION).expect_err("today's deploy refuses it");
+    assert!(strict.contains("E_LOOP_WITHOUT_WAIT"), "{strict}");
+    assert!(strict.contains("payees"), "{strict}");
+    let def = load_definition(OLD_VERSION, "old@1", &LoadContext::default().for_stored())
+        .unwrap_or_else(|d| panic!("{}", render(&d)));
+    let calendar = Calendar::china_national();
+    let ctx = Context {
+        calendar: &calendar,
+        assessor: &NoRules,
+    };
+    let start = Event::Start {
+        actor: clerk(),
+        data: BTreeMap::new(),
+    };
+    let state = InstanceState::new("old-1", &def.id, now());
+    let done = core::step(&def, &state, &start, now(), &ctx).expect("runs to its end");
+    assert_eq!(done.state.status, Status::Completed);
+    assert_eq!(done.state.vars.get("n"), Some(&Value::Int(3)));
+    let payments: Vec<serde_json::Value> = done
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            core::Effect::Outward(o) => Some(o.to_json()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(payments.len(), 1, "{payments:?}");
+    assert_eq!(payments[0]["payees"], "all_households", "{}", payments[0]);
+    assert_eq!(payments[0]["purpose"], "dibao", "{}", payments[0]);
+}

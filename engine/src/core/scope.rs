@@ -231,8 +231,9 @@ impl Run<'_> {
         fields: BTreeMap<String, Value>,
         node_id: &str,
     ) -> Result<(), StepError> {
-        let outward = Outward::from_fields(id, self.st.id.clone(), kind, fields)
-            .map_err(|e| incident(node_id, &e.to_string()))?;
+        let outward =
+            Outward::from_fields_of(id, self.st.id.clone(), kind, fields, self.def.stored)
+                .map_err(|e| incident(node_id, &e.to_string()))?;
         self.effects.push(Effect::Outward(outward));
         Ok(())
     }

@@ -233,6 +233,18 @@ impl Outward {
         kind: EffectKind,
         fields: BTreeMap<String, Value>,
     ) -> Result<Outward, TypedError> {
+        Outward::from_fields_of(id, instance, kind, fields, false)
+    }
+
+    /// As [`Outward::from_fields`]; `lenient` keeps fields no schema declares (`extra`),
+    /// for the effects of a stored version compiled before its kind's schema said so.
+    pub fn from_fields_of(
+        id: String,
+        instance: String,
+        kind: EffectKind,
+        fields: BTreeMap<String, Value>,
+        lenient: bool,
+    ) -> Result<Outward, TypedError> {
         let mut fields = fields;
         let instance = match fields.remove("instance") {
             Some(Value::Str(given)) => given,
@@ -241,7 +253,7 @@ impl Outward {
         let effect = if kind == EffectKind::Batch {
             TypedEffect::Batch(BatchRun::read(fields)?)
         } else {
-            TypedEffect::build(schema::schema(kind), fields, false)?
+            TypedEffect::build(schema::schema(kind), fields, lenient)?
         };
         Ok(Outward {
             id,

@@ -21,6 +21,10 @@ pub struct LoadContext {
     pub purposes: Option<BTreeSet<String>>,
     /// Notification templates by name; `None` leaves templates unchecked.
     pub templates: Option<BTreeMap<String, TemplateVars>>,
+    /// A version read back from the store: it was checked when it was deployed, so the
+    /// checks added since (loops with a way out, effect fields no schema declares) do not
+    /// refuse it, and its cases keep running after an upgrade.
+    pub stored: bool,
 }
 
 /// The variables a notification template declares.
@@ -46,6 +50,7 @@ impl Default for LoadContext {
             programs: program_names(&RuleSet::builtin()),
             purposes: None,
             templates: None,
+            stored: false,
         }
     }
 }
@@ -56,6 +61,17 @@ pub fn program_names(rules: &RuleSet) -> BTreeSet<String> {
 }
 
 impl LoadContext {
+    /// The context a stored version is compiled in: its roles, calendars and programs as
+    /// today, without the checks a deploy made when it was accepted.
+    pub fn for_stored(&self) -> LoadContext {
+        LoadContext {
+            purposes: None,
+            templates: None,
+            stored: true,
+            ..self.clone()
+        }
+    }
+
     /// Checks rule nodes against the programs of `rules` (a project's rule
     /// files) instead of the shipped ones.
     pub fn with_programs(mut self, rules: &RuleSet) -> LoadContext {

@@ -45,6 +45,8 @@ pub struct Definition {
     pub key: Option<Expr>,
     /// Some expression reads `policy` (the figures in force), so steps put it in scope.
     pub reads_policy: bool,
+    /// Compiled from a stored version: its effects keep fields no schema declares.
+    pub stored: bool,
 }
 
 impl Definition {

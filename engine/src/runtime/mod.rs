@@ -282,16 +282,18 @@ impl Engine {
                 id: format!("{process}@{version}"),
             })?;
         let file = format!("{process}@{version}");
-        let def = load_definition(&deployment.source, &file, &self.project.context).map_err(
-            |diagnostics| EngineError::InvalidDefinition {
+        // Checked strictly when it was deployed; read back as it was accepted then.
+        let context = self.project.context.for_stored();
+        let def = load_definition(&deployment.source, &file, &context).map_err(|diagnostics| {
+            EngineError::InvalidDefinition {
                 process: file.clone(),
                 diagnostics: diagnostics
                     .iter()
                     .map(|d| d.to_string())
                     .collect::<Vec<_>>()
                     .join("\n"),
-            },
-        )?;
+            }
+        })?;
         let def = Arc::new(def);
         if let Ok(mut cache) = self.definitions.lock() {
             cache.insert(key, def.clone());

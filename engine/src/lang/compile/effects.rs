@@ -182,7 +182,7 @@ impl Compiler<'_, '_> {
                     .as_ref()
                     .is_some_and(|vars| vars.uses(&field.name));
                 let unchecked = schema.template_variables && template_vars.is_none();
-                if !used && !unchecked {
+                if !used && !unchecked && !self.load.stored {
                     self.unknown_field(schema, template.as_deref(), field);
                     continue;
                 }

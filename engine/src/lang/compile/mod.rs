@@ -257,7 +257,9 @@ impl<'c, 's> Compiler<'c, 's> {
         });
         if edges_intact && let Some(start) = start {
             graph::check(self.ctx, &nodes, &at, start, &messages);
-            graph::check_loops(self.ctx, &nodes, &at);
+            if !self.load.stored {
+                graph::check_loops(self.ctx, &nodes, &at);
+            }
         }
         if !self.ctx.diagnostics.is_empty() {
             return None;
@@ -275,6 +277,7 @@ impl<'c, 's> Compiler<'c, 's> {
             schedules,
             key,
             reads_policy: self.reads_policy,
+            stored: self.load.stored,
         })
     }
 }
