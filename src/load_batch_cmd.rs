@@ -98,19 +98,14 @@ async fn drive(db: &str, definitions: &Path, recipients: usize) -> Result<()> {
             .find(|e| e.entry.kind == "batch")
             .ok_or_else(|| anyhow!("{case} waits without a batch request"))?
             .entry;
-        let run_key = entry
-            .payload
-            .get("run_key")
-            .and_then(|k| k.as_str())
-            .unwrap_or_default()
-            .to_string();
-        let watcher = {
-            let ledger = ledger.clone();
-            tokio::spawn(async move { watch(&ledger, &run_key).await })
+        let mut done = 0_u64;
+        let mut report = || {
+            done += 1;
+            println!("progress {done}");
         };
-        let outcome = ledger.run_batch(&engine, &entry, now).await;
-        watcher.abort();
-        outcome?;
+        ledger
+            .run_batch_observed(&engine, &entry, now, &mut report)
+            .await?;
     }
     println!("done");
     Ok(())
@@ -142,19 +137,4 @@ async fn seed(ledger: &Ledger, recipients: usize, now: DateTime<Utc>) -> Result<
         }
     }
     Ok(())
-}
-
-/// Prints `progress N` each time the run has more recipients done.
-async fn watch(ledger: &Ledger, run_key: &str) {
-    let mut shown = -1;
-    loop {
-        if let Ok(runs) = ledger.batches(Some(run_key)).await
-            && let Some(run) = runs.first()
-            && run.done > shown
-        {
-            shown = run.done;
-            println!("progress {shown}");
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    }
 }

@@ -460,6 +460,18 @@ impl Ledger {
         entry: &OutboxRow,
         now: DateTime<Utc>,
     ) -> Result<BatchOutcome, PaymentError> {
+        self.run_batch_observed(engine, entry, now, &mut || {})
+            .await
+    }
+
+    /// As [`Ledger::run_batch`], calling `on_done` each time a recipient is recorded done.
+    pub async fn run_batch_observed(
+        &self,
+        engine: &Engine,
+        entry: &OutboxRow,
+        now: DateTime<Utc>,
+        on_done: &mut (dyn FnMut() + Send),
+    ) -> Result<BatchOutcome, PaymentError> {
         let request = BatchRequest::parse(&entry.payload, self.today(now))?;
         let case = entry.instance_id.as_str();
         let at = now.timestamp_millis();
@@ -496,6 +508,7 @@ impl Ledger {
                             None,
                             at
                         ))?;
+                        on_done();
                         continue;
                     };
                     let size = match self.store().load_instance(&item.case_id).await? {
@@ -543,6 +556,7 @@ impl Ledger {
                         paid,
                         at
                     ))?;
+                    on_done();
                 }
             }
             on_batch_db!(self, |pool, ops| ops::finish(pool, &request.run_key, at))?;
