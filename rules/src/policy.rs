@@ -28,6 +28,14 @@ pub struct Policy {
     pub heating_aid: Option<HeatingAidPolicy>,
     /// Optional: the price-linked subsidy paid over the recipients (`price_subsidy`).
     pub price_subsidy: Option<PriceSubsidyPolicy>,
+    /// Optional: 残疾人两项补贴 amounts (`disability_subsidy`).
+    pub disability_subsidy: Option<DisabilitySubsidyPolicy>,
+    /// Optional: 孤儿基本生活保障 amounts by placement (`orphan_allowance`).
+    pub orphan_allowance: Option<OrphanAllowancePolicy>,
+    /// Optional: 殡葬救助 caps and lump sum (`funeral_aid`).
+    pub funeral_aid: Option<FuneralAidPolicy>,
+    /// Optional: the township reserve fund's ceiling (`reserve_fund`).
+    pub reserve_fund: Option<ReserveFundPolicy>,
     /// The file it was read from, for messages (`policy.yaml`).
     pub source: String,
 }
@@ -46,6 +54,43 @@ pub struct PriceSubsidyPolicy {
     /// A monthly CPI rise (percent) at or above this triggers the subsidy.
     pub threshold_percent: Decimal,
     pub per_person: Decimal,
+}
+
+/// 残疾人两项补贴: living subsidy and care subsidy, per person per month.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisabilitySubsidyPolicy {
+    pub living_amount: Decimal,
+    pub care_amount_grade1: Decimal,
+    pub care_amount_grade2: Decimal,
+    pub care_includes_grade3_intellectual_mental: bool,
+}
+
+/// 孤儿、事实无人抚养儿童基本生活保障, per child per month by placement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrphanAllowancePolicy {
+    pub institution: Decimal,
+    pub scattered: Decimal,
+}
+
+/// 殡葬救助: a cap per service, or a lump sum for a burial custom.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FuneralAidPolicy {
+    pub caps: FuneralCaps,
+    pub lump_sum: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FuneralCaps {
+    pub transport: Decimal,
+    pub storage: Decimal,
+    pub cremation: Decimal,
+    pub ash_storage: Decimal,
+}
+
+/// 乡镇临时救助备用金: the most a township's reserve is topped up to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReserveFundPolicy {
+    pub ceiling: Decimal,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -340,7 +385,14 @@ impl Policy {
                 "tekun",
                 "temporary_aid",
             ],
-            &["heating_aid", "price_subsidy"],
+            &[
+                "heating_aid",
+                "price_subsidy",
+                "disability_subsidy",
+                "orphan_allowance",
+                "funeral_aid",
+                "reserve_fund",
+            ],
         );
         let effective_from = r.date(top, "effective_from");
         let jurisdiction = r.text(top, "jurisdiction");
@@ -466,6 +518,63 @@ impl Policy {
             }
         });
 
+        let disability_subsidy = top.and_then(|t| t.get("disability_subsidy")).map(|node| {
+            let path = "disability_subsidy";
+            let section = r.map(
+                Some(node),
+                path,
+                &[
+                    "living_amount",
+                    "care_amount_grade1",
+                    "care_amount_grade2",
+                    "care_includes_grade3_intellectual_mental",
+                ],
+            );
+            DisabilitySubsidyPolicy {
+                living_amount: r.amount(section, "living_amount", path),
+                care_amount_grade1: r.amount(section, "care_amount_grade1", path),
+                care_amount_grade2: r.amount(section, "care_amount_grade2", path),
+                care_includes_grade3_intellectual_mental: r.boolean(
+                    section,
+                    "care_includes_grade3_intellectual_mental",
+                    path,
+                ),
+            }
+        });
+        let orphan_allowance = top.and_then(|t| t.get("orphan_allowance")).map(|node| {
+            let path = "orphan_allowance";
+            let section = r.map(Some(node), path, &["institution", "scattered"]);
+            OrphanAllowancePolicy {
+                institution: r.amount(section, "institution", path),
+                scattered: r.amount(section, "scattered", path),
+            }
+        });
+        let funeral_aid = top.and_then(|t| t.get("funeral_aid")).map(|node| {
+            let path = "funeral_aid";
+            let section = r.map(Some(node), path, &["caps", "lump_sum"]);
+            let caps_path = "funeral_aid.caps";
+            let caps = r.map(
+                section.and_then(|s| s.get("caps")),
+                caps_path,
+                &["transport", "storage", "cremation", "ash_storage"],
+            );
+            FuneralAidPolicy {
+                caps: FuneralCaps {
+                    transport: r.amount(caps, "transport", caps_path),
+                    storage: r.amount(caps, "storage", caps_path),
+                    cremation: r.amount(caps, "cremation", caps_path),
+                    ash_storage: r.amount(caps, "ash_storage", caps_path),
+                },
+                lump_sum: r.amount(section, "lump_sum", path),
+            }
+        });
+        let reserve_fund = top.and_then(|t| t.get("reserve_fund")).map(|node| {
+            let section = r.map(Some(node), "reserve_fund", &["ceiling"]);
+            ReserveFundPolicy {
+                ceiling: r.amount(section, "ceiling", "reserve_fund"),
+            }
+        });
+
         if !r.problems.is_empty() {
             return Err(PolicyError::Invalid {
                 file: file.to_string(),
@@ -481,6 +590,10 @@ impl Policy {
             temporary_aid,
             heating_aid,
             price_subsidy,
+            disability_subsidy,
+            orphan_allowance,
+            funeral_aid,
+            reserve_fund,
             source: file.to_string(),
         })
     }
@@ -597,6 +710,52 @@ impl Policy {
                     ])
                 }),
             ),
+            (
+                "disability_subsidy",
+                self.disability_subsidy.as_ref().map_or(Value::Null, |p| {
+                    obj(vec![
+                        ("living_amount", d(p.living_amount)),
+                        ("care_amount_grade1", d(p.care_amount_grade1)),
+                        ("care_amount_grade2", d(p.care_amount_grade2)),
+                        (
+                            "care_includes_grade3_intellectual_mental",
+                            Value::Bool(p.care_includes_grade3_intellectual_mental),
+                        ),
+                    ])
+                }),
+            ),
+            (
+                "orphan_allowance",
+                self.orphan_allowance.as_ref().map_or(Value::Null, |p| {
+                    obj(vec![
+                        ("institution", d(p.institution)),
+                        ("scattered", d(p.scattered)),
+                    ])
+                }),
+            ),
+            (
+                "funeral_aid",
+                self.funeral_aid.as_ref().map_or(Value::Null, |p| {
+                    obj(vec![
+                        (
+                            "caps",
+                            obj(vec![
+                                ("transport", d(p.caps.transport)),
+                                ("storage", d(p.caps.storage)),
+                                ("cremation", d(p.caps.cremation)),
+                                ("ash_storage", d(p.caps.ash_storage)),
+                            ]),
+                        ),
+                        ("lump_sum", d(p.lump_sum)),
+                    ])
+                }),
+            ),
+            (
+                "reserve_fund",
+                self.reserve_fund
+                    .as_ref()
+                    .map_or(Value::Null, |p| obj(vec![("ceiling", d(p.ceiling))])),
+            ),
         ])
     }
 
@@ -661,6 +820,35 @@ impl Policy {
                 "price_subsidy",
                 obj(vec![("threshold_percent", dec()), ("per_person", dec())]),
             ),
+            (
+                "disability_subsidy",
+                obj(vec![
+                    ("living_amount", dec()),
+                    ("care_amount_grade1", dec()),
+                    ("care_amount_grade2", dec()),
+                    ("care_includes_grade3_intellectual_mental", Type::Bool),
+                ]),
+            ),
+            (
+                "orphan_allowance",
+                obj(vec![("institution", dec()), ("scattered", dec())]),
+            ),
+            (
+                "funeral_aid",
+                obj(vec![
+                    (
+                        "caps",
+                        obj(vec![
+                            ("transport", dec()),
+                            ("storage", dec()),
+                            ("cremation", dec()),
+                            ("ash_storage", dec()),
+                        ]),
+                    ),
+                    ("lump_sum", dec()),
+                ]),
+            ),
+            ("reserve_fund", obj(vec![("ceiling", dec())])),
         ])
     }
 }
