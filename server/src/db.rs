@@ -11,6 +11,9 @@ pub enum DbError {
     Migration(#[from] StoreError),
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// A read on the store's own connections failed (see `ComponentDb::read_on_thread`).
+    #[error("database error")]
+    Read(#[source] StoreError),
     #[error("stored {what} is corrupt")]
     Corrupt { what: &'static str },
 }

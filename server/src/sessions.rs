@@ -3,6 +3,7 @@
 //! (read from the engine's clock), so tests move it instead of sleeping.
 
 use chrono::{DateTime, Duration, Utc};
+use jiuzhu_engine::store::rusqlite;
 
 use crate::db::{DbError, ServerDb, on_pool, on_read_pool};
 use crate::secrets::{self, SecretError};
@@ -97,6 +98,15 @@ fn from_ms(at: i64) -> DateTime<Utc> {
 }
 
 /// The user columns of a `LEFT JOIN server_users`: all present, or all absent (no user).
+/// A row the query may not find: `None` instead of rusqlite's error for no rows.
+fn optional_row<T>(found: rusqlite::Result<T>) -> rusqlite::Result<Option<T>> {
+    match found {
+        Ok(row) => Ok(Some(row)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 fn joined_user(
     id: Option<String>,
     name: Option<String>,
@@ -179,16 +189,34 @@ impl ServerDb {
             Option<String>,
             Option<bool>,
         );
-        let hash = secrets::digest(id);
-        let row: Option<Row> = on_read_pool!(self, pool => sqlx::query_as(
-            "SELECT s.user_id, s.csrf_token, s.created_at, s.last_seen_at, \
+        const SQL: &str = "SELECT s.user_id, s.csrf_token, s.created_at, s.last_seen_at, \
              u.id, u.name, u.unit, u.roles, u.password_hash, u.disabled \
              FROM server_sessions s LEFT JOIN server_users u ON u.id = s.user_id \
-             WHERE s.id_hash = $1",
-        )
-        .bind(&hash)
-        .fetch_optional(pool)
-        .await)?;
+             WHERE s.id_hash = $1";
+        let hash = secrets::digest(id);
+        let on_thread = self.db.read_on_thread(|db| {
+            optional_row(db.prepare_cached(SQL)?.query_row([&hash], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                ))
+            }))
+        });
+        let row: Option<Row> = match on_thread {
+            Some(read) => read.map_err(DbError::Read)?,
+            None => on_read_pool!(self, pool => sqlx::query_as(SQL)
+                .bind(&hash)
+                .fetch_optional(pool)
+                .await)?,
+        };
         let Some((
             user_id,
             csrf_token,
@@ -372,15 +400,33 @@ impl ServerDb {
             Option<String>,
             Option<bool>,
         );
-        let row: Option<Row> = on_read_pool!(self, pool => sqlx::query_as(
-            "SELECT t.user_id, t.role, t.unit, \
+        const SQL: &str = "SELECT t.user_id, t.role, t.unit, \
              u.id, u.name, u.unit, u.roles, u.password_hash, u.disabled \
              FROM server_tokens t LEFT JOIN server_users u ON u.id = t.user_id \
-             WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
-        )
-        .bind(secrets::digest(token))
-        .fetch_optional(pool)
-        .await)?;
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL";
+        let hash = secrets::digest(token);
+        let on_thread = self.db.read_on_thread(|db| {
+            optional_row(db.prepare_cached(SQL)?.query_row([&hash], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            }))
+        });
+        let row: Option<Row> = match on_thread {
+            Some(read) => read.map_err(DbError::Read)?,
+            None => on_read_pool!(self, pool => sqlx::query_as(SQL)
+                .bind(&hash)
+                .fetch_optional(pool)
+                .await)?,
+        };
         let Some((user_id, role, unit, uid, name, uunit, roles, pw, disabled)) = row else {
             return Ok(None);
         };

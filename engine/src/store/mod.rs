@@ -39,6 +39,9 @@ pub use bench::{BenchCounts, BenchDatabase};
 pub use chain::{GENESIS_HASH, TamperError, TamperKind, VerifiedChain, canonical_json, sha256_hex};
 pub use keys::KeyChange;
 pub use outbox::{OutboxEntry, OutboxStatus};
+pub use raw_sqlite::ThreadReaders;
+/// The SQLite library binding the store's own connections use (see [`ComponentDb::read_on_thread`]).
+pub use rusqlite;
 pub use schedules::{ScheduleRow, StoreSummary};
 pub use timer_faults::ParkedTimer;
 
@@ -758,6 +761,7 @@ impl Store {
 #[derive(Debug, Clone)]
 pub struct ComponentDb {
     pool: ComponentPool,
+    thread_readers: ThreadReaders,
 }
 
 #[derive(Debug, Clone)]
@@ -784,6 +788,18 @@ impl ComponentDb {
         }
     }
 
+    /// On a SQLite file, runs one short read on the calling thread, on a read-only
+    /// connection of the store's own ([`ThreadReaders`]): no hop to a driver thread and
+    /// back. `None` on PostgreSQL, in memory, or when the file was busy: read through
+    /// [`ComponentDb::read_pool`] instead. For indexed single-row reads only: the calling
+    /// runtime thread is held meanwhile.
+    pub fn read_on_thread<R>(
+        &self,
+        read: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<R>,
+    ) -> Option<Result<R, StoreError>> {
+        self.thread_readers.read(read)
+    }
+
     /// The pool, for the component's SQL of that database.
     pub fn pool(&self) -> DbPool<'_> {
         match &self.pool {
@@ -808,16 +824,25 @@ impl Store {
         &self,
         component: &'static migrations::ComponentMigrations,
     ) -> Result<ComponentDb, StoreError> {
-        let pool = match &self.backend {
+        let (pool, thread_readers) = match &self.backend {
             Backend::Sqlite(s) => {
                 s.migrate_component(component).await?;
-                ComponentPool::Sqlite(s.write_pool().clone(), s.reader.clone())
+                (
+                    ComponentPool::Sqlite(s.write_pool().clone(), s.reader.clone()),
+                    s.thread_readers.clone(),
+                )
             }
             Backend::Postgres(s) => {
                 s.migrate_component(component).await?;
-                ComponentPool::Postgres(s.write_pool().clone(), s.reader.clone())
+                (
+                    ComponentPool::Postgres(s.write_pool().clone(), s.reader.clone()),
+                    ThreadReaders::default(),
+                )
             }
         };
-        Ok(ComponentDb { pool })
+        Ok(ComponentDb {
+            pool,
+            thread_readers,
+        })
     }
 }

@@ -19,11 +19,11 @@
 use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 use sqlx::SqlitePool;
 use sqlx::error::{DatabaseError, ErrorKind};
 use sqlx::sqlite::LockedSqliteHandle;
@@ -75,6 +75,82 @@ impl CommitConnection {
         db.set_prepared_statement_cache_capacity(KEPT_STATEMENTS);
         Ok(CommitConnection(Some(Arc::new(Mutex::new(db)))))
     }
+}
+
+/// Read-only connections of the store's own to the file, for one short indexed read on the
+/// calling thread: a request's credential lookup, which on sqlx's driver would be a message
+/// to a connection's worker thread and a wake-up back, on every API call. Connections are
+/// opened on first use and kept (at most [`IDLE_READERS`]); a reader never waits for a lock:
+/// with the file busy (rare in WAL mode) the read is left to the caller's pool.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadReaders(Option<Arc<ReaderPool>>);
+
+#[derive(Debug)]
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+/// Idle read connections kept for the next read; more are opened under a burst and closed.
+const IDLE_READERS: usize = 8;
+
+impl ThreadReaders {
+    /// Readers of the file at `path` (created and migrated by the writer).
+    pub(crate) fn open(path: &Path) -> Self {
+        ThreadReaders(Some(Arc::new(ReaderPool {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        })))
+    }
+
+    /// Runs `read` on the calling thread, on a read-only connection to the file. `None` when
+    /// this store has no such connections (in memory, PostgreSQL) or the file was busy: the
+    /// caller then reads through its pool.
+    pub fn read<R>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+    ) -> Option<Result<R, StoreError>> {
+        let pool = self.0.as_ref()?;
+        let kept = pool
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let db = match kept {
+            Some(db) => db,
+            None => match open_reader(&pool.path) {
+                Ok(db) => db,
+                Err(error) => return Some(Err(error)),
+            },
+        };
+        let result = read(&db);
+        {
+            let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if idle.len() < IDLE_READERS {
+                idle.push(db);
+            }
+        }
+        match result {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) =>
+            {
+                None
+            }
+            other => Some(other.map_err(store_error)),
+        }
+    }
+}
+
+/// A read-only connection that never sleeps in SQLite's busy handler (no busy timeout).
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let db = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(store_error)?;
+    db.busy_timeout(Duration::ZERO).map_err(store_error)?;
+    db.set_prepared_statement_cache_capacity(16);
+    Ok(db)
 }
 
 /// Runs `work` inside a write transaction (`BEGIN IMMEDIATE`) on the store's commit
@@ -397,6 +473,54 @@ impl DatabaseError for RawSqliteError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thread_readers_read_the_file_and_see_the_latest_commit() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("readers.db");
+        let writer = Connection::open(&path)?;
+        writer.execute_batch(
+            "PRAGMA journal_mode = WAL; CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER); \
+             INSERT INTO t VALUES ('a', 1);",
+        )?;
+        let readers = ThreadReaders::open(&path);
+        let read = |key: &str| {
+            readers.read(|db| {
+                db.prepare_cached("SELECT v FROM t WHERE k = $1")?
+                    .query_row([key], |r| r.get::<_, i64>(0))
+            })
+        };
+        assert_eq!(read("a").transpose()?, Some(1));
+        writer.execute("UPDATE t SET v = 2 WHERE k = 'a'", [])?;
+        // The kept connection sees the new commit: no stale snapshot survives a read.
+        assert_eq!(read("a").transpose()?, Some(2));
+        assert!(matches!(read("missing"), Some(Err(_))));
+        // A reader cannot write.
+        let write = readers.read(|db| db.execute("DELETE FROM t", []));
+        assert!(matches!(write, Some(Err(_))));
+        // No file, no readers: the caller reads through its pool.
+        assert!(ThreadReaders::default().read(|_| Ok(())).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn a_busy_file_is_left_to_the_pool() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("busy.db");
+        // Rollback journal: a writer's exclusive lock keeps readers out.
+        let writer = Connection::open(&path)?;
+        writer.execute_batch(
+            "CREATE TABLE t (v INTEGER); INSERT INTO t VALUES (1); BEGIN EXCLUSIVE; \
+             UPDATE t SET v = 2;",
+        )?;
+        let readers = ThreadReaders::open(&path);
+        let read = readers.read(|db| db.query_row("SELECT v FROM t", [], |r| r.get::<_, i64>(0)));
+        assert!(read.is_none(), "a busy file must not fail the read");
+        writer.execute_batch("COMMIT")?;
+        let read = readers.read(|db| db.query_row("SELECT v FROM t", [], |r| r.get::<_, i64>(0)));
+        assert_eq!(read.transpose()?, Some(2));
+        Ok(())
+    }
 
     fn memory() -> RawTx<'static> {
         let db = Connection::open_in_memory().expect("in-memory database");

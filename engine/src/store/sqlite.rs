@@ -102,6 +102,8 @@ pub(crate) struct SqliteStore {
     pub(super) key_created: bool,
     /// Where group commits run (see [`raw_sqlite`]).
     commits: raw_sqlite::CommitConnection,
+    /// Short reads on the calling thread (see [`raw_sqlite::ThreadReaders`]).
+    pub(super) thread_readers: raw_sqlite::ThreadReaders,
     /// How long a write waits for another connection's lock (set on every connection).
     busy_timeout: Duration,
     /// Checkpoints the file's log in the background (none for an in-memory database).
@@ -257,6 +259,7 @@ impl SqliteStore {
                     audit: Some(Arc::new(AuditKey::random()?)),
                     key_created: false,
                     commits: raw_sqlite::CommitConnection::shared(),
+                    thread_readers: raw_sqlite::ThreadReaders::default(),
                     busy_timeout: options.busy_timeout,
                     _checkpointer: None,
                     read_only: false,
@@ -308,6 +311,7 @@ impl SqliteStore {
                     audit: Some(Arc::new(key)),
                     key_created,
                     commits,
+                    thread_readers: raw_sqlite::ThreadReaders::open(&path),
                     busy_timeout: options.busy_timeout,
                     _checkpointer: Some(Arc::new(checkpointer)),
                     read_only: false,
@@ -349,6 +353,7 @@ impl SqliteStore {
             audit,
             key_created: false,
             commits: raw_sqlite::CommitConnection::shared(),
+            thread_readers: raw_sqlite::ThreadReaders::default(),
             busy_timeout: options.busy_timeout,
             _checkpointer: None,
             read_only: true,
