@@ -765,8 +765,13 @@ async fn a_row_that_does_not_read_is_parked_naming_the_field(ctx: Ctx) -> Result
         .with_payments(Arc::new(ledger.clone()));
     let amount = Value::Decimal("1500.00".parse()?);
     let (case, effect) = ctx.start_probe("payment", &[("amount", amount)]).await?;
-    let payload = r#"{"type": "payment", "amount": "many", "purpose": "temporary_aid", "payee": "x"}"#;
-    let cast = if ctx.db == Db::Postgres { "::jsonb" } else { "" };
+    let payload =
+        r#"{"type": "payment", "amount": "many", "purpose": "temporary_aid", "payee": "x"}"#;
+    let cast = if ctx.db == Db::Postgres {
+        "::jsonb"
+    } else {
+        ""
+    };
     ctx.raw(&format!(
         "UPDATE outbox SET payload = '{payload}'{cast} WHERE id = '{effect}'"
     ))
@@ -779,7 +784,11 @@ async fn a_row_that_does_not_read_is_parked_naming_the_field(ctx: Ctx) -> Result
         ),
         other => return Err(anyhow!("expected a dead letter at once, got {other:?}")),
     }
-    let entry = ctx.store().outbox_entry(&effect).await?.context("the entry")?;
+    let entry = ctx
+        .store()
+        .outbox_entry(&effect)
+        .await?
+        .context("the entry")?;
     ensure!(entry.status == OutboxStatus::Dead, "{entry:?}");
     let instructions = ledger.instructions(None, Some(&case)).await?;
     ensure!(instructions.is_empty(), "nothing paid: {instructions:?}");

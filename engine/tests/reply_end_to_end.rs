@@ -94,7 +94,9 @@ struct Teardown {
 }
 
 fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
 }
 
 async fn setup(db: Db) -> (Ctx, Teardown) {
@@ -178,14 +180,23 @@ async fn a_parent_waits_for_its_child_and_goes_on_when_it_ends(ctx: Ctx) -> Resu
 
     // The child's task is done: the child ends and queues its `on_end` message.
     let (_, _, child_state) = engine.load(&child).await?;
-    let task = child_state.tasks.first().context("the child's task")?.id.clone();
+    let task = child_state
+        .tasks
+        .first()
+        .context("the child's task")?
+        .id
+        .clone();
     let staff = Actor {
         user: "zx_staff1".into(),
         roles: vec!["township_staff".into()],
         unit: UNIT.into(),
     };
     let ended = engine.complete(&task, &staff, BTreeMap::new()).await?;
-    ensure!(ended.instance.status == "completed", "{}", ended.instance.status);
+    ensure!(
+        ended.instance.status == "completed",
+        "{}",
+        ended.instance.status
+    );
     let notice = ended
         .outbox
         .iter()

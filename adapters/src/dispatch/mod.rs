@@ -52,11 +52,11 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
+use jiuzhu_engine::effects::typed::Notification;
+use jiuzhu_engine::effects::{Outward, TypedEffect, parse_outbox};
 use jiuzhu_engine::runtime::Engine;
 use jiuzhu_engine::store::{ClaimedOutbox, Store, StoreError};
 use rand::SeedableRng as _;
-use jiuzhu_engine::effects::typed::Notification;
-use jiuzhu_engine::effects::{Outward, TypedEffect, parse_outbox};
 use tracing::Instrument as _;
 
 use crate::notify::Notifier;

@@ -3,12 +3,12 @@
 //! Everything here is decided from the typed effect, the instance row and `now`, so it is
 //! tested with tables; the dispatcher only does the IO these decisions call for.
 
+use jiuzhu_engine::effects::TypedEffect;
 use jiuzhu_engine::effects::schema;
 use jiuzhu_engine::effects::typed::{Escalation, Notification};
-use jiuzhu_engine::effects::TypedEffect;
-use jiuzhu_rules::Value;
 use jiuzhu_engine::lang::model::EffectKind;
 use jiuzhu_engine::store::InstanceRow;
+use jiuzhu_rules::Value;
 use serde_json::Value as Json;
 
 /// The template an escalation is mailed with when the effect names none.
@@ -153,7 +153,10 @@ mod tests {
         let notice = escalation_notice(escalation);
         assert_eq!(notice.template, ESCALATION_TEMPLATE);
         assert_eq!(notice.to_role, Some(Names::One("county_staff".into())));
-        assert_eq!(notice.vars.get("reason"), Some(&Value::Str("超过办理时限".into())));
+        assert_eq!(
+            notice.vars.get("reason"),
+            Some(&Value::Str("超过办理时限".into()))
+        );
         assert_eq!(notice.vars.get("task"), Some(&Value::Str("approve".into())));
         let own = Outward::from_json(
             &json!({"type": "escalation", "id": "x", "to_role": "county_staff", "template": "urgent"}),

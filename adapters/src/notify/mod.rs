@@ -161,7 +161,9 @@ impl Notifier {
         instance_vars: &Json,
     ) -> Result<Plan, NotifyError> {
         if effect_id.is_empty() {
-            return Err(NotifyError::NotANotification("the effect has no `id`".into()));
+            return Err(NotifyError::NotANotification(
+                "the effect has no `id`".into(),
+            ));
         }
         let template = notice.template.as_str();
         // The template sees the effect's fields as the outbox carries them.

@@ -52,7 +52,10 @@ impl BatchRequest {
     pub fn parse(effect: &Json, today: NaiveDate) -> Result<BatchRequest, PaymentError> {
         let mut effect = effect.clone();
         if let Json::Object(map) = &mut effect {
-            map.insert("type".into(), Json::String(EffectKind::Batch.as_str().into()));
+            map.insert(
+                "type".into(),
+                Json::String(EffectKind::Batch.as_str().into()),
+            );
         }
         let run_key = effect
             .get(fields::RUN_KEY)
@@ -84,7 +87,10 @@ impl BatchRequest {
         let TypedEffect::Batch(batch) = &outward.effect else {
             return Err(PaymentError::Batch {
                 run_key: String::new(),
-                problem: format!("a `{}` effect is not a batch request", outward.kind().as_str()),
+                problem: format!(
+                    "a `{}` effect is not a batch request",
+                    outward.kind().as_str()
+                ),
             });
         };
         let run_key = batch.run_key.clone();

@@ -204,7 +204,8 @@ impl LedgerEffect {
                     ));
                 }
                 let amount = to_fen(payment.amount).map_err(|p| error("amount", p.into()))?;
-                let payee = text(&payment.payee).ok_or_else(|| error("payee", EffectProblem::Missing))?;
+                let payee =
+                    text(&payment.payee).ok_or_else(|| error("payee", EffectProblem::Missing))?;
                 Ok(LedgerEffect::Payment(PaymentOrder {
                     id: outward.id.clone(),
                     instance: outward.instance.clone(),

@@ -354,7 +354,9 @@ pub fn parse_outbox(row: &crate::store::OutboxRow) -> Result<Outward, TypedError
         Some(other) => {
             return Err(TypedError::KindMismatch {
                 row: row.kind.clone(),
-                payload: other.as_str().map_or_else(|| other.to_string(), str::to_string),
+                payload: other
+                    .as_str()
+                    .map_or_else(|| other.to_string(), str::to_string),
             });
         }
     }
@@ -793,17 +795,26 @@ mod tests {
                    "from": "2026-04-01T00:00:00+08:00", "payee": "张三"}),
         );
         let typed = parse_outbox(&old).expect("reads");
-        assert_eq!((typed.id.as_str(), typed.instance.as_str()), ("dibao-1-e7", "dibao-1"));
+        assert_eq!(
+            (typed.id.as_str(), typed.instance.as_str()),
+            ("dibao-1-e7", "dibao-1")
+        );
         let TypedEffect::Payment(payment) = &typed.effect else {
             panic!("not a payment: {typed:?}");
         };
         assert_eq!(payment.amount, Decimal::from(705));
         assert_eq!(payment.from, NaiveDate::from_ymd_opt(2026, 4, 1));
         let table = [
-            (row("payment", json!({"type": "notification", "template": "x"})), Some("type")),
+            (
+                row("payment", json!({"type": "notification", "template": "x"})),
+                Some("type"),
+            ),
             (row("payment", json!([1, 2])), None),
             (row("fax", json!({})), None),
-            (row("payment", json!({"amount": "many", "purpose": "dibao"})), Some("amount")),
+            (
+                row("payment", json!({"amount": "many", "purpose": "dibao"})),
+                Some("amount"),
+            ),
         ];
         for (bad, field) in table {
             let error = parse_outbox(&bad).expect_err("refused");

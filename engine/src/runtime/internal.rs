@@ -490,7 +490,8 @@ impl Engine {
         if let (Some(_), Some(emitted_at)) = (request.at, emitted_at) {
             match self.store.load_instance(parent_id).await {
                 Ok(Some(parent))
-                    if parent.status != Status::Active.as_str() && parent.updated_at > emitted_at =>
+                    if parent.status != Status::Active.as_str()
+                        && parent.updated_at > emitted_at =>
                 {
                     match self.store.load_instance(&child).await {
                         Ok(None) => {

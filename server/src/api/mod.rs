@@ -178,7 +178,11 @@ fn routes() -> Vec<(Method, &'static str, Handler)> {
             "/api/payments/reports/{month}",
             on(MethodFilter::GET, payments::report),
         ),
-        (Method::GET, "/api/batches", on(MethodFilter::GET, batches::list)),
+        (
+            Method::GET,
+            "/api/batches",
+            on(MethodFilter::GET, batches::list),
+        ),
         (
             Method::GET,
             "/api/batches/{id}",
