@@ -85,6 +85,15 @@ nodes:
     type: end
     name: 结束
     outcome: completed
+  - id: withdrawn
+    type: end
+    name: 撤回
+    status: terminated
+    outcome: withdrawn
+messages:
+  withdraw:
+    name: 撤回
+    goto: withdrawn
 "#;
 
 /// The process a `start_process` effect of the probe starts.
@@ -246,6 +255,8 @@ jiuzhu_testkit::on_both_databases!(
     an_escalation_is_mailed_to_the_role_over_the_case,
     two_nodes_ticking_together_deliver_each_effect_once,
     an_entry_whose_deliveries_never_report_back_is_given_up,
+    a_row_that_does_not_read_is_parked_naming_the_field,
+    a_deferred_start_is_cancelled_when_its_case_ends_first,
 );
 
 fn webhook_channel(url: String) -> Result<WebhookChannel> {
@@ -741,5 +752,85 @@ async fn an_entry_whose_deliveries_never_report_back_is_given_up(ctx: Ctx) -> Re
     }
     let entry = store.outbox_entry(&effect).await?.context("the entry")?;
     ensure!(entry.status == OutboxStatus::Dead, "{entry:?}");
+    Ok(())
+}
+
+/// Every row is read into the engine's typed effect before any adapter sees it: a row
+/// whose field has the wrong type (here a payment's amount, altered behind the store's
+/// back) is an incident at once naming the field; nothing is paid, nothing dropped.
+async fn a_row_that_does_not_read_is_parked_naming_the_field(ctx: Ctx) -> Result<()> {
+    let ledger = Ledger::new(ctx.store());
+    let dispatcher = ctx
+        .dispatcher(policy(8))
+        .with_payments(Arc::new(ledger.clone()));
+    let amount = Value::Decimal("1500.00".parse()?);
+    let (case, effect) = ctx.start_probe("payment", &[("amount", amount)]).await?;
+    let payload =
+        r#"{"type": "payment", "amount": "many", "purpose": "temporary_aid", "payee": "x"}"#;
+    let cast = if ctx.db == Db::Postgres {
+        "::jsonb"
+    } else {
+        ""
+    };
+    ctx.raw(&format!(
+        "UPDATE outbox SET payload = '{payload}'{cast} WHERE id = '{effect}'"
+    ))
+    .await?;
+    let report = ctx.tick_at(&dispatcher, t0()).await?;
+    match report.outcome(&effect) {
+        Some(Outcome::Dead { attempts: 1, error }) => ensure!(
+            error.contains("does not read") && error.contains("`amount`"),
+            "the error names the field: {error}"
+        ),
+        other => return Err(anyhow!("expected a dead letter at once, got {other:?}")),
+    }
+    let entry = ctx
+        .store()
+        .outbox_entry(&effect)
+        .await?
+        .context("the entry")?;
+    ensure!(entry.status == OutboxStatus::Dead, "{entry:?}");
+    let instructions = ledger.instructions(None, Some(&case)).await?;
+    ensure!(instructions.is_empty(), "nothing paid: {instructions:?}");
+    Ok(())
+}
+
+/// A review scheduled at a later date is not started when the case that asked for it
+/// ended in a later step (withdrawn): the entry is settled, no child case appears.
+async fn a_deferred_start_is_cancelled_when_its_case_ends_first(ctx: Ctx) -> Result<()> {
+    let dispatcher = ctx.dispatcher(policy(3));
+    let review_on = chrono::NaiveDate::from_ymd_opt(2026, 9, 1).context("a date")?;
+    let (case, effect) = ctx
+        .start_probe("review", &[("review_on", Value::Date(review_on))])
+        .await?;
+    let due = Utc.with_ymd_and_hms(2026, 8, 31, 16, 0, 0).unwrap();
+    let first = ctx.tick_at(&dispatcher, t0()).await?;
+    ensure!(
+        first.outcome(&effect) == Some(&Outcome::Deferred { until: due }),
+        "{first:?}"
+    );
+    // The applicant withdraws a month later.
+    ctx.clock.set(t0() + chrono::Duration::days(30));
+    let clerk = Actor {
+        user: "fa_clerk".into(),
+        roles: vec!["township_clerk".into()],
+        unit: UNIT.into(),
+    };
+    ctx.engine
+        .message(&case, "withdraw", Some(&clerk), BTreeMap::new())
+        .await?;
+    let on_time = ctx.tick_at(&dispatcher, due).await?;
+    ensure!(
+        on_time.outcome(&effect) == Some(&Outcome::Delivered),
+        "settled: {on_time:?}"
+    );
+    let children = ctx
+        .store()
+        .list_instances(&InstanceFilter {
+            process_id: Some("probe_review".into()),
+            ..InstanceFilter::default()
+        })
+        .await?;
+    ensure!(children.is_empty(), "nothing started: {children:?}");
     Ok(())
 }

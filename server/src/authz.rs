@@ -5,9 +5,10 @@
 //!   outside it is reported as not found, so ids do not reveal which cases exist
 //!   ([`Principal::require_visible`]). What a caller may do on a visible case's tasks is
 //!   the engine core's decision (role, unit, separation of duties);
-//! - messages ([`message`]): a message that names roles is the core's decision; one that
-//!   names none is the applicant's (objection, withdrawal), recorded by front-desk staff on
-//!   the applicant's behalf, and the history says so;
+//! - messages ([`message`]): a message that names roles is the core's decision (sent by
+//!   the window's clerk, it is recorded on the applicant's behalf); one that names none is
+//!   the applicant's (objection, withdrawal), recorded by front-desk staff on the
+//!   applicant's behalf, and the history says so;
 //! - corrections of a case's data ([`correct`]): the caller must see the case; whether
 //!   their role and unit may correct it is the core's decision (staff of the process's
 //!   tasks in the case's unit or above, or a head; open cases only);
@@ -105,6 +106,9 @@ pub const INCIDENT_ROLES: &[&str] = &["township_head", "county_head", "admin"];
 pub const REVEAL_ROLES: &[&str] = &["township_clerk", "township_staff", "county_staff"];
 /// The roles that record an applicant's own messages (objection, withdrawal) for them.
 pub const FRONT_DESK_ROLES: &[&str] = &["township_clerk", "township_staff", "village_worker"];
+/// The applicants' window (受理窗口): a message its clerk sends is the applicant's,
+/// recorded on their behalf.
+pub const APPLICANT_WINDOW_ROLE: &str = "township_clerk";
 /// Who an applicant's message is recorded for.
 pub const ON_BEHALF_OF_APPLICANT: &str = "applicant";
 
@@ -173,7 +177,11 @@ pub fn message(
 ) -> Result<Option<&'static str>, ApiError> {
     principal.require_visible(unit, "case", id)?;
     if !roles.is_empty() {
-        return Ok(None);
+        // The window's clerk sends a message the procedure lets the window send (a
+        // withdrawal, an objection) for the applicant who came to the window.
+        let at_the_window = principal.has_any(&[APPLICANT_WINDOW_ROLE])
+            && roles.iter().any(|r| r == APPLICANT_WINDOW_ROLE);
+        return Ok(at_the_window.then_some(ON_BEHALF_OF_APPLICANT));
     }
     require_role(
         principal,
@@ -249,9 +257,19 @@ mod tests {
             Some(ON_BEHALF_OF_APPLICANT)
         );
         assert!(message(&admin_user, "市/县/甲镇", "c", &[]).is_err());
-        // A message naming roles is the core's to decide.
+        // A message naming roles is the core's to decide; the window's clerk sends it
+        // for the applicant.
         assert_eq!(
             message(&admin_user, "市/县/甲镇", "c", &["county_staff".into()]).ok(),
+            Some(None)
+        );
+        let window = ["township_clerk".to_string(), "township_head".to_string()];
+        assert_eq!(
+            message(&clerk, "市/县/甲镇", "c", &window).ok().flatten(),
+            Some(ON_BEHALF_OF_APPLICANT)
+        );
+        assert_eq!(
+            message(&with_roles(&["township_head"]), "市/县/甲镇", "c", &window).ok(),
             Some(None)
         );
         assert_eq!(

@@ -98,7 +98,9 @@ pub fn status_of(code: &str) -> StatusCode {
     match code {
         "not_found" => StatusCode::NOT_FOUND,
         "forbidden" | "separation_of_duties" | "csrf" => StatusCode::FORBIDDEN,
-        "conflict" | "duplicate" | "tampered" | "not_configured" => StatusCode::CONFLICT,
+        "conflict" | "duplicate" | "tampered" | "not_configured" | "too_many_messages" => {
+            StatusCode::CONFLICT
+        }
         "invalid_data" | "invalid_request" | "invalid_definition" => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
@@ -207,6 +209,7 @@ mod tests {
             ("locked", 429),
             ("unavailable", 503),
             ("not_configured", 409),
+            ("too_many_messages", 409),
             ("store", 500),
             ("incident", 500),
         ] {

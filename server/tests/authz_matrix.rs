@@ -69,8 +69,9 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     ("POST", "/api/cases",                          [201, 201, 201, 201, 201, 422, 422, 422, 401, 401]),
     ("GET",  "/api/cases/{id}",                     [200, 200, 200, 404, 404, 200, 200, 200, 401, 401]),
     ("GET",  "/api/cases/{id}/history",             [200, 200, 200, 404, 404, 200, 200, 200, 401, 401]),
-    // `withdraw`, the applicant's message, recorded by the front desk of the case's unit.
-    ("POST", "/api/cases/{id}/messages/{name}",     [200, 200, 403, 404, 404, 403, 403, 403, 401, 401]),
+    // `withdraw`: the township of the case's unit records it (the window's clerk on the
+    // applicant's behalf); the county does not.
+    ("POST", "/api/cases/{id}/messages/{name}",     [200, 200, 200, 404, 404, 403, 403, 403, 401, 401]),
     // Staff of the process's tasks in the case's unit or above, or a head.
     ("POST", "/api/cases/{id}/corrections",         [200, 200, 200, 404, 404, 200, 200, 200, 401, 401]),
     ("GET",  "/api/tasks",                          [200, 200, 200, 200, 200, 200, 200, 200, 401, 401]),
@@ -97,6 +98,9 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     // The test server has no gateway configured.
     ("POST", "/api/payments/send",                  [403, 403, 403, 403, 403, 409, 409, 409, 401, 401]),
     ("GET",  "/api/payments/reports/{month}",       [403, 403, 403, 403, 403, 200, 200, 200, 401, 401]),
+    // Batch runs: the roles that pay benefits, runs of cases in their units (none here yet).
+    ("GET",  "/api/batches",                        [403, 403, 403, 403, 403, 200, 200, 200, 401, 401]),
+    ("GET",  "/api/batches/{id}",                   [403, 403, 403, 403, 403, 404, 404, 404, 401, 401]),
     ("POST", "/api/assess",                         [200, 200, 200, 200, 200, 200, 200, 200, 401, 401]),
     ("GET",  "/api/access-log",                     [403, 403, 403, 403, 403, 403, 403, 200, 401, 401]),
 ];

@@ -165,7 +165,14 @@ fn a_case_runs_through_the_lifecycle_on_sqlite() {
         "{}",
         text(&unknown.stderr)
     );
-    let withdraw = lifecycle(&db, &["message", &instance, "withdraw"]);
+    // A withdrawal is recorded by the case's township, not by an unnamed sender.
+    let anonymous = lifecycle(&db, &["message", &instance, "withdraw"]);
+    assert!(
+        text(&anonymous.stderr).starts_with("error[forbidden]:"),
+        "{}",
+        text(&anonymous.stderr)
+    );
+    let withdraw = lifecycle(&db, &["message", &instance, "withdraw", "--as", "zx_clerk"]);
     assert!(withdraw.status.success(), "{}", text(&withdraw.stderr));
     assert!(
         text(&withdraw.stdout).contains("terminated outcome withdrawn"),

@@ -10,7 +10,11 @@
 //! | `notification`            | the [`Notifier`]: one delivery per channel               |
 //! | `escalation`              | the [`Notifier`], as a notification to `to_role` with the `escalation` template |
 //! | `payment`, `payment_stop` | the [`PaymentSink`] (the payments ledger)               |
-//! | `start_process`, `message` | the engine itself ([`Engine::deliver_internal`]): a child case at once or on its `at` date, a message to another case |
+//! | `start_process`, `message` | the engine itself ([`Engine::deliver_outward`]): a child case at once or on its `at` date, a message to another case |
+//!
+//! Each row is read once into the engine's typed effect ([`parse_outbox`], lenient for
+//! rows an older version queued); the adapters work on its typed fields. A row that does
+//! not read is given up at once as an incident naming the field, never dropped.
 //!
 //! Delivery is at least once, idempotent per effect id:
 //!
@@ -48,10 +52,11 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt as _;
+use jiuzhu_engine::effects::typed::Notification;
+use jiuzhu_engine::effects::{Outward, TypedEffect, parse_outbox};
 use jiuzhu_engine::runtime::Engine;
 use jiuzhu_engine::store::{ClaimedOutbox, Store, StoreError};
 use rand::SeedableRng as _;
-use serde_json::Value as Json;
 use tracing::Instrument as _;
 
 use crate::notify::Notifier;
@@ -426,23 +431,26 @@ impl Dispatcher {
         notes: &mut Vec<String>,
     ) -> Attempt {
         let entry = &claimed.entry;
-        let route = match Route::of(&entry.kind) {
-            Ok(route) => route,
-            Err(error) => return Attempt::permanent(error),
+        // Every row is read once, into the engine's typed effect; a row that does not read
+        // (a kind the engine does not know, a field of the wrong type) waits for a person.
+        let effect = match parse_outbox(entry) {
+            Ok(effect) => effect,
+            Err(error) => {
+                return Attempt::permanent(format!("the effect does not read: {error}"));
+            }
         };
-        match route {
-            Route::Notification => {
-                self.deliver_notification(&entry.id, &entry.instance_id, &entry.payload, now, notes)
+        match &effect.effect {
+            TypedEffect::Notification(notice) => {
+                self.deliver_notification(&effect, notice, now, notes).await
+            }
+            TypedEffect::Escalation(escalation) => {
+                let notice = route::escalation_notice(escalation);
+                self.deliver_notification(&effect, &notice, now, notes)
                     .await
             }
-            Route::Escalation => {
-                let notice = route::escalation_notice(&entry.payload);
-                self.deliver_notification(&entry.id, &entry.instance_id, &notice, now, notes)
-                    .await
-            }
-            Route::Payment => match &self.payments {
+            TypedEffect::Payment(_) | TypedEffect::PaymentStop(_) => match &self.payments {
                 None => Attempt::retryable("no payment ledger is configured on this node"),
-                Some(sink) => match sink.apply_payment(entry, now).await {
+                Some(sink) => match sink.apply_payment(entry, &effect, now).await {
                     Ok(()) => Attempt::Done,
                     Err(error) => Attempt::Failed {
                         error: format!("payment ledger: {error}"),
@@ -450,8 +458,20 @@ impl Dispatcher {
                     },
                 },
             },
-            Route::Internal => self.deliver_internal(entry, now).await,
-            Route::Batch => match &self.payments {
+            TypedEffect::StartProcess(_) | TypedEffect::Message(_) => {
+                match self
+                    .engine
+                    .deliver_outward(&effect, entry.created_at, now)
+                    .await
+                {
+                    InternalOutcome::Done => Attempt::Done,
+                    InternalOutcome::NotBefore(until) => Attempt::NotBefore(until),
+                    InternalOutcome::Failed { error, retryable } => {
+                        Attempt::Failed { error, retryable }
+                    }
+                }
+            }
+            TypedEffect::Batch(_) => match &self.payments {
                 None => Attempt::retryable("no payment ledger is configured on this node"),
                 Some(sink) => match sink.run_batch(&self.engine, entry, now).await {
                     Ok(()) => Attempt::Done,
@@ -467,12 +487,13 @@ impl Dispatcher {
     /// Sends every channel of a notification not yet delivered; records each one sent.
     async fn deliver_notification(
         &self,
-        outbox_id: &str,
-        instance_id: &str,
-        effect: &Json,
+        effect: &Outward,
+        notice: &Notification,
         now: DateTime<Utc>,
         notes: &mut Vec<String>,
     ) -> Attempt {
+        let outbox_id = effect.id.as_str();
+        let instance_id = effect.instance.as_str();
         let Some(notifier) = &self.notifier else {
             return Attempt::retryable("no notification channels are configured on this node");
         };
@@ -481,7 +502,12 @@ impl Dispatcher {
             Ok(None) => return Attempt::permanent(format!("instance {instance_id} not found")),
             Err(error) => return Attempt::retryable(error_chain(&error)),
         };
-        let plan = match notifier.prepare(effect, &route::instance_vars(&row)) {
+        let plan = match notifier.prepare_typed(
+            outbox_id,
+            instance_id,
+            notice,
+            &route::instance_vars(&row),
+        ) {
             Ok(plan) => plan,
             Err(error) => return Attempt::permanent(error),
         };
@@ -534,31 +560,6 @@ impl Dispatcher {
                 error: failures.join("; "),
                 retryable,
             }
-        }
-    }
-
-    /// `start_process` and `message` are the engine's own effects
-    /// (`jiuzhu_engine::runtime::internal`): it starts the child case or steps the target
-    /// case; the dispatcher brings its leases, retries and incidents.
-    async fn deliver_internal(
-        &self,
-        entry: &jiuzhu_engine::store::OutboxRow,
-        now: DateTime<Utc>,
-    ) -> Attempt {
-        match self
-            .engine
-            .deliver_internal(
-                &entry.id,
-                &entry.instance_id,
-                &entry.kind,
-                &entry.payload,
-                now,
-            )
-            .await
-        {
-            InternalOutcome::Done => Attempt::Done,
-            InternalOutcome::NotBefore(until) => Attempt::NotBefore(until),
-            InternalOutcome::Failed { error, retryable } => Attempt::Failed { error, retryable },
         }
     }
 

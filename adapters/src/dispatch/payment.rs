@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
+use jiuzhu_engine::effects::Outward;
 use jiuzhu_engine::runtime::Engine;
 use jiuzhu_engine::store::{OutboxRow, StoreError};
 
@@ -17,12 +18,17 @@ use crate::payments::{Ledger, PaymentError};
 /// The future a sink returns; boxed so sinks can live behind `dyn`.
 pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), PaymentSinkError>> + Send + 'a>>;
 
-/// Takes payment effects: outbox rows whose payload is
-/// `{"type": "payment" | "payment_stop", "id": …, …}`.
+/// Takes payment effects: outbox rows of kind `payment` or `payment_stop`, read by the
+/// dispatcher into their typed effect.
 pub trait PaymentSink: Send + Sync {
-    /// Applies one effect at `now`. Applying an effect id a second time must change
-    /// nothing and succeed.
-    fn apply_payment<'a>(&'a self, entry: &'a OutboxRow, now: DateTime<Utc>) -> ApplyFuture<'a>;
+    /// Applies one effect (the row and its typed reading) at `now`. Applying an effect id
+    /// a second time must change nothing and succeed.
+    fn apply_payment<'a>(
+        &'a self,
+        entry: &'a OutboxRow,
+        effect: &'a Outward,
+        now: DateTime<Utc>,
+    ) -> ApplyFuture<'a>;
 
     /// Carries out a `batch` request (one payment per recipient, then the report to the
     /// case). Delivering it again must resume the run and pay nobody twice.
@@ -92,11 +98,16 @@ fn ledger_failure_is_retryable(error: &PaymentError) -> bool {
 }
 
 impl PaymentSink for Ledger {
-    fn apply_payment<'a>(&'a self, entry: &'a OutboxRow, now: DateTime<Utc>) -> ApplyFuture<'a> {
+    fn apply_payment<'a>(
+        &'a self,
+        entry: &'a OutboxRow,
+        effect: &'a Outward,
+        now: DateTime<Utc>,
+    ) -> ApplyFuture<'a> {
         Box::pin(async move {
             // `Applied::Duplicate` is the second delivery of an effect already applied:
             // success, with nothing changed.
-            self.apply_outbox(entry, now)
+            self.apply_typed(entry, effect, now)
                 .await
                 .map(|_applied| ())
                 .map_err(|error| PaymentSinkError {

@@ -1,11 +1,14 @@
 //! The pure half of dispatching: what an outbox payload asks for, read without IO.
 //!
-//! Everything here is decided from the effect JSON, the instance row and `now`, so it is
+//! Everything here is decided from the typed effect, the instance row and `now`, so it is
 //! tested with tables; the dispatcher only does the IO these decisions call for.
 
+use jiuzhu_engine::effects::TypedEffect;
 use jiuzhu_engine::effects::schema;
+use jiuzhu_engine::effects::typed::{Escalation, Notification};
 use jiuzhu_engine::lang::model::EffectKind;
 use jiuzhu_engine::store::InstanceRow;
+use jiuzhu_rules::Value;
 use serde_json::Value as Json;
 
 /// The template an escalation is mailed with when the effect names none.
@@ -78,24 +81,45 @@ pub fn instance_vars(row: &InstanceRow) -> Json {
 }
 
 /// An escalation as the notification that carries it: to `to_role` of the case's unit,
-/// with the `escalation` template unless the effect names another. The effect id stays,
-/// so the deliveries keep their keys (`<effect id>:<channel>`).
-pub fn escalation_notice(effect: &Json) -> Json {
-    let mut notice = match effect {
-        Json::Object(map) => map.clone(),
-        _ => serde_json::Map::new(),
-    };
-    notice.insert("type".into(), Json::String("notification".into()));
-    notice
-        .entry("template")
-        .or_insert_with(|| Json::String(ESCALATION_TEMPLATE.into()));
-    Json::Object(notice)
+/// with the `escalation` template unless the effect names another, its reason and
+/// template variables kept. The effect id stays with the caller, so the deliveries keep
+/// their keys (`<effect id>:<channel>`).
+pub fn escalation_notice(escalation: &Escalation) -> Notification {
+    let mut vars = escalation.vars.clone();
+    if let Some(reason) = &escalation.reason {
+        vars.insert("reason".into(), Value::Str(reason.clone()));
+    }
+    Notification {
+        template: escalation
+            .template
+            .clone()
+            .unwrap_or_else(|| ESCALATION_TEMPLATE.to_string()),
+        to: None,
+        to_role: Some(escalation.to_role.clone()),
+        to_user: None,
+        vars,
+    }
+}
+
+impl Route {
+    /// The route of a typed effect.
+    pub fn of_effect(effect: &TypedEffect) -> Route {
+        match effect {
+            TypedEffect::Notification(_) => Route::Notification,
+            TypedEffect::Escalation(_) => Route::Escalation,
+            TypedEffect::Payment(_) | TypedEffect::PaymentStop(_) => Route::Payment,
+            TypedEffect::StartProcess(_) | TypedEffect::Message(_) => Route::Internal,
+            TypedEffect::Batch(_) => Route::Batch,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::{TimeZone, Utc};
+    use jiuzhu_engine::effects::Outward;
+    use jiuzhu_engine::effects::typed::Names;
     use serde_json::json;
 
     #[test]
@@ -119,15 +143,30 @@ mod tests {
     fn escalations_become_notifications_to_their_role() {
         let effect = json!({
             "type": "escalation", "id": "dibao-1-e4", "instance": "dibao-1",
-            "to_role": "county_staff", "reason": "超过办理时限"
+            "to_role": "county_staff", "reason": "超过办理时限", "task": "approve"
         });
-        let notice = escalation_notice(&effect);
-        assert_eq!(notice["type"], "notification");
-        assert_eq!(notice["template"], ESCALATION_TEMPLATE);
-        assert_eq!(notice["id"], "dibao-1-e4");
-        assert_eq!(notice["to_role"], "county_staff");
-        let own = escalation_notice(&json!({"type": "escalation", "template": "urgent"}));
-        assert_eq!(own["template"], "urgent");
+        let typed = Outward::from_json(&effect, None).expect("reads");
+        assert_eq!(Route::of_effect(&typed.effect), Route::Escalation);
+        let TypedEffect::Escalation(escalation) = &typed.effect else {
+            panic!("an escalation: {typed:?}");
+        };
+        let notice = escalation_notice(escalation);
+        assert_eq!(notice.template, ESCALATION_TEMPLATE);
+        assert_eq!(notice.to_role, Some(Names::One("county_staff".into())));
+        assert_eq!(
+            notice.vars.get("reason"),
+            Some(&Value::Str("超过办理时限".into()))
+        );
+        assert_eq!(notice.vars.get("task"), Some(&Value::Str("approve".into())));
+        let own = Outward::from_json(
+            &json!({"type": "escalation", "id": "x", "to_role": "county_staff", "template": "urgent"}),
+            None,
+        )
+        .expect("reads");
+        let TypedEffect::Escalation(own) = &own.effect else {
+            panic!("an escalation");
+        };
+        assert_eq!(escalation_notice(own).template, "urgent");
     }
 
     #[test]

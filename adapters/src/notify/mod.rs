@@ -20,6 +20,8 @@ pub mod webhook;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use jiuzhu_engine::effects::typed::Notification;
+use jiuzhu_engine::effects::{Outward, TypedEffect};
 use jiuzhu_engine::org::Org;
 use serde_json::Value as Json;
 
@@ -124,7 +126,8 @@ impl Notifier {
         &self.templates
     }
 
-    /// Renders `effect` and splits its recipients over the routed channels.
+    /// Renders an outbox JSON `effect` and splits its recipients over the routed
+    /// channels: the effect is read by the engine's typed reading first.
     pub fn prepare(&self, effect: &Json, instance_vars: &Json) -> Result<Plan, NotifyError> {
         let kind = effect.get("type").and_then(Json::as_str);
         if kind.is_some_and(|k| k != "notification") {
@@ -133,18 +136,45 @@ impl Notifier {
                 kind.unwrap_or_default()
             )));
         }
-        let effect_id = effect
-            .get("id")
-            .and_then(Json::as_str)
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| NotifyError::NotANotification("the effect has no `id`".into()))?;
-        let template = effect
-            .get("template")
-            .and_then(Json::as_str)
-            .ok_or_else(|| {
-                NotifyError::NotANotification(format!("effect {effect_id} has no `template`"))
-            })?;
-        let recipients = Recipients::resolve(effect, instance_vars, &self.org)?;
+        let mut payload = effect.clone();
+        if let Json::Object(map) = &mut payload {
+            map.insert("type".into(), Json::String("notification".into()));
+        }
+        let outward = Outward::from_json(&payload, None)
+            .map_err(|e| NotifyError::NotANotification(e.to_string()))?;
+        let TypedEffect::Notification(notice) = &outward.effect else {
+            return Err(NotifyError::NotANotification(format!(
+                "effect type `{}`",
+                outward.kind().as_str()
+            )));
+        };
+        self.prepare_typed(&outward.id, &outward.instance, notice, instance_vars)
+    }
+
+    /// Renders a typed notification (effect `effect_id` of case `instance`) and splits
+    /// its recipients over the routed channels.
+    pub fn prepare_typed(
+        &self,
+        effect_id: &str,
+        instance: &str,
+        notice: &Notification,
+        instance_vars: &Json,
+    ) -> Result<Plan, NotifyError> {
+        if effect_id.is_empty() {
+            return Err(NotifyError::NotANotification(
+                "the effect has no `id`".into(),
+            ));
+        }
+        let template = notice.template.as_str();
+        // The template sees the effect's fields as the outbox carries them.
+        let effect = Outward {
+            id: effect_id.to_string(),
+            instance: instance.to_string(),
+            effect: TypedEffect::Notification(notice.clone()),
+        }
+        .to_json();
+        let effect = &effect;
+        let recipients = Recipients::resolve_typed(effect_id, notice, instance_vars, &self.org)?;
         let rendered = self.templates.render(template, effect, instance_vars)?;
 
         let mut per_channel: BTreeMap<ChannelName, Vec<Recipient>> = BTreeMap::new();
@@ -180,10 +210,7 @@ impl Notifier {
                     .join(", "),
             });
         }
-        let instance = effect
-            .get("instance")
-            .and_then(Json::as_str)
-            .map(str::to_string);
+        let instance = Some(instance.to_string()).filter(|i| !i.is_empty());
         let deliveries = per_channel
             .into_iter()
             .map(|(channel, recipients)| Delivery {

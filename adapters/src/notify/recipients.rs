@@ -4,6 +4,7 @@
 //! with no head either, resolution fails (the effect becomes an incident).
 
 use jiuzhu_engine::core::is_supervisor_role;
+use jiuzhu_engine::effects::typed::{Names, Notification};
 use jiuzhu_engine::org::{Org, unit_contains};
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -71,8 +72,8 @@ pub enum RecipientError {
 pub struct Recipients(Vec<Recipient>);
 
 impl Recipients {
-    /// Resolves `to: applicant`, `to_role` (a role or a list) and `to_user`
-    /// (a user id or a list) of `effect`; several of them add up.
+    /// Resolves the recipients of an outbox JSON effect (tests and tools); the
+    /// dispatcher reads the row into its typed form first ([`Recipients::resolve_typed`]).
     pub fn resolve(
         effect: &Json,
         instance_vars: &Json,
@@ -83,36 +84,90 @@ impl Recipients {
             .and_then(Json::as_str)
             .unwrap_or("(no id)")
             .to_string();
+        let present = |name: &str| effect.get(name).filter(|v| !v.is_null());
+        let to = match present("to") {
+            None => None,
+            Some(Json::String(to)) => Some(to.clone()),
+            Some(_) => {
+                return Err(RecipientError::Malformed {
+                    effect: effect_id,
+                    field: "to",
+                    expected: "the string `applicant`",
+                });
+            }
+        };
+        let to_role = present("to_role")
+            .map(|roles| {
+                strings(roles).ok_or_else(|| RecipientError::Malformed {
+                    effect: effect_id.clone(),
+                    field: "to_role",
+                    expected: "a role id or a list of role ids",
+                })
+            })
+            .transpose()?;
+        let to_user = present("to_user")
+            .map(|users| {
+                strings(users).ok_or_else(|| RecipientError::Malformed {
+                    effect: effect_id.clone(),
+                    field: "to_user",
+                    expected: "a user id or a list of user ids",
+                })
+            })
+            .transpose()?;
+        Recipients::resolve_fields(
+            effect_id,
+            to.as_deref(),
+            to_role,
+            to_user,
+            instance_vars,
+            org,
+        )
+    }
+
+    /// Resolves `to: applicant`, `to_role` (a role or a list) and `to_user` (a user id
+    /// or a list) of a typed notification; several of them add up.
+    pub fn resolve_typed(
+        effect_id: &str,
+        notice: &Notification,
+        instance_vars: &Json,
+        org: &Org,
+    ) -> Result<Recipients, RecipientError> {
+        Recipients::resolve_fields(
+            effect_id.to_string(),
+            notice.to.as_deref(),
+            notice.to_role.as_ref().map(Names::to_vec),
+            notice.to_user.as_ref().map(Names::to_vec),
+            instance_vars,
+            org,
+        )
+    }
+
+    fn resolve_fields(
+        effect_id: String,
+        to: Option<&str>,
+        to_role: Option<Vec<String>>,
+        to_user: Option<Vec<String>>,
+        instance_vars: &Json,
+        org: &Org,
+    ) -> Result<Recipients, RecipientError> {
         let mut out = Recipients::default();
         let mut addressed = false;
 
-        if let Some(to) = effect.get("to").filter(|v| !v.is_null()) {
+        if let Some(to) = to {
             addressed = true;
-            match to.as_str() {
-                Some("applicant") => out.push(applicant(&effect_id, instance_vars)?),
-                Some(other) => {
+            match to {
+                "applicant" => out.push(applicant(&effect_id, instance_vars)?),
+                other => {
                     return Err(RecipientError::UnknownTo {
                         effect: effect_id,
                         value: other.to_string(),
                     });
                 }
-                None => {
-                    return Err(RecipientError::Malformed {
-                        effect: effect_id,
-                        field: "to",
-                        expected: "the string `applicant`",
-                    });
-                }
             }
         }
 
-        if let Some(roles) = effect.get("to_role").filter(|v| !v.is_null()) {
+        if let Some(roles) = to_role {
             addressed = true;
-            let roles = strings(roles).ok_or_else(|| RecipientError::Malformed {
-                effect: effect_id.clone(),
-                field: "to_role",
-                expected: "a role id or a list of role ids",
-            })?;
             let unit = instance_vars
                 .get("unit")
                 .and_then(Json::as_str)
@@ -158,13 +213,8 @@ impl Recipients {
             }
         }
 
-        if let Some(users) = effect.get("to_user").filter(|v| !v.is_null()) {
+        if let Some(ids) = to_user {
             addressed = true;
-            let ids = strings(users).ok_or_else(|| RecipientError::Malformed {
-                effect: effect_id.clone(),
-                field: "to_user",
-                expected: "a user id or a list of user ids",
-            })?;
             for id in ids {
                 let user = org.user(&id).ok_or_else(|| RecipientError::UnknownUser {
                     effect: effect_id.clone(),

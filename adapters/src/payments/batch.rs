@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use jiuzhu_engine::core::Actor;
 use jiuzhu_engine::core::batch::{expand, fields};
-use jiuzhu_engine::lang::model::{BATCH_DONE, BATCH_SENDER_ROLE};
+use jiuzhu_engine::effects::{Outward, TypedEffect, TypedError, parse_outbox};
+use jiuzhu_engine::lang::model::{BATCH_DONE, BATCH_SENDER_ROLE, EffectKind};
 use jiuzhu_engine::runtime::{Engine, EngineError};
 use jiuzhu_engine::store::{DbPool, OutboxRow};
 use jiuzhu_rules::Value;
@@ -49,58 +50,114 @@ pub struct BatchRequest {
 impl BatchRequest {
     /// Reads a request; `today` stands in for a missing `as_of`.
     pub fn parse(effect: &Json, today: NaiveDate) -> Result<BatchRequest, PaymentError> {
-        let text = |name: &str| effect.get(name).and_then(Json::as_str).unwrap_or_default();
-        let run_key = text(fields::RUN_KEY).to_string();
+        let mut effect = effect.clone();
+        if let Json::Object(map) = &mut effect {
+            map.insert(
+                "type".into(),
+                Json::String(EffectKind::Batch.as_str().into()),
+            );
+        }
+        let run_key = effect
+            .get(fields::RUN_KEY)
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_string();
+        match Outward::from_json(&effect, None) {
+            Ok(outward) => BatchRequest::from_typed(&outward, today),
+            Err(error) => Err(PaymentError::Batch {
+                run_key,
+                problem: typed_problem(&error),
+            }),
+        }
+    }
+
+    /// Reads an outbox row through the engine's one parse of effects.
+    pub fn from_outbox(row: &OutboxRow, today: NaiveDate) -> Result<BatchRequest, PaymentError> {
+        match parse_outbox(row) {
+            Ok(outward) => BatchRequest::from_typed(&outward, today),
+            Err(error) => Err(PaymentError::Batch {
+                run_key: String::new(),
+                problem: typed_problem(&error),
+            }),
+        }
+    }
+
+    /// The request of a typed `batch` effect, its query (`over`) checked.
+    pub fn from_typed(outward: &Outward, today: NaiveDate) -> Result<BatchRequest, PaymentError> {
+        let TypedEffect::Batch(batch) = &outward.effect else {
+            return Err(PaymentError::Batch {
+                run_key: String::new(),
+                problem: format!(
+                    "a `{}` effect is not a batch request",
+                    outward.kind().as_str()
+                ),
+            });
+        };
+        let run_key = batch.run_key.clone();
         let bad = |problem: &str| PaymentError::Batch {
             run_key: run_key.clone(),
             problem: problem.to_string(),
         };
-        if run_key.is_empty() {
-            return Err(bad("`run_key` must be a non-empty string"));
-        }
-        let node = text(fields::NODE).to_string();
-        if node.is_empty() {
-            return Err(bad("`node` must name the batch node"));
-        }
-        let over = effect
-            .get(fields::OVER)
-            .filter(|o| o.is_object())
-            .ok_or_else(|| bad("`over` must be an object"))?;
+        let over = &batch.over;
         let programs: Vec<String> = match over.get("benefits") {
-            Some(Json::Array(items)) => items
+            Some(Value::List(items)) => items
                 .iter()
-                .map(|p| p.as_str().map(str::to_string))
+                .map(|p| match p {
+                    Value::Str(s) => Some(s.clone()),
+                    _ => None,
+                })
                 .collect::<Option<_>>()
                 .ok_or_else(|| bad("`over.benefits` must be a list of program ids"))?,
             _ => return Err(bad("`over.benefits` must be a list of program ids")),
         };
         let unit = match over.get("unit") {
-            None | Some(Json::Null) => String::new(),
-            Some(Json::String(unit)) => unit.clone(),
+            None | Some(Value::Null) => String::new(),
+            Some(Value::Str(unit)) => unit.clone(),
             Some(_) => return Err(bad("`over.unit` must be a unit path")),
         };
         let as_of = match over.get("as_of") {
-            None | Some(Json::Null) => today,
-            Some(Json::String(text)) => text
+            None | Some(Value::Null) => today,
+            Some(Value::Date(date)) => *date,
+            Some(Value::Str(text)) => text
                 .get(..10)
                 .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
                 .ok_or_else(|| bad("`over.as_of` must be a date YYYY-MM-DD"))?,
             Some(_) => return Err(bad("`over.as_of` must be a date YYYY-MM-DD")),
         };
         let per_household = match over.get("per") {
-            None | Some(Json::Null) => true,
-            Some(Json::String(per)) if per == "household" => true,
-            Some(Json::String(per)) if per == "benefit" => false,
+            None | Some(Value::Null) => true,
+            Some(Value::Str(per)) if per == "household" => true,
+            Some(Value::Str(per)) if per == "benefit" => false,
             Some(_) => return Err(bad("`over.per` must be `household` or `benefit`")),
         };
         Ok(BatchRequest {
             run_key,
-            node,
+            node: batch.node.clone(),
             programs,
             unit,
             as_of,
             per_household,
         })
+    }
+}
+
+/// What the engine's reading of a batch request found wrong, naming the field.
+fn typed_problem(error: &TypedError) -> String {
+    match error {
+        TypedError::Missing { field, .. } | TypedError::Malformed { field, .. }
+            if *field == fields::RUN_KEY =>
+        {
+            "`run_key` must be a non-empty string".to_string()
+        }
+        TypedError::Missing { field, .. } | TypedError::Malformed { field, .. }
+            if *field == fields::NODE =>
+        {
+            "`node` must name the batch node".to_string()
+        }
+        TypedError::Malformed { field, .. } if *field == fields::OVER => {
+            "`over` must be an object".to_string()
+        }
+        other => other.to_string(),
     }
 }
 
@@ -139,6 +196,8 @@ pub(crate) enum RunStart {
 pub struct BatchProgress {
     pub run_key: String,
     pub case_id: String,
+    /// The outbox entry of the request (its delivery may have been given up).
+    pub effect_id: String,
     pub status: String,
     pub as_of: String,
     pub recipients: i64,
@@ -356,7 +415,7 @@ macro_rules! batch_ops {
                 run_key: Option<&str>,
             ) -> Result<Vec<BatchProgress>, PaymentError> {
                 let runs = sqlx::query(
-                    "SELECT run_key, case_id, status, as_of, recipients FROM batch_runs \
+                    "SELECT run_key, case_id, status, as_of, recipients, effect_id FROM batch_runs \
                      WHERE $1 IS NULL OR run_key = $1 ORDER BY created_at DESC, run_key",
                 )
                 .bind(run_key)
@@ -389,6 +448,7 @@ macro_rules! batch_ops {
                         status: run.try_get(2)?,
                         as_of: run.try_get(3)?,
                         recipients: run.try_get(4)?,
+                        effect_id: run.try_get(5)?,
                         done,
                         paid,
                         total,
@@ -472,7 +532,7 @@ impl Ledger {
         now: DateTime<Utc>,
         on_done: &mut (dyn FnMut() + Send),
     ) -> Result<BatchOutcome, PaymentError> {
-        let request = BatchRequest::parse(&entry.payload, self.today(now))?;
+        let request = BatchRequest::from_outbox(entry, self.today(now))?;
         let case = entry.instance_id.as_str();
         let at = now.timestamp_millis();
         let start = on_batch_db!(self, |pool, ops| ops::begin(

@@ -1,9 +1,9 @@
 //! Reading `payment` and `payment_stop` effects (the outbox JSON the procedures emit) into
 //! typed orders for the ledger, with every field checked before anything is written.
 
-use std::str::FromStr;
-
 use chrono::NaiveDate;
+use jiuzhu_engine::effects::{FieldType, Outward, TypedEffect, TypedError, parse_outbox};
+use jiuzhu_engine::store::OutboxRow;
 use rust_decimal::Decimal;
 use serde_json::Value as Json;
 
@@ -134,155 +134,135 @@ impl LedgerEffect {
     /// "purpose": "dibao", "schedule": "monthly", "from": "2026-04-01", "payee": "张三"}`.
     /// `instance` may be absent when `default_instance` (the outbox row's) is given.
     pub fn parse(json: &Json, default_instance: Option<&str>) -> Result<LedgerEffect, EffectError> {
-        let fields = Fields {
-            json,
-            id: json
-                .get("id")
-                .and_then(Json::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-        };
-        if fields.id.is_empty() {
-            return Err(fields.error("id", EffectProblem::Missing));
-        }
-        let instance = match fields.text("instance")? {
-            Some(instance) => instance,
-            None => default_instance
-                .map(str::to_owned)
-                .ok_or_else(|| fields.error("instance", EffectProblem::Missing))?,
-        };
-        let case = fields.text("case")?.unwrap_or_else(|| instance.clone());
-        let unit = fields.text("unit")?;
-        let purpose = fields.required_text("purpose")?;
-        match fields.text("type")?.as_deref() {
-            Some("payment") => {}
-            Some("payment_stop") => {
-                return Ok(LedgerEffect::Stop(StopOrder {
-                    id: fields.id.clone(),
-                    instance,
-                    case,
-                    unit,
-                    purpose,
-                    from: fields.date("from")?,
-                }));
-            }
-            _ => return Err(fields.error("type", EffectProblem::NotAPaymentEffect)),
-        }
-        let schedule = match fields.text("schedule")?.as_deref() {
-            None | Some("once") => Schedule::Once,
-            Some("monthly") => Schedule::Monthly,
-            Some(_) => return Err(fields.error("schedule", EffectProblem::UnknownSchedule)),
-        };
-        let from = fields.date("from")?;
-        if schedule == Schedule::Monthly && from.is_none() {
-            return Err(fields.error("from", EffectProblem::Missing));
-        }
-        let installment = fields.count("installment")?;
-        let installments = fields.count("installments")?;
-        if let (Some(k), Some(n)) = (installment, installments)
-            && k > n
-        {
-            return Err(fields.error(
-                "installment",
-                EffectProblem::InstallmentBeyondCount {
-                    installment: k,
-                    installments: n,
-                },
-            ));
-        }
-        Ok(LedgerEffect::Payment(PaymentOrder {
-            id: fields.id.clone(),
-            instance,
-            case,
-            unit,
-            amount: fields.amount("amount")?,
-            purpose,
-            schedule,
-            from,
-            at: fields.date("at")?,
-            until: fields.date("until")?,
-            review_on: fields.date("review_on")?,
-            installment,
-            installments,
-            payee: Payee {
-                name: fields.required_text("payee")?,
-                id_number: fields.text("id_number")?,
-                account: fields.text("account")?,
-            },
-            reissue_of: fields.text("reissue_of")?,
-        }))
+        let id = json
+            .get("id")
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let outward =
+            Outward::from_json(json, default_instance).map_err(|e| typed_error(&id, &e))?;
+        LedgerEffect::from_typed(&outward)
     }
-}
 
-struct Fields<'a> {
-    json: &'a Json,
-    id: String,
-}
+    /// Reads an outbox row through the engine's one parse of effects
+    /// ([`jiuzhu_engine::effects::parse_outbox`]).
+    pub fn from_outbox(row: &OutboxRow) -> Result<LedgerEffect, EffectError> {
+        let outward = parse_outbox(row).map_err(|e| typed_error(&row.id, &e))?;
+        LedgerEffect::from_typed(&outward)
+    }
 
-impl Fields<'_> {
-    fn error(&self, field: &'static str, problem: EffectProblem) -> EffectError {
-        EffectError {
-            effect_id: self.id.clone(),
+    /// The ledger's order for a typed `payment` or `payment_stop` effect, with the checks
+    /// the ledger adds to the schema's: whole fen, at least zero, a known schedule, a
+    /// start for a monthly benefit, a payee, installments from 1 to 120.
+    pub fn from_typed(outward: &Outward) -> Result<LedgerEffect, EffectError> {
+        let error = |field: &'static str, problem: EffectProblem| EffectError {
+            effect_id: outward.id.clone(),
             field,
             problem,
+        };
+        if outward.id.is_empty() {
+            return Err(error("id", EffectProblem::Missing));
+        }
+        if outward.instance.is_empty() {
+            return Err(error("instance", EffectProblem::Missing));
+        }
+        let text = |value: &Option<String>| value.as_ref().map(|s| s.trim().to_owned());
+        match &outward.effect {
+            TypedEffect::PaymentStop(stop) => Ok(LedgerEffect::Stop(StopOrder {
+                id: outward.id.clone(),
+                instance: outward.instance.clone(),
+                case: text(&stop.case).unwrap_or_else(|| outward.instance.clone()),
+                unit: text(&stop.unit),
+                purpose: stop.purpose.trim().to_owned(),
+                from: stop.from,
+            })),
+            TypedEffect::Payment(payment) => {
+                let schedule = match payment.schedule.as_deref().map(str::trim) {
+                    None | Some("once") => Schedule::Once,
+                    Some("monthly") => Schedule::Monthly,
+                    Some(_) => return Err(error("schedule", EffectProblem::UnknownSchedule)),
+                };
+                if schedule == Schedule::Monthly && payment.from.is_none() {
+                    return Err(error("from", EffectProblem::Missing));
+                }
+                let count = |field: &'static str, value: Option<i64>| match value {
+                    None => Ok(None),
+                    Some(n @ 1..=120) => Ok(u32::try_from(n).ok()),
+                    Some(_) => Err(error(field, EffectProblem::NotACount)),
+                };
+                let installment = count("installment", payment.installment)?;
+                let installments = count("installments", payment.installments)?;
+                if let (Some(k), Some(n)) = (installment, installments)
+                    && k > n
+                {
+                    return Err(error(
+                        "installment",
+                        EffectProblem::InstallmentBeyondCount {
+                            installment: k,
+                            installments: n,
+                        },
+                    ));
+                }
+                let amount = to_fen(payment.amount).map_err(|p| error("amount", p.into()))?;
+                let payee =
+                    text(&payment.payee).ok_or_else(|| error("payee", EffectProblem::Missing))?;
+                Ok(LedgerEffect::Payment(PaymentOrder {
+                    id: outward.id.clone(),
+                    instance: outward.instance.clone(),
+                    case: text(&payment.case).unwrap_or_else(|| outward.instance.clone()),
+                    unit: text(&payment.unit),
+                    amount,
+                    purpose: payment.purpose.trim().to_owned(),
+                    schedule,
+                    from: payment.from,
+                    at: payment.at,
+                    until: payment.until,
+                    review_on: payment.review_on,
+                    installment,
+                    installments,
+                    payee: Payee {
+                        name: payee,
+                        id_number: text(&payment.id_number),
+                        account: text(&payment.account),
+                    },
+                    reissue_of: text(&payment.reissue_of),
+                }))
+            }
+            _ => Err(error("type", EffectProblem::NotAPaymentEffect)),
         }
     }
+}
 
-    /// Present and not null.
-    fn get(&self, field: &str) -> Option<&Json> {
-        self.json.get(field).filter(|v| !v.is_null())
-    }
-
-    fn text(&self, field: &'static str) -> Result<Option<String>, EffectError> {
-        match self.get(field) {
-            None => Ok(None),
-            Some(Json::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Json::String(s)) => Ok(Some(s.trim().to_owned())),
-            Some(_) => Err(self.error(field, EffectProblem::NotText)),
+/// The engine's reading error as the ledger names it: the field and what it must be.
+fn typed_error(effect_id: &str, error: &TypedError) -> EffectError {
+    let (field, problem) = match error {
+        TypedError::UnknownType(_) | TypedError::KindMismatch { .. } | TypedError::NotAnObject => {
+            ("type", EffectProblem::NotAPaymentEffect)
         }
-    }
-
-    fn required_text(&self, field: &'static str) -> Result<String, EffectError> {
-        self.text(field)?
-            .ok_or_else(|| self.error(field, EffectProblem::Missing))
-    }
-
-    fn amount(&self, field: &'static str) -> Result<Decimal, EffectError> {
-        // Numbers are read from their text, never through a float.
-        let text = match self.get(field) {
-            None => return Err(self.error(field, EffectProblem::Missing)),
-            Some(Json::String(s)) => s.trim().to_owned(),
-            Some(Json::Number(n)) => n.to_string(),
-            Some(_) => return Err(self.error(field, EffectProblem::NotAnAmount)),
-        };
-        let amount = Decimal::from_str(&text)
-            .or_else(|_| Decimal::from_scientific(&text))
-            .map_err(|_| self.error(field, EffectProblem::NotAnAmount))?;
-        to_fen(amount).map_err(|p| self.error(field, p.into()))
-    }
-
-    fn date(&self, field: &'static str) -> Result<Option<NaiveDate>, EffectError> {
-        let Some(text) = self.text(field)? else {
-            return Ok(None);
-        };
-        // Dates in effects are local dates; a date-time keeps its date part.
-        let date_part = text.get(..10).unwrap_or(&text);
-        NaiveDate::parse_from_str(date_part, "%Y-%m-%d")
-            .map(Some)
-            .map_err(|_| self.error(field, EffectProblem::NotADate))
-    }
-
-    fn count(&self, field: &'static str) -> Result<Option<u32>, EffectError> {
-        let value = match self.get(field) {
-            None => return Ok(None),
-            Some(Json::Number(n)) => n.as_u64(),
-            Some(Json::String(s)) => s.trim().parse::<u64>().ok(),
-            Some(_) => None,
-        };
-        match value {
-            Some(n @ 1..=120) => Ok(Some(n as u32)),
-            _ => Err(self.error(field, EffectProblem::NotACount)),
-        }
+        TypedError::Missing { field, .. } => (*field, EffectProblem::Missing),
+        TypedError::Malformed {
+            field, expected, ..
+        } => (
+            *field,
+            if *expected == FieldType::Amount.name() {
+                EffectProblem::NotAnAmount
+            } else if *expected == FieldType::Date.name()
+                || *expected == FieldType::DateOrInstant.name()
+            {
+                EffectProblem::NotADate
+            } else if *expected == FieldType::Count.name() {
+                EffectProblem::NotACount
+            } else {
+                EffectProblem::NotText
+            },
+        ),
+        // Not raised by the lenient read of outbox rows.
+        TypedError::Unknown { .. } => ("type", EffectProblem::NotAPaymentEffect),
+    };
+    EffectError {
+        effect_id: effect_id.to_owned(),
+        field,
+        problem,
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use jiuzhu_engine::core::Actor;
+use jiuzhu_engine::effects::Outward;
 use jiuzhu_engine::runtime::Engine;
 use std::sync::{Arc, OnceLock};
 
@@ -314,25 +315,38 @@ impl Ledger {
         effect: &serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<Applied, PaymentError> {
-        self.apply(effect, None, now).await
+        let order = LedgerEffect::parse(effect, None)?;
+        self.apply(order, effect, now).await
     }
 
-    /// [`Ledger::apply_effect`] for an outbox row (its instance id completes the effect).
+    /// [`Ledger::apply_effect`] for an outbox row, read by the engine's one parse of
+    /// outbox rows (its instance id completes the effect).
     pub async fn apply_outbox(
         &self,
         row: &OutboxRow,
         now: DateTime<Utc>,
     ) -> Result<Applied, PaymentError> {
-        self.apply(&row.payload, Some(&row.instance_id), now).await
+        let order = LedgerEffect::from_outbox(row)?;
+        self.apply(order, &row.payload, now).await
+    }
+
+    /// [`Ledger::apply_outbox`] for a row the dispatcher has read already.
+    pub async fn apply_typed(
+        &self,
+        row: &OutboxRow,
+        effect: &Outward,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, PaymentError> {
+        let order = LedgerEffect::from_typed(effect)?;
+        self.apply(order, &row.payload, now).await
     }
 
     async fn apply(
         &self,
+        effect: LedgerEffect,
         json: &serde_json::Value,
-        default_instance: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Applied, PaymentError> {
-        let effect = LedgerEffect::parse(json, default_instance)?;
         let unit = match &effect {
             LedgerEffect::Payment(p) => p.unit.clone(),
             LedgerEffect::Stop(s) => s.unit.clone(),

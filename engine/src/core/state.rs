@@ -175,7 +175,30 @@ pub struct ParentLink {
     pub on_end: Option<String>,
 }
 
+/// Most messages of other cases one case takes (`received`): a loop of cases messaging
+/// each other cannot grow a state without limit; the message past it is refused
+/// (`too_many_messages`) and the sender's effect becomes an incident.
+pub const MAX_RECEIVED: usize = 1_000;
+
+/// A case has taken [`MAX_RECEIVED`] messages already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceivedFull {
+    pub limit: usize,
+}
+
 impl InstanceState {
+    /// Records that this case took message effect `effect` of another case; refused when
+    /// it has taken [`MAX_RECEIVED`] already.
+    pub fn record_received(&mut self, effect: &str) -> Result<(), ReceivedFull> {
+        if self.received.len() >= MAX_RECEIVED {
+            return Err(ReceivedFull {
+                limit: MAX_RECEIVED,
+            });
+        }
+        self.received.push(effect.to_string());
+        Ok(())
+    }
+
     /// An empty state before the start event; `step` fills it.
     pub fn new(id: &str, process: &str, now: DateTime<FixedOffset>) -> Self {
         InstanceState {
@@ -375,5 +398,26 @@ mod value_map {
             .iter()
             .map(|(k, v)| (k.clone(), Value::from_json(v)))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod received_tests {
+    use super::*;
+
+    #[test]
+    fn the_messages_a_case_takes_are_bounded() {
+        let now = DateTime::parse_from_rfc3339("2026-03-02T09:00:00+08:00").expect("time");
+        let mut state = InstanceState::new("c-1", "p", now);
+        for i in 0..MAX_RECEIVED {
+            assert_eq!(state.record_received(&format!("x-e{i}")), Ok(()));
+        }
+        assert_eq!(
+            state.record_received("x-e-last"),
+            Err(ReceivedFull {
+                limit: MAX_RECEIVED
+            })
+        );
+        assert_eq!(state.received.len(), MAX_RECEIVED);
     }
 }

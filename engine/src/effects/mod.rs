@@ -9,4 +9,4 @@ pub mod schema;
 pub mod typed;
 
 pub use schema::{Allowed, EffectSchema, FieldSpec, FieldType, SCHEMAS};
-pub use typed::{Outward, TypedEffect, TypedError};
+pub use typed::{Outward, TypedEffect, TypedError, parse_outbox};

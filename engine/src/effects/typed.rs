@@ -34,13 +34,18 @@ pub enum TypedError {
     },
     #[error("{kind} effect: no field `{field}`")]
     Unknown { kind: &'static str, field: String },
+    #[error("the outbox row is of kind `{row}` but its effect says `{payload}`")]
+    KindMismatch { row: String, payload: String },
+    #[error("the outbox row's effect is not a JSON object")]
+    NotAnObject,
 }
 
 impl TypedError {
     /// The field at fault, when there is one.
     pub fn field(&self) -> Option<&str> {
         match self {
-            TypedError::UnknownType(_) => None,
+            TypedError::UnknownType(_) | TypedError::NotAnObject => None,
+            TypedError::KindMismatch { .. } => Some("type"),
             TypedError::Missing { field, .. } | TypedError::Malformed { field, .. } => Some(field),
             TypedError::Unknown { field, .. } => Some(field),
         }
@@ -332,6 +337,35 @@ impl Outward {
         }
         Json::Object(map)
     }
+}
+
+/// Reads an outbox row into its typed effect: the one way the adapters and the engine's
+/// own deliveries read what a step queued. Lenient as [`Outward::from_json`] for rows an
+/// older version queued (money as a number, fields no schema declares kept as given);
+/// the row's kind, id and instance stand in for a payload that does not repeat them, and
+/// a payload whose `type` contradicts the row's kind is refused.
+pub fn parse_outbox(row: &crate::store::OutboxRow) -> Result<Outward, TypedError> {
+    let Json::Object(map) = &row.payload else {
+        return Err(TypedError::NotAnObject);
+    };
+    match map.get("type") {
+        None | Some(Json::Null) => {}
+        Some(Json::String(kind)) if kind == &row.kind => {}
+        Some(other) => {
+            return Err(TypedError::KindMismatch {
+                row: row.kind.clone(),
+                payload: other
+                    .as_str()
+                    .map_or_else(|| other.to_string(), str::to_string),
+            });
+        }
+    }
+    let mut payload = map.clone();
+    payload.insert("type".into(), Json::String(row.kind.clone()));
+    if !matches!(payload.get("id"), Some(Json::String(id)) if !id.is_empty()) {
+        payload.insert("id".into(), Json::String(row.id.clone()));
+    }
+    Outward::from_json(&Json::Object(payload), Some(&row.instance_id))
 }
 
 impl TypedEffect {
@@ -644,9 +678,18 @@ fn read_json(json: &Json, ty: FieldType) -> Option<Value> {
                 .ok()
                 .map(Value::Decimal)?,
         },
-        FieldType::Date => NaiveDate::parse_from_str(text?, "%Y-%m-%d")
-            .ok()
-            .map(Value::Date)?,
+        // A date-time an older version wrote keeps its (local) date part.
+        FieldType::Date => {
+            let text = text?;
+            NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .or_else(|| {
+                    DateTime::parse_from_rfc3339(text)
+                        .ok()
+                        .map(|at| at.date_naive())
+                })
+                .map(Value::Date)?
+        }
         FieldType::DateOrInstant => {
             let text = text?;
             match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
@@ -730,6 +773,53 @@ mod tests {
             Outward::from_json(&json!({"type": "fax"}), None),
             Err(TypedError::UnknownType("fax".into()))
         );
+    }
+
+    fn row(kind: &str, payload: Json) -> crate::store::OutboxRow {
+        crate::store::OutboxRow {
+            id: "dibao-1-e7".into(),
+            instance_id: "dibao-1".into(),
+            kind: kind.into(),
+            payload,
+            created_at: chrono::DateTime::from_timestamp(0, 0).expect("epoch"),
+        }
+    }
+
+    #[test]
+    fn an_outbox_row_reads_with_its_own_kind_id_and_instance() {
+        // An old row: no type, id or instance in the payload, money as a number, a
+        // date-time where a date is declared.
+        let old = row(
+            "payment",
+            json!({"amount": 705, "purpose": "dibao", "schedule": "monthly",
+                   "from": "2026-04-01T00:00:00+08:00", "payee": "张三"}),
+        );
+        let typed = parse_outbox(&old).expect("reads");
+        assert_eq!(
+            (typed.id.as_str(), typed.instance.as_str()),
+            ("dibao-1-e7", "dibao-1")
+        );
+        let TypedEffect::Payment(payment) = &typed.effect else {
+            panic!("not a payment: {typed:?}");
+        };
+        assert_eq!(payment.amount, Decimal::from(705));
+        assert_eq!(payment.from, NaiveDate::from_ymd_opt(2026, 4, 1));
+        let table = [
+            (
+                row("payment", json!({"type": "notification", "template": "x"})),
+                Some("type"),
+            ),
+            (row("payment", json!([1, 2])), None),
+            (row("fax", json!({})), None),
+            (
+                row("payment", json!({"amount": "many", "purpose": "dibao"})),
+                Some("amount"),
+            ),
+        ];
+        for (bad, field) in table {
+            let error = parse_outbox(&bad).expect_err("refused");
+            assert_eq!(error.field(), field, "{}: {error}", bad.payload);
+        }
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub enum EngineError {
     /// The case has already taken this message effect of another case (a redelivery).
     #[error("{instance} has already received {effect}")]
     AlreadyReceived { instance: String, effect: String },
+    /// The case has taken as many messages of other cases as a case may
+    /// (`core::MAX_RECEIVED`): a loop of messages cannot grow its state without limit.
+    #[error("{instance} has taken {limit} messages of other cases, the most a case takes")]
+    TooManyMessages { instance: String, limit: usize },
     /// A new state (or timer) does not serialise: nothing is stored rather than a null.
     #[error("state of {instance} does not serialise")]
     Serialize {
@@ -99,6 +103,7 @@ impl EngineError {
             } => "duplicate",
             EngineError::Conflict { .. } => "conflict",
             EngineError::DuplicateKey { .. } | EngineError::AlreadyReceived { .. } => "duplicate",
+            EngineError::TooManyMessages { .. } => "too_many_messages",
             EngineError::InvalidDefinition { .. } | EngineError::Rules { .. } => {
                 "invalid_definition"
             }
@@ -113,7 +118,7 @@ impl EngineError {
         match self.code() {
             "not_found" => 404,
             "forbidden" | "separation_of_duties" => 403,
-            "conflict" | "duplicate" => 409,
+            "conflict" | "duplicate" | "too_many_messages" => 409,
             "invalid_data" | "invalid_definition" => 422,
             _ => 500,
         }

@@ -27,6 +27,7 @@ use serde_json::Value as Json;
 
 use super::{Engine, EngineError, Event, Step};
 use crate::core::{Actor, ParentLink, Status};
+use crate::effects::typed::{self, Outward, TypedEffect};
 use crate::store::{ConflictReason, StoreError};
 
 /// The user engine-delivered messages and engine-started cases record.
@@ -167,6 +168,47 @@ impl StartRequest {
     }
 }
 
+impl StartRequest {
+    /// The request of a typed `start_process` effect (read by `effects::parse_outbox`).
+    pub fn from_typed(effect: &typed::StartProcess) -> StartRequest {
+        StartRequest {
+            process: effect.process.clone(),
+            data: effect.data.clone(),
+            at: effect.at.map(|at| match at {
+                typed::StartAt::Date(date) => StartAt::Date(date),
+                typed::StartAt::Instant(at) => StartAt::Instant(at.with_timezone(&Utc)),
+            }),
+            reply: effect.reply.clone(),
+            on_end: effect.on_end.clone(),
+        }
+    }
+}
+
+impl MessageRequest {
+    /// The request of a typed `message` effect: to a case by id, or by process and key.
+    pub fn from_typed(effect: &typed::Message) -> Result<MessageRequest, Malformed> {
+        let target = match (&effect.case, &effect.process, &effect.key) {
+            (Some(case), None, None) => MessageTarget::Case(case.clone()),
+            (None, Some(process), Some(key)) => MessageTarget::Keyed {
+                process: process.clone(),
+                key: key.clone(),
+            },
+            _ => {
+                return Err(Malformed {
+                    kind: "message",
+                    field: "case",
+                    expected: "an instance id, or else `process` and `key` must both be given",
+                });
+            }
+        };
+        Ok(MessageRequest {
+            name: effect.name.clone(),
+            target,
+            data: effect.data.clone(),
+        })
+    }
+}
+
 fn parse_at(text: &str) -> Option<StartAt> {
     if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
         return Some(StartAt::Date(date));
@@ -267,7 +309,10 @@ impl Engine {
     ) -> InternalOutcome {
         match kind {
             "start_process" => match StartRequest::parse(effect) {
-                Ok(request) => self.start_child(effect_id, instance_id, request, now).await,
+                Ok(request) => {
+                    self.start_child(effect_id, instance_id, request, None, now)
+                        .await
+                }
                 Err(error) => InternalOutcome::permanent(error.to_string()),
             },
             "message" => match MessageRequest::parse(effect) {
@@ -282,6 +327,40 @@ impl Engine {
                 Err(error) => InternalOutcome::permanent(error.to_string()),
             },
             other => InternalOutcome::permanent(format!("`{other}` is not an engine effect")),
+        }
+    }
+
+    /// Carries out a typed internal effect (`start_process` or `message`), as read from its
+    /// outbox row by `effects::parse_outbox`.
+    /// `emitted_at` is when the step that queued it committed (the outbox row's time): a
+    /// start deferred to a later date is cancelled when its case ended in a later step.
+    pub async fn deliver_outward(
+        &self,
+        effect: &Outward,
+        emitted_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> InternalOutcome {
+        match &effect.effect {
+            TypedEffect::StartProcess(start) => {
+                let request = StartRequest::from_typed(start);
+                self.start_child(&effect.id, &effect.instance, request, Some(emitted_at), now)
+                    .await
+            }
+            TypedEffect::Message(message) => match MessageRequest::from_typed(message) {
+                Ok(request) => {
+                    let target = match self.resolve_target(&request.target).await {
+                        Ok(target) => target,
+                        Err(outcome) => return outcome,
+                    };
+                    self.deliver_message(&target, &request.name, request.data, &effect.id)
+                        .await
+                }
+                Err(error) => InternalOutcome::permanent(error.to_string()),
+            },
+            other => InternalOutcome::permanent(format!(
+                "`{}` is not an engine effect",
+                other.kind().as_str()
+            )),
         }
     }
 
@@ -371,12 +450,16 @@ impl Engine {
     }
 
     /// Starts the child case of a `start_process` effect once, as the system user in the
-    /// parent's unit, then tells the parent (`reply`) when asked to.
+    /// parent's unit, then tells the parent (`reply`) when asked to. A start deferred to a
+    /// later date (a review scheduled at the decision) is cancelled when the case that
+    /// asked for it ended in a later step than the one that asked (withdrawn, stopped by
+    /// a review): nothing is left to review. `emitted_at` is when that step committed.
     async fn start_child(
         &self,
         effect_id: &str,
         parent_id: &str,
         request: StartRequest,
+        emitted_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> InternalOutcome {
         let retry = |error: StoreError| InternalOutcome::Failed {
@@ -404,6 +487,29 @@ impl Engine {
             }
         }
         let child = started_instance_id(&request.process, effect_id);
+        if let (Some(_), Some(emitted_at)) = (request.at, emitted_at) {
+            match self.store.load_instance(parent_id).await {
+                Ok(Some(parent))
+                    if parent.status != Status::Active.as_str()
+                        && parent.updated_at > emitted_at =>
+                {
+                    match self.store.load_instance(&child).await {
+                        Ok(None) => {
+                            tracing::info!(
+                                effect = effect_id,
+                                process = %request.process,
+                                "deferred start cancelled: its case ended after asking for it"
+                            );
+                            return InternalOutcome::Done;
+                        }
+                        Ok(Some(_)) => {}
+                        Err(error) => return retry(error),
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => return retry(error),
+            }
+        }
         let started = match self.store.load_instance(&child).await {
             // Started by an earlier attempt whose acknowledgement (or reply) was lost.
             Ok(Some(_)) => Ok(child.clone()),

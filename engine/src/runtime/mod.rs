@@ -606,7 +606,12 @@ impl Engine {
             }
             let mut transition = core::step(&def, &state, step.event, now, &ctx)?;
             if let Some(effect) = step.delivery {
-                transition.state.received.push(effect.to_string());
+                transition.state.record_received(effect).map_err(|full| {
+                    EngineError::TooManyMessages {
+                        instance: instance_id.to_string(),
+                        limit: full.limit,
+                    }
+                })?;
             }
             transition
         };

@@ -68,6 +68,9 @@ struct PendingStart {
     reply: Option<String>,
     /// Message the parent is sent when the child ends.
     on_end: Option<String>,
+    /// Deferred by a step after which the parent was still active: cancelled if the parent
+    /// ends before it falls due (as the engine does, `runtime/internal.rs`).
+    cancel_if_parent_ends: bool,
 }
 
 struct Runner<'w> {
@@ -232,6 +235,9 @@ impl Runner<'_> {
                 .instance_by_id(&parent)
                 .map(|i| i.state.unit.clone())
                 .unwrap_or_default();
+            let parent_active = self
+                .instance_by_id(&parent)
+                .is_some_and(|i| i.state.status == crate::core::Status::Active);
             self.pending_starts.push(PendingStart {
                 at,
                 process: process.to_string(),
@@ -240,6 +246,7 @@ impl Runner<'_> {
                 parent,
                 reply: text(&effect, "reply"),
                 on_end: text(&effect, "on_end"),
+                cancel_if_parent_ends: parent_active && at > self.now,
             });
         }
         self.start_due(self.now)
@@ -248,6 +255,13 @@ impl Runner<'_> {
     fn start_due(&mut self, until: DateTime<FixedOffset>) -> Result<(), String> {
         while let Some(pos) = self.pending_starts.iter().position(|p| p.at <= until) {
             let pending = self.pending_starts.remove(pos);
+            if pending.cancel_if_parent_ends
+                && self
+                    .instance_by_id(&pending.parent)
+                    .is_some_and(|i| i.state.status != crate::core::Status::Active)
+            {
+                continue;
+            }
             let actor = Actor {
                 user: "system".into(),
                 roles: vec!["admin".into()],

@@ -25,6 +25,7 @@ use crate::problem::ApiError;
 pub mod assess;
 pub mod audit;
 pub mod bank_files;
+pub mod batches;
 pub mod cases;
 pub mod corrections;
 pub mod definitions;
@@ -178,6 +179,16 @@ fn routes() -> Vec<(Method, &'static str, Handler)> {
             on(MethodFilter::GET, payments::report),
         ),
         (
+            Method::GET,
+            "/api/batches",
+            on(MethodFilter::GET, batches::list),
+        ),
+        (
+            Method::GET,
+            "/api/batches/{id}",
+            on(MethodFilter::GET, batches::get),
+        ),
+        (
             Method::POST,
             "/api/assess",
             on(MethodFilter::POST, assess::assess),
@@ -303,6 +314,7 @@ impl utoipa::Modify for Security {
         incidents::list, incidents::retry,
         payments::run, payments::report, payments::import_results,
         bank_files::export, bank_files::download, payment_gateway::send,
+        batches::list, batches::get,
         assess::assess,
         audit::access_log,
     ),

@@ -114,6 +114,8 @@ impl Run<'_> {
         let NodeKind::Task(decl) = &self.def.nodes[node_idx].kind else {
             return Err(StepError::NotFound(format!("{} is not a task", task.node)));
         };
+        // Personal data and money in the form's fields, every problem at once.
+        self.fields_door(&decl.form, data)?;
         let form = {
             let scope = self.scope(&[]);
             form::check(&decl.form, data, &scope, "form")

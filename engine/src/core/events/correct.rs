@@ -10,9 +10,14 @@
 //! - who: a user whose unit covers the case's unit and who holds a role one of the
 //!   process's tasks is for, or a head of such a unit ([`is_supervisor_role`]);
 //! - an active case only: a closed case is final (`conflict`), for heads too;
+//! - the values set pass the checks at the door as a start's data does (`door.rs`): a
+//!   household as the case format and its members' ID numbers and names, bank accounts,
+//!   ID numbers, names, money never negative — every problem of every change at once,
+//!   nothing set unless all pass;
 //! - past decisions are not recomputed: nodes entered later see the new values.
 
 use crate::core::*;
+use crate::lang::scope::household_type;
 
 /// Longest reason accepted, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
@@ -187,6 +192,14 @@ fn set_at(
     }
 }
 
+/// What the door checks of one correction.
+enum Door {
+    /// The household variable of this name, checked whole once every change is set.
+    Household(String),
+    /// The problems of the one field a change sets.
+    Field(Vec<FieldProblem>),
+}
+
 impl Run<'_> {
     pub(in crate::core) fn correct(
         &mut self,
@@ -222,31 +235,86 @@ impl Run<'_> {
             ));
         }
         let mut vars = self.st.vars.clone();
+        // Every change is checked, and every problem reported at once; nothing is set
+        // unless all pass.
+        let mut problems: Vec<FieldProblem> = Vec::new();
+        let mut households = Vec::new();
         for (raw, value) in changes {
-            let segments = parse_path(raw)?;
-            let path = display_path(&segments);
-            let Some((PathSegment::Field(name), below)) = segments.split_first() else {
-                return Err(invalid(&path, "a path starts with a variable's name"));
-            };
-            let Some(decl) = self.def.variable(name) else {
-                return Err(invalid(
-                    &path,
-                    "not a variable of this process (only declared variables are corrected)",
-                ));
-            };
-            let ty = type_at(&decl.ty, below, &path)?;
-            let typed = value
-                .clone()
-                .coerce(&ty, &path)
-                .map_err(|e| invalid(&e.path, &e.message))?;
-            if typed == Value::Null && below.is_empty() && decl.required {
-                return Err(invalid(&path, "required: it cannot be corrected to null"));
+            match self.correct_one(&mut vars, raw, value) {
+                Ok(Some(door)) => match door {
+                    Door::Household(name) => households.push(name),
+                    Door::Field(found) => problems.extend(found),
+                },
+                Ok(None) => {}
+                Err(error) => {
+                    let found = error.problems();
+                    if found.is_empty() {
+                        return Err(error);
+                    }
+                    problems.extend(found);
+                }
             }
-            let var = vars.entry(name.clone()).or_insert(Value::Null);
-            set_at(var, below, typed, &path)?;
+        }
+        // A household is checked whole, as it stands after all the changes.
+        households.sort();
+        households.dedup();
+        for name in households {
+            if let Some(value) = vars.get(&name).filter(|v| !matches!(v, Value::Null)) {
+                let path = format!("$.{name}");
+                problems.extend(self.door_problems(&name, &household_type(), value, &path));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(invalid_all(problems));
         }
         self.st.vars = vars;
         Ok(None)
+    }
+
+    /// Sets one change on `vars` (its type checked) and says what the door checks: the
+    /// whole household it falls in, or the problems of the field it sets.
+    fn correct_one(
+        &self,
+        vars: &mut BTreeMap<String, Value>,
+        raw: &str,
+        value: &Value,
+    ) -> Result<Option<Door>, StepError> {
+        let segments = parse_path(raw)?;
+        let path = display_path(&segments);
+        let Some((PathSegment::Field(name), below)) = segments.split_first() else {
+            return Err(invalid(&path, "a path starts with a variable's name"));
+        };
+        let Some(decl) = self.def.variable(name) else {
+            return Err(invalid(
+                &path,
+                "not a variable of this process (only declared variables are corrected)",
+            ));
+        };
+        let ty = type_at(&decl.ty, below, &path)?;
+        let typed = value
+            .clone()
+            .coerce(&ty, &path)
+            .map_err(|e| invalid(&e.path, &e.message))?;
+        if typed == Value::Null && below.is_empty() && decl.required {
+            return Err(invalid(&path, "required: it cannot be corrected to null"));
+        }
+        let door = if decl.ty == household_type() {
+            Door::Household(name.clone())
+        } else {
+            // The field's own name (the last of the path) says what it holds.
+            let key = segments
+                .iter()
+                .rev()
+                .find_map(|s| match s {
+                    PathSegment::Field(f) => Some(f.as_str()),
+                    _ => None,
+                })
+                .unwrap_or(name);
+            Door::Field(self.door_problems(key, &ty, &typed, &path))
+        };
+        let var = vars.entry(name.clone()).or_insert(Value::Null);
+        set_at(var, below, typed, &path)?;
+        Ok(Some(door))
     }
 
     /// The actor works on this process's tasks (or heads) in a unit covering the case's.

@@ -1,7 +1,8 @@
-//! Data checked at the door: a start's or a message's data against the rule programs'
-//! case format (a `household` variable or field) and the shapes of personal data (ID
-//! numbers, bank accounts, names, birth dates: `jiuzhu_rules::validate`), every problem
-//! at once, before anything is stored.
+//! Data checked at the door: a start's, a message's or a task completion's data, and the
+//! values a correction sets, against the rule programs' case format (a `household`
+//! variable or field), the shapes of personal data (ID numbers, bank accounts, names,
+//! birth dates: `jiuzhu_rules::validate`) and money that cannot be negative (a decimal
+//! whose name says it is an amount), every problem at once, before anything is stored.
 
 use jiuzhu_rules::validate::{check_household, check_personal_fields};
 
@@ -19,6 +20,22 @@ impl Run<'_> {
         path: &str,
     ) -> Vec<FieldProblem> {
         let today = self.now.date_naive();
+        let amount = match value {
+            Value::Decimal(d) => Some(*d),
+            Value::Int(i) => Some(rust_decimal::Decimal::from(*i)),
+            // Money travels as text in JSON.
+            Value::Str(text) => text.trim().parse::<rust_decimal::Decimal>().ok(),
+            _ => None,
+        };
+        if *ty == Type::Decimal
+            && is_money_name(key)
+            && amount.is_some_and(|d| d < rust_decimal::Decimal::ZERO)
+        {
+            return vec![FieldProblem {
+                path: path.to_string(),
+                message: "an amount of money is never negative".into(),
+            }];
+        }
         let json = value.to_json();
         let found = if *ty == household_type() && !matches!(value, Value::Null) {
             check_household(&json, path, today)
@@ -39,8 +56,9 @@ impl Run<'_> {
             .collect()
     }
 
-    /// [`Run::door_problems`] of every field of a message's data that its form declares.
-    pub(in crate::core) fn message_door(
+    /// [`Run::door_problems`] of every field of a message's or a completion's data that
+    /// its form declares.
+    pub(in crate::core) fn fields_door(
         &self,
         fields: &[crate::lang::model::FieldDecl],
         data: &BTreeMap<String, Value>,
@@ -58,4 +76,11 @@ impl Run<'_> {
             Err(invalid_all(problems))
         }
     }
+}
+
+/// Whether a decimal field named `key` holds money (`amount`, `monthly_amount`, `total`,
+/// `savings`, `monthly`): those are never negative. Other decimals (a price rise in
+/// percent) may be.
+pub(in crate::core) fn is_money_name(key: &str) -> bool {
+    key.ends_with("amount") || matches!(key, "total" | "savings" | "monthly" | "fee")
 }

@@ -27,7 +27,7 @@ impl Run<'_> {
         if let Some((token, node_idx, handler)) = waiting {
             self.authorize_message(name, &handler.roles, actor)?;
             let node_id = def.nodes[node_idx].id.clone();
-            self.message_door(&handler.form, data)?;
+            self.fields_door(&handler.form, data)?;
             let payload = self.check_message_form(&handler.form, data, &node_id)?;
             // An interrupted task (all of it, for a multi-instance node) is cancelled.
             for i in (0..self.st.tasks.len()).rev() {
@@ -52,7 +52,7 @@ impl Run<'_> {
             )));
         };
         self.authorize_message(name, &decl.roles, actor)?;
-        self.message_door(&decl.form, data)?;
+        self.fields_door(&decl.form, data)?;
         let payload = self.check_message_form(&decl.form, data, name)?;
         let extras = [("message", &payload)];
         self.assign(&decl.set, &extras, name)?;
