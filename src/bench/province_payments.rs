@@ -69,12 +69,18 @@ pub async fn measure(db: &BenchDb, args: &Args, benefits: u64) -> Result<serde_j
         rerun.created
     );
 
-    let dir = tempfile::tempdir()?;
+    let dir = std::env::temp_dir().join(format!("jiuzhu-bench-bank-{}", std::process::id()));
     let started = Instant::now();
     let export = ledger
-        .export_bank_file(dir.path(), &BankFileConfig::default(), &engine, now)
-        .await?;
+        .export_bank_file(&dir, &BankFileConfig::default(), &engine, now)
+        .await;
     let export_s = started.elapsed().as_secs_f64();
+    let file_bytes = match export.as_ref().ok().and_then(|e| e.files.first()) {
+        Some(file) => std::fs::metadata(&file.path)?.len(),
+        None => 0,
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let export = export?;
     let file = export.files.first();
     ensure!(
         export.files.len() == 1
@@ -86,10 +92,6 @@ pub async fn measure(db: &BenchDb, args: &Args, benefits: u64) -> Result<serde_j
             .map(|f| (f.count, f.total))
             .collect::<Vec<_>>()
     );
-    let file_bytes = match file {
-        Some(file) => std::fs::metadata(&file.path)?.len(),
-        None => 0,
-    };
 
     let started = Instant::now();
     let report = ledger.month_report(month).await?;

@@ -2,7 +2,6 @@
 //! `ON CONFLICT DO NOTHING` and `RETURNING` mean the same on both), one transaction per
 //! operation.
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use chrono::NaiveDate;
