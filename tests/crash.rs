@@ -590,8 +590,9 @@ fn a_payment_run_killed_midway_and_restarted_writes_the_same_file_and_no_duplica
     let pages = PAYMENT_BENEFITS.div_ceil(PAYMENT_PAGE);
     let mut kills = 0;
     while kills < PAYMENT_KILLS {
-        // Anywhere in the run's pages, or just after the file was written.
-        let kill_after = 1 + random.below(pages as u64 + 1) as usize;
+        // Within the next few pages (each restart resumes, so fewer are left each time),
+        // or just after the file was written.
+        let kill_after = 1 + random.below(pages as u64 / 6 + 1) as usize;
         if run_load_payments(&db, &definitions, &out, Some(kill_after)) {
             break;
         }
