@@ -13,6 +13,7 @@ mod incidents_cmd;
 mod lifecycle;
 mod load_batch_cmd;
 mod load_cmd;
+mod load_payments_cmd;
 mod logging;
 mod output;
 mod payments_cmd;
@@ -273,6 +274,20 @@ enum Command {
         #[arg(long)]
         recipients: usize,
     },
+    /// Seed N benefits, run a month page by page and write its bank file, printing the
+    /// progress (crash testing).
+    #[command(hide = true)]
+    LoadPayments {
+        /// How many benefits to seed.
+        #[arg(long)]
+        benefits: usize,
+        /// Benefits per page of the run.
+        #[arg(long, default_value_t = 10_000)]
+        page: usize,
+        /// Folder for the bank file.
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Payments: monthly run and bank file, gateway, the bank's results, the monthly report.
     Payments {
         #[command(subcommand)]
@@ -446,6 +461,20 @@ fn main() -> ExitCode {
         },
         Command::LoadBatch { recipients } => match global.paths() {
             Ok(paths) => load_batch_cmd::run(&paths.db, &paths.definitions, recipients),
+            Err(e) => errors::report(&e),
+        },
+        Command::LoadPayments {
+            benefits,
+            page,
+            out,
+        } => match global.paths() {
+            Ok(paths) => load_payments_cmd::run(&load_payments_cmd::Args {
+                db: &paths.db,
+                definitions: &paths.definitions,
+                benefits,
+                page,
+                out: &out,
+            }),
             Err(e) => errors::report(&e),
         },
         Command::Bench(args) => bench::run(args),

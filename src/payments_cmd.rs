@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use jiuzhu_adapters::payments::{
-    HttpGateway, Ledger, MonthReport, PaymentsConfig, YearMonth, read_result_file,
+    HttpGateway, Ledger, MonthReport, PaymentError, PaymentsConfig, YearMonth, read_result_file,
 };
 
 use crate::lifecycle::Session;
@@ -47,6 +47,12 @@ pub enum PaymentsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Close MONTH: no run and no bank result changes it afterwards.
+    Close {
+        /// YYYY-MM
+        #[arg(long)]
+        month: String,
+    },
     /// Totals per program and unit for a month.
     Report {
         /// YYYY-MM
@@ -74,6 +80,17 @@ fn month(text: &str) -> Result<YearMonth> {
     })
 }
 
+/// A ledger refusal with a stable code (a month not yet due or closed, an unfinished run)
+/// as the CLI's refusal; other failures pass through.
+fn refusal(error: PaymentError) -> anyhow::Error {
+    match error.code() {
+        Some(code) if code != "conflict" => {
+            crate::errors::CliError::refused(code, error.to_string()).into()
+        }
+        _ => error.into(),
+    }
+}
+
 pub async fn run(
     session: &Session,
     command: &PaymentsCommand,
@@ -93,14 +110,24 @@ pub async fn run(
             no_file,
         } => {
             let summary = match chosen {
-                Some(text) => Some(ledger.run_month(month(text)?, now).await?),
-                None => ledger.run_due(&config.run_schedule, now).await?,
+                Some(text) => Some(ledger.run_month(month(text)?, now).await.map_err(refusal)?),
+                None => ledger
+                    .run_due(&config.run_schedule, now)
+                    .await
+                    .map_err(refusal)?,
             };
             match summary {
                 Some(s) => {
                     println!(
-                        "run {}: {} instructions created, {} already there",
-                        s.month, s.created, s.existing
+                        "run {}: {} instructions created, {} already there{}",
+                        s.month,
+                        s.created,
+                        s.existing,
+                        if s.resumed {
+                            " (an interrupted run resumed)"
+                        } else {
+                            ""
+                        }
                     );
                     if s.created == 0 && s.existing == 0 {
                         explain_empty_run(engine, &s.month.to_string()).await?;
@@ -162,6 +189,22 @@ pub async fn run(
             }
             for reference in &summary.unknown {
                 println!("unknown reference: {reference}");
+            }
+            for reference in &summary.closed {
+                println!("month closed, result not recorded: {reference}");
+            }
+        }
+        PaymentsCommand::Close { month: text } => {
+            let month = month(text)?;
+            let by = std::env::var("USER").unwrap_or_else(|_| "cli".to_owned());
+            if ledger
+                .close_month(month, &format!("cli:{by}"), now)
+                .await
+                .map_err(refusal)?
+            {
+                println!("payments month {month} closed");
+            } else {
+                println!("payments month {month} was closed already");
             }
         }
         PaymentsCommand::Report { month: text, json } => {

@@ -489,3 +489,158 @@ fn a_batch_killed_midway_and_restarted_pays_each_recipient_once() {
     });
     println!("{kills} kills during the batch");
 }
+
+/// Benefits of the payment-run crash test (every tenth stopped), and benefits per page:
+/// thirty pages, each its own transaction.
+const PAYMENT_BENEFITS: usize = 3_000;
+const PAYMENT_PAGE: usize = 100;
+const PAYMENT_KILLS: usize = 6;
+
+/// Runs `jiuzhu load-payments` until it has printed `kill_after` lines (then SIGKILLs it)
+/// or finishes. Returns whether it finished.
+fn run_load_payments(db: &Path, definitions: &Path, out: &Path, kill_after: Option<usize>) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_jiuzhu"))
+        .args([
+            "load-payments",
+            "--benefits",
+            &PAYMENT_BENEFITS.to_string(),
+            "--page",
+            &PAYMENT_PAGE.to_string(),
+            "--out",
+        ])
+        .arg(out)
+        .arg("--db")
+        .arg(db)
+        .arg("--definitions")
+        .arg(definitions)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start jiuzhu load-payments");
+    let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut line = String::new();
+    let (mut seen, mut finished) = (0, false);
+    loop {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .expect("read the child's output");
+        if read == 0 || !line.ends_with('\n') {
+            break;
+        }
+        if line == "done\n" {
+            finished = true;
+            break;
+        }
+        assert!(
+            line.starts_with("progress ") || line.starts_with("file "),
+            "unexpected output: {line:?}"
+        );
+        seen += 1;
+        if kill_after == Some(seen) {
+            child.kill().expect("SIGKILL the child");
+            break;
+        }
+    }
+    let status = child.wait().expect("reap the child");
+    if kill_after.is_none() || finished {
+        let mut stderr = String::new();
+        if let Some(mut err) = child.stderr.take() {
+            std::io::Read::read_to_string(&mut err, &mut stderr).ok();
+        }
+        assert!(
+            finished && status.success(),
+            "load-payments did not finish: {status}\n{stderr}"
+        );
+    }
+    finished
+}
+
+/// The bank files in `dir` (a kill mid-write may leave a hidden temp file; the bank's
+/// pickup never sees those), by name.
+fn bank_files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .expect("bank folder")
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (!name.starts_with('.'))
+                .then(|| (name, std::fs::read(entry.path()).expect("read bank file")))
+        })
+        .collect()
+}
+
+#[test]
+fn a_payment_run_killed_midway_and_restarted_writes_the_same_file_and_no_duplicate() {
+    let seed = seed();
+    println!("payment run crash test seed {seed} (replay with JIUZHU_CRASH_SEED={seed})");
+    let mut random = Random(seed);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let definitions = dir.path().join("processes");
+    copy_dir(&processes(), &definitions);
+
+    // The same run, never interrupted, on a database of its own.
+    let calm_out = dir.path().join("bank-calm");
+    run_load_payments(&dir.path().join("calm.db"), &definitions, &calm_out, None);
+    let calm = bank_files(&calm_out);
+    assert_eq!(calm.len(), 1, "{:?}", calm.keys());
+
+    let db = dir.path().join("payments.db");
+    let out = dir.path().join("bank");
+    let pages = PAYMENT_BENEFITS.div_ceil(PAYMENT_PAGE);
+    let mut kills = 0;
+    while kills < PAYMENT_KILLS {
+        // Within the next few pages (each restart resumes, so fewer are left each time),
+        // or just after the file was written.
+        let kill_after = 1 + random.below(pages as u64 / 6 + 1) as usize;
+        if run_load_payments(&db, &definitions, &out, Some(kill_after)) {
+            break;
+        }
+        kills += 1;
+    }
+    assert!(kills >= 2, "only {kills} kills before the run finished");
+    run_load_payments(&db, &definitions, &out, None);
+    assert_eq!(
+        bank_files(&out),
+        calm,
+        "{kills} kills: the same file, byte for byte"
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = Store::open(&format!("sqlite:{}", db.display()))
+            .await
+            .expect("open the crashed database");
+        let ledger = jiuzhu_adapters::payments::Ledger::open(&store)
+            .await
+            .expect("ledger");
+        let month = "2026-11".parse().expect("month");
+        let instructions = ledger
+            .instructions(Some(month), None)
+            .await
+            .expect("instructions");
+        let active = PAYMENT_BENEFITS - PAYMENT_BENEFITS / 10;
+        let benefits: BTreeSet<Option<&String>> =
+            instructions.iter().map(|i| i.benefit_id.as_ref()).collect();
+        assert_eq!(
+            instructions.len(),
+            active,
+            "{kills} kills: one per active benefit"
+        );
+        assert_eq!(benefits.len(), active, "no benefit paid twice");
+        assert!(
+            instructions.iter().all(|i| i.status
+                == jiuzhu_adapters::payments::InstructionStatus::Sent
+                && i.batch_id.as_deref() == Some("20261105-001")),
+            "all sent in the one file"
+        );
+        let report = ledger.month_report(month).await.expect("report");
+        assert_eq!(report.count, active as u64);
+        store.close().await;
+    });
+    println!("{kills} kills during the payment run");
+}

@@ -56,6 +56,11 @@ impl Ctx {
     }
 }
 
+/// A time in `month` (YYYY-MM): a month's run is refused before the month begins.
+fn run_at(month: &str) -> DateTime<Utc> {
+    at(&format!("{month}-05T09:00:00+08:00"))
+}
+
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .expect("a valid time")
@@ -163,16 +168,19 @@ async fn a_months_run_twice_makes_one_instruction_per_benefit(ctx: Ctx) -> Resul
         .await?;
 
     let april = month("2026-04");
-    let run = ledger.run_month(april, now).await?;
+    let run = ledger.run_month(april, run_at("2026-04")).await?;
     ensure!((run.created, run.existing) == (2, 0), "first run: {run:?}");
-    let rerun = ledger.run_month(april, now).await?;
+    let rerun = ledger.run_month(april, run_at("2026-04")).await?;
     ensure!(
         (rerun.created, rerun.existing) == (0, 2),
         "rerun: {rerun:?}"
     );
     // Another node running the same month at once creates nothing either.
     let other = ctx.restarted().await?;
-    let (a, b) = tokio::join!(ledger.run_month(april, now), other.run_month(april, now));
+    let (a, b) = tokio::join!(
+        ledger.run_month(april, run_at("2026-04")),
+        other.run_month(april, run_at("2026-04"))
+    );
     ensure!(a?.created + b?.created == 0);
 
     let instructions = ledger.instructions(Some(april), None).await?;
@@ -194,7 +202,9 @@ async fn a_months_run_twice_makes_one_instruction_per_benefit(ctx: Ctx) -> Resul
                 && i.status == InstructionStatus::Scheduled
                 && i.unit == UNIT)
     );
-    let may = ledger.run_month(month("2026-05"), now).await?;
+    let may = ledger
+        .run_month(month("2026-05"), run_at("2026-05"))
+        .await?;
     ensure!(may.created == 3, "{may:?}");
     Ok(())
 }
@@ -208,8 +218,12 @@ async fn benefit_changes_are_new_entries_and_stops_cancel_unsent_months(ctx: Ctx
             now,
         )
         .await?;
-    ledger.run_month(month("2026-04"), now).await?;
-    ledger.run_month(month("2026-05"), now).await?;
+    ledger
+        .run_month(month("2026-04"), run_at("2026-04"))
+        .await?;
+    ledger
+        .run_month(month("2026-05"), run_at("2026-05"))
+        .await?;
     // A review continues the benefit with a new amount from June (the review's instance
     // pays for the case it reviews).
     let change = json!({"type": "payment", "id": "dibao_review-1-e8", "instance": "dibao_review-1",
@@ -219,8 +233,12 @@ async fn benefit_changes_are_new_entries_and_stops_cancel_unsent_months(ctx: Ctx
         ledger.apply_effect(&change, now).await?,
         Applied::BenefitChanged { .. }
     ));
-    ledger.run_month(month("2026-06"), now).await?;
-    ledger.run_month(month("2026-07"), now).await?;
+    ledger
+        .run_month(month("2026-06"), run_at("2026-06"))
+        .await?;
+    ledger
+        .run_month(month("2026-07"), run_at("2026-07"))
+        .await?;
     // A later review stops it from July: July's unsent instruction is cancelled.
     let stop = json!({"type": "payment_stop", "id": "dibao_review-2-e9", "instance": "dibao_review-2",
         "case": "dibao-1", "unit": UNIT, "purpose": "dibao", "from": "2026-07-01"});
@@ -232,7 +250,13 @@ async fn benefit_changes_are_new_entries_and_stops_cancel_unsent_months(ctx: Ctx
         cancelled == vec!["dibao-1:dibao:2026-07".to_owned()],
         "{cancelled:?}"
     );
-    ensure!(ledger.run_month(month("2026-08"), now).await?.created == 0);
+    ensure!(
+        ledger
+            .run_month(month("2026-08"), run_at("2026-08"))
+            .await?
+            .created
+            == 0
+    );
 
     let entries = ledger.entries("dibao-1:dibao").await?;
     let kinds: Vec<(&str, String)> = entries
@@ -509,7 +533,9 @@ async fn bank_file_with_a_failure_opens_a_fix_task_and_a_repeat_changes_nothing(
     ensure!(reissue.reissue_of.as_deref() == Some("dibao-22:dibao:2026-03"));
     ensure!(reissue.amount == dec!(1305.00) && reissue.unit == UNIT);
     ensure!(reissue.payee.account.as_deref() == Some("6222000055556666"));
-    ledger.run_month(month("2026-04"), now).await?;
+    ledger
+        .run_month(month("2026-04"), run_at("2026-04"))
+        .await?;
     let april = ledger
         .instruction("dibao-22:dibao:2026-04")
         .await?

@@ -43,6 +43,11 @@ struct Teardown {
     store: Store,
 }
 
+/// A time in `month` (YYYY-MM): a month's run is refused before the month begins.
+fn run_at(month: &str) -> DateTime<Utc> {
+    at(&format!("{month}-05T09:00:00+08:00"))
+}
+
 fn at(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .expect("a valid time")
@@ -217,7 +222,9 @@ async fn a_payment_without_an_account_opens_one_fix_task_and_is_paid_to_the_acco
         bail!("one file: {paid:?}");
     };
     ensure!(file.count == 1 && file.total == dec!(300.00));
-    ledger.run_month(month("2026-04"), now).await?;
+    ledger
+        .run_month(month("2026-04"), run_at("2026-04"))
+        .await?;
     let april = ledger
         .instruction("dibao-2:dibao:2026-04")
         .await?

@@ -1,8 +1,8 @@
 //! `jiuzhu bench province`: a province-sized table of decided cases — a realistic mix of
 //! programs, household sizes 1–6 and units, each assessed by the engine at seeding — and
 //! the time `simulate-policy` takes over it (cases per second), its peak memory, and the
-//! database's bytes per case. The payment-run and archive parts of the province workload
-//! are other benches' business.
+//! database's bytes per case. `--payments N` times the province's monthly payment run
+//! instead (`province_payments.rs`); the archive part is another bench's business.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,6 +37,10 @@ pub struct Args {
         default_value = "processes/policies/shuangyashan-2026-07-01.yaml"
     )]
     pub policy: PathBuf,
+    /// Time the monthly payment run instead: seed this many active monthly benefits and
+    /// measure the run, its rerun, the bank file and the report.
+    #[arg(long)]
+    pub payments: Option<u64>,
     /// Cases per seeding transaction.
     #[arg(long, default_value_t = 5_000)]
     pub seed_batch: usize,
@@ -50,6 +54,13 @@ pub async fn run(args: &Args) -> Result<serde_json::Value> {
         args.counties > 0 && args.towns > 0,
         "--counties and --towns must be at least 1"
     );
+    if let Some(benefits) = args.payments {
+        ensure!(benefits > 0, "--payments must be at least 1");
+        return setup::with_db(&args.db, async |db| {
+            payments::measure(db, args, benefits).await
+        })
+        .await;
+    }
     setup::with_db(&args.db, async |db| measure(db, args).await).await
 }
 
@@ -138,11 +149,11 @@ async fn measure(db: &BenchDb, args: &Args) -> Result<serde_json::Value> {
 
 /// Resets the kernel's peak-RSS mark (`VmHWM`), so the peak reported is the simulation's
 /// own and not the seeding's; where that is not possible the peak covers both.
-fn reset_peak_rss() {
+pub(super) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn unit_of(i: u64, counties: u64, towns: u64) -> String {
+pub(super) fn unit_of(i: u64, counties: u64, towns: u64) -> String {
     // Cases of one unit are spread over the whole table, as applications arrive.
     let county = (i.wrapping_mul(7919)) % counties;
     let town = (i / counties) % towns;
@@ -150,7 +161,7 @@ fn unit_of(i: u64, counties: u64, towns: u64) -> String {
 }
 
 /// A small deterministic generator: the same case for the same index on every run.
-fn mix(i: u64, salt: u64) -> u64 {
+pub(super) fn mix(i: u64, salt: u64) -> u64 {
     let mut x = i
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
         .wrapping_add(salt.wrapping_mul(0xBF58_476D_1CE4_E5B9));
@@ -248,6 +259,9 @@ fn id_number(i: u64) -> String {
     let check = char::from(CHECK[(sum % 11) as usize]);
     format!("{body}{check}")
 }
+
+#[path = "province_payments.rs"]
+mod payments;
 
 #[cfg(test)]
 #[path = "province_tests.rs"]

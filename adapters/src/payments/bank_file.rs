@@ -2,7 +2,6 @@
 //! columns (ID numbers masked), then a control line with the count and total, written
 //! atomically so the bank never picks up half a file.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use rust_decimal::Decimal;
@@ -131,30 +130,63 @@ impl BankFileConfig {
 
     /// The file's bytes: the same instructions always give the same bytes.
     pub fn render(&self, instructions: &[Instruction]) -> Result<Vec<u8>, csv::Error> {
-        // The control line is shorter than the rows.
-        let mut writer = csv::WriterBuilder::new()
-            .flexible(true)
-            .from_writer(Vec::new());
-        if self.header {
-            writer.write_record(self.columns.iter().map(ColumnSpec::header))?;
-        }
-        let mut total = Decimal::ZERO;
+        let mut writer = BankFileWriter::new(self, Vec::new())?;
         for instruction in instructions {
-            total += instruction.amount;
-            writer.write_record(
-                self.columns
-                    .iter()
-                    .map(|column| column.field().value(instruction)),
-            )?;
+            writer.write(instruction)?;
         }
-        let mut total_text = total;
+        Ok(writer.finish()?.0)
+    }
+}
+
+/// Writes a bank file one instruction at a time (memory does not grow with the file);
+/// the same instructions in the same order give the same bytes as
+/// [`BankFileConfig::render`].
+pub struct BankFileWriter<'a, W: std::io::Write> {
+    config: &'a BankFileConfig,
+    writer: csv::Writer<W>,
+    count: u64,
+    total: Decimal,
+}
+
+impl<'a, W: std::io::Write> BankFileWriter<'a, W> {
+    /// Starts the file (its header line when the config has one).
+    pub fn new(config: &'a BankFileConfig, out: W) -> Result<Self, csv::Error> {
+        // The control line is shorter than the rows.
+        let mut writer = csv::WriterBuilder::new().flexible(true).from_writer(out);
+        if config.header {
+            writer.write_record(config.columns.iter().map(ColumnSpec::header))?;
+        }
+        Ok(BankFileWriter {
+            config,
+            writer,
+            count: 0,
+            total: Decimal::ZERO,
+        })
+    }
+
+    pub fn write(&mut self, instruction: &Instruction) -> Result<(), csv::Error> {
+        self.count += 1;
+        self.total += instruction.amount;
+        self.writer.write_record(
+            self.config
+                .columns
+                .iter()
+                .map(|column| column.field().value(instruction)),
+        )
+    }
+
+    /// Writes the control line (`TOTAL,<count>,<sum>`) and hands back the output with the
+    /// count and total written.
+    pub fn finish(mut self) -> Result<(W, u64, Decimal), csv::Error> {
+        let mut total_text = self.total;
         total_text.rescale(2);
-        writer.write_record([
-            self.control_label.clone(),
-            instructions.len().to_string(),
+        self.writer.write_record([
+            self.config.control_label.clone(),
+            self.count.to_string(),
             total_text.to_string(),
         ])?;
-        writer.into_inner().map_err(|e| e.into_error().into())
+        let out = self.writer.into_inner().map_err(|e| e.into_error())?;
+        Ok((out, self.count, self.total))
     }
 }
 
@@ -167,32 +199,79 @@ pub fn write_bank_file(
     instructions: &[Instruction],
     config: &BankFileConfig,
 ) -> Result<PathBuf, PaymentError> {
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| PaymentError::Io { path, source }
-    };
-    let target = dir.join(config.file_name(batch_id));
-    let bytes = config
-        .render(instructions)
-        .map_err(|source| PaymentError::Csv {
+    let mut file = AtomicBankFile::create(dir, batch_id, config)?;
+    for instruction in instructions {
+        file.write(instruction)?;
+    }
+    Ok(file.commit()?.0)
+}
+
+/// A bank file being written to a hidden temp file beside its target; [`commit`] makes it
+/// appear complete under its name, or not at all.
+///
+/// [`commit`]: AtomicBankFile::commit
+pub struct AtomicBankFile<'a> {
+    target: PathBuf,
+    dir: PathBuf,
+    writer: BankFileWriter<'a, std::io::BufWriter<tempfile::NamedTempFile>>,
+}
+
+impl<'a> AtomicBankFile<'a> {
+    pub fn create(
+        dir: &Path,
+        batch_id: &str,
+        config: &'a BankFileConfig,
+    ) -> Result<AtomicBankFile<'a>, PaymentError> {
+        let target = dir.join(config.file_name(batch_id));
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        // A leading dot keeps bank pickup jobs from seeing the file before it is complete.
+        let temp = tempfile::Builder::new()
+            .prefix(".jiuzhu-")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(io(dir))?;
+        let writer = BankFileWriter::new(config, std::io::BufWriter::with_capacity(1 << 16, temp))
+            .map_err(csv_error(&target))?;
+        Ok(AtomicBankFile {
+            target,
+            dir: dir.to_owned(),
+            writer,
+        })
+    }
+
+    pub fn write(&mut self, instruction: &Instruction) -> Result<(), PaymentError> {
+        self.writer
+            .write(instruction)
+            .map_err(csv_error(&self.target))
+    }
+
+    /// Writes the control line, fsyncs, renames over the target and fsyncs the folder.
+    /// Returns the path, the count and the total written.
+    pub fn commit(self) -> Result<(PathBuf, u64, Decimal), PaymentError> {
+        let target = self.target;
+        let (out, count, total) = self.writer.finish().map_err(csv_error(&target))?;
+        let temp = out.into_inner().map_err(|e| PaymentError::Io {
             path: target.clone(),
-            source,
+            source: e.into_error(),
         })?;
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    // A leading dot keeps bank pickup jobs from seeing the file before it is complete.
-    let mut temp = tempfile::Builder::new()
-        .prefix(".jiuzhu-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
-    temp.write_all(&bytes).map_err(io(temp.path()))?;
-    temp.as_file().sync_all().map_err(io(temp.path()))?;
-    temp.persist(&target).map_err(|e| PaymentError::Io {
-        path: target.clone(),
-        source: e.error,
-    })?;
-    sync_dir(dir).map_err(io(dir))?;
-    Ok(target)
+        temp.as_file().sync_all().map_err(io(temp.path()))?;
+        temp.persist(&target).map_err(|e| PaymentError::Io {
+            path: target.clone(),
+            source: e.error,
+        })?;
+        sync_dir(&self.dir).map_err(io(&self.dir))?;
+        Ok((target, count, total))
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PaymentError + use<> {
+    let path = path.to_owned();
+    move |source| PaymentError::Io { path, source }
+}
+
+fn csv_error(path: &Path) -> impl FnOnce(csv::Error) -> PaymentError + use<> {
+    let path = path.to_owned();
+    move |source| PaymentError::Csv { path, source }
 }
 
 #[cfg(unix)]

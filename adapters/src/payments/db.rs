@@ -2,7 +2,6 @@
 //! `ON CONFLICT DO NOTHING` and `RETURNING` mean the same on both), one transaction per
 //! operation.
 
-use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use chrono::NaiveDate;
@@ -12,7 +11,7 @@ use rust_decimal::Decimal;
 use super::PaymentError;
 use super::effect::{LedgerEffect, PaymentOrder, Schedule};
 use super::ledger::{
-    Applied, Instruction, InstructionKind, InstructionStatus, PreparedBatch, RunSummary,
+    Applied, Instruction, InstructionKind, InstructionStatus, PreparedBatch, SeedBenefit,
     ops_outcome::Recorded,
 };
 use super::model::{BenefitEntry, EntryKind, Payee, YearMonth, due_in_month, split_installments};
@@ -34,6 +33,11 @@ pub(super) const MIGRATIONS: ComponentMigrations = ComponentMigrations {
             "batches",
             include_str!("../../migrations/sqlite/1002_batches.sql"),
         ),
+        (
+            1004,
+            "monthly_run",
+            include_str!("../../migrations/sqlite/1004_monthly_run.sql"),
+        ),
     ],
     postgres: &[
         (
@@ -46,11 +50,44 @@ pub(super) const MIGRATIONS: ComponentMigrations = ComponentMigrations {
             "batches",
             include_str!("../../migrations/postgres/1002_batches.sql"),
         ),
+        (
+            1004,
+            "monthly_run",
+            include_str!("../../migrations/postgres/1004_monthly_run.sql"),
+        ),
     ],
 };
 
 /// Rows per multi-row INSERT: 19 parameters a row stays far below both databases' limits.
 const ROWS_PER_INSERT: usize = 200;
+
+/// Rows per multi-row INSERT of a monthly run: 9 parameters a row, 18,000 a statement,
+/// below SQLite's 32,766 and PostgreSQL's 65,535.
+const MONTHLY_ROWS_PER_INSERT: usize = 2_000;
+
+/// A monthly instruction a run is about to insert (the other columns are the month's).
+struct MonthlyRow {
+    reference: String,
+    benefit_id: String,
+    case_id: String,
+    program: String,
+    unit: String,
+    payee: Payee,
+    amount: Decimal,
+}
+
+/// How a monthly run starts.
+pub(super) enum RunStart {
+    /// The month was run and no benefit entry was recorded since: nothing to do.
+    Current { existing: u64 },
+    /// A pass over the benefits after `after` (empty: from the first), `resumed` when an
+    /// interrupted run is carried on. `existing`: the month's instructions made before.
+    Pass {
+        after: String,
+        existing: u64,
+        resumed: bool,
+    },
+}
 
 const INSTRUCTION_COLUMNS: &str = "id, kind, benefit_id, month, case_id, program, unit, \
      payee_name, id_number, account, amount, due_on, installment, installments, effect_id, \
@@ -506,81 +543,368 @@ macro_rules! backend_ops {
                 rows.iter().map(|row| entry_row(row, 0)).collect()
             }
 
-            pub(crate) async fn run_month(
+            /// Refuses a closed month, inside the writing transaction that would change it.
+            async fn refuse_closed(tx: &mut Tx, month: YearMonth) -> Result<(), PaymentError> {
+                let closed = sqlx::query("SELECT 1 FROM payment_months_closed WHERE month = $1")
+                    .bind(month.to_string())
+                    .fetch_optional(&mut **tx)
+                    .await?
+                    .is_some();
+                if closed {
+                    return Err(PaymentError::MonthClosed { month });
+                }
+                Ok(())
+            }
+
+            /// Begins a pass of `month`'s run, resumes an interrupted one, or finds the
+            /// month run with no benefit entry recorded since (nothing to do).
+            pub(crate) async fn begin_run(
                 pool: &Pool,
                 month: YearMonth,
                 at: i64,
-            ) -> Result<RunSummary, PaymentError> {
+            ) -> Result<RunStart, PaymentError> {
                 let mut tx = pool.begin_with(BEGIN).await?;
+                refuse_closed(&mut tx, month).await?;
+                let entries: i64 = sqlx::query("SELECT COUNT(*) FROM benefit_entries")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get(0)?;
+                let row = sqlx::query(
+                    "SELECT status, after_benefit, entries_seen, instructions FROM payment_runs \
+                     WHERE month = $1",
+                )
+                .bind(month.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let start = match row {
+                    Some(row) => {
+                        let status: String = row.try_get(0)?;
+                        let after: Option<String> = row.try_get(1)?;
+                        let seen: Option<i64> = row.try_get(2)?;
+                        let instructions: i64 = row.try_get(3)?;
+                        let instructions = u64::try_from(instructions).unwrap_or(0);
+                        if status == "running" {
+                            RunStart::Pass {
+                                after: after.unwrap_or_default(),
+                                existing: instructions,
+                                resumed: true,
+                            }
+                        } else if seen == Some(entries) {
+                            tx.rollback().await?;
+                            return Ok(RunStart::Current {
+                                existing: instructions,
+                            });
+                        } else {
+                            sqlx::query(
+                                "UPDATE payment_runs SET status = 'running', after_benefit = NULL, \
+                                 entries_seen = $2, run_at = $3, finished_at = NULL WHERE month = $1",
+                            )
+                            .bind(month.to_string())
+                            .bind(entries)
+                            .bind(at)
+                            .execute(&mut *tx)
+                            .await?;
+                            RunStart::Pass {
+                                after: String::new(),
+                                existing: instructions,
+                                resumed: false,
+                            }
+                        }
+                    }
+                    None => {
+                        sqlx::query(
+                            "INSERT INTO payment_runs (month, run_at, instructions, status, \
+                             after_benefit, entries_seen) VALUES ($1, $2, 0, 'running', NULL, $3)",
+                        )
+                        .bind(month.to_string())
+                        .bind(at)
+                        .bind(entries)
+                        .execute(&mut *tx)
+                        .await?;
+                        RunStart::Pass {
+                            after: String::new(),
+                            existing: 0,
+                            resumed: false,
+                        }
+                    }
+                };
+                tx.commit().await?;
+                Ok(start)
+            }
+
+            /// One page of a run, in one transaction: the next `page` benefits after
+            /// `after` in key order, an instruction for each one due in `month` that has
+            /// none yet (multi-row inserts), and the run's high-water mark moved to the
+            /// page's last benefit. `None` when no benefit is left: the run is then done.
+            pub(crate) async fn run_page(
+                pool: &Pool,
+                month: YearMonth,
+                after: &str,
+                page: i64,
+                at: i64,
+            ) -> Result<Option<(String, u64)>, PaymentError> {
+                let mut tx = pool.begin_with(BEGIN).await?;
+                refuse_closed(&mut tx, month).await?;
+                let last: Option<String> = sqlx::query(
+                    "SELECT MAX(id) FROM (SELECT id FROM benefits WHERE id > $1 ORDER BY id LIMIT $2) p",
+                )
+                .bind(after)
+                .bind(page)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+                let Some(last) = last else {
+                    sqlx::query(
+                        "UPDATE payment_runs SET status = 'done', after_benefit = NULL, \
+                         finished_at = $2 WHERE month = $1 AND status = 'running'",
+                    )
+                    .bind(month.to_string())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(None);
+                };
                 let rows = sqlx::query(&format!(
                     "SELECT b.id, b.case_id, b.program, b.unit, {ENTRY_COLUMNS} \
                      FROM benefits b JOIN benefit_entries e ON e.benefit_id = b.id \
-                     WHERE e.effective_month <= $1 ORDER BY b.id, e.seq"
+                     WHERE b.id > $1 AND b.id <= $2 AND e.effective_month <= $3 \
+                     AND NOT EXISTS (SELECT 1 FROM payment_instructions i \
+                                     WHERE i.benefit_id = b.id AND i.month = $3) \
+                     ORDER BY b.id, e.seq"
                 ))
+                .bind(after)
+                .bind(&last)
                 .bind(month.to_string())
                 .fetch_all(&mut *tx)
                 .await?;
-                let mut benefits: BTreeMap<String, (String, String, String, Vec<BenefitEntry>)> =
-                    BTreeMap::new();
-                for row in &rows {
-                    let id: String = row.try_get(0)?;
-                    let entry = entry_row(row, 4)?;
-                    match benefits.get_mut(&id) {
-                        Some(benefit) => benefit.3.push(entry),
-                        None => {
-                            let case: String = row.try_get(1)?;
-                            let program: String = row.try_get(2)?;
-                            let unit: String = row.try_get(3)?;
-                            benefits.insert(id, (case, program, unit, vec![entry]));
-                        }
-                    }
-                }
-                let instructions: Vec<NewInstruction> = benefits
-                    .into_iter()
-                    .filter_map(|(id, (case_id, program, unit, entries))| {
-                        let due = due_in_month(&entries, month)?;
-                        Some(NewInstruction {
+                let mut instructions = Vec::new();
+                let mut current: Option<(String, String, String, String, Vec<BenefitEntry>)> = None;
+                let mut finish = |benefit: Option<(String, String, String, String, Vec<BenefitEntry>)>| {
+                    if let Some((id, case_id, program, unit, entries)) = benefit
+                        && let Some(due) = due_in_month(&entries, month)
+                    {
+                        instructions.push(MonthlyRow {
                             reference: format!("{id}:{month}"),
-                            kind: InstructionKind::Monthly,
-                            benefit_id: Some(id),
-                            month,
+                            benefit_id: id,
                             case_id,
                             program,
                             unit,
                             payee: due.payee,
                             amount: due.amount,
-                            due_on: month.first_day(),
-                            installment: None,
-                            installments: None,
-                            effect_id: None,
-                            reissue_of: None,
-                        })
-                    })
-                    .collect();
-                let created = insert_instructions(&mut tx, &instructions, at).await?;
+                        });
+                    }
+                };
+                for row in &rows {
+                    let id: String = row.try_get(0)?;
+                    let entry = entry_row(row, 4)?;
+                    match &mut current {
+                        Some(benefit) if benefit.0 == id => benefit.4.push(entry),
+                        _ => {
+                            let next = (id, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, vec![entry]);
+                            finish(current.replace(next));
+                        }
+                    }
+                }
+                finish(current.take());
+                drop(rows);
+                let created = insert_monthly(&mut tx, month, &instructions, at).await?;
                 sqlx::query(
-                    "INSERT INTO payment_runs (month, run_at, instructions) VALUES ($1, $2, $3) \
-                     ON CONFLICT DO NOTHING",
+                    "UPDATE payment_runs SET after_benefit = $2, instructions = instructions + $3 \
+                     WHERE month = $1",
                 )
                 .bind(month.to_string())
-                .bind(at)
-                .bind(i64::try_from(instructions.len()).unwrap_or(i64::MAX))
+                .bind(&last)
+                .bind(i64::try_from(created).unwrap_or(i64::MAX))
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
-                Ok(RunSummary {
-                    month,
-                    created,
-                    existing: instructions.len() as u64 - created,
-                })
+                Ok(Some((last, created)))
+            }
+
+            /// The month's instructions in multi-row inserts; the constant columns are
+            /// written as literals (a month, a date and a number the ledger made), so a
+            /// row binds only its own nine values.
+            async fn insert_monthly(
+                tx: &mut Tx,
+                month: YearMonth,
+                rows: &[MonthlyRow],
+                at: i64,
+            ) -> Result<u64, PaymentError> {
+                let constants = format!(
+                    "'{month}', '{}', 'scheduled', {at}, {at}",
+                    date_text(month.first_day())
+                );
+                let mut inserted = 0;
+                for chunk in rows.chunks(MONTHLY_ROWS_PER_INSERT) {
+                    let mut query = QueryBuilder::<Db>::new(
+                        "INSERT INTO payment_instructions (id, kind, benefit_id, case_id, program, \
+                         unit, payee_name, id_number, account, amount, month, due_on, status, \
+                         created_at, updated_at) ",
+                    );
+                    query.push_values(chunk, |mut b, row| {
+                        b.push_bind(row.reference.as_str())
+                            .push("'monthly'")
+                            .push_bind(row.benefit_id.as_str())
+                            .push_bind(row.case_id.as_str())
+                            .push_bind(row.program.as_str())
+                            .push_bind(row.unit.as_str())
+                            .push_bind(row.payee.name.as_str())
+                            .push_bind(row.payee.id_number.as_deref())
+                            .push_bind(row.payee.account.as_deref())
+                            .push_bind(row.amount.to_string())
+                            .push(&constants);
+                    });
+                    // A concurrent run of the same month may have written some: (benefit,
+                    // month) is unique, and the first one stays.
+                    query.push(" ON CONFLICT DO NOTHING");
+                    inserted += query.build().execute(&mut **tx).await?.rows_affected();
+                }
+                Ok(inserted)
+            }
+
+            /// Whether `month`'s run went through to its end.
+            /// Bulk path for benches and crash drivers: benefits with their first entry
+            /// (and a stop) in multi-row inserts, in one transaction; a benefit there
+            /// already is left alone. Returns the benefits inserted.
+            pub(crate) async fn seed_benefits(
+                pool: &Pool,
+                benefits: &[SeedBenefit],
+                at: i64,
+            ) -> Result<u64, PaymentError> {
+                let mut tx = pool.begin_with(BEGIN).await?;
+                let mut inserted = 0;
+                for chunk in benefits.chunks(1_000) {
+                    let mut query = QueryBuilder::<Db>::new(
+                        "INSERT INTO benefits (id, case_id, program, unit, created_at) ",
+                    );
+                    query.push_values(chunk, |mut b, seed| {
+                        b.push_bind(benefit_id(&seed.case_id, &seed.program))
+                            .push_bind(seed.case_id.as_str())
+                            .push_bind(seed.program.as_str())
+                            .push_bind(seed.unit.as_str())
+                            .push_bind(at);
+                    });
+                    query.push(" ON CONFLICT DO NOTHING");
+                    inserted += query.build().execute(&mut *tx).await?.rows_affected();
+                    let mut entries = Vec::new();
+                    for seed in chunk {
+                        let benefit = benefit_id(&seed.case_id, &seed.program);
+                        entries.push((benefit.clone(), 1_i64, EntryKind::Created, seed.from, Some(seed), format!("{benefit}:seed")));
+                        if let Some(stop) = seed.stopped_from {
+                            entries.push((benefit.clone(), 2, EntryKind::Stopped, stop, None, format!("{benefit}:seed-stop")));
+                        }
+                    }
+                    let mut query = QueryBuilder::<Db>::new(
+                        "INSERT INTO benefit_entries (id, benefit_id, seq, kind, effective_month, \
+                         monthly_amount, payee_name, id_number, account, effect_id, recorded_at) ",
+                    );
+                    query.push_values(&entries, |mut b, (benefit, seq, kind, month, seed, id)| {
+                        b.push_bind(id.as_str())
+                            .push_bind(benefit.as_str())
+                            .push_bind(*seq)
+                            .push_bind(kind.as_str())
+                            .push_bind(month.to_string())
+                            .push_bind(seed.map(|s| s.amount.to_string()))
+                            .push_bind(seed.map(|s| s.payee.name.clone()))
+                            .push_bind(seed.and_then(|s| s.payee.id_number.clone()))
+                            .push_bind(seed.and_then(|s| s.payee.account.clone()))
+                            .push_bind(id.as_str())
+                            .push_bind(at);
+                    });
+                    query.push(" ON CONFLICT DO NOTHING");
+                    query.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(inserted)
             }
 
             pub(crate) async fn has_run(pool: &Pool, month: YearMonth) -> Result<bool, PaymentError> {
-                Ok(sqlx::query("SELECT 1 FROM payment_runs WHERE month = $1")
+                Ok(sqlx::query("SELECT 1 FROM payment_runs WHERE month = $1 AND status = 'done'")
                     .bind(month.to_string())
                     .fetch_optional(pool)
                     .await?
                     .is_some())
+            }
+
+            /// Closes `month`: refused while its run is unfinished. False when it was closed.
+            pub(crate) async fn close_month(
+                pool: &Pool,
+                month: YearMonth,
+                by: &str,
+                at: i64,
+            ) -> Result<bool, PaymentError> {
+                let mut tx = pool.begin_with(BEGIN).await?;
+                let running = sqlx::query(
+                    "SELECT 1 FROM payment_runs WHERE month = $1 AND status = 'running'",
+                )
+                .bind(month.to_string())
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+                if running {
+                    tx.rollback().await?;
+                    return Err(PaymentError::RunUnfinished { month });
+                }
+                let closed = sqlx::query(
+                    "INSERT INTO payment_months_closed (month, closed_at, closed_by) \
+                     VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                )
+                .bind(month.to_string())
+                .bind(at)
+                .bind(by)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                tx.commit().await?;
+                Ok(closed)
+            }
+
+            pub(crate) async fn is_closed(pool: &Pool, month: YearMonth) -> Result<bool, PaymentError> {
+                Ok(sqlx::query("SELECT 1 FROM payment_months_closed WHERE month = $1")
+                    .bind(month.to_string())
+                    .fetch_optional(pool)
+                    .await?
+                    .is_some())
+            }
+
+            /// Totals of the month per program, unit and status, summed in SQL as whole
+            /// fen (integers, never floats). Every stored amount has exactly two decimal
+            /// places (`to_fen`); a row without them is reported as corrupt.
+            pub(crate) async fn month_totals(
+                pool: &Pool,
+                month: YearMonth,
+            ) -> Result<Vec<(String, String, String, i64, i64)>, PaymentError> {
+                let rows = sqlx::query(
+                    "SELECT program, unit, status, COUNT(*), \
+                     CAST(SUM(CAST(REPLACE(amount, '.', '') AS BIGINT)) AS BIGINT), \
+                     SUM(CASE WHEN substr(amount, length(amount) - 2, 1) = '.' THEN 0 ELSE 1 END) \
+                     FROM payment_instructions WHERE month = $1 AND status <> 'cancelled' \
+                     GROUP BY program, unit, status ORDER BY program, unit, status",
+                )
+                .bind(month.to_string())
+                .fetch_all(pool)
+                .await?;
+                let mut totals = Vec::with_capacity(rows.len());
+                for row in &rows {
+                    let malformed: i64 = row.try_get(5)?;
+                    let program: String = row.try_get(0)?;
+                    if malformed != 0 {
+                        return Err(PaymentError::Corrupt {
+                            what: "amount (not in whole fen) of the month's instructions",
+                            value: format!("{month} {program}"),
+                        });
+                    }
+                    totals.push((
+                        program,
+                        row.try_get(1)?,
+                        row.try_get(2)?,
+                        row.try_get(3)?,
+                        row.try_get(4)?,
+                    ));
+                }
+                Ok(totals)
             }
 
             pub(crate) async fn instructions(
@@ -627,29 +951,14 @@ macro_rules! backend_ops {
                 rows.iter().map(instruction_row).collect()
             }
 
-            pub(crate) async fn prepare_batch(
+            /// Reserves every due, unsent instruction with an account for a new batch, in
+            /// one statement and one transaction (all or nothing); `None` when none is due.
+            pub(crate) async fn reserve_batch(
                 pool: &Pool,
                 today: NaiveDate,
                 at: i64,
-            ) -> Result<(Option<PreparedBatch>, Vec<String>), PaymentError> {
+            ) -> Result<Option<String>, PaymentError> {
                 let mut tx = pool.begin_with(BEGIN).await?;
-                let due = sqlx::query(&format!(
-                    "SELECT {INSTRUCTION_COLUMNS} FROM payment_instructions \
-                     WHERE status = 'scheduled' AND batch_id IS NULL AND due_on <= $1 ORDER BY id"
-                ))
-                .bind(date_text(today))
-                .fetch_all(&mut *tx)
-                .await?
-                .iter()
-                .map(instruction_row)
-                .collect::<Result<Vec<_>, _>>()?;
-                let (ready, without_account): (Vec<Instruction>, Vec<Instruction>) =
-                    due.into_iter().partition(|i| i.payee.account.is_some());
-                let without_account = without_account.into_iter().map(|i| i.reference).collect();
-                if ready.is_empty() {
-                    tx.rollback().await?;
-                    return Ok((None, without_account));
-                }
                 let day = today.format("%Y%m%d").to_string();
                 let earlier: i64 = sqlx::query(
                     "SELECT COUNT(*) FROM payment_batches WHERE id LIKE $1",
@@ -659,42 +968,83 @@ macro_rules! backend_ops {
                 .await?
                 .try_get(0)?;
                 let batch_id = format!("{day}-{:03}", earlier + 1);
-                let total: Decimal = ready.iter().map(|i| i.amount).sum();
+                // Count and total are set when the file is written.
                 sqlx::query(
                     "INSERT INTO payment_batches (id, file_name, status, instruction_count, total, created_at) \
-                     VALUES ($1, $2, 'writing', $3, $4, $5)",
+                     VALUES ($1, $2, 'writing', 0, '0.00', $3)",
                 )
                 .bind(&batch_id)
                 .bind(format!("{batch_id}.csv"))
-                .bind(i64::try_from(ready.len()).unwrap_or(i64::MAX))
-                .bind(total.to_string())
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
-                for chunk in ready.chunks(ROWS_PER_INSERT) {
-                    let mut query = QueryBuilder::<Db>::new(
-                        "UPDATE payment_instructions SET batch_id = ",
-                    );
-                    query.push_bind(batch_id.clone());
-                    query.push(", updated_at = ");
-                    query.push_bind(at);
-                    query.push(" WHERE status = 'scheduled' AND batch_id IS NULL AND id IN (");
-                    let mut ids = query.separated(", ");
-                    for instruction in chunk {
-                        ids.push_bind(instruction.reference.clone());
-                    }
-                    query.push(")");
-                    query.build().execute(&mut *tx).await?;
+                let reserved = sqlx::query(
+                    "UPDATE payment_instructions SET batch_id = $1, updated_at = $2 \
+                     WHERE status = 'scheduled' AND batch_id IS NULL AND due_on <= $3 \
+                     AND account IS NOT NULL AND TRIM(account) <> ''",
+                )
+                .bind(&batch_id)
+                .bind(at)
+                .bind(date_text(today))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if reserved == 0 {
+                    tx.rollback().await?;
+                    return Ok(None);
                 }
-                let instructions = batch_instructions(&mut tx, &batch_id).await?;
                 tx.commit().await?;
-                Ok((
-                    Some(PreparedBatch {
-                        batch_id,
-                        instructions,
-                    }),
-                    without_account,
+                Ok(Some(batch_id))
+            }
+
+            /// Due, unsent instructions without a bank account, by reference.
+            pub(crate) async fn due_without_account(
+                pool: &Pool,
+                today: NaiveDate,
+            ) -> Result<Vec<String>, PaymentError> {
+                sqlx::query(
+                    "SELECT id FROM payment_instructions \
+                     WHERE status = 'scheduled' AND batch_id IS NULL AND due_on <= $1 \
+                     AND (account IS NULL OR TRIM(account) = '') ORDER BY id",
+                )
+                .bind(date_text(today))
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| Ok(row.try_get::<String, _>(0)?))
+                .collect()
+            }
+
+            /// The next `limit` instructions of a batch after reference `after`, in
+            /// reference order (the order of the file).
+            pub(crate) async fn batch_page(
+                pool: &Pool,
+                batch_id: &str,
+                after: &str,
+                limit: i64,
+            ) -> Result<Vec<Instruction>, PaymentError> {
+                sqlx::query(&format!(
+                    "SELECT {INSTRUCTION_COLUMNS} FROM payment_instructions \
+                     WHERE batch_id = $1 AND id > $2 ORDER BY id LIMIT $3"
                 ))
+                .bind(batch_id)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(instruction_row)
+                .collect()
+            }
+
+            /// Batches reserved whose file was not acknowledged, by id.
+            pub(crate) async fn pending_batch_ids(pool: &Pool) -> Result<Vec<String>, PaymentError> {
+                sqlx::query("SELECT id FROM payment_batches WHERE status = 'writing' ORDER BY id")
+                    .fetch_all(pool)
+                    .await?
+                    .iter()
+                    .map(|row| Ok(row.try_get::<String, _>(0)?))
+                    .collect()
             }
 
             pub(crate) async fn pending_batches(pool: &Pool) -> Result<Vec<PreparedBatch>, PaymentError> {
@@ -740,9 +1090,12 @@ macro_rules! backend_ops {
                 Ok(batch)
             }
 
+            /// Marks a batch and its instructions sent; `written` is the count and total
+            /// of the file when it was streamed.
             pub(crate) async fn acknowledge_batch(
                 pool: &Pool,
                 batch_id: &str,
+                written: Option<(u64, Decimal)>,
                 at: i64,
             ) -> Result<(), PaymentError> {
                 let mut tx = pool.begin_with(BEGIN).await?;
@@ -761,6 +1114,16 @@ macro_rules! backend_ops {
                 .bind(batch_id)
                 .execute(&mut *tx)
                 .await?;
+                if let Some((count, total)) = written {
+                    sqlx::query(
+                        "UPDATE payment_batches SET instruction_count = $1, total = $2 WHERE id = $3",
+                    )
+                    .bind(i64::try_from(count).unwrap_or(i64::MAX))
+                    .bind(total.to_string())
+                    .bind(batch_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
@@ -852,14 +1215,20 @@ macro_rules! backend_ops {
                 at: i64,
             ) -> Result<Recorded, PaymentError> {
                 let mut tx = pool.begin_with(BEGIN).await?;
-                let known = sqlx::query("SELECT 1 FROM payment_instructions WHERE id = $1")
-                    .bind(&result.reference)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
-                if !known {
+                let known = sqlx::query(
+                    "SELECT c.month FROM payment_instructions i \
+                     LEFT JOIN payment_months_closed c ON c.month = i.month WHERE i.id = $1",
+                )
+                .bind(&result.reference)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(known) = known else {
                     tx.rollback().await?;
                     return Ok(Recorded::Unknown);
+                };
+                if known.try_get::<Option<String>, _>(0)?.is_some() {
+                    tx.rollback().await?;
+                    return Ok(Recorded::Closed);
                 }
                 let fresh = sqlx::query(
                     "INSERT INTO payment_results (reference, outcome, reason, source, recorded_at) \

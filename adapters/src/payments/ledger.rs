@@ -19,8 +19,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::PaymentError;
-use super::bank_file::{BankFileConfig, write_bank_file};
-use super::db::{postgres_ops, sqlite_ops};
+use super::bank_file::{AtomicBankFile, BankFileConfig};
+use super::db::{RunStart, postgres_ops, sqlite_ops};
 use super::effect::LedgerEffect;
 use super::gateway::{GatewayOutcome, HttpGateway};
 use super::model::{BenefitEntry, Payee, YearMonth};
@@ -164,8 +164,36 @@ pub struct RunSummary {
     pub month: YearMonth,
     /// Instructions created now.
     pub created: u64,
-    /// Active benefits whose instruction for the month existed already (a rerun).
+    /// The month's instructions that existed already (a rerun, or the pages an
+    /// interrupted run committed before it was resumed).
     pub existing: u64,
+    /// An interrupted run was carried on from its high-water mark.
+    pub resumed: bool,
+}
+
+/// A monthly benefit written straight into the ledger by [`Ledger::seed_benefits`] (benches
+/// and crash drivers; the procedures' benefits come from `payment` effects).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedBenefit {
+    pub case_id: String,
+    pub program: String,
+    pub unit: String,
+    /// Monthly amount in whole fen.
+    pub amount: Decimal,
+    pub from: YearMonth,
+    pub payee: Payee,
+    /// A stop entry from this month.
+    pub stopped_from: Option<YearMonth>,
+}
+
+/// A monthly run's progress, after each committed page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunProgress {
+    pub month: YearMonth,
+    /// Pages committed by this call.
+    pub pages: u64,
+    /// Instructions created by this call so far.
+    pub created: u64,
 }
 
 /// Instructions reserved for one bank file, in reference order.
@@ -244,7 +272,12 @@ pub struct Ledger {
     /// The ledger's handle on the database, made (its migrations run) on first use.
     db: Arc<OnceLock<ComponentDb>>,
     offset: FixedOffset,
+    /// Benefits per page of a monthly run.
+    run_page: usize,
 }
+
+/// Benefits per page (one transaction) of a monthly run.
+const DEFAULT_RUN_PAGE: usize = 10_000;
 
 /// Runs one `db` operation on whichever database the ledger is on.
 macro_rules! on_db {
@@ -271,6 +304,7 @@ impl Ledger {
             store: store.clone(),
             db: Arc::new(OnceLock::new()),
             offset: BEIJING,
+            run_page: DEFAULT_RUN_PAGE,
         }
     }
 
@@ -381,18 +415,118 @@ impl Ledger {
     }
 
     /// Creates this month's instruction for every benefit active in `month`. Unique per
-    /// (benefit, month): running a month again creates nothing new.
+    /// (benefit, month): running a month again creates nothing new. See
+    /// [`Ledger::run_month_observed`].
     pub async fn run_month(
         &self,
         month: YearMonth,
         now: DateTime<Utc>,
     ) -> Result<RunSummary, PaymentError> {
+        self.run_month_observed(month, now, &mut |_| {}).await
+    }
+
+    /// The monthly run, streamed: the benefits are read in key order a page at a time
+    /// ([`Ledger::with_run_page`]), each page's instructions written in multi-row inserts
+    /// in one transaction together with the run's high-water mark, so memory does not grow
+    /// with the number of benefits and a run interrupted midway resumes after its last
+    /// committed page. `observe` hears of each committed page. A rerun of a month run to
+    /// its end with no benefit entry recorded since does nothing (one count); otherwise it
+    /// goes through the benefits again and writes only the instructions missing.
+    ///
+    /// Refused, with nothing written: a month after the current one (local time of `now`),
+    /// and a closed month ([`Ledger::close_month`]).
+    pub async fn run_month_observed(
+        &self,
+        month: YearMonth,
+        now: DateTime<Utc>,
+        observe: &mut (dyn FnMut(&RunProgress) + Send),
+    ) -> Result<RunSummary, PaymentError> {
+        let current = YearMonth::of(self.today(now));
+        if month > current {
+            return Err(PaymentError::MonthNotDue { month, current });
+        }
         let at = now.timestamp_millis();
-        on_db!(self, |pool, ops| ops::run_month(pool, month, at))
+        let start = on_db!(self, |pool, ops| ops::begin_run(pool, month, at))?;
+        let (mut after, existing, resumed) = match start {
+            RunStart::Current { existing } => {
+                return Ok(RunSummary {
+                    month,
+                    created: 0,
+                    existing,
+                    resumed: false,
+                });
+            }
+            RunStart::Pass {
+                after,
+                existing,
+                resumed,
+            } => (after, existing, resumed),
+        };
+        let page = i64::try_from(self.run_page).unwrap_or(i64::MAX);
+        let mut progress = RunProgress {
+            month,
+            pages: 0,
+            created: 0,
+        };
+        loop {
+            let from = after.as_str();
+            let done = on_db!(self, |pool, ops| ops::run_page(pool, month, from, page, at))?;
+            let Some((last, created)) = done else { break };
+            after = last;
+            progress.pages += 1;
+            progress.created += created;
+            observe(&progress);
+        }
+        Ok(RunSummary {
+            month,
+            created: progress.created,
+            existing,
+            resumed,
+        })
+    }
+
+    /// Benefits per page (and transaction) of a monthly run; 10,000 unless set.
+    pub fn with_run_page(mut self, benefits: usize) -> Ledger {
+        self.run_page = benefits.max(1);
+        self
+    }
+
+    /// Closes `month` for good (`by` names who did): a closed month refuses runs and the
+    /// bank's results for its payments. Refused for a month not yet begun and for a month
+    /// whose run was interrupted. False when it was closed already.
+    pub async fn close_month(
+        &self,
+        month: YearMonth,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, PaymentError> {
+        let current = YearMonth::of(self.today(now));
+        if month > current {
+            return Err(PaymentError::MonthNotDue { month, current });
+        }
+        let at = now.timestamp_millis();
+        on_db!(self, |pool, ops| ops::close_month(pool, month, by, at))
+    }
+
+    /// Bulk path for benches and crash drivers: writes `benefits` (each with its first
+    /// entry, and its stop) in multi-row inserts in one transaction, leaving any already
+    /// there alone; returns how many were new. Amounts must be whole fen.
+    pub async fn seed_benefits(
+        &self,
+        benefits: &[SeedBenefit],
+        now: DateTime<Utc>,
+    ) -> Result<u64, PaymentError> {
+        let at = now.timestamp_millis();
+        on_db!(self, |pool, ops| ops::seed_benefits(pool, benefits, at))
+    }
+
+    /// Whether `month` was closed.
+    pub async fn is_closed(&self, month: YearMonth) -> Result<bool, PaymentError> {
+        on_db!(self, |pool, ops| ops::is_closed(pool, month))
     }
 
     /// The cron-triggered run: when `schedule`'s occurrence this month has passed and the
-    /// month has not been run, runs it.
+    /// month has not been run to its end (nor closed), runs it; an interrupted run resumes.
     pub async fn run_due(
         &self,
         schedule: &RunSchedule,
@@ -401,7 +535,7 @@ impl Ledger {
         let Some(month) = schedule.due_month(now, self.offset) else {
             return Ok(None);
         };
-        if on_db!(self, |pool, ops| ops::has_run(pool, month))? {
+        if on_db!(self, |pool, ops| ops::has_run(pool, month))? || self.is_closed(month).await? {
             return Ok(None);
         }
         self.run_month(month, now).await.map(Some)
@@ -446,7 +580,12 @@ impl Ledger {
     ) -> Result<(Option<PreparedBatch>, Vec<String>), PaymentError> {
         let today = self.today(now);
         let at = now.timestamp_millis();
-        on_db!(self, |pool, ops| ops::prepare_batch(pool, today, at))
+        let without_account = on_db!(self, |pool, ops| ops::due_without_account(pool, today))?;
+        let Some(batch_id) = on_db!(self, |pool, ops| ops::reserve_batch(pool, today, at))? else {
+            return Ok((None, without_account));
+        };
+        let batch = self.batch(&batch_id).await?;
+        Ok((batch, without_account))
     }
 
     /// Batches reserved but not acknowledged (their file may or may not exist).
@@ -468,7 +607,9 @@ impl Ledger {
         now: DateTime<Utc>,
     ) -> Result<(), PaymentError> {
         let at = now.timestamp_millis();
-        on_db!(self, |pool, ops| ops::acknowledge_batch(pool, batch_id, at))
+        on_db!(self, |pool, ops| ops::acknowledge_batch(
+            pool, batch_id, None, at
+        ))
     }
 
     /// Writes bank files: first rewrites any batch whose acknowledgement was lost, then
@@ -477,6 +618,10 @@ impl Ledger {
     /// last opens a `payment_fix` case (through `engine`) for each failure without one.
     /// The fix cases come after the file, so a failure to open them (reported as an
     /// error; the next export tries again) never holds back the payments that can be made.
+    ///
+    /// The reservation is one statement; the file is streamed from the database in
+    /// reference order a page at a time, so memory does not grow with the batch, and a
+    /// rewrite after a crash gives the same bytes.
     pub async fn export_bank_file(
         &self,
         dir: &Path,
@@ -484,21 +629,21 @@ impl Ledger {
         engine: &Engine,
         now: DateTime<Utc>,
     ) -> Result<ExportSummary, PaymentError> {
-        let mut summary = ExportSummary::default();
-        let without_account = self.fail_without_account(now).await?;
-        for batch in self.pending_batches().await? {
+        let mut summary = ExportSummary {
+            without_account: self.fail_without_account(now).await?,
+            ..ExportSummary::default()
+        };
+        for batch_id in on_db!(self, |pool, ops| ops::pending_batch_ids(pool))? {
             summary.files.push(
-                self.write_and_acknowledge(&batch, dir, config, now, true)
+                self.write_and_acknowledge(&batch_id, dir, config, now, true)
                     .await?,
             );
         }
-        let (batch, still_without) = self.prepare_batch(now).await?;
-        summary.without_account = without_account;
-        // Only an instruction that fell due between the two reads; it fails next time.
-        summary.without_account.extend(still_without);
-        if let Some(batch) = batch {
+        let today = self.today(now);
+        let at = now.timestamp_millis();
+        if let Some(batch_id) = on_db!(self, |pool, ops| ops::reserve_batch(pool, today, at))? {
             summary.files.push(
-                self.write_and_acknowledge(&batch, dir, config, now, false)
+                self.write_and_acknowledge(&batch_id, dir, config, now, false)
                     .await?,
             );
         }
@@ -506,21 +651,45 @@ impl Ledger {
         Ok(summary)
     }
 
+    /// Streams a reserved batch to its file, then acknowledges it with the file's count
+    /// and total.
     async fn write_and_acknowledge(
         &self,
-        batch: &PreparedBatch,
+        batch_id: &str,
         dir: &Path,
         config: &BankFileConfig,
         now: DateTime<Utc>,
         resumed: bool,
     ) -> Result<BatchFile, PaymentError> {
-        let path = write_bank_file(dir, &batch.batch_id, &batch.instructions, config)?;
-        self.acknowledge_batch(&batch.batch_id, now).await?;
+        let mut file = AtomicBankFile::create(dir, batch_id, config)?;
+        let page = i64::try_from(self.run_page).unwrap_or(i64::MAX);
+        let mut after = String::new();
+        loop {
+            let from = after.as_str();
+            let instructions = on_db!(self, |pool, ops| ops::batch_page(
+                pool, batch_id, from, page
+            ))?;
+            let Some(last) = instructions.last() else {
+                break;
+            };
+            after = last.reference.clone();
+            for instruction in &instructions {
+                file.write(instruction)?;
+            }
+        }
+        let (path, count, total) = file.commit()?;
+        let at = now.timestamp_millis();
+        on_db!(self, |pool, ops| ops::acknowledge_batch(
+            pool,
+            batch_id,
+            Some((count, total)),
+            at
+        ))?;
         Ok(BatchFile {
-            batch_id: batch.batch_id.clone(),
+            batch_id: batch_id.to_owned(),
             path,
-            count: batch.instructions.len(),
-            total: batch.instructions.iter().map(|i| i.amount).sum(),
+            count: usize::try_from(count).unwrap_or(usize::MAX),
+            total,
             resumed,
         })
     }
@@ -598,6 +767,7 @@ impl Ledger {
             ))?;
             match recorded {
                 ops_outcome::Recorded::Unknown => summary.unknown.push(result.reference.clone()),
+                ops_outcome::Recorded::Closed => summary.closed.push(result.reference.clone()),
                 ops_outcome::Recorded::Repeat { same: true } => {
                     summary.repeated.push(result.reference.clone())
                 }
@@ -698,34 +868,46 @@ impl Ledger {
         Ok(report.instance.id)
     }
 
-    /// Totals per program and unit of the month's instructions (cancelled ones excluded).
+    /// Totals per program and unit of the month's instructions (cancelled ones excluded),
+    /// aggregated in the database in whole fen: the report reads a few rows per program and
+    /// unit, however many payments the month has.
     pub async fn month_report(&self, month: YearMonth) -> Result<MonthReport, PaymentError> {
-        let instructions = self.instructions(Some(month), None).await?;
-        let mut lines: BTreeMap<(String, String), ReportLine> = BTreeMap::new();
-        for instruction in instructions
-            .iter()
-            .filter(|i| i.status != InstructionStatus::Cancelled)
-        {
-            let line = lines
-                .entry((instruction.program.clone(), instruction.unit.clone()))
-                .or_insert_with(|| ReportLine {
-                    program: instruction.program.clone(),
-                    unit: instruction.unit.clone(),
-                    count: 0,
-                    total: Decimal::ZERO,
-                    paid: Decimal::ZERO,
-                    failed: Decimal::ZERO,
-                    outstanding: Decimal::ZERO,
-                });
-            line.count += 1;
-            line.total += instruction.amount;
-            match instruction.status {
-                InstructionStatus::Paid => line.paid += instruction.amount,
-                InstructionStatus::Failed => line.failed += instruction.amount,
-                _ => line.outstanding += instruction.amount,
+        let totals = on_db!(self, |pool, ops| ops::month_totals(pool, month))?;
+        let mut lines: Vec<ReportLine> = Vec::new();
+        for (program, unit, status, count, fen) in totals {
+            let amount = Decimal::new(fen, 2);
+            let line = match lines.last_mut() {
+                Some(line) if line.program == program && line.unit == unit => line,
+                _ => {
+                    lines.push(ReportLine {
+                        program,
+                        unit,
+                        count: 0,
+                        total: Decimal::ZERO,
+                        paid: Decimal::ZERO,
+                        failed: Decimal::ZERO,
+                        outstanding: Decimal::ZERO,
+                    });
+                    let last = lines.len() - 1;
+                    &mut lines[last]
+                }
+            };
+            line.count += u64::try_from(count).unwrap_or(0);
+            line.total += amount;
+            match InstructionStatus::parse(&status) {
+                Some(InstructionStatus::Paid) => line.paid += amount,
+                Some(InstructionStatus::Failed) => line.failed += amount,
+                Some(InstructionStatus::Scheduled | InstructionStatus::Sent) => {
+                    line.outstanding += amount
+                }
+                Some(InstructionStatus::Cancelled) | None => {
+                    return Err(PaymentError::Corrupt {
+                        what: "instruction status",
+                        value: status,
+                    });
+                }
             }
         }
-        let lines: Vec<ReportLine> = lines.into_values().collect();
         Ok(MonthReport {
             month,
             count: lines.iter().map(|l| l.count).sum(),
@@ -747,5 +929,7 @@ pub(super) mod ops_outcome {
         },
         /// No such reference.
         Unknown,
+        /// Its month is closed: nothing recorded.
+        Closed,
     }
 }

@@ -37,7 +37,7 @@ pub use gateway::{GatewayConfig, GatewayError, GatewayOutcome, HttpGateway};
 pub use ledger::{
     Applied, BatchFile, ExportSummary, GatewaySummary, Instruction, InstructionKind,
     InstructionStatus, Ledger, MonthReport, NO_ACCOUNT_REASON, PreparedBatch, ReportLine,
-    RunSummary,
+    RunProgress, RunSummary, SeedBenefit,
 };
 pub use model::{
     AmountProblem, BadMonth, BenefitEntry, EntryKind, MonthlyDue, Payee, YearMonth, due_in_month,
@@ -115,6 +115,18 @@ pub enum PaymentError {
         #[source]
         source: jiuzhu_engine::runtime::EngineError,
     },
+    /// A payment run for a month after the current one.
+    #[error("the payment run for {month} is not yet due: the current month is {current}")]
+    MonthNotDue {
+        month: YearMonth,
+        current: YearMonth,
+    },
+    /// The month was closed: no run and no bank result changes it any more.
+    #[error("payments month {month} is closed: no run or result changes it")]
+    MonthClosed { month: YearMonth },
+    /// Closing a month whose run was interrupted: it must be run to its end first.
+    #[error("the payment run for {month} is unfinished: run it to its end before closing")]
+    RunUnfinished { month: YearMonth },
     #[error("opening a payment_fix task for {reference:?}")]
     OpenFix {
         reference: String,
@@ -124,6 +136,18 @@ pub enum PaymentError {
 }
 
 impl PaymentError {
+    /// The stable code of a refusal the caller can act on; `None` for failures of the
+    /// database, the disk or the engine.
+    pub fn code(&self) -> Option<&'static str> {
+        Some(match self {
+            PaymentError::MonthNotDue { .. } => "month_not_due",
+            PaymentError::MonthClosed { .. } => "month_closed",
+            PaymentError::RunUnfinished { .. } => "run_unfinished",
+            PaymentError::Conflict(_) => "conflict",
+            _ => return None,
+        })
+    }
+
     /// True when the caller should simply try again.
     pub fn is_conflict(&self) -> bool {
         matches!(self, PaymentError::Conflict(_))

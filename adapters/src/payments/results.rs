@@ -67,6 +67,8 @@ pub struct ReconcileSummary {
     pub contradicting: Vec<String>,
     /// No such payment reference.
     pub unknown: Vec<String>,
+    /// Payments of a closed month: their results are not recorded.
+    pub closed: Vec<String>,
     /// `payment_fix` instances opened, as (failed reference, instance id).
     pub fix_tasks: Vec<(String, String)>,
 }

@@ -46,6 +46,11 @@ pub(crate) fn ledger_error(error: PaymentError) -> ApiError {
         PaymentError::Conflict(_) => ApiError::new("conflict", error.to_string()),
         // A bank's file that does not read: the uploader's to fix (it names a line).
         PaymentError::ResultFile { .. } => ApiError::new("invalid_data", error.to_string()),
+        // A month not yet begun, or closed: nothing was written.
+        PaymentError::MonthNotDue { .. } => ApiError::new("invalid_data", error.to_string()),
+        PaymentError::MonthClosed { .. } | PaymentError::RunUnfinished { .. } => {
+            ApiError::new("conflict", error.to_string())
+        }
         other => ApiError::internal(&other),
     }
 }
