@@ -497,7 +497,7 @@ pub async fn demo(session: &Session, seed_only: bool) -> Result<i32> {
     println!(
         "\nJiuzhu is running: timers, cron schedules and the outbox are served every second. Ctrl-C stops it."
     );
-    run(session, false, None, None).await
+    run(session, false, None, None, None).await
 }
 
 /// Two dibao cases: one just applied, one surveyed, verified and assessed.

@@ -138,6 +138,22 @@ macro_rules! archive_methods {
             self.list_in("archived_instances", filter).await
         }
 
+        /// Archived case ids after `after` in id order, `limit` at most.
+        pub(crate) async fn archived_ids_after(
+            &self,
+            after: &str,
+            limit: u32,
+        ) -> Result<Vec<String>, $crate::store::StoreError> {
+            sqlx::query_scalar(
+                "SELECT id FROM archived_instances WHERE id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(classify)
+        }
+
         /// How many cases the archive holds.
         pub(crate) async fn archived_count(&self) -> Result<i64, $crate::store::StoreError> {
             sqlx::query_scalar("SELECT COUNT(*) FROM archived_instances")
@@ -258,6 +274,20 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.list_archived(filter).await,
             Backend::Postgres(s) => s.list_archived(filter).await,
+        }
+    }
+
+    /// Archived case ids after `after` in id order, `limit` at most: the archive's pages
+    /// for `jiuzhu audit verify`.
+    pub async fn archived_ids_after(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let after = after.unwrap_or("");
+        match &self.backend {
+            Backend::Sqlite(s) => s.archived_ids_after(after, limit).await,
+            Backend::Postgres(s) => s.archived_ids_after(after, limit).await,
         }
     }
 
