@@ -303,7 +303,15 @@ pub async fn run(
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    run_until(session, once, notify_config, payments_config, archive, ctrl_c).await
+    run_until(
+        session,
+        once,
+        notify_config,
+        payments_config,
+        archive,
+        ctrl_c,
+    )
+    .await
 }
 
 /// [`run`] until `shutdown` completes (`jiuzhu serve` stops it with the HTTP server); a

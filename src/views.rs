@@ -354,7 +354,11 @@ pub async fn show(view: &View<'_>, fragment: &str, as_json: bool) -> Result<i32>
         "status: {}  outcome: {}{}",
         row.status,
         row.outcome.as_deref().unwrap_or("-"),
-        if archived { "  (archived: read-only)" } else { "" }
+        if archived {
+            "  (archived: read-only)"
+        } else {
+            ""
+        }
     );
     println!(
         "unit: {}  started: {} by {}",

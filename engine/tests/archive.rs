@@ -75,7 +75,13 @@ impl Ctx {
         let mut ids = Vec::new();
         for n in from..from + count {
             let data = BTreeMap::from([("n".to_string(), jiuzhu_rules::Value::Int(n))]);
-            ids.push(self.engine.start("quick", &actor(), data).await?.instance.id);
+            ids.push(
+                self.engine
+                    .start("quick", &actor(), data)
+                    .await?
+                    .instance
+                    .id,
+            );
         }
         Ok(ids)
     }
@@ -118,8 +124,8 @@ async fn setup(db: Db) -> (Ctx, Teardown) {
     let database = TestDatabase::create(db, "archive").await;
     let store = Store::open(&database.url).await.expect("open store");
     let clock = Arc::new(ManualClock::new(start_time()));
-    let engine = Engine::new(store.clone(), project.clone(), clock.clone(), "node-a")
-        .expect("engine");
+    let engine =
+        Engine::new(store.clone(), project.clone(), clock.clone(), "node-a").expect("engine");
     engine.deploy().await.expect("deploy");
     let ctx = Ctx {
         db,
@@ -180,7 +186,10 @@ async fn finished_cases_past_the_age_move_and_the_rest_stay(ctx: Ctx) -> Result<
         .archive_candidates(ctx.clock.now() - Duration::days(30), 100)
         .await?;
     ensure!(dry.len() == 3, "dry run lists {dry:?}");
-    ensure!(ctx.store().archived_count().await? == 0, "a dry run moved cases");
+    ensure!(
+        ctx.store().archived_count().await? == 0,
+        "a dry run moved cases"
+    );
 
     let batches = ctx.engine.archive_finished(Duration::days(30), 2).await?;
     let moved: Vec<&String> = batches.iter().flat_map(|b| &b.instances).collect();
@@ -188,7 +197,10 @@ async fn finished_cases_past_the_age_move_and_the_rest_stay(ctx: Ctx) -> Result<
     ensure!(moved.len() == 3, "moved {moved:?}");
     for id in &old[2..] {
         ensure!(moved.contains(&id), "{id} was not archived");
-        ensure!(ctx.store().load_instance(id).await?.is_none(), "{id} is still live");
+        ensure!(
+            ctx.store().load_instance(id).await?.is_none(),
+            "{id} is still live"
+        );
     }
     for id in [keyed, in_flight, &waiting, &recent[0], &recent[1]] {
         ensure!(
@@ -354,7 +366,10 @@ async fn a_batch_failing_midway_leaves_nothing_behind(ctx: Ctx) -> Result<()> {
             .await
             .is_err()
     );
-    ensure!(ctx.store().archived_count().await? == 0, "half a batch stayed");
+    ensure!(
+        ctx.store().archived_count().await? == 0,
+        "half a batch stayed"
+    );
     for id in &ids {
         ensure!(ctx.store().load_instance(id).await?.is_some(), "{id} lost");
         ctx.store().verify_history(id).await?;
@@ -450,7 +465,12 @@ async fn todays_queries_read_only_the_live_tables(ctx: Ctx) -> Result<()> {
     ensure!(store.load_instance(&live[0]).await?.is_some());
     ensure!(ctx.engine.load(&waiting).await.is_ok());
     store
-        .tasks_for(&["clerk".to_string()], &["双鸭山市".to_string()], "clerk", 50)
+        .tasks_for(
+            &["clerk".to_string()],
+            &["双鸭山市".to_string()],
+            "clerk",
+            50,
+        )
         .await?;
     store
         .claim_due_timers("node-a", ctx.clock.now(), Duration::seconds(30), 10)

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, ensure};
 use chrono::Utc;
-use jiuzhu_engine::clock::SystemClock;
+use jiuzhu_engine::clock::ManualClock;
 use jiuzhu_engine::store::Store;
 use jiuzhu_rules::Value;
 use serde_json::json;
@@ -50,20 +50,35 @@ pub async fn run(args: &Args) -> Result<serde_json::Value> {
     setup::with_db(&args.db, async |db| measure(db, args).await).await
 }
 
+/// A township of 双鸭山市, whose policy the province-lite assessment reads.
 fn township(unit: u64) -> String {
-    format!("bench/county{:03}/town{unit:04}", unit / 10)
+    format!("双鸭山市/县区{:02}/乡镇{:02}", unit / 10, unit % 10)
+}
+
+/// When the seeded cases ran: a day the shipped policies cover.
+fn seeded_on() -> chrono::DateTime<Utc> {
+    chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 6, 15, 2, 0, 0)
+        .single()
+        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC)
 }
 
 async fn measure(db: &BenchDb, args: &Args) -> Result<serde_json::Value> {
-    let engine = setup::engine(db, &args.db.definitions, Arc::new(SystemClock), None).await?;
+    let clock = Arc::new(ManualClock::new(seeded_on()));
+    let engine = setup::engine(db, &args.db.definitions, clock, None).await?;
     let units = args.units;
-    setup::seed(&engine, "dibao_lite", args.open, args.seed_batch, move |i| {
-        let unit = i % units;
-        (
-            setup::actor(&format!("clerk-{unit}"), &township(unit)),
-            BTreeMap::new(),
-        )
-    })
+    setup::seed(
+        &engine,
+        "dibao_lite",
+        args.open,
+        args.seed_batch,
+        move |i| {
+            let unit = i % units;
+            (
+                setup::actor(&format!("clerk-{unit}"), &township(unit)),
+                BTreeMap::new(),
+            )
+        },
+    )
     .await?;
     let live: Vec<String> = {
         let filter = jiuzhu_engine::store::InstanceFilter {
@@ -119,9 +134,10 @@ async fn measure(db: &BenchDb, args: &Args) -> Result<serde_json::Value> {
         }
     }
     let archive_seconds = started.elapsed().as_secs_f64();
+    let counts = db.store.bench_counts().await?;
     ensure!(
         archived == args.cases,
-        "{archived} cases archived of {} finished",
+        "{archived} cases archived of {} finished ({counts:?} left)",
         args.cases
     );
     db.store.bench_analyze().await?;
@@ -182,7 +198,10 @@ async fn timings(store: &Store, args: &Args, live: &[String]) -> Result<serde_js
         let started = Instant::now();
         let found = store.find_instance(id).await?;
         show.push(started.elapsed());
-        ensure!(matches!(found, Some((_, false))), "live case {id} not found");
+        ensure!(
+            matches!(found, Some((_, false))),
+            "live case {id} not found"
+        );
     }
     Ok(json!({
         "queue_page_p50_ms": percentile_ms(&mut queue, 0.5),

@@ -452,8 +452,7 @@ impl Engine {
             .map_err(|error| match error {
                 StoreError::Tampered(tamper) => EngineError::Tampered(tamper),
                 error => EngineError::Store(error),
-            })?
-        ;
+            })?;
         let Some(row) = row else {
             return Err(self.missing_instance(instance_id).await);
         };

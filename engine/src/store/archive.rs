@@ -65,16 +65,13 @@ macro_rules! archive_methods {
         ) -> Result<$crate::store::archive::ArchivedBatch, $crate::store::StoreError> {
             use $crate::store::archive as a;
             let mut tx = self.begin_write().await?;
-            let ids: Vec<String> = sqlx::query_scalar(&format!(
-                "{} LIMIT $2{}",
-                a::CANDIDATES_SQL,
-                $lock
-            ))
-            .bind(shared::ms(cutoff))
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(classify)?;
+            let ids: Vec<String> =
+                sqlx::query_scalar(&format!("{} LIMIT $2{}", a::CANDIDATES_SQL, $lock))
+                    .bind(shared::ms(cutoff))
+                    .bind(i64::from(limit))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(classify)?;
             let mut batch = a::ArchivedBatch::default();
             if ids.is_empty() {
                 tx.rollback().await.map_err(classify)?;
@@ -256,10 +253,7 @@ impl Store {
     /// A case live or archived, and whether it is archived: what read paths (show, the
     /// case API and page) use. Steps use [`Store::load_instance`], which reads live cases
     /// only.
-    pub async fn find_instance(
-        &self,
-        id: &str,
-    ) -> Result<Option<(InstanceRow, bool)>, StoreError> {
+    pub async fn find_instance(&self, id: &str) -> Result<Option<(InstanceRow, bool)>, StoreError> {
         if let Some(row) = self.load_instance(id).await? {
             return Ok(Some((row, false)));
         }

@@ -66,7 +66,8 @@ impl Store {
         // Matches to skip before the page starts, counted down across live and archive.
         let mut skip = query.offset;
         for archived in [false, true] {
-            self.search_in(archived, query, &mut skip, &mut found).await?;
+            self.search_in(archived, query, &mut skip, &mut found)
+                .await?;
             if found.len() >= query.limit as usize {
                 break;
             }
