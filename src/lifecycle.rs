@@ -19,6 +19,7 @@ use jiuzhu_engine::scheduler::{Scheduler, TickReport};
 use jiuzhu_engine::store::{InstanceFilter, Store};
 use jiuzhu_rules::Value;
 
+use crate::archive_cmd::ArchiveSchedule;
 use crate::cli_args::{Paths, read_data};
 use crate::errors::CliError;
 use crate::output::short_id;
@@ -297,11 +298,20 @@ pub async fn run(
     once: bool,
     notify_config: Option<&Path>,
     payments_config: Option<&Path>,
+    archive: Option<ArchiveSchedule>,
 ) -> Result<i32> {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    run_until(session, once, notify_config, payments_config, ctrl_c).await
+    run_until(
+        session,
+        once,
+        notify_config,
+        payments_config,
+        archive,
+        ctrl_c,
+    )
+    .await
 }
 
 /// [`run`] until `shutdown` completes (`jiuzhu serve` stops it with the HTTP server); a
@@ -311,6 +321,7 @@ pub async fn run_until(
     once: bool,
     notify_config: Option<&Path>,
     payments_config: Option<&Path>,
+    mut archive: Option<ArchiveSchedule>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<i32> {
     let mut shutdown = std::pin::pin!(shutdown);
@@ -347,6 +358,13 @@ pub async fn run_until(
                 delivered.retrying(),
                 delivered.dead()
             );
+        }
+        // Finished cases past the configured age move to the archive (hourly).
+        if let Some(archive) = archive.as_mut() {
+            let moved = archive.tick(session).await?;
+            if moved > 0 {
+                println!("archive: {moved} finished case(s) moved");
+            }
         }
         if once {
             return Ok(0);
@@ -487,7 +505,7 @@ pub async fn demo(session: &Session, seed_only: bool) -> Result<i32> {
     println!(
         "\nJiuzhu is running: timers, cron schedules and the outbox are served every second. Ctrl-C stops it."
     );
-    run(session, false, None, None).await
+    run(session, false, None, None, None).await
 }
 
 /// Two dibao cases: one just applied, one surveyed, verified and assessed.

@@ -1,5 +1,6 @@
 //! The `jiuzhu` command: thin wiring of the engine, rules and adapters crates.
 
+mod archive_cmd;
 mod assess_cmd;
 mod audit_cmd;
 mod bench;
@@ -230,7 +231,13 @@ enum Command {
         /// The monthly run's schedule and bank-file settings (default: 09:00 on the 5th).
         #[arg(long, value_name = "FILE")]
         payments_config: Option<PathBuf>,
+        /// Archive cases that ended more than this many days ago, hourly (default: never).
+        #[arg(long, value_name = "DAYS")]
+        archive_after_days: Option<u32>,
     },
+    /// Move cases that ended more than --older-than DAYS ago into the archive tables, a batch
+    /// per transaction; show, history --verify and cases still find them (docs/archives.md).
+    Archive(archive_cmd::ArchiveArgs),
     /// Effects the dispatcher gave up on, with the last error, attempts and times.
     Incidents {
         /// Print a JSON array instead of text.
@@ -435,14 +442,20 @@ fn main() -> ExitCode {
             once,
             notify_config,
             payments_config,
+            archive_after_days,
         } => lifecycle_cmd(global, Access::Write, async |s| {
+            let archive = archive_cmd::ArchiveSchedule::from_flag(archive_after_days)?;
             lifecycle::run(
                 s,
                 once,
                 notify_config.as_deref(),
                 payments_config.as_deref(),
+                archive,
             )
             .await
+        }),
+        Command::Archive(args) => lifecycle_cmd(global, Access::Write, async |s| {
+            archive_cmd::run(s, &args).await
         }),
         Command::Incidents {
             json,

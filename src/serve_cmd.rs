@@ -40,6 +40,9 @@ pub struct ServeArgs {
     /// The monthly run's schedule and bank-file settings, as for `jiuzhu run`.
     #[arg(long)]
     payments_config: Option<PathBuf>,
+    /// Archive cases that ended more than this many days ago, hourly, as for `jiuzhu run`.
+    #[arg(long, value_name = "DAYS")]
+    archive_after_days: Option<u32>,
 }
 
 /// The demo password of a user: printed by `serve --demo`, never used otherwise.
@@ -104,6 +107,7 @@ pub async fn run(session: &Session, args: &ServeArgs) -> Result<i32> {
         false,
         args.notify_config.as_deref(),
         args.payments_config.as_deref(),
+        crate::archive_cmd::ArchiveSchedule::from_flag(args.archive_after_days)?,
         until(stopped),
     );
     let (served, ran) = tokio::join!(server, scheduler);

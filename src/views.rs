@@ -281,7 +281,8 @@ pub async fn tasks(view: &View<'_>, user: &str) -> Result<i32> {
 /// `jiuzhu show CASE`: state, variables (whole), open tasks and timers.
 pub async fn show(view: &View<'_>, fragment: &str, as_json: bool) -> Result<i32> {
     let id = resolve_instance(view.store, fragment).await?;
-    let Some(row) = view.store.load_instance(&id).await? else {
+    // A case finished long ago is read from the archive (`archived: true`).
+    let Some((row, archived)) = view.store.find_instance(&id).await? else {
         return Err(not_found_case(&id).into());
     };
     let state: InstanceState = serde_json::from_str(row.state.as_str())
@@ -333,6 +334,7 @@ pub async fn show(view: &View<'_>, fragment: &str, as_json: bool) -> Result<i32>
                 "at": i.at.with_timezone(&offset).to_rfc3339(),
             })).collect::<Vec<_>>(),
             "revealed": view.reveal,
+            "archived": archived,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
@@ -349,9 +351,14 @@ pub async fn show(view: &View<'_>, fragment: &str, as_json: bool) -> Result<i32>
         row.process_version
     );
     println!(
-        "status: {}  outcome: {}",
+        "status: {}  outcome: {}{}",
         row.status,
-        row.outcome.as_deref().unwrap_or("-")
+        row.outcome.as_deref().unwrap_or("-"),
+        if archived {
+            "  (archived: read-only)"
+        } else {
+            ""
+        }
     );
     println!(
         "unit: {}  started: {} by {}",
@@ -603,6 +610,7 @@ pub async fn cases(view: &View<'_>, query: &CaseQuery, as_json: bool) -> Result<
                     "applicant_name": c.applicant_name.as_deref().map(|n| view.mask_name(n)),
                     "id_number": c.id_number.as_deref().map(id_number),
                     "created_at": time(&c.created_at), "updated_at": time(&c.updated_at),
+                    "archived": c.archived,
                 })
             })
             .collect();
@@ -618,10 +626,13 @@ pub async fn cases(view: &View<'_>, query: &CaseQuery, as_json: bool) -> Result<
     }
     println!("CASE\tPROCEDURE\tSTATUS\tAPPLICANT\tID NUMBER\tSTARTED\tUNIT");
     for c in &found {
-        let status = match &c.outcome {
+        let mut status = match &c.outcome {
             Some(outcome) => format!("{} ({outcome})", c.status),
             None => c.status.clone(),
         };
+        if c.archived {
+            status.push_str(" [archived]");
+        }
         println!(
             "{}\t{}\t{status}\t{}\t{}\t{}\t{}",
             short_id(&c.id),

@@ -6,6 +6,7 @@
 //! afterwards. Only seeding large tables takes a bulk path (`Store::bench_seed`), because a
 //! million pending timers are the setting of a measurement, not the thing measured.
 
+mod archive;
 mod dibao_lite;
 mod http;
 mod inbox;
@@ -36,6 +37,8 @@ pub enum BenchMode {
     Http(http::Args),
     /// Policy simulation over a province-sized table of decided cases.
     Province(province::Args),
+    /// Archive N finished cases; today's queue page and case show before and after.
+    Archive(archive::Args),
 }
 
 /// Where a bench runs; shared by every mode.
@@ -78,6 +81,7 @@ pub fn run(args: BenchArgs) -> i32 {
             BenchMode::Inbox(args) => inbox::run(&args).await,
             BenchMode::Http(args) => http::run(&args).await,
             BenchMode::Province(args) => province::run(&args).await,
+            BenchMode::Archive(args) => archive::run(&args).await,
         }
     });
     match outcome {

@@ -46,6 +46,7 @@ use crate::store::{
 /// whose default group size it is).
 pub use crate::group_commit::TIMER_CONCURRENCY;
 
+mod archived;
 mod cache;
 mod commit;
 mod correct;
@@ -451,11 +452,10 @@ impl Engine {
             .map_err(|error| match error {
                 StoreError::Tampered(tamper) => EngineError::Tampered(tamper),
                 error => EngineError::Store(error),
-            })?
-            .ok_or_else(|| EngineError::NotFound {
-                what: "instance",
-                id: instance_id.to_string(),
             })?;
+        let Some(row) = row else {
+            return Err(self.missing_instance(instance_id).await);
+        };
         let def = self
             .definition(&row.process_id, row.process_version)
             .await?;

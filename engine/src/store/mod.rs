@@ -10,6 +10,7 @@
 //!
 //! All times are stored as epoch milliseconds UTC, so they keep millisecond precision.
 
+pub mod archive;
 #[cfg(feature = "bench")]
 mod bench;
 mod case_incidents;
@@ -383,6 +384,8 @@ pub enum ConflictReason {
     TaskClosed,
     /// Another active case of the process holds the business key the start claims.
     KeyTaken,
+    /// The case is archived (see [`archive`]): it is read, never changed.
+    Archived,
 }
 
 impl std::fmt::Display for ConflictReason {
@@ -394,6 +397,9 @@ impl std::fmt::Display for ConflictReason {
             ConflictReason::ClaimedByOther => "task is claimed by another user",
             ConflictReason::TaskClosed => "task is already closed",
             ConflictReason::KeyTaken => "an active case of the process has the same business key",
+            ConflictReason::Archived => {
+                "the case is archived: an archived case is read-only and takes no step"
+            }
         })
     }
 }

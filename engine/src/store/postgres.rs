@@ -63,6 +63,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "business_keys",
         include_str!("../../migrations/postgres/0011_business_keys.sql"),
     ),
+    (
+        12,
+        "archives",
+        include_str!("../../migrations/postgres/0012_archives.sql"),
+    ),
 ];
 
 const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2, attempts = attempts + 1 \
@@ -208,6 +213,7 @@ impl PostgresStore {
 
     shared::store_methods!();
     super::schedules::schedule_methods!();
+    super::archive::archive_methods!(" FOR UPDATE SKIP LOCKED");
 }
 
 /// A group commit's transaction on PostgreSQL: a sqlx transaction from the pool, rolled

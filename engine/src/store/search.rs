@@ -41,6 +41,8 @@ pub struct CaseSummary {
     pub id_number: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The case is in the archive (finished long ago; read-only).
+    pub archived: bool,
 }
 
 /// What an id fragment typed by a user resolved to.
@@ -56,21 +58,54 @@ pub enum Resolved {
 const SCAN_PAGE: u32 = 500;
 
 impl Store {
-    /// The cases matching `query`, oldest first, `query.limit` at most after skipping
-    /// `query.offset` matches.
+    /// The cases matching `query`: the live ones oldest first, then the archived ones
+    /// (marked `archived`), `query.limit` at most after skipping `query.offset` matches.
+    /// The archive is read only when the live cases do not fill the page.
     pub async fn search_cases(&self, query: &CaseQuery) -> Result<Vec<CaseSummary>, StoreError> {
+        let mut found = Vec::new();
+        // Matches to skip before the page starts, counted down across live and archive.
+        let mut skip = query.offset;
+        for archived in [false, true] {
+            self.search_in(archived, query, &mut skip, &mut found)
+                .await?;
+            if found.len() >= query.limit as usize {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// One source of [`Store::search_cases`]: appends its matches after `skip` to `found`.
+    async fn search_in(
+        &self,
+        archived: bool,
+        query: &CaseQuery,
+        skip: &mut u32,
+        found: &mut Vec<CaseSummary>,
+    ) -> Result<(), StoreError> {
         let filtered = query.name.is_some() || query.id_number.is_some();
+        // Without name or ID-number filters the database skips and limits the rows.
+        let by_sql = !filtered;
+        let wanted = (query.limit as usize).saturating_sub(found.len());
         let mut filter = InstanceFilter {
             process_id: query.process_id.clone(),
             status: query.status.clone(),
             unit: query.unit.clone(),
-            limit: if filtered { SCAN_PAGE } else { query.limit },
-            offset: if filtered { 0 } else { query.offset },
+            limit: if by_sql { wanted as u32 } else { SCAN_PAGE },
+            offset: if by_sql { *skip } else { 0 },
         };
-        let mut found = Vec::new();
-        let mut skipped = 0;
+        if by_sql && *skip > 0 {
+            // The rows skipped here are no longer to skip in the next source.
+            let total = self.count_in(archived, &filter).await?;
+            let skipped = (*skip).min(u32::try_from(total).unwrap_or(u32::MAX));
+            *skip -= skipped;
+        }
         loop {
-            let rows = self.list_instances(&filter).await?;
+            let rows = if archived {
+                self.list_archived(&filter).await?
+            } else {
+                self.list_instances(&filter).await?
+            };
             let page_len = rows.len();
             for row in rows {
                 let state: serde_json::Value =
@@ -87,32 +122,89 @@ impl Store {
                     unit: row.unit,
                     created_at: row.created_at,
                     updated_at: row.updated_at,
+                    archived,
                 };
                 if filtered {
                     if !matches(vars, &summary, query) {
                         continue;
                     }
-                    if skipped < query.offset {
-                        skipped += 1;
+                    if *skip > 0 {
+                        *skip -= 1;
                         continue;
                     }
                 }
                 found.push(summary);
                 if found.len() >= query.limit as usize {
-                    return Ok(found);
+                    return Ok(());
                 }
             }
-            if !filtered || page_len < filter.limit as usize {
-                return Ok(found);
+            if by_sql || page_len < filter.limit as usize {
+                return Ok(());
             }
             filter.offset += filter.limit;
         }
     }
 
+    /// How many cases of one source `filter` selects (its limit and offset aside).
+    async fn count_in(&self, archived: bool, filter: &InstanceFilter) -> Result<i64, StoreError> {
+        let table = if archived {
+            "archived_instances"
+        } else {
+            "instances"
+        };
+        let mut sql = format!("SELECT COUNT(*) FROM {table} WHERE 1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        if let Some(process_id) = &filter.process_id {
+            binds.push(process_id.clone());
+            sql.push_str(&format!(" AND process_id = ${}", binds.len()));
+        }
+        if let Some(status) = &filter.status {
+            binds.push(status.clone());
+            sql.push_str(&format!(" AND status = ${}", binds.len()));
+        }
+        if let Some(unit) = &filter.unit {
+            let (unit, low, high) = super::shared::subtree_bounds(unit);
+            let n = binds.len();
+            binds.extend([unit, low, high]);
+            sql.push_str(&format!(
+                " AND (unit = ${} OR (unit >= ${} AND unit < ${}))",
+                n + 1,
+                n + 2,
+                n + 3
+            ));
+        }
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                let mut query = sqlx::query_scalar(&sql);
+                for bind in &binds {
+                    query = query.bind(bind);
+                }
+                query
+                    .fetch_one(&s.reader)
+                    .await
+                    .map_err(super::sqlite::classify)
+            }
+            Backend::Postgres(p) => {
+                let mut query = sqlx::query_scalar(&sql);
+                for bind in &binds {
+                    query = query.bind(bind);
+                }
+                query
+                    .fetch_one(&p.reader)
+                    .await
+                    .map_err(super::postgres::classify)
+            }
+        }
+    }
+
     /// The instance id `fragment` stands for: the id itself, a unique prefix, or a unique
     /// ending (the short form `jiuzhu tasks` prints: the last 8 characters).
+    /// A case in the archive is found when no live case matches.
     pub async fn resolve_instance_id(&self, fragment: &str) -> Result<Resolved, StoreError> {
-        self.resolve_id("instances", fragment).await
+        match self.resolve_id("instances", fragment).await? {
+            Resolved::None => self.resolve_id("archived_instances", fragment).await,
+            resolved => Ok(resolved),
+        }
     }
 
     /// The task id `fragment` stands for: the id itself, a unique prefix, or a unique

@@ -17,7 +17,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// The newest schema version this binary knows (the last embedded migration, both databases).
-pub(crate) const SCHEMA_VERSION: i64 = 11;
+pub(crate) const SCHEMA_VERSION: i64 = 12;
 
 /// Rows per multi-row statement: keeps bound parameters (≤ 12 a row) far below both
 /// databases' limits while still writing a large group in a handful of statements.
@@ -402,7 +402,16 @@ macro_rules! store_methods {
             &self,
             filter: &$crate::store::InstanceFilter,
         ) -> Result<Vec<$crate::store::InstanceRow>, $crate::store::StoreError> {
-            let mut sql = format!("SELECT {} FROM instances WHERE 1 = 1", shared::INSTANCE_COLUMNS);
+            self.list_in("instances", filter).await
+        }
+
+        /// `list_instances` over `table`: `instances` or `archived_instances`.
+        async fn list_in(
+            &self,
+            table: &str,
+            filter: &$crate::store::InstanceFilter,
+        ) -> Result<Vec<$crate::store::InstanceRow>, $crate::store::StoreError> {
+            let mut sql = format!("SELECT {} FROM {table} WHERE 1 = 1", shared::INSTANCE_COLUMNS);
             let mut next = 1;
             if filter.process_id.is_some() {
                 sql.push_str(&format!(" AND process_id = ${next}"));
@@ -738,14 +747,26 @@ macro_rules! store_methods {
             instance_id: &str,
         ) -> Result<(shared::ChainHead, Vec<DbRow>), $crate::store::StoreError> {
             use sqlx::Row as _;
-            let head = sqlx::query(
-                "SELECT version, history_hash, head_mac, state FROM instances WHERE id = $1",
-            )
-            .bind(instance_id)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(classify)?
-            .ok_or_else(|| $crate::store::StoreError::NotFound {
+            // A case not live may be archived: its chain is read from the archive's tables
+            // (the same columns) and verified the same way.
+            let mut history_table = "history";
+            let mut head = None;
+            for (instances, history) in
+                [("instances", "history"), ("archived_instances", "archived_history")]
+            {
+                head = sqlx::query(&format!(
+                    "SELECT version, history_hash, head_mac, state FROM {instances} WHERE id = $1"
+                ))
+                .bind(instance_id)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(classify)?;
+                if head.is_some() {
+                    history_table = history;
+                    break;
+                }
+            }
+            let head = head.ok_or_else(|| $crate::store::StoreError::NotFound {
                 what: "instance",
                 id: instance_id.to_owned(),
             })?;
@@ -758,10 +779,10 @@ macro_rules! store_methods {
                 state_hash: state
                     .and_then(|s| $crate::audit::state_hash(s.0.as_str(), EXACT_STATE_TEXT)),
             };
-            let rows = sqlx::query(
+            let rows = sqlx::query(&format!(
                 "SELECT seq, at, actor, event, node, data, prev_hash, hash, scheme, state_hash \
-                 FROM history WHERE instance_id = $1 AND seq <= $2 ORDER BY seq",
-            )
+                 FROM {history_table} WHERE instance_id = $1 AND seq <= $2 ORDER BY seq"
+            ))
             .bind(instance_id)
             .bind(head.version)
             .fetch_all(&self.reader)

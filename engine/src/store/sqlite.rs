@@ -68,6 +68,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "business_keys",
         include_str!("../../migrations/sqlite/0011_business_keys.sql"),
     ),
+    (
+        12,
+        "archives",
+        include_str!("../../migrations/sqlite/0012_archives.sql"),
+    ),
 ];
 
 /// Page size of a database file this store creates (an existing file keeps its own). A step
@@ -423,6 +428,7 @@ impl SqliteStore {
 
     shared::store_methods!();
     super::schedules::schedule_methods!();
+    super::archive::archive_methods!("");
 }
 
 impl SqliteStore {

@@ -36,6 +36,8 @@ pub struct CaseSummary {
     pub id_number: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The case is in the archive (ended long ago; read-only).
+    pub archived: bool,
 }
 
 /// A page of cases.
@@ -198,6 +200,7 @@ fn found_summary(case: &Found, reveal: bool) -> CaseSummary {
         }),
         created_at: rfc3339(case.created_at),
         updated_at: rfc3339(case.updated_at),
+        archived: case.archived,
     }
 }
 
@@ -308,9 +311,12 @@ pub(super) async fn get_case(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<RevealQuery>,
 ) -> AppResult<Json<CaseDetail>> {
-    let row = visible_case(&state, &principal, &id).await?;
+    visible_case(&state, &principal, &id).await?;
     let reveal = wants_reveal(&principal, query.reveal)?;
-    let (_, _, case_state) = state.engine.load(&id).await?;
+    // Live or archived: an archived case is shown as it ended.
+    let Some((row, _, case_state, archived)) = state.engine.load_for_reading(&id).await? else {
+        return Err(not_found("case", &id));
+    };
     let variables = serde_json::Value::Object(
         case_state
             .vars
@@ -339,7 +345,7 @@ pub(super) async fn get_case(
         audit::record(&state, &principal, &address, "case", &id).await?;
     }
     Ok(Json(CaseDetail {
-        case: row_summary(&row, &variables),
+        case: row_summary(&row, &variables, archived),
         variables,
         open_tasks,
         revealed: reveal,
@@ -348,7 +354,7 @@ pub(super) async fn get_case(
 
 /// A case row's summary; names and ID numbers from the (already masked or revealed)
 /// variables.
-fn row_summary(row: &InstanceRow, variables: &serde_json::Value) -> CaseSummary {
+fn row_summary(row: &InstanceRow, variables: &serde_json::Value, archived: bool) -> CaseSummary {
     CaseSummary {
         id: row.id.clone(),
         process: row.process_id.clone(),
@@ -362,6 +368,7 @@ fn row_summary(row: &InstanceRow, variables: &serde_json::Value) -> CaseSummary 
         id_number: first_id_number(variables),
         created_at: rfc3339(row.created_at),
         updated_at: rfc3339(row.updated_at),
+        archived,
     }
 }
 
@@ -448,8 +455,9 @@ pub(super) async fn visible_case(
     principal: &Principal,
     id: &str,
 ) -> AppResult<InstanceRow> {
-    match state.engine.store.load_instance(id).await? {
-        Some(row) if principal.can_see(&row.unit) => Ok(row),
+    // Archived cases are found too, under the same rule.
+    match state.engine.store.find_instance(id).await? {
+        Some((row, _)) if principal.can_see(&row.unit) => Ok(row),
         _ => Err(not_found("case", id)),
     }
 }

@@ -195,11 +195,11 @@ pub async fn visible_case(
     Arc<jiuzhu_engine::lang::model::Definition>,
     jiuzhu_engine::core::InstanceState,
 )> {
-    match state.engine.store.load_instance(id).await? {
-        Some(row) if staff.principal.can_see(&row.unit) => {}
-        _ => return Err(WebError::not_found()),
+    // Live or archived (an archived case is shown as it ended; it takes no step).
+    match state.engine.load_for_reading(id).await? {
+        Some((row, def, case, _)) if staff.principal.can_see(&row.unit) => Ok((row, def, case)),
+        _ => Err(WebError::not_found()),
     }
-    Ok(state.engine.load(id).await?)
 }
 
 /// An HTML response that is never cached (pages show personal data and form tokens).
