@@ -8,8 +8,8 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::Value as Json;
 
-use crate::domain::DISABILITY_KINDS;
 use crate::case_fields::{CaseFields, FieldReader};
+use crate::domain::DISABILITY_KINDS;
 use crate::json::{JsonError, parse_strict};
 use crate::limits::{InputLimits, LimitViolation};
 use crate::ruleset::RuleSet;
@@ -453,12 +453,14 @@ pub fn parse_case_for(
 /// its JSON path.
 pub fn parse_household(json: &Json, as_of: NaiveDate) -> Result<Household, Vec<InputError>> {
     let wrapped = serde_json::json!({ "household": json });
-    InputLimits::default().check(&wrapped).map_err(|violations| {
-        violations
-            .into_iter()
-            .map(InputError::from)
-            .collect::<Vec<_>>()
-    })?;
+    InputLimits::default()
+        .check(&wrapped)
+        .map_err(|violations| {
+            violations
+                .into_iter()
+                .map(InputError::from)
+                .collect::<Vec<_>>()
+        })?;
     let mut r = Reader { errors: Vec::new() };
     match household(&mut r, json, Some(as_of)) {
         Some(h) if r.errors.is_empty() => Ok(h),

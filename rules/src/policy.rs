@@ -610,7 +610,8 @@ impl Reader {
                     message: "must be a name of letters, digits and `_`".into(),
                 });
             }
-            let Some(map) = self.map_with_optional(Some(decl), &key_path, &["type"], &["label", "keys"])
+            let Some(map) =
+                self.map_with_optional(Some(decl), &key_path, &["type"], &["label", "keys"])
             else {
                 continue;
             };

@@ -544,9 +544,7 @@ impl ProgramRules {
 }
 
 fn is_name(s: &str) -> bool {
-    s.chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase())
+    s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
@@ -570,7 +568,11 @@ fn load_case_fields(l: &mut Loader<'_>, node: &Node) -> CaseFields {
 fn load_field_decls(l: &mut Loader<'_>, node: &Node, top: bool) -> BTreeMap<String, FieldDecl> {
     let mut out = BTreeMap::new();
     let Some(entries) = node.as_map() else {
-        l.problem(node, "E_RULE_SHAPE", "`fields` must be a mapping of field declarations");
+        l.problem(
+            node,
+            "E_RULE_SHAPE",
+            "`fields` must be a mapping of field declarations",
+        );
         return out;
     };
     for (key, decl) in entries {
@@ -646,14 +648,25 @@ fn load_field_decls(l: &mut Loader<'_>, node: &Node, top: bool) -> BTreeMap<Stri
                 continue;
             }
         };
-        out.insert(key.name.clone(), FieldDecl { ty, required, label });
+        out.insert(
+            key.name.clone(),
+            FieldDecl {
+                ty,
+                required,
+                label,
+            },
+        );
     }
     out
 }
 
 /// The `case:` block's `checks`: `require` (true when the case is acceptable),
 /// `path` (where the problem is reported, `$.…`) and `message`.
-fn load_case_checks(l: &mut Loader<'_>, node: &Node, top: &BTreeMap<String, Type>) -> Vec<CaseCheck> {
+fn load_case_checks(
+    l: &mut Loader<'_>,
+    node: &Node,
+    top: &BTreeMap<String, Type>,
+) -> Vec<CaseCheck> {
     let Some(items) = node.as_seq() else {
         l.problem(node, "E_RULE_SHAPE", "`checks` must be a list");
         return Vec::new();
@@ -663,7 +676,9 @@ fn load_case_checks(l: &mut Loader<'_>, node: &Node, top: &BTreeMap<String, Type
     for item in items {
         l.check_keys(item, &["require", "path", "message"]);
         let path = l.text(item.get("path"), item, "path").map(String::from);
-        let message = l.text(item.get("message"), item, "message").map(String::from);
+        let message = l
+            .text(item.get("message"), item, "message")
+            .map(String::from);
         if let Some(p) = &path
             && !p.starts_with('$')
             && let Some(n) = item.get("path")

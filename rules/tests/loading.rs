@@ -28,7 +28,10 @@ fn unquoted_numbers_are_read_from_their_text() {
         Some("0.15000000000000000001".to_string())
     );
     assert_eq!(p.decimal("dibao.savings_months"), Some(Decimal::from(24)));
-    assert_eq!(p.decimal("tekun.care_divisor.self"), Some(Decimal::from(10)));
+    assert_eq!(
+        p.decimal("tekun.care_divisor.self"),
+        Some(Decimal::from(10))
+    );
 }
 
 #[test]

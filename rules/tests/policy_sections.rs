@@ -63,7 +63,13 @@ fn a_mistake_in_a_declaration_is_reported_at_its_place() {
             13,
             "unknown type",
         ),
-        ("section: s\nkeys:\n  a: {label: x}\n", "keys.a.type", 3, 6, "missing key"),
+        (
+            "section: s\nkeys:\n  a: {label: x}\n",
+            "keys.a.type",
+            3,
+            6,
+            "missing key",
+        ),
         (
             "section: s\nkeys:\n  a: {type: map}\n",
             "keys.a.keys",
@@ -99,9 +105,27 @@ fn a_mistake_in_a_declaration_is_reported_at_its_place() {
             30,
             "not a declared key",
         ),
-        ("section: s\nkeys: {a: {type: bool}}\nrequired: yes\n", "required", 3, 11, "true or false"),
-        ("section: s\nkeys: {a: {type: bool}}\nlable: x\n", "lable", 3, 1, "unknown key"),
-        ("section: jurisdiction\nkeys: {a: {type: bool}}\n", "section", 1, 10, "every policy file"),
+        (
+            "section: s\nkeys: {a: {type: bool}}\nrequired: yes\n",
+            "required",
+            3,
+            11,
+            "true or false",
+        ),
+        (
+            "section: s\nkeys: {a: {type: bool}}\nlable: x\n",
+            "lable",
+            3,
+            1,
+            "unknown key",
+        ),
+        (
+            "section: jurisdiction\nkeys: {a: {type: bool}}\n",
+            "section",
+            1,
+            10,
+            "every policy file",
+        ),
         ("section: s\n", "keys", 1, 1, "missing key"),
     ];
     for (src, path, line, column, message) in cases {
@@ -118,10 +142,7 @@ fn a_mistake_in_a_declaration_is_reported_at_its_place() {
 #[test]
 fn a_policy_is_checked_against_the_declarations() {
     // Wrong type, at the value's place.
-    let src = SHIPPED.replace(
-        "includes_low_income: false",
-        "includes_low_income: maybe",
-    );
+    let src = SHIPPED.replace("includes_low_income: false", "includes_low_income: maybe");
     let p = problems(Policy::from_yaml(&src, "p.yaml").expect_err("invalid"));
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!(p[0].path, "heating_aid.includes_low_income");
@@ -134,10 +155,7 @@ fn a_policy_is_checked_against_the_declarations() {
     assert_eq!((p[0].line, p[0].column), (line, 24));
 
     // A declared check that fails, at the checked key.
-    let src = SHIPPED.replace(
-        "county_ceiling_months: 6 ",
-        "county_ceiling_months: 2 ",
-    );
+    let src = SHIPPED.replace("county_ceiling_months: 6 ", "county_ceiling_months: 2 ");
     let p = problems(Policy::from_yaml(&src, "p.yaml").expect_err("invalid"));
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!(p[0].path, "temporary_aid.county_ceiling_months");
@@ -151,10 +169,17 @@ fn a_policy_is_checked_against_the_declarations() {
     );
     let p = problems(Policy::from_yaml(&src, "p.yaml").expect_err("invalid"));
     let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
-    assert_eq!(paths, ["bonus_aid", "price_subsidy.threshold_percent"], "{p:?}");
+    assert_eq!(
+        paths,
+        ["bonus_aid", "price_subsidy.threshold_percent"],
+        "{p:?}"
+    );
 
     // A required section missing; an optional one absent is null.
-    let p = problems(Policy::from_yaml("effective_from: 2026-01-01\njurisdiction: 市\n", "p.yaml").expect_err("invalid"));
+    let p = problems(
+        Policy::from_yaml("effective_from: 2026-01-01\njurisdiction: 市\n", "p.yaml")
+            .expect_err("invalid"),
+    );
     let mut paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
     paths.sort();
     assert_eq!(paths, ["dibao", "low_income", "tekun", "temporary_aid"]);
@@ -188,7 +213,10 @@ fn a_project_declares_its_own_sections() {
         Some(Decimal::new(1250, 2))
     );
     assert_eq!(policy.get("water_aid.months"), Some(&Value::Int(4)));
-    assert_eq!(policy.get("water_aid.office"), Some(&Value::Str("民政局".into())));
+    assert_eq!(
+        policy.get("water_aid.office"),
+        Some(&Value::Str("民政局".into()))
+    );
     // The project's declarations replace the built-in ones: no dibao section needed,
     // and one is now unknown.
     std::fs::write(
@@ -199,10 +227,19 @@ fn a_project_declares_its_own_sections() {
     let errors = PolicySet::load_dir(dir.path()).expect_err("unknown section");
     assert_eq!(errors[0].lines(), ["other.yaml: dibao: unknown key"]);
     // A broken declaration stops the load, naming its file.
-    std::fs::write(sections.join("bad.yaml"), "section: bad\nkeys: {a: {type: money}}\n")
-        .expect("write");
+    std::fs::write(
+        sections.join("bad.yaml"),
+        "section: bad\nkeys: {a: {type: money}}\n",
+    )
+    .expect("write");
     let errors = PolicySet::load_dir(dir.path()).expect_err("bad declaration");
-    assert!(errors[0].to_string().starts_with("sections/bad.yaml: keys.a.type"), "{}", errors[0]);
+    assert!(
+        errors[0]
+            .to_string()
+            .starts_with("sections/bad.yaml: keys.a.type"),
+        "{}",
+        errors[0]
+    );
 }
 
 proptest! {
