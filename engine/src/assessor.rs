@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use jiuzhu_rules::Value;
 use jiuzhu_rules::assessment::try_assess;
-use jiuzhu_rules::case::parse_case;
+use jiuzhu_rules::case::parse_case_for;
+use jiuzhu_rules::limits::InputLimits;
 use jiuzhu_rules::policy::{Policy, PolicySet};
 use jiuzhu_rules::ruleset::RuleSet;
 use jiuzhu_rules::validate::household_for_rules;
@@ -75,12 +76,19 @@ impl RulesAssessor {
             };
             case.insert(key.into(), json);
         }
-        // Only a rule node that declares `input: {request: …}` passes one; the
-        // case's checks then say whether its program takes a request.
-        if let Some(request) = inputs.get("request") {
-            case.insert("request".into(), request.to_json());
+        // The program's own fields (`request`, `member` …), as the rule node gives
+        // them; the case's checks then say whether its program takes each one.
+        for (name, value) in inputs {
+            if !matches!(name.as_str(), "as_of" | "unit" | "area" | "household") {
+                case.insert(name.clone(), value.to_json());
+            }
         }
-        let case = parse_case(&serde_json::Value::Object(case)).map_err(|errors| {
+        let case = parse_case_for(
+            &serde_json::Value::Object(case),
+            &InputLimits::default(),
+            &self.rules,
+        )
+        .map_err(|errors| {
             errors
                 .iter()
                 .map(|e| format!("{}: {}", e.path, e.message))

@@ -167,7 +167,7 @@ pub fn check_policy_applies(policy: &Policy, case: &Case) -> Result<(), InputErr
 
 /// Runs the assessment, or says why the rules could not be evaluated.
 pub fn try_assess(rules: &RuleSet, policy: &Policy, case: &Case) -> Result<Assessment, RulesError> {
-    let program = case.program.name();
+    let program = case.program.as_str();
     let rules = rules
         .program(program)
         .ok_or_else(|| RulesError::UnknownProgram {
@@ -227,11 +227,12 @@ pub fn assess(rules: &RuleSet, policy: &Policy, case: &Case) -> Assessment {
     match try_assess(rules, policy, case) {
         Ok(a) => a,
         Err(err) => Assessment {
-            program: case.program.name().to_string(),
+            program: case.program.clone(),
             as_of: case.as_of,
             eligible: false,
             category: None,
-            standard: policy.standard(case.area),
+            // No figure can be trusted from rules that failed.
+            standard: Decimal::ZERO,
             household_income: Decimal::ZERO,
             members: case.household.members.len(),
             base_amount: Decimal::ZERO,

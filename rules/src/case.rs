@@ -8,41 +8,12 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::Value as Json;
 
+use crate::case_fields::{CaseFields, FieldReader};
 use crate::domain::DISABILITY_KINDS;
 use crate::json::{JsonError, parse_strict};
 use crate::limits::{InputLimits, LimitViolation};
+use crate::ruleset::RuleSet;
 use crate::value::{Type, Value};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Program {
-    Dibao,
-    LowIncome,
-    Tekun,
-    TemporaryAid,
-}
-
-impl Program {
-    pub const NAMES: [&'static str; 4] = ["dibao", "low_income", "tekun", "temporary_aid"];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Program::Dibao => "dibao",
-            Program::LowIncome => "low_income",
-            Program::Tekun => "tekun",
-            Program::TemporaryAid => "temporary_aid",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Program> {
-        Some(match name {
-            "dibao" => Program::Dibao,
-            "low_income" => Program::LowIncome,
-            "tekun" => Program::Tekun,
-            "temporary_aid" => Program::TemporaryAid,
-            _ => return None,
-        })
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Area {
@@ -75,11 +46,14 @@ pub const INCOME_KINDS: [&str; 10] = [
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Case {
-    pub program: Program,
+    /// A program for which a rule file is loaded.
+    pub program: String,
     pub as_of: NaiveDate,
     pub area: Area,
     pub household: Household,
-    pub request: Option<Request>,
+    /// The program's own fields, as its rule file's `case:` block declares them
+    /// (each declared one present, null when not given).
+    pub fields: BTreeMap<String, Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,13 +99,6 @@ pub struct Income {
 pub struct Vehicle {
     pub price: Decimal,
     pub disabled_mobility: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Request {
-    /// `emergency` (急难型) or `expenditure` (支出型).
-    pub kind: String,
-    pub amount: Decimal,
 }
 
 /// One problem in a case file.
@@ -365,14 +332,24 @@ impl Reader {
     }
 }
 
-/// Parses and validates a case file (assess.md), reporting every problem, within
-/// [`InputLimits::default`].
+/// Parses and validates a case file (assess.md) for the shipped programs,
+/// reporting every problem, within [`InputLimits::default`].
 pub fn parse_case(json: &Json) -> Result<Case, Vec<InputError>> {
     parse_case_with(json, &InputLimits::default())
 }
 
 /// [`parse_case`] within `limits`: data beyond a limit is refused before it is read.
 pub fn parse_case_with(json: &Json, limits: &InputLimits) -> Result<Case, Vec<InputError>> {
+    parse_case_for(json, limits, RuleSet::builtin_ref())
+}
+
+/// [`parse_case_with`] for the programs of `rules`: `program` names one of them, and
+/// the fields its rule file's `case:` block declares are read and its checks run.
+pub fn parse_case_for(
+    json: &Json,
+    limits: &InputLimits,
+    rules: &RuleSet,
+) -> Result<Case, Vec<InputError>> {
     limits.check(json).map_err(|violations| {
         violations
             .into_iter()
@@ -380,17 +357,34 @@ pub fn parse_case_with(json: &Json, limits: &InputLimits) -> Result<Case, Vec<In
             .collect::<Vec<_>>()
     })?;
     let mut r = Reader { errors: Vec::new() };
-    let Some(top) = r.object(
-        json,
-        "$",
-        &["program", "as_of", "area", "household", "request"],
-    ) else {
+    let names: Vec<&str> = rules.programs().map(|p| p.program.as_str()).collect();
+    let program = match json {
+        Json::Object(map) => map
+            .get("program")
+            .and_then(|p| r.one_of(p, "$.program", &names))
+            .and_then(|p| rules.program(&p)),
+        _ => None,
+    };
+    let declared = program.map(|p| &p.case);
+    let mut known = vec!["program", "as_of", "area", "household"];
+    if let Some(d) = declared {
+        known.extend(d.fields.keys().map(String::as_str));
+    }
+    // A field given as null is a field the case does not have, whichever program
+    // (a request left null by a caller that builds every case alike).
+    if let Json::Object(map) = json {
+        known.extend(
+            map.iter()
+                .filter(|(_, v)| v.is_null())
+                .map(|(k, _)| k.as_str()),
+        );
+    }
+    let Some(top) = r.object(json, "$", &known) else {
         return Err(r.errors);
     };
-    let program = r
-        .required(top, "program", "$")
-        .and_then(|p| r.one_of(p, "$.program", &Program::NAMES))
-        .and_then(|p| Program::from_name(&p));
+    if !top.contains_key("program") {
+        r.error("$.program", "is required");
+    }
     let as_of = r
         .required(top, "as_of", "$")
         .and_then(|d| r.date(d, "$.as_of"));
@@ -408,57 +402,68 @@ pub fn parse_case_with(json: &Json, limits: &InputLimits) -> Result<Case, Vec<In
         .required(top, "household", "$")
         .and_then(|h| household(&mut r, h, as_of));
 
-    let request = match (top.get("request"), program) {
-        (None | Some(Json::Null), Some(Program::TemporaryAid)) => {
-            r.error("$.request", "is required for temporary_aid");
-            None
-        }
-        (Some(json @ Json::Object(_)), Some(Program::TemporaryAid)) => {
-            let path = "$.request";
-            r.object(json, path, &["kind", "amount"]).and_then(|map| {
-                let kind = r
-                    .required(map, "kind", path)
-                    .and_then(|k| r.one_of(k, "$.request.kind", &["emergency", "expenditure"]));
-                let amount = r
-                    .required(map, "amount", path)
-                    .and_then(|a| r.money(a, "$.request.amount"));
-                Some(Request {
-                    kind: kind?,
-                    amount: amount?,
-                })
-            })
-        }
-        (Some(Json::Null) | None, _) => None,
-        (Some(_), Some(Program::TemporaryAid)) => {
-            r.error("$.request", "must be an object");
-            None
-        }
-        (Some(_), _) => {
-            r.error("$.request", "is only allowed for temporary_aid");
-            None
-        }
-    };
-    if let (Some(Program::Tekun), Some(h)) = (program, &household)
-        && h.members.len() != 1
-    {
-        r.error(
-            "$.household.members",
-            format!(
-                "tekun assesses exactly one person, found {} members",
-                h.members.len()
-            ),
+    let mut fields = BTreeMap::new();
+    if let Some(program) = program {
+        let ids: Vec<String> = household
+            .as_ref()
+            .map(|h| h.members.iter().map(|m| m.id.clone()).collect())
+            .unwrap_or_default();
+        let mut fr = FieldReader {
+            member_ids: &ids,
+            problems: Vec::new(),
+        };
+        fields = fr.fields(
+            top,
+            "$",
+            &program.case.fields,
+            &format!("is required for {}", program.program),
         );
+        for (path, message) in fr.problems {
+            r.error(&path, message);
+        }
     }
     match (program, as_of, area, household) {
         (Some(program), Some(as_of), Some(area), Some(household)) if r.errors.is_empty() => {
-            Ok(Case {
-                program,
+            let case = Case {
+                program: program.program.clone(),
                 as_of,
                 area,
                 household,
-                request,
-            })
+                fields,
+            };
+            // The program's declared checks over the whole case.
+            let vars = case.variables();
+            for check in &program.case.checks {
+                if !matches!(check.require.eval(&vars), Ok(Value::Bool(true))) {
+                    r.error(&check.path, check.message.clone());
+                }
+            }
+            if r.errors.is_empty() {
+                Ok(case)
+            } else {
+                Err(r.errors)
+            }
         }
+        _ => Err(r.errors),
+    }
+}
+
+/// Reads a household (`$.household` of a case) against the case format common to
+/// every program, as of `as_of`, within [`InputLimits::default`]; every problem at
+/// its JSON path.
+pub fn parse_household(json: &Json, as_of: NaiveDate) -> Result<Household, Vec<InputError>> {
+    let wrapped = serde_json::json!({ "household": json });
+    InputLimits::default()
+        .check(&wrapped)
+        .map_err(|violations| {
+            violations
+                .into_iter()
+                .map(InputError::from)
+                .collect::<Vec<_>>()
+        })?;
+    let mut r = Reader { errors: Vec::new() };
+    match household(&mut r, json, Some(as_of)) {
+        Some(h) if r.errors.is_empty() => Ok(h),
         _ => Err(r.errors),
     }
 }
@@ -733,7 +738,7 @@ impl Member {
 
 impl Case {
     /// The variables a rule file sees: `program`, `as_of`, `area`, `members`,
-    /// `household` and `request` (null unless temporary_aid).
+    /// `household` and the program's declared fields (`request`, `member` …).
     pub fn variables(&self) -> BTreeMap<String, Value> {
         let members = Value::List(
             self.household
@@ -763,28 +768,21 @@ impl Case {
             ("rigid_expenses", Value::Decimal(h.rigid_expenses)),
             ("supporter_able", Value::Bool(h.supporter_able)),
         ]);
-        let request = match &self.request {
-            Some(req) => object(vec![
-                ("kind", Value::Str(req.kind.clone())),
-                ("amount", Value::Decimal(req.amount)),
-            ]),
-            None => Value::Null,
-        };
         [
-            ("program", Value::Str(self.program.name().to_string())),
+            ("program", Value::Str(self.program.clone())),
             ("as_of", Value::Date(self.as_of)),
             ("area", Value::Str(self.area.name().to_string())),
             ("members", members),
             ("household", household),
-            ("request", request),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(self.fields.iter().map(|(k, v)| (k.clone(), v.clone())))
         .collect()
     }
 
-    /// The static types of [`Case::variables`].
-    pub fn variable_types() -> BTreeMap<String, Type> {
+    /// The static types of [`Case::variables`] for a program declaring `fields`.
+    pub fn variable_types(fields: &CaseFields) -> BTreeMap<String, Type> {
         let members = Type::list(Member::value_type());
         let household = closed(vec![
             ("members", members.clone()),
@@ -800,21 +798,15 @@ impl Case {
             ("supporter_able", Type::Bool),
         ]);
         [
-            ("program", enum_type(&Program::NAMES)),
+            ("program", Type::String),
             ("as_of", Type::Date),
             ("area", enum_type(&["urban", "rural"])),
             ("members", members),
             ("household", household),
-            (
-                "request",
-                closed(vec![
-                    ("kind", enum_type(&["emergency", "expenditure"])),
-                    ("amount", Type::Decimal),
-                ]),
-            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
+        .chain(fields.types())
         .collect()
     }
 }

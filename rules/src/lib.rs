@@ -7,6 +7,7 @@
 
 pub mod assessment;
 pub mod case;
+pub mod case_fields;
 pub mod domain;
 pub mod expr;
 pub mod json;
@@ -18,9 +19,9 @@ pub mod value;
 pub mod yaml;
 
 pub use assessment::{Assessment, Supplement, assess, check_policy_applies, money, try_assess};
-pub use case::{Case, InputError, parse_case, parse_case_text, parse_case_with};
+pub use case::{Case, InputError, parse_case, parse_case_for, parse_case_text, parse_case_with};
 pub use json::{JsonError, parse_strict};
 pub use limits::{InputLimits, LimitKind, LimitViolation};
-pub use policy::{Policy, PolicyError, PolicySet};
+pub use policy::{Policy, PolicyError, PolicySections, PolicySet};
 pub use ruleset::{ProgramRules, RuleProblem, RuleSet, RulesError, TraceEntry};
 pub use value::{CoerceError, Type, Value};

@@ -1,17 +1,74 @@
 //! Policy parameters: the local figures of assess.md (standards, rates, caps) read
 //! from YAML as exact decimals, and the choice of the policy in force for a unit
 //! and a date.
+//!
+//! Which sections a policy file has, their keys, types and checks are data: one
+//! declaration file per section in `processes/policies/sections/` (embedded in the
+//! binary, and read from a project's own `policies/sections/` when it has one). A
+//! program that needs new figures declares a new section; no Rust changes.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
+use crate::expr::Expr;
 use crate::value::{Type, Value};
 use crate::yaml::{self, Node, NodeValue};
+
+/// The section declarations shipped with the binary, one place for all of them
+/// (a test checks this list against `processes/policies/sections/`).
+const BUILTIN_SECTIONS: &[(&str, &str)] = &[
+    (
+        "dibao.yaml",
+        include_str!("../../processes/policies/sections/dibao.yaml"),
+    ),
+    (
+        "disability_subsidy.yaml",
+        include_str!("../../processes/policies/sections/disability_subsidy.yaml"),
+    ),
+    (
+        "funeral_aid.yaml",
+        include_str!("../../processes/policies/sections/funeral_aid.yaml"),
+    ),
+    (
+        "heating_aid.yaml",
+        include_str!("../../processes/policies/sections/heating_aid.yaml"),
+    ),
+    (
+        "low_income.yaml",
+        include_str!("../../processes/policies/sections/low_income.yaml"),
+    ),
+    (
+        "orphan_allowance.yaml",
+        include_str!("../../processes/policies/sections/orphan_allowance.yaml"),
+    ),
+    (
+        "price_subsidy.yaml",
+        include_str!("../../processes/policies/sections/price_subsidy.yaml"),
+    ),
+    (
+        "reserve_fund.yaml",
+        include_str!("../../processes/policies/sections/reserve_fund.yaml"),
+    ),
+    (
+        "tekun.yaml",
+        include_str!("../../processes/policies/sections/tekun.yaml"),
+    ),
+    (
+        "temporary_aid.yaml",
+        include_str!("../../processes/policies/sections/temporary_aid.yaml"),
+    ),
+];
+
+/// The file names of the embedded section declarations.
+pub fn builtin_section_files() -> Vec<&'static str> {
+    BUILTIN_SECTIONS.iter().map(|(f, _)| *f).collect()
+}
 
 /// One policy parameter file.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,128 +77,345 @@ pub struct Policy {
     pub effective_from: NaiveDate,
     /// The unit path the figures apply to, e.g. `双鸭山市` or `双鸭山市/尖山区`.
     pub jurisdiction: String,
-    pub dibao: DibaoPolicy,
-    pub low_income: LowIncomePolicy,
-    pub tekun: TekunPolicy,
-    pub temporary_aid: TemporaryAidPolicy,
-    /// Optional: the yearly heating aid paid over the recipients (`heating_aid`).
-    pub heating_aid: Option<HeatingAidPolicy>,
-    /// Optional: the price-linked subsidy paid over the recipients (`price_subsidy`).
-    pub price_subsidy: Option<PriceSubsidyPolicy>,
-    /// Optional: 残疾人两项补贴 amounts (`disability_subsidy`).
-    pub disability_subsidy: Option<DisabilitySubsidyPolicy>,
-    /// Optional: 孤儿基本生活保障 amounts by placement (`orphan_allowance`).
-    pub orphan_allowance: Option<OrphanAllowancePolicy>,
-    /// Optional: 殡葬救助 caps and lump sum (`funeral_aid`).
-    pub funeral_aid: Option<FuneralAidPolicy>,
-    /// Optional: the township reserve fund's ceiling (`reserve_fund`).
-    pub reserve_fund: Option<ReserveFundPolicy>,
+    /// Each section the file has, by name, as checked against its declaration
+    /// (an object of the declared keys).
+    pub sections: BTreeMap<String, Value>,
+    /// The section names declared when the file was read: an optional one the
+    /// file lacks is `null` in [`Policy::to_value`].
+    pub declared: Vec<String>,
     /// The file it was read from, for messages (`policy.yaml`).
     pub source: String,
 }
 
-/// 取暖救助: one payment per household each heating season.
+/// The type of one declared key.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HeatingAidPolicy {
-    pub per_household: Decimal,
-    /// Low-income households are paid too.
-    pub includes_low_income: bool,
+pub enum KeyType {
+    /// A decimal >= 0.
+    Amount,
+    /// A decimal > 0.
+    Positive,
+    /// Any decimal.
+    Decimal,
+    /// A decimal from 0 to 100.
+    Percent,
+    Bool,
+    Integer,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// Non-empty text.
+    Text,
+    /// Nested keys.
+    Map(BTreeMap<String, KeyDecl>),
 }
 
-/// 价格临时补贴: paid when a month's price rise reaches the threshold.
+/// One declared key: its type and display label.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PriceSubsidyPolicy {
-    /// A monthly CPI rise (percent) at or above this triggers the subsidy.
-    pub threshold_percent: Decimal,
-    pub per_person: Decimal,
+pub struct KeyDecl {
+    pub ty: KeyType,
+    pub label: String,
 }
 
-/// 残疾人两项补贴: living subsidy and care subsidy, per person per month.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DisabilitySubsidyPolicy {
-    pub living_amount: Decimal,
-    pub care_amount_grade1: Decimal,
-    pub care_amount_grade2: Decimal,
-    pub care_includes_grade3_intellectual_mental: bool,
+/// A check over a section's figures: `require` must hold, else `message` at `path`.
+#[derive(Debug, Clone)]
+pub struct SectionCheck {
+    pub require: Expr,
+    pub path: String,
+    pub message: String,
 }
 
-/// 孤儿、事实无人抚养儿童基本生活保障, per child per month by placement.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OrphanAllowancePolicy {
-    pub institution: Decimal,
-    pub scattered: Decimal,
+/// One declared policy section (`processes/policies/sections/<section>.yaml`).
+#[derive(Debug, Clone)]
+pub struct SectionDecl {
+    pub name: String,
+    pub label: String,
+    /// A policy file without a required section does not load.
+    pub required: bool,
+    pub keys: BTreeMap<String, KeyDecl>,
+    pub checks: Vec<SectionCheck>,
 }
 
-/// 殡葬救助: a cap per service, or a lump sum for a burial custom.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FuneralAidPolicy {
-    pub caps: FuneralCaps,
-    pub lump_sum: Decimal,
+/// The declared sections a policy file is read against.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySections {
+    sections: BTreeMap<String, SectionDecl>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct FuneralCaps {
-    pub transport: Decimal,
-    pub storage: Decimal,
-    pub cremation: Decimal,
-    pub ash_storage: Decimal,
+impl KeyType {
+    fn value_type(&self) -> Type {
+        match self {
+            KeyType::Amount | KeyType::Positive | KeyType::Decimal | KeyType::Percent => {
+                Type::Decimal
+            }
+            KeyType::Bool => Type::Bool,
+            KeyType::Integer => Type::Int,
+            KeyType::Date => Type::Date,
+            KeyType::Text => Type::String,
+            KeyType::Map(keys) => keys_type(keys),
+        }
+    }
 }
 
-/// 乡镇临时救助备用金: the most a township's reserve is topped up to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReserveFundPolicy {
-    pub ceiling: Decimal,
+fn keys_type(keys: &BTreeMap<String, KeyDecl>) -> Type {
+    Type::Object {
+        fields: keys
+            .iter()
+            .map(|(k, d)| (k.clone(), d.ty.value_type()))
+            .collect(),
+        open: false,
+    }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct DibaoPolicy {
-    pub standard: AreaStandard,
-    pub supplement_rate: Decimal,
-    pub savings_months: Decimal,
-    pub employment_cost: EmploymentCost,
-    pub single_person_subsidy: Decimal,
-    pub severe_includes_grade3_intellectual_mental: bool,
+const KEY_TYPES: &str = "amount, positive, decimal, percent, bool, integer, date, text, map";
+
+impl PolicySections {
+    /// The declarations embedded in the binary.
+    pub fn builtin() -> &'static PolicySections {
+        static BUILTIN: OnceLock<PolicySections> = OnceLock::new();
+        BUILTIN.get_or_init(|| {
+            // The embedded files are checked by the crate's tests; a broken one
+            // leaves its section undeclared rather than stopping the program.
+            let mut sections = PolicySections::default();
+            for (file, src) in BUILTIN_SECTIONS {
+                if let Ok(decl) = SectionDecl::from_yaml(src, file) {
+                    sections.sections.insert(decl.name.clone(), decl);
+                }
+            }
+            sections
+        })
+    }
+
+    /// Reads declarations from `(file name, text)` pairs, reporting every broken file.
+    pub fn from_files<'a>(
+        files: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<PolicySections, Vec<PolicyError>> {
+        let mut sections = PolicySections::default();
+        let mut errors = Vec::new();
+        for (file, src) in files {
+            match SectionDecl::from_yaml(src, file) {
+                Ok(decl) => {
+                    if sections.sections.contains_key(&decl.name) {
+                        errors.push(PolicyError::Invalid {
+                            file: file.to_string(),
+                            problems: vec![PolicyProblem {
+                                path: "section".into(),
+                                line: 1,
+                                column: 1,
+                                message: format!("section `{}` is declared twice", decl.name),
+                            }],
+                        });
+                    } else {
+                        sections.sections.insert(decl.name.clone(), decl);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(sections)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The built-in declarations, or the ones in `dir` (every `*.yaml` in it) when
+    /// the directory exists.
+    pub fn load_dir(dir: &Path) -> Result<PolicySections, Vec<PolicyError>> {
+        if !dir.is_dir() {
+            return Ok(PolicySections::builtin().clone());
+        }
+        let mut texts = Vec::new();
+        let mut errors = Vec::new();
+        for path in yaml_files(dir).map_err(|e| vec![e])? {
+            let file = format!("sections/{}", display_name(&path));
+            match std::fs::read_to_string(&path) {
+                Ok(src) => texts.push((file, src)),
+                Err(source) => errors.push(PolicyError::Io { file, source }),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        PolicySections::from_files(texts.iter().map(|(f, s)| (f.as_str(), s.as_str())))
+    }
+
+    /// The declarations for the policy files in `policies_dir`: its `sections/`
+    /// directory when it has one, else the built-in ones.
+    pub fn for_policies(policies_dir: &Path) -> Result<PolicySections, Vec<PolicyError>> {
+        PolicySections::load_dir(&policies_dir.join("sections"))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&SectionDecl> {
+        self.sections.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.sections.keys().map(String::as_str)
+    }
+
+    /// The static type of [`Policy::to_value`] under these declarations.
+    pub fn value_type(&self) -> Type {
+        let mut fields = BTreeMap::new();
+        fields.insert("effective_from".to_string(), Type::Date);
+        fields.insert("jurisdiction".to_string(), Type::String);
+        for (name, decl) in &self.sections {
+            fields.insert(name.clone(), keys_type(&decl.keys));
+        }
+        Type::Object {
+            fields,
+            open: false,
+        }
+    }
 }
 
-/// 低保标准 per area, yuan / person / month.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AreaStandard {
-    pub urban: Decimal,
-    pub rural: Decimal,
+fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| PolicyError::Io {
+        file: dir.display().to_string(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    paths.sort();
+    Ok(paths)
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmploymentCost {
-    pub rate: Decimal,
-    pub cap: Decimal,
+impl SectionDecl {
+    /// Reads one section declaration; `file` names it in messages.
+    pub fn from_yaml(src: &str, file: &str) -> Result<SectionDecl, PolicyError> {
+        let root = yaml::parse(src).map_err(|source| PolicyError::Yaml {
+            file: file.to_string(),
+            source,
+        })?;
+        let mut r = Reader {
+            problems: Vec::new(),
+        };
+        let top = r.map_with_optional(
+            Some(&root),
+            "",
+            &["section", "keys"],
+            &["label", "required", "checks"],
+        );
+        let name = r.text(top, "section");
+        if !name.is_empty() && !is_identifier(&name) {
+            r.problem(
+                "section",
+                top.and_then(|t| t.get("section")),
+                format!("must be a name of letters, digits and `_`, found {name:?}"),
+            );
+        }
+        if name == "effective_from" || name == "jurisdiction" {
+            r.problem(
+                "section",
+                top.and_then(|t| t.get("section")),
+                format!("`{name}` is a key of every policy file, not a section"),
+            );
+        }
+        let label = match top.and_then(|t| t.get("label")) {
+            Some(_) => r.text(top, "label"),
+            None => name.clone(),
+        };
+        let required = match top.and_then(|t| t.get("required")) {
+            Some(_) => r.boolean(top, "required", ""),
+            None => false,
+        };
+        let keys = r.key_decls(top.and_then(|t| t.get("keys")), "keys");
+        let mut checks = Vec::new();
+        if let Some(node) = top.and_then(|t| t.get("checks")) {
+            match node.as_seq() {
+                Some(items) => {
+                    let env: BTreeMap<String, Type> = keys
+                        .iter()
+                        .map(|(k, d)| (k.clone(), d.ty.value_type()))
+                        .collect();
+                    for (i, item) in items.iter().enumerate() {
+                        let path = format!("checks[{i}]");
+                        let map = r.map(Some(item), &path, &["require", "path", "message"]);
+                        let require = r.text(map, "require");
+                        let at = r.text(map, "path");
+                        let message = r.text(map, "message");
+                        if map.is_none() || require.is_empty() {
+                            continue;
+                        }
+                        let req_node = map.and_then(|m| m.get("require"));
+                        if !at.is_empty() && lookup_decl(&keys, &at).is_none() {
+                            r.problem(
+                                &join(&path, "path"),
+                                map.and_then(|m| m.get("path")),
+                                format!("`{at}` is not a declared key"),
+                            );
+                        }
+                        match Expr::compile(&require, &env) {
+                            Ok(expr) if *expr.result_type() == Type::Bool => {
+                                checks.push(SectionCheck {
+                                    require: expr,
+                                    path: at,
+                                    message,
+                                })
+                            }
+                            Ok(expr) => r.problem(
+                                &join(&path, "require"),
+                                req_node,
+                                format!(
+                                    "must be a true/false expression, found {:?}",
+                                    expr.result_type()
+                                ),
+                            ),
+                            Err(errors) => {
+                                // At the place in the expression: its text starts at
+                                // the node's content column.
+                                for e in errors {
+                                    let before = require.get(..e.offset).unwrap_or("");
+                                    r.problems.push(PolicyProblem {
+                                        path: join(&path, "require"),
+                                        line: req_node.map_or(0, |n| n.line),
+                                        column: req_node.map_or(0, |n| {
+                                            n.content_column() + before.chars().count()
+                                        }),
+                                        message: e.message,
+                                    });
+                                }
+                            }
+                        }
+                    }
+                }
+                None => r.problem("checks", Some(node), "must be a list"),
+            }
+        }
+        if !r.problems.is_empty() {
+            return Err(PolicyError::Invalid {
+                file: file.to_string(),
+                problems: r.problems,
+            });
+        }
+        Ok(SectionDecl {
+            name,
+            label,
+            required,
+            keys,
+            checks,
+        })
+    }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct LowIncomePolicy {
-    pub ratio: Decimal,
+fn is_identifier(s: &str) -> bool {
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct TekunPolicy {
-    pub basic_ratio: Decimal,
-    pub minimum_wage: Decimal,
-    pub care_divisor: CareDivisor,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct CareDivisor {
-    pub full: Decimal,
-    pub semi: Decimal,
-    /// `self` in the file (全自理).
-    pub self_care: Decimal,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TemporaryAidPolicy {
-    pub township_ceiling_months: Decimal,
-    pub county_ceiling_months: Decimal,
-    pub advance_cap: Decimal,
-    pub disposable_income_per_capita: Decimal,
+fn lookup_decl<'d>(keys: &'d BTreeMap<String, KeyDecl>, path: &str) -> Option<&'d KeyDecl> {
+    let mut parts = path.split('.');
+    let mut decl = keys.get(parts.next()?)?;
+    for part in parts {
+        match &decl.ty {
+            KeyType::Map(inner) => decl = inner.get(part)?,
+            _ => return None,
+        }
+    }
+    Some(decl)
 }
 
 /// One problem in a policy file, at a YAML key path.
@@ -257,10 +531,6 @@ impl Reader {
         Some(node)
     }
 
-    fn child<'n>(&mut self, parent: Option<&'n Node>, key: &str) -> Option<&'n Node> {
-        parent?.get(key)
-    }
-
     fn scalar<'n>(&mut self, node: Option<&'n Node>, path: &str) -> Option<&'n str> {
         let node = node?;
         match &node.value {
@@ -272,47 +542,9 @@ impl Reader {
         }
     }
 
-    /// An exact, non-negative decimal (quoted or not).
-    fn amount(&mut self, parent: Option<&Node>, key: &str, path: &str) -> Decimal {
-        let path = join(path, key);
-        let node = self.child(parent, key);
-        let Some(text) = self.scalar(node, &path) else {
-            return Decimal::ZERO;
-        };
-        match Decimal::from_str(text.trim()) {
-            Ok(d) if d < Decimal::ZERO => {
-                self.problem(&path, node, "must be >= 0");
-                Decimal::ZERO
-            }
-            Ok(d) => d,
-            Err(_) => {
-                self.problem(
-                    &path,
-                    node,
-                    format!("must be a decimal number, found {text:?}"),
-                );
-                Decimal::ZERO
-            }
-        }
-    }
-
-    fn positive(&mut self, parent: Option<&Node>, key: &str, path: &str) -> Decimal {
-        let value = self.amount(parent, key, path);
-        let node = self.child(parent, key);
-        // Only a value written as zero: a negative one was already reported as such.
-        let written_zero = node
-            .and_then(Node::as_scalar)
-            .and_then(|s| Decimal::from_str(s.trim()).ok())
-            .is_some_and(|d| d.is_zero());
-        if written_zero {
-            self.problem(&join(path, key), node, "must be > 0");
-        }
-        value
-    }
-
     fn boolean(&mut self, parent: Option<&Node>, key: &str, path: &str) -> bool {
         let path = join(path, key);
-        let node = self.child(parent, key);
+        let node = parent.and_then(|p| p.get(key));
         match self.scalar(node, &path) {
             Some("true") => true,
             Some("false") => false,
@@ -329,7 +561,7 @@ impl Reader {
     }
 
     fn date(&mut self, parent: Option<&Node>, key: &str) -> NaiveDate {
-        let node = self.child(parent, key);
+        let node = parent.and_then(|p| p.get(key));
         match self.scalar(node, key) {
             Some(text) => NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").unwrap_or_else(|_| {
                 self.problem(
@@ -344,7 +576,7 @@ impl Reader {
     }
 
     fn text(&mut self, parent: Option<&Node>, key: &str) -> String {
-        let node = self.child(parent, key);
+        let node = parent.and_then(|p| p.get(key));
         match self.scalar(node, key) {
             Some(text) if !text.trim().is_empty() => text.trim().trim_matches('/').to_string(),
             Some(_) => {
@@ -352,6 +584,191 @@ impl Reader {
                 String::new()
             }
             None => String::new(),
+        }
+    }
+
+    /// The key declarations of a section or of a `map` key.
+    fn key_decls(&mut self, node: Option<&Node>, path: &str) -> BTreeMap<String, KeyDecl> {
+        let mut out = BTreeMap::new();
+        let Some(node) = node else {
+            return out;
+        };
+        let Some(entries) = node.as_map() else {
+            self.problem(path, Some(node), "must be a mapping of key declarations");
+            return out;
+        };
+        if entries.is_empty() {
+            self.problem(path, Some(node), "must declare at least one key");
+        }
+        for (key, decl) in entries {
+            let key_path = join(path, &key.name);
+            if !is_identifier(&key.name) {
+                self.problems.push(PolicyProblem {
+                    path: key_path.clone(),
+                    line: key.line,
+                    column: key.column,
+                    message: "must be a name of letters, digits and `_`".into(),
+                });
+            }
+            let Some(map) =
+                self.map_with_optional(Some(decl), &key_path, &["type"], &["label", "keys"])
+            else {
+                continue;
+            };
+            let type_node = map.get("type");
+            let Some(ty) = self.scalar(type_node, &join(&key_path, "type")) else {
+                continue;
+            };
+            let label = map
+                .get("label")
+                .and_then(Node::as_scalar)
+                .unwrap_or(&key.name)
+                .to_string();
+            let keys_node = map.get("keys");
+            let ty = match ty.trim() {
+                "amount" => KeyType::Amount,
+                "positive" => KeyType::Positive,
+                "decimal" => KeyType::Decimal,
+                "percent" => KeyType::Percent,
+                "bool" => KeyType::Bool,
+                "integer" => KeyType::Integer,
+                "date" => KeyType::Date,
+                "text" => KeyType::Text,
+                "map" => {
+                    if keys_node.is_none() {
+                        self.problem(&join(&key_path, "keys"), Some(map), "missing key");
+                    }
+                    KeyType::Map(self.key_decls(keys_node, &join(&key_path, "keys")))
+                }
+                other => {
+                    self.problem(
+                        &join(&key_path, "type"),
+                        type_node,
+                        format!("unknown type {other:?}; one of {KEY_TYPES}"),
+                    );
+                    continue;
+                }
+            };
+            if keys_node.is_some() && !matches!(ty, KeyType::Map(_)) {
+                self.problem(
+                    &join(&key_path, "keys"),
+                    keys_node,
+                    "only a `map` key has `keys`",
+                );
+            }
+            out.insert(key.name.clone(), KeyDecl { ty, label });
+        }
+        out
+    }
+
+    /// A mapping read against `keys`: every declared key present, no other.
+    fn section(
+        &mut self,
+        node: &Node,
+        path: &str,
+        keys: &BTreeMap<String, KeyDecl>,
+    ) -> Option<Value> {
+        let names: Vec<&str> = keys.keys().map(String::as_str).collect();
+        let before = self.problems.len();
+        let node = self.map(Some(node), path, &names)?;
+        let mut out = BTreeMap::new();
+        for (name, decl) in keys {
+            if let Some(child) = node.get(name)
+                && let Some(v) = self.value(child, &join(path, name), &decl.ty)
+            {
+                out.insert(name.clone(), v);
+            }
+        }
+        (self.problems.len() == before).then_some(Value::Object(out))
+    }
+
+    fn value(&mut self, node: &Node, path: &str, ty: &KeyType) -> Option<Value> {
+        if let KeyType::Map(keys) = ty {
+            return self.section(node, path, keys);
+        }
+        let text = self.scalar(Some(node), path)?.trim();
+        let decimal = |r: &mut Reader| match Decimal::from_str(text) {
+            Ok(d) => Some(d),
+            Err(_) => {
+                r.problem(
+                    path,
+                    Some(node),
+                    format!("must be a decimal number, found {text:?}"),
+                );
+                None
+            }
+        };
+        let checked = |r: &mut Reader, ok: bool, message: &str, d: Decimal| {
+            if ok {
+                Some(Value::Decimal(d))
+            } else {
+                r.problem(path, Some(node), message);
+                None
+            }
+        };
+        match ty {
+            KeyType::Amount => {
+                let d = decimal(self)?;
+                checked(self, d >= Decimal::ZERO, "must be >= 0", d)
+            }
+            KeyType::Positive => {
+                let d = decimal(self)?;
+                if d < Decimal::ZERO {
+                    checked(self, false, "must be >= 0", d)
+                } else {
+                    checked(self, d > Decimal::ZERO, "must be > 0", d)
+                }
+            }
+            KeyType::Decimal => decimal(self).map(Value::Decimal),
+            KeyType::Percent => {
+                let d = decimal(self)?;
+                checked(
+                    self,
+                    d >= Decimal::ZERO && d <= Decimal::ONE_HUNDRED,
+                    "must be a percentage from 0 to 100",
+                    d,
+                )
+            }
+            KeyType::Bool => match text {
+                "true" => Some(Value::Bool(true)),
+                "false" => Some(Value::Bool(false)),
+                other => {
+                    self.problem(
+                        path,
+                        Some(node),
+                        format!("must be true or false, found {other:?}"),
+                    );
+                    None
+                }
+            },
+            KeyType::Integer => match text.parse::<i64>() {
+                Ok(n) => Some(Value::Int(n)),
+                Err(_) => {
+                    self.problem(
+                        path,
+                        Some(node),
+                        format!("must be a whole number, found {text:?}"),
+                    );
+                    None
+                }
+            },
+            KeyType::Date => match NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+                Ok(d) => Some(Value::Date(d)),
+                Err(_) => {
+                    self.problem(
+                        path,
+                        Some(node),
+                        format!("must be a date YYYY-MM-DD, found {text:?}"),
+                    );
+                    None
+                }
+            },
+            KeyType::Text if text.is_empty() => {
+                self.problem(path, Some(node), "must not be empty");
+                None
+            }
+            KeyType::Text => Some(Value::Str(text.to_string())),
+            KeyType::Map(_) => None,
         }
     }
 }
@@ -364,9 +781,24 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// The node at a dotted key path below `node`.
+fn node_at<'n>(node: &'n Node, path: &str) -> Option<&'n Node> {
+    path.split('.').try_fold(node, |n, key| n.get(key))
+}
+
 impl Policy {
-    /// Reads a policy from YAML text; `file` names it in messages.
+    /// Reads a policy from YAML text against the built-in section declarations;
+    /// `file` names it in messages.
     pub fn from_yaml(src: &str, file: &str) -> Result<Policy, PolicyError> {
+        Policy::from_yaml_with(src, file, PolicySections::builtin())
+    }
+
+    /// Reads a policy from YAML text against `sections`.
+    pub fn from_yaml_with(
+        src: &str,
+        file: &str,
+        sections: &PolicySections,
+    ) -> Result<Policy, PolicyError> {
         let root = yaml::parse(src).map_err(|source| PolicyError::Yaml {
             file: file.to_string(),
             source,
@@ -374,207 +806,41 @@ impl Policy {
         let mut r = Reader {
             problems: Vec::new(),
         };
-        let top = r.map_with_optional(
-            Some(&root),
-            "",
-            &[
-                "effective_from",
-                "jurisdiction",
-                "dibao",
-                "low_income",
-                "tekun",
-                "temporary_aid",
-            ],
-            &[
-                "heating_aid",
-                "price_subsidy",
-                "disability_subsidy",
-                "orphan_allowance",
-                "funeral_aid",
-                "reserve_fund",
-            ],
-        );
+        let mut required = vec!["effective_from", "jurisdiction"];
+        let mut optional = Vec::new();
+        for decl in sections.sections.values() {
+            if decl.required {
+                required.push(decl.name.as_str());
+            } else {
+                optional.push(decl.name.as_str());
+            }
+        }
+        let top = r.map_with_optional(Some(&root), "", &required, &optional);
         let effective_from = r.date(top, "effective_from");
         let jurisdiction = r.text(top, "jurisdiction");
-
-        let dibao = r.map(
-            top.and_then(|t| t.get("dibao")),
-            "dibao",
-            &[
-                "standard",
-                "supplement_rate",
-                "savings_months",
-                "employment_cost",
-                "single_person_subsidy",
-                "severe_includes_grade3_intellectual_mental",
-            ],
-        );
-        let standard = r.map(
-            dibao.and_then(|d| d.get("standard")),
-            "dibao.standard",
-            &["urban", "rural"],
-        );
-        let employment = r.map(
-            dibao.and_then(|d| d.get("employment_cost")),
-            "dibao.employment_cost",
-            &["rate", "cap"],
-        );
-        let dibao = DibaoPolicy {
-            standard: AreaStandard {
-                urban: r.positive(standard, "urban", "dibao.standard"),
-                rural: r.positive(standard, "rural", "dibao.standard"),
-            },
-            supplement_rate: r.amount(dibao, "supplement_rate", "dibao"),
-            savings_months: r.amount(dibao, "savings_months", "dibao"),
-            employment_cost: EmploymentCost {
-                rate: r.amount(employment, "rate", "dibao.employment_cost"),
-                cap: r.amount(employment, "cap", "dibao.employment_cost"),
-            },
-            single_person_subsidy: r.amount(dibao, "single_person_subsidy", "dibao"),
-            severe_includes_grade3_intellectual_mental: r.boolean(
-                dibao,
-                "severe_includes_grade3_intellectual_mental",
-                "dibao",
-            ),
-        };
-
-        let low_income = r.map(
-            top.and_then(|t| t.get("low_income")),
-            "low_income",
-            &["ratio"],
-        );
-        let low_income = LowIncomePolicy {
-            ratio: r.positive(low_income, "ratio", "low_income"),
-        };
-
-        let tekun = r.map(
-            top.and_then(|t| t.get("tekun")),
-            "tekun",
-            &["basic_ratio", "minimum_wage", "care_divisor"],
-        );
-        let divisor = r.map(
-            tekun.and_then(|t| t.get("care_divisor")),
-            "tekun.care_divisor",
-            &["full", "semi", "self"],
-        );
-        let tekun = TekunPolicy {
-            basic_ratio: r.amount(tekun, "basic_ratio", "tekun"),
-            minimum_wage: r.amount(tekun, "minimum_wage", "tekun"),
-            care_divisor: CareDivisor {
-                full: r.positive(divisor, "full", "tekun.care_divisor"),
-                semi: r.positive(divisor, "semi", "tekun.care_divisor"),
-                self_care: r.positive(divisor, "self", "tekun.care_divisor"),
-            },
-        };
-
-        let aid = r.map(
-            top.and_then(|t| t.get("temporary_aid")),
-            "temporary_aid",
-            &[
-                "township_ceiling_months",
-                "county_ceiling_months",
-                "advance_cap",
-                "disposable_income_per_capita",
-            ],
-        );
-        let temporary_aid = TemporaryAidPolicy {
-            township_ceiling_months: r.amount(aid, "township_ceiling_months", "temporary_aid"),
-            county_ceiling_months: r.amount(aid, "county_ceiling_months", "temporary_aid"),
-            advance_cap: r.amount(aid, "advance_cap", "temporary_aid"),
-            disposable_income_per_capita: r.amount(
-                aid,
-                "disposable_income_per_capita",
-                "temporary_aid",
-            ),
-        };
-        if temporary_aid.county_ceiling_months < temporary_aid.township_ceiling_months {
-            r.problem(
-                "temporary_aid.county_ceiling_months",
-                aid.and_then(|a| a.get("county_ceiling_months")),
-                "must be >= township_ceiling_months",
-            );
+        let mut values = BTreeMap::new();
+        for decl in sections.sections.values() {
+            let Some(node) = top.and_then(|t| t.get(&decl.name)) else {
+                continue;
+            };
+            let Some(value) = r.section(node, &decl.name, &decl.keys) else {
+                continue;
+            };
+            // The declared checks, once every figure of the section is readable.
+            if let Value::Object(fields) = &value {
+                for check in &decl.checks {
+                    match check.require.eval(fields) {
+                        Ok(Value::Bool(true)) => {}
+                        Ok(_) | Err(_) => r.problem(
+                            &join(&decl.name, &check.path),
+                            node_at(node, &check.path),
+                            check.message.clone(),
+                        ),
+                    }
+                }
+            }
+            values.insert(decl.name.clone(), value);
         }
-
-        let heating_aid = top.and_then(|t| t.get("heating_aid")).map(|node| {
-            let section = r.map(
-                Some(node),
-                "heating_aid",
-                &["per_household", "includes_low_income"],
-            );
-            HeatingAidPolicy {
-                per_household: r.amount(section, "per_household", "heating_aid"),
-                includes_low_income: r.boolean(section, "includes_low_income", "heating_aid"),
-            }
-        });
-        let price_subsidy = top.and_then(|t| t.get("price_subsidy")).map(|node| {
-            let section = r.map(
-                Some(node),
-                "price_subsidy",
-                &["threshold_percent", "per_person"],
-            );
-            PriceSubsidyPolicy {
-                threshold_percent: r.amount(section, "threshold_percent", "price_subsidy"),
-                per_person: r.amount(section, "per_person", "price_subsidy"),
-            }
-        });
-
-        let disability_subsidy = top.and_then(|t| t.get("disability_subsidy")).map(|node| {
-            let path = "disability_subsidy";
-            let section = r.map(
-                Some(node),
-                path,
-                &[
-                    "living_amount",
-                    "care_amount_grade1",
-                    "care_amount_grade2",
-                    "care_includes_grade3_intellectual_mental",
-                ],
-            );
-            DisabilitySubsidyPolicy {
-                living_amount: r.amount(section, "living_amount", path),
-                care_amount_grade1: r.amount(section, "care_amount_grade1", path),
-                care_amount_grade2: r.amount(section, "care_amount_grade2", path),
-                care_includes_grade3_intellectual_mental: r.boolean(
-                    section,
-                    "care_includes_grade3_intellectual_mental",
-                    path,
-                ),
-            }
-        });
-        let orphan_allowance = top.and_then(|t| t.get("orphan_allowance")).map(|node| {
-            let path = "orphan_allowance";
-            let section = r.map(Some(node), path, &["institution", "scattered"]);
-            OrphanAllowancePolicy {
-                institution: r.amount(section, "institution", path),
-                scattered: r.amount(section, "scattered", path),
-            }
-        });
-        let funeral_aid = top.and_then(|t| t.get("funeral_aid")).map(|node| {
-            let path = "funeral_aid";
-            let section = r.map(Some(node), path, &["caps", "lump_sum"]);
-            let caps_path = "funeral_aid.caps";
-            let caps = r.map(
-                section.and_then(|s| s.get("caps")),
-                caps_path,
-                &["transport", "storage", "cremation", "ash_storage"],
-            );
-            FuneralAidPolicy {
-                caps: FuneralCaps {
-                    transport: r.amount(caps, "transport", caps_path),
-                    storage: r.amount(caps, "storage", caps_path),
-                    cremation: r.amount(caps, "cremation", caps_path),
-                    ash_storage: r.amount(caps, "ash_storage", caps_path),
-                },
-                lump_sum: r.amount(section, "lump_sum", path),
-            }
-        });
-        let reserve_fund = top.and_then(|t| t.get("reserve_fund")).map(|node| {
-            let section = r.map(Some(node), "reserve_fund", &["ceiling"]);
-            ReserveFundPolicy {
-                ceiling: r.amount(section, "ceiling", "reserve_fund"),
-            }
-        });
-
         if !r.problems.is_empty() {
             return Err(PolicyError::Invalid {
                 file: file.to_string(),
@@ -584,272 +850,104 @@ impl Policy {
         Ok(Policy {
             effective_from,
             jurisdiction,
-            dibao,
-            low_income,
-            tekun,
-            temporary_aid,
-            heating_aid,
-            price_subsidy,
-            disability_subsidy,
-            orphan_allowance,
-            funeral_aid,
-            reserve_fund,
+            sections: values,
+            declared: sections.sections.keys().cloned().collect(),
             source: file.to_string(),
         })
     }
 
-    /// Reads a policy file; messages name it by its file name.
+    /// Reads a policy file against the declarations beside it (`sections/` in its
+    /// directory) or the built-in ones; messages name it by its file name.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
         let file = display_name(path);
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let sections = PolicySections::for_policies(dir).map_err(|errors| {
+            errors
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| PolicyError::Invalid {
+                    file: "sections".into(),
+                    problems: Vec::new(),
+                })
+        })?;
         let src = std::fs::read_to_string(path).map_err(|source| PolicyError::Io {
             file: file.clone(),
             source,
         })?;
-        Policy::from_yaml(&src, &file)
+        Policy::from_yaml_with(&src, &file, &sections)
     }
 
-    /// The standard `S` of an area (`urban` / `rural`).
-    pub fn standard(&self, area: crate::case::Area) -> Decimal {
-        match area {
-            crate::case::Area::Urban => self.dibao.standard.urban,
-            crate::case::Area::Rural => self.dibao.standard.rural,
-        }
-    }
-
-    /// The figures as an expression value `policy`, shaped like the YAML file.
-    pub fn to_value(&self) -> Value {
-        fn obj(entries: Vec<(&str, Value)>) -> Value {
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect(),
-            )
-        }
-        let d = Value::Decimal;
-        obj(vec![
-            ("effective_from", Value::Date(self.effective_from)),
-            ("jurisdiction", Value::Str(self.jurisdiction.clone())),
-            (
-                "dibao",
-                obj(vec![
-                    (
-                        "standard",
-                        obj(vec![
-                            ("urban", d(self.dibao.standard.urban)),
-                            ("rural", d(self.dibao.standard.rural)),
-                        ]),
-                    ),
-                    ("supplement_rate", d(self.dibao.supplement_rate)),
-                    ("savings_months", d(self.dibao.savings_months)),
-                    (
-                        "employment_cost",
-                        obj(vec![
-                            ("rate", d(self.dibao.employment_cost.rate)),
-                            ("cap", d(self.dibao.employment_cost.cap)),
-                        ]),
-                    ),
-                    ("single_person_subsidy", d(self.dibao.single_person_subsidy)),
-                    (
-                        "severe_includes_grade3_intellectual_mental",
-                        Value::Bool(self.dibao.severe_includes_grade3_intellectual_mental),
-                    ),
-                ]),
-            ),
-            ("low_income", obj(vec![("ratio", d(self.low_income.ratio))])),
-            (
-                "tekun",
-                obj(vec![
-                    ("basic_ratio", d(self.tekun.basic_ratio)),
-                    ("minimum_wage", d(self.tekun.minimum_wage)),
-                    (
-                        "care_divisor",
-                        obj(vec![
-                            ("full", d(self.tekun.care_divisor.full)),
-                            ("semi", d(self.tekun.care_divisor.semi)),
-                            ("self", d(self.tekun.care_divisor.self_care)),
-                        ]),
-                    ),
-                ]),
-            ),
-            (
-                "temporary_aid",
-                obj(vec![
-                    (
-                        "township_ceiling_months",
-                        d(self.temporary_aid.township_ceiling_months),
-                    ),
-                    (
-                        "county_ceiling_months",
-                        d(self.temporary_aid.county_ceiling_months),
-                    ),
-                    ("advance_cap", d(self.temporary_aid.advance_cap)),
-                    (
-                        "disposable_income_per_capita",
-                        d(self.temporary_aid.disposable_income_per_capita),
-                    ),
-                ]),
-            ),
-            // An optional section the file lacks is null: reading a figure of it fails
-            // the expression, naming the section.
-            (
-                "heating_aid",
-                self.heating_aid.as_ref().map_or(Value::Null, |h| {
-                    obj(vec![
-                        ("per_household", d(h.per_household)),
-                        ("includes_low_income", Value::Bool(h.includes_low_income)),
-                    ])
-                }),
-            ),
-            (
-                "price_subsidy",
-                self.price_subsidy.as_ref().map_or(Value::Null, |p| {
-                    obj(vec![
-                        ("threshold_percent", d(p.threshold_percent)),
-                        ("per_person", d(p.per_person)),
-                    ])
-                }),
-            ),
-            (
-                "disability_subsidy",
-                self.disability_subsidy.as_ref().map_or(Value::Null, |p| {
-                    obj(vec![
-                        ("living_amount", d(p.living_amount)),
-                        ("care_amount_grade1", d(p.care_amount_grade1)),
-                        ("care_amount_grade2", d(p.care_amount_grade2)),
-                        (
-                            "care_includes_grade3_intellectual_mental",
-                            Value::Bool(p.care_includes_grade3_intellectual_mental),
-                        ),
-                    ])
-                }),
-            ),
-            (
-                "orphan_allowance",
-                self.orphan_allowance.as_ref().map_or(Value::Null, |p| {
-                    obj(vec![
-                        ("institution", d(p.institution)),
-                        ("scattered", d(p.scattered)),
-                    ])
-                }),
-            ),
-            (
-                "funeral_aid",
-                self.funeral_aid.as_ref().map_or(Value::Null, |p| {
-                    obj(vec![
-                        (
-                            "caps",
-                            obj(vec![
-                                ("transport", d(p.caps.transport)),
-                                ("storage", d(p.caps.storage)),
-                                ("cremation", d(p.caps.cremation)),
-                                ("ash_storage", d(p.caps.ash_storage)),
-                            ]),
-                        ),
-                        ("lump_sum", d(p.lump_sum)),
-                    ])
-                }),
-            ),
-            (
-                "reserve_fund",
-                self.reserve_fund
-                    .as_ref()
-                    .map_or(Value::Null, |p| obj(vec![("ceiling", d(p.ceiling))])),
-            ),
-        ])
-    }
-
-    /// The static type of [`Policy::to_value`], for checking rule expressions.
-    pub fn value_type() -> Type {
-        fn obj(entries: Vec<(&str, Type)>) -> Type {
-            Type::Object {
-                fields: entries
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v))
-                    .collect::<BTreeMap<_, _>>(),
-                open: false,
+    /// The figure at a dotted path (`dibao.standard.urban`), if the file has it.
+    pub fn get(&self, path: &str) -> Option<&Value> {
+        let mut parts = path.split('.');
+        let mut value = self.sections.get(parts.next()?)?;
+        for part in parts {
+            match value {
+                Value::Object(fields) => value = fields.get(part)?,
+                _ => return None,
             }
         }
-        let dec = || Type::Decimal;
-        obj(vec![
-            ("effective_from", Type::Date),
-            ("jurisdiction", Type::String),
-            (
-                "dibao",
-                obj(vec![
-                    ("standard", obj(vec![("urban", dec()), ("rural", dec())])),
-                    ("supplement_rate", dec()),
-                    ("savings_months", dec()),
-                    (
-                        "employment_cost",
-                        obj(vec![("rate", dec()), ("cap", dec())]),
-                    ),
-                    ("single_person_subsidy", dec()),
-                    ("severe_includes_grade3_intellectual_mental", Type::Bool),
-                ]),
-            ),
-            ("low_income", obj(vec![("ratio", dec())])),
-            (
-                "tekun",
-                obj(vec![
-                    ("basic_ratio", dec()),
-                    ("minimum_wage", dec()),
-                    (
-                        "care_divisor",
-                        obj(vec![("full", dec()), ("semi", dec()), ("self", dec())]),
-                    ),
-                ]),
-            ),
-            (
-                "temporary_aid",
-                obj(vec![
-                    ("township_ceiling_months", dec()),
-                    ("county_ceiling_months", dec()),
-                    ("advance_cap", dec()),
-                    ("disposable_income_per_capita", dec()),
-                ]),
-            ),
-            (
-                "heating_aid",
-                obj(vec![
-                    ("per_household", dec()),
-                    ("includes_low_income", Type::Bool),
-                ]),
-            ),
-            (
-                "price_subsidy",
-                obj(vec![("threshold_percent", dec()), ("per_person", dec())]),
-            ),
-            (
-                "disability_subsidy",
-                obj(vec![
-                    ("living_amount", dec()),
-                    ("care_amount_grade1", dec()),
-                    ("care_amount_grade2", dec()),
-                    ("care_includes_grade3_intellectual_mental", Type::Bool),
-                ]),
-            ),
-            (
-                "orphan_allowance",
-                obj(vec![("institution", dec()), ("scattered", dec())]),
-            ),
-            (
-                "funeral_aid",
-                obj(vec![
-                    (
-                        "caps",
-                        obj(vec![
-                            ("transport", dec()),
-                            ("storage", dec()),
-                            ("cremation", dec()),
-                            ("ash_storage", dec()),
-                        ]),
-                    ),
-                    ("lump_sum", dec()),
-                ]),
-            ),
-            ("reserve_fund", obj(vec![("ceiling", dec())])),
-        ])
+        Some(value)
+    }
+
+    /// The decimal figure at a dotted path.
+    pub fn decimal(&self, path: &str) -> Option<Decimal> {
+        match self.get(path)? {
+            Value::Decimal(d) => Some(*d),
+            Value::Int(n) => Some(Decimal::from(*n)),
+            _ => None,
+        }
+    }
+
+    /// Replaces the figure at a dotted path (for what-if copies of a policy);
+    /// false when the file has no such figure.
+    pub fn set(&mut self, path: &str, new: Value) -> bool {
+        let mut parts = path.split('.');
+        let Some(first) = parts.next() else {
+            return false;
+        };
+        let Some(mut value) = self.sections.get_mut(first) else {
+            return false;
+        };
+        for part in parts {
+            match value {
+                Value::Object(fields) => match fields.get_mut(part) {
+                    Some(v) => value = v,
+                    None => return false,
+                },
+                _ => return false,
+            }
+        }
+        *value = new;
+        true
+    }
+
+    /// The figures as an expression value `policy`, shaped like the YAML file. A
+    /// declared section the file lacks is null: reading a figure of it fails the
+    /// expression, naming the section.
+    pub fn to_value(&self) -> Value {
+        let mut out = BTreeMap::new();
+        out.insert(
+            "effective_from".to_string(),
+            Value::Date(self.effective_from),
+        );
+        out.insert(
+            "jurisdiction".to_string(),
+            Value::Str(self.jurisdiction.clone()),
+        );
+        for name in &self.declared {
+            out.insert(name.clone(), Value::Null);
+        }
+        for (name, value) in &self.sections {
+            out.insert(name.clone(), value.clone());
+        }
+        Value::Object(out)
+    }
+
+    /// The static type of [`Policy::to_value`] under the built-in declarations,
+    /// for checking rule expressions.
+    pub fn value_type() -> Type {
+        PolicySections::builtin().value_type()
     }
 }
 
@@ -870,23 +968,23 @@ impl PolicySet {
         PolicySet { policies }
     }
 
-    /// Loads every `*.yaml` file directly under `dir`, reporting every broken file.
+    /// Loads every `*.yaml` file directly under `dir`, read against the section
+    /// declarations of `dir/sections/` (or the built-in ones), reporting every
+    /// broken file.
     pub fn load_dir(dir: &Path) -> Result<PolicySet, Vec<PolicyError>> {
-        let entries = std::fs::read_dir(dir).map_err(|source| {
-            vec![PolicyError::Io {
-                file: dir.display().to_string(),
-                source,
-            }]
-        })?;
-        let mut paths: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
-            .collect();
-        paths.sort();
+        let sections = PolicySections::for_policies(dir)?;
+        let paths = yaml_files(dir).map_err(|e| vec![e])?;
         let mut policies = Vec::new();
         let mut errors = Vec::new();
         for path in paths {
-            match Policy::load(&path) {
+            let file = display_name(&path);
+            let loaded = std::fs::read_to_string(&path)
+                .map_err(|source| PolicyError::Io {
+                    file: file.clone(),
+                    source,
+                })
+                .and_then(|src| Policy::from_yaml_with(&src, &file, &sections));
+            match loaded {
                 Ok(p) => policies.push(p),
                 Err(e) => errors.push(e),
             }

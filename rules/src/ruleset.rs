@@ -20,6 +20,7 @@ use std::sync::{Arc, OnceLock};
 use rust_decimal::Decimal;
 
 use crate::case::Case;
+use crate::case_fields::{CaseCheck, CaseFields, FIELD_TYPES, FieldDecl, FieldType};
 use crate::expr::{
     self, Builtin, Env, Expr, ExprError, Implementation, LambdaUse, Registry, TypeEnv,
 };
@@ -27,11 +28,16 @@ use crate::policy::Policy;
 use crate::value::{Type, Value};
 use crate::yaml::{self, Node};
 
-/// The shipped rule files, embedded so the binary works from any directory.
-const BUILTIN_FILES: [(&str, &str); 4] = [
+/// The shipped rule files, embedded so the binary works from any directory: every
+/// file of `processes/rules/` (a test checks this list against the directory).
+const BUILTIN_FILES: &[(&str, &str)] = &[
     (
         "dibao.yaml",
         include_str!("../../processes/rules/dibao.yaml"),
+    ),
+    (
+        "disability_subsidy.yaml",
+        include_str!("../../processes/rules/disability_subsidy.yaml"),
     ),
     (
         "low_income.yaml",
@@ -46,6 +52,11 @@ const BUILTIN_FILES: [(&str, &str); 4] = [
         include_str!("../../processes/rules/temporary_aid.yaml"),
     ),
 ];
+
+/// The file names of the embedded rule files.
+pub fn builtin_rule_files() -> Vec<&'static str> {
+    BUILTIN_FILES.iter().map(|(f, _)| *f).collect()
+}
 
 /// One problem in a rule file, at `file:line:column`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +191,8 @@ pub struct ProgramRules {
     pub program: String,
     pub label: String,
     pub file: String,
+    /// The program's own case fields and checks (the rule file's `case:` block).
+    pub case: CaseFields,
     steps: Vec<Step>,
     result: ResultSpec,
 }
@@ -239,20 +252,23 @@ fn severely_disabled_builtin(args: &[Value]) -> Result<Value, expr::FunctionErro
 impl RuleSet {
     /// The shipped rule files.
     pub fn builtin() -> RuleSet {
+        RuleSet::builtin_ref().clone()
+    }
+
+    /// The shipped rule files, shared.
+    pub fn builtin_ref() -> &'static RuleSet {
         static BUILTIN: OnceLock<RuleSet> = OnceLock::new();
-        BUILTIN
-            .get_or_init(|| {
-                let mut programs = BTreeMap::new();
-                for (file, src) in BUILTIN_FILES {
-                    // The shipped files are checked by the test suite; a broken one
-                    // would be a build defect, so it is left out rather than crashing.
-                    if let Ok(rules) = ProgramRules::from_yaml(src, file) {
-                        programs.insert(rules.program.clone(), rules);
-                    }
+        BUILTIN.get_or_init(|| {
+            let mut programs = BTreeMap::new();
+            for (file, src) in BUILTIN_FILES {
+                // The shipped files are checked by the test suite; a broken one
+                // would be a build defect, so it is left out rather than crashing.
+                if let Ok(rules) = ProgramRules::from_yaml(src, file) {
+                    programs.insert(rules.program.clone(), rules);
                 }
-                RuleSet { programs }
-            })
-            .clone()
+            }
+            RuleSet { programs }
+        })
     }
 
     /// Loads every `*.yaml` under `dir`; a program it defines replaces the shipped
@@ -449,22 +465,19 @@ impl ProgramRules {
             problems: Vec::new(),
             registry: rules_registry(),
         };
-        l.check_keys(&root, &["program", "label", "steps", "result"]);
+        l.check_keys(&root, &["program", "label", "case", "steps", "result"]);
         let program = l
             .text(root.get("program"), &root, "program")
             .unwrap_or("")
             .to_string();
         if !program.is_empty()
-            && !crate::case::Program::NAMES.contains(&program.as_str())
+            && !is_name(&program)
             && let Some(n) = root.get("program")
         {
             l.problem(
                 n,
                 "E_RULE_SHAPE",
-                format!(
-                    "unknown program `{program}` (expected one of {})",
-                    crate::case::Program::NAMES.join(", ")
-                ),
+                format!("program `{program}` must be a name of lowercase letters, digits and `_`"),
             );
         }
         let label = l
@@ -473,8 +486,15 @@ impl ProgramRules {
             .to_string();
 
         // Top-level names and their types; per-member names are listed separately.
-        let mut top = Case::variable_types();
+        let mut case = match root.get("case") {
+            Some(node) => load_case_fields(&mut l, node),
+            None => CaseFields::default(),
+        };
+        let mut top = Case::variable_types(&case);
         top.insert("policy".into(), Policy::value_type());
+        if let Some(checks) = root.get("case").and_then(|c| c.get("checks")) {
+            case.checks = load_case_checks(&mut l, checks, &top);
+        }
         let mut per_member: BTreeMap<String, Type> = BTreeMap::new();
         let mut steps = Vec::new();
         match root.get("steps").map(|s| (s, s.as_seq())) {
@@ -514,12 +534,171 @@ impl ProgramRules {
                 program,
                 label,
                 file: file.to_string(),
+                case,
                 steps,
                 result,
             }),
             _ => Err(l.problems),
         }
     }
+}
+
+fn is_name(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Names a case already has; a program's own field cannot take one of them.
+const COMMON_CASE_KEYS: [&str; 5] = ["program", "as_of", "area", "household", "members"];
+
+/// The `case:` block's `fields` (its `checks` are read once the types are known).
+fn load_case_fields(l: &mut Loader<'_>, node: &Node) -> CaseFields {
+    l.check_keys(node, &["fields", "checks"]);
+    let fields = match node.get("fields") {
+        Some(f) => load_field_decls(l, f, true),
+        None => BTreeMap::new(),
+    };
+    CaseFields {
+        fields,
+        checks: Vec::new(),
+    }
+}
+
+fn load_field_decls(l: &mut Loader<'_>, node: &Node, top: bool) -> BTreeMap<String, FieldDecl> {
+    let mut out = BTreeMap::new();
+    let Some(entries) = node.as_map() else {
+        l.problem(
+            node,
+            "E_RULE_SHAPE",
+            "`fields` must be a mapping of field declarations",
+        );
+        return out;
+    };
+    for (key, decl) in entries {
+        if top && COMMON_CASE_KEYS.contains(&key.name.as_str()) {
+            l.problems.push(RuleProblem {
+                file: l.file.to_string(),
+                line: key.line,
+                column: key.column,
+                code: "E_DUPLICATE",
+                message: format!("`{}` is a field of every case", key.name),
+                hint: None,
+            });
+            continue;
+        }
+        l.check_keys(decl, &["type", "required", "label", "values", "fields"]);
+        let Some(ty) = l.text(decl.get("type"), decl, "type") else {
+            continue;
+        };
+        let required = match decl.get("required").map(|r| (r, r.as_scalar())) {
+            None => false,
+            Some((_, Some("true"))) => true,
+            Some((_, Some("false"))) => false,
+            Some((r, _)) => {
+                l.problem(r, "E_RULE_SHAPE", "`required` must be true or false");
+                false
+            }
+        };
+        let label = decl
+            .get("label")
+            .and_then(Node::as_scalar)
+            .unwrap_or(&key.name)
+            .to_string();
+        let ty = match ty {
+            "amount" => FieldType::Amount,
+            "decimal" => FieldType::Decimal,
+            "integer" => FieldType::Integer,
+            "bool" => FieldType::Bool,
+            "text" => FieldType::Text,
+            "date" => FieldType::Date,
+            "member" => FieldType::Member,
+            "enum" => {
+                let values: Vec<String> = decl
+                    .get("values")
+                    .and_then(Node::as_seq)
+                    .map(|items| {
+                        items
+                            .iter()
+                            .filter_map(Node::as_scalar)
+                            .map(String::from)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if values.is_empty() {
+                    l.problem(decl, "E_RULE_SHAPE", "an `enum` field needs `values: [..]`");
+                }
+                FieldType::Enum(values)
+            }
+            "object" => match decl.get("fields") {
+                Some(f) => FieldType::Object(load_field_decls(l, f, false)),
+                None => {
+                    l.problem(decl, "E_RULE_SHAPE", "an `object` field needs `fields`");
+                    FieldType::Object(BTreeMap::new())
+                }
+            },
+            other => {
+                if let Some(n) = decl.get("type") {
+                    l.problem(
+                        n,
+                        "E_RULE_SHAPE",
+                        format!("unknown field type `{other}` (expected one of {FIELD_TYPES})"),
+                    );
+                }
+                continue;
+            }
+        };
+        out.insert(
+            key.name.clone(),
+            FieldDecl {
+                ty,
+                required,
+                label,
+            },
+        );
+    }
+    out
+}
+
+/// The `case:` block's `checks`: `require` (true when the case is acceptable),
+/// `path` (where the problem is reported, `$.…`) and `message`.
+fn load_case_checks(
+    l: &mut Loader<'_>,
+    node: &Node,
+    top: &BTreeMap<String, Type>,
+) -> Vec<CaseCheck> {
+    let Some(items) = node.as_seq() else {
+        l.problem(node, "E_RULE_SHAPE", "`checks` must be a list");
+        return Vec::new();
+    };
+    let scope = Scope { types: top.clone() };
+    let mut out = Vec::new();
+    for item in items {
+        l.check_keys(item, &["require", "path", "message"]);
+        let path = l.text(item.get("path"), item, "path").map(String::from);
+        let message = l
+            .text(item.get("message"), item, "message")
+            .map(String::from);
+        if let Some(p) = &path
+            && !p.starts_with('$')
+            && let Some(n) = item.get("path")
+        {
+            l.problem(n, "E_RULE_SHAPE", "`path` is a JSON path starting with `$`");
+        }
+        let Some(require) = item.get("require") else {
+            l.problem(item, "E_RULE_SHAPE", "missing `require`");
+            continue;
+        };
+        let require = l.expr(require, &scope, Some(&Type::Bool));
+        if let (Some(require), Some(path), Some(message)) = (require, path, message) {
+            out.push(CaseCheck {
+                require,
+                path,
+                message,
+            });
+        }
+    }
+    out
 }
 
 fn member_scope(top: &BTreeMap<String, Type>, per_member: &BTreeMap<String, Type>) -> Scope {

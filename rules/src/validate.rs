@@ -18,7 +18,7 @@
 use chrono::NaiveDate;
 use serde_json::Value as Json;
 
-use crate::case::{InputError, parse_case};
+use crate::case::{InputError, parse_household};
 
 /// Weights of the first 17 digits of a resident ID number (GB 11643-1999).
 const ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
@@ -223,13 +223,7 @@ pub fn household_for_rules(household: &Json) -> Json {
 /// dates, income kinds, money >= 0 …) and its personal data; every problem at once.
 pub fn check_household(json: &Json, path: &str, today: NaiveDate) -> Vec<InputError> {
     let mut out = check_personal_fields(json, path, today);
-    let case = serde_json::json!({
-        "program": "dibao",
-        "as_of": today.format("%Y-%m-%d").to_string(),
-        "area": "urban",
-        "household": household_for_rules(json),
-    });
-    if let Err(errors) = parse_case(&case) {
+    if let Err(errors) = parse_household(&household_for_rules(json), today) {
         for error in errors {
             // Birth dates are judged above, with today's date named.
             if error.message == "must not be after as_of" {

@@ -181,7 +181,10 @@ fn grade3_intellectual_counts_as_severe_only_when_the_policy_says_so() {
         vec!["severe_disability".to_string()]
     );
     let mut p = policy();
-    p.dibao.severe_includes_grade3_intellectual_mental = false;
+    assert!(p.set(
+        "dibao.severe_includes_grade3_intellectual_mental",
+        jiuzhu_rules::Value::Bool(false)
+    ));
     let a = assess(
         &RuleSet::builtin(),
         &p,

@@ -24,11 +24,14 @@ fn unquoted_numbers_are_read_from_their_text() {
     );
     let p = Policy::from_yaml(&src, "policy.yaml").expect("loads");
     assert_eq!(
-        p.dibao.supplement_rate.to_string(),
-        "0.15000000000000000001"
+        p.decimal("dibao.supplement_rate").map(|d| d.to_string()),
+        Some("0.15000000000000000001".to_string())
     );
-    assert_eq!(p.dibao.savings_months, Decimal::from(24));
-    assert_eq!(p.tekun.care_divisor.self_care, Decimal::from(10));
+    assert_eq!(p.decimal("dibao.savings_months"), Some(Decimal::from(24)));
+    assert_eq!(
+        p.decimal("tekun.care_divisor.self"),
+        Some(Decimal::from(10))
+    );
 }
 
 #[test]
@@ -66,7 +69,8 @@ fn the_policy_in_force_is_chosen_by_unit_and_date() {
     let unit = "双鸭山市/尖山区/中心站街道";
     let urban = |d: &str| {
         set.select(unit, date(d))
-            .map(|p| p.dibao.standard.urban.to_string())
+            .and_then(|p| p.decimal("dibao.standard.urban"))
+            .map(|d| d.to_string())
     };
     assert_eq!(urban("2026-06-30").as_deref(), Some("700.00"));
     assert_eq!(urban("2026-07-01").as_deref(), Some("730.00"));
@@ -77,17 +81,21 @@ fn the_policy_in_force_is_chosen_by_unit_and_date() {
     let mut district = policies[0].clone();
     district.jurisdiction = "双鸭山市/尖山区".into();
     district.effective_from = date("2026-03-01");
-    district.dibao.standard.urban = Decimal::from(750);
+    assert!(district.set(
+        "dibao.standard.urban",
+        jiuzhu_rules::Value::Decimal(Decimal::from(750))
+    ));
     policies.push(district);
     let set = PolicySet::new(policies);
     assert_eq!(
         set.select(unit, date("2026-08-01"))
-            .map(|p| p.dibao.standard.urban),
+            .and_then(|p| p.decimal("dibao.standard.urban")),
         Some(Decimal::from(750))
     );
     assert_eq!(
         set.select(unit, date("2026-02-01"))
-            .map(|p| p.dibao.standard.urban.to_string())
+            .and_then(|p| p.decimal("dibao.standard.urban"))
+            .map(|d| d.to_string())
             .as_deref(),
         Some("700.00")
     );

@@ -178,8 +178,8 @@ impl Compiler<'_, '_> {
         f: &mut Fields<'_>,
         base: &BTreeMap<String, Type>,
     ) -> (NodeKind, Completion) {
-        // Each input and its default; `request` has none: only a program whose
-        // case has one is given it, by the rule node (`input: {request: "request"}`).
+        // Each common input and its default; a program's own case fields have none:
+        // the rule node gives them (`input: {request: "request"}`).
         const INPUTS: &[(&str, Option<&str>)] = &[
             ("household", Some("household")),
             ("area", Some("area")),
@@ -211,17 +211,10 @@ impl Compiler<'_, '_> {
                 .collect(),
             None => Vec::new(),
         };
+        // Besides the common inputs, a program reads the fields its rule file's
+        // `case:` block declares (`request`, `member` …): any other name is refused
+        // by the case's checks when the rule runs.
         for (name, value) in &given {
-            if !INPUTS.iter().any(|(n, _)| n == name) {
-                let hint = hint_list(name, INPUTS.iter().map(|(n, _)| *n));
-                self.ctx.error_hint(
-                    &value.at,
-                    codes::E_UNKNOWN_KEY,
-                    format!("unknown rule input `{name}`"),
-                    hint,
-                );
-                continue;
-            }
             if let Some(e) = self.expr(value, &scope, Expect::Any, "input") {
                 inputs.push((name.clone(), e));
             }
