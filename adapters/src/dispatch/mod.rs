@@ -442,7 +442,7 @@ impl Dispatcher {
             }
             Route::Payment => match &self.payments {
                 None => Attempt::retryable("no payment ledger is configured on this node"),
-                Some(sink) => match sink.apply_payment(entry, now).await {
+                Some(sink) => match sink.apply_payment_for(&self.engine, entry, now).await {
                     Ok(()) => Attempt::Done,
                     Err(error) => Attempt::Failed {
                         error: format!("payment ledger: {error}"),

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use jiuzhu_engine::runtime::Engine;
 use jiuzhu_engine::store::{OutboxRow, StoreError};
 
-use crate::payments::{Ledger, PaymentError};
+use crate::payments::{Ledger, PaymentError, RESERVE_REPLY_FIELD};
 
 /// The future a sink returns; boxed so sinks can live behind `dyn`.
 pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), PaymentSinkError>> + Send + 'a>>;
@@ -23,6 +23,18 @@ pub trait PaymentSink: Send + Sync {
     /// Applies one effect at `now`. Applying an effect id a second time must change
     /// nothing and succeed.
     fn apply_payment<'a>(&'a self, entry: &'a OutboxRow, now: DateTime<Utc>) -> ApplyFuture<'a>;
+
+    /// [`PaymentSink::apply_payment`] with the engine at hand: a payment drawn from a
+    /// township reserve (`reserve_reply`) answers its case. Sinks without reserves apply
+    /// the payment as any other.
+    fn apply_payment_for<'a>(
+        &'a self,
+        _engine: &'a Engine,
+        entry: &'a OutboxRow,
+        now: DateTime<Utc>,
+    ) -> ApplyFuture<'a> {
+        self.apply_payment(entry, now)
+    }
 
     /// Carries out a `batch` request (one payment per recipient, then the report to the
     /// case). Delivering it again must resume the run and pay nobody twice.
@@ -86,6 +98,7 @@ fn ledger_failure_is_retryable(error: &PaymentError) -> bool {
                 | StoreError::Full { .. }
                 | StoreError::Database(_)
         ),
+        PaymentError::Reserve { retryable, .. } => *retryable,
         // Malformed effects, unknown instances, corrupt rows: a person has to look.
         _ => false,
     }
@@ -99,6 +112,26 @@ impl PaymentSink for Ledger {
             self.apply_outbox(entry, now)
                 .await
                 .map(|_applied| ())
+                .map_err(|error| PaymentSinkError {
+                    retryable: ledger_failure_is_retryable(&error),
+                    source: Box::new(error),
+                })
+        })
+    }
+
+    fn apply_payment_for<'a>(
+        &'a self,
+        engine: &'a Engine,
+        entry: &'a OutboxRow,
+        now: DateTime<Utc>,
+    ) -> ApplyFuture<'a> {
+        if entry.payload.get(RESERVE_REPLY_FIELD).is_none() {
+            return self.apply_payment(entry, now);
+        }
+        Box::pin(async move {
+            self.pay_from_reserve(engine, entry, now)
+                .await
+                .map(|_outcome| ())
                 .map_err(|error| PaymentSinkError {
                     retryable: ledger_failure_is_retryable(&error),
                     source: Box::new(error),

@@ -34,6 +34,11 @@ pub(super) const MIGRATIONS: ComponentMigrations = ComponentMigrations {
             "batches",
             include_str!("../../migrations/sqlite/1002_batches.sql"),
         ),
+        (
+            1003,
+            "reserve_fund",
+            include_str!("../../migrations/sqlite/1003_reserve_fund.sql"),
+        ),
     ],
     postgres: &[
         (
@@ -45,6 +50,11 @@ pub(super) const MIGRATIONS: ComponentMigrations = ComponentMigrations {
             1002,
             "batches",
             include_str!("../../migrations/postgres/1002_batches.sql"),
+        ),
+        (
+            1003,
+            "reserve_fund",
+            include_str!("../../migrations/postgres/1003_reserve_fund.sql"),
         ),
     ],
 };
