@@ -18,6 +18,7 @@ mod load_payments_cmd;
 mod logging;
 mod output;
 mod payments_cmd;
+mod reserve_cmd;
 mod reveal_log;
 mod serve_cmd;
 mod simulate;
@@ -302,6 +303,11 @@ enum Command {
         #[command(flatten)]
         options: payments_cmd::PaymentsOptions,
     },
+    /// The township reserve fund: replenish a township's reserve, show balances and entries.
+    Reserve {
+        #[command(subcommand)]
+        command: reserve_cmd::ReserveCommand,
+    },
     /// Serve the HTTP API, with the scheduler and the outbox dispatcher, until Ctrl-C/SIGTERM.
     Serve {
         #[command(flatten)]
@@ -503,6 +509,9 @@ fn main() -> ExitCode {
                 })
             }
         }
+        Command::Reserve { command } => lifecycle_cmd(global, Access::Write, async |s| {
+            reserve_cmd::run(s, &command).await
+        }),
         Command::Serve { args } => {
             // The demo seeds a fresh database; a plain server opens an existing one.
             let access = if args.demo {

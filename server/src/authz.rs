@@ -213,6 +213,37 @@ pub fn correct(principal: &Principal, unit: &str, id: &str) -> Result<(), ApiErr
     principal.require_visible(unit, "case", id)
 }
 
+/// Reading township reserves: staff and heads of a township or the county, administrators.
+pub fn reserves(principal: &Principal) -> Result<(), ApiError> {
+    require_role(principal, jiuzhu_adapters::payments::READ_ROLES, "reserves")
+}
+
+/// Whether the caller reads the reserve of `unit` (their own township's, or one below).
+pub fn reserve_visible(principal: &Principal, unit: &str) -> bool {
+    jiuzhu_adapters::payments::may_read(&principal.roles, &principal.unit, unit)
+}
+
+/// Replenishing a reserve at all: county staff and administrators.
+pub fn reserve_replenishers(principal: &Principal) -> Result<(), ApiError> {
+    require_role(
+        principal,
+        jiuzhu_adapters::payments::REPLENISH_ROLES,
+        "replenishing a reserve",
+    )
+}
+
+/// Replenishing the reserve of `unit`: from a unit above it.
+pub fn reserve_replenish(principal: &Principal, unit: &str) -> Result<(), ApiError> {
+    if jiuzhu_adapters::payments::may_replenish(&principal.roles, &principal.unit, unit) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "forbidden",
+            format!("the reserve of {unit} is replenished from a unit above it"),
+        ))
+    }
+}
+
 /// The one not-found answer, for missing and invisible alike.
 pub fn not_found(what: &str, id: &str) -> ApiError {
     ApiError::not_found(format!("no {what} {id}"))

@@ -101,6 +101,10 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     // Batch runs: the roles that pay benefits, runs of cases in their units (none here yet).
     ("GET",  "/api/batches",                        [403, 403, 403, 403, 403, 200, 200, 200, 401, 401]),
     ("GET",  "/api/batches/{id}",                   [403, 403, 403, 403, 403, 404, 404, 404, 401, 401]),
+    // Staff and heads of a township or the county read (each the reserves within their units).
+    ("GET",  "/api/reserves",                       [403, 200, 200, 403, 200, 200, 200, 200, 401, 401]),
+    // ZX's reserve: county staff and administrators above it replenish.
+    ("POST", "/api/reserves/{unit}/replenish",      [403, 403, 403, 403, 403, 200, 403, 200, 401, 401]),
     ("POST", "/api/assess",                         [200, 200, 200, 200, 200, 200, 200, 200, 401, 401]),
     ("GET",  "/api/access-log",                     [403, 403, 403, 403, 403, 403, 403, 200, 401, 401]),
 ];
@@ -180,7 +184,8 @@ fn request(path: &str, fx: &Fixture, cell: usize) -> (String, Option<Value>) {
             },
         )
         .replace("{name}", "withdraw")
-        .replace("{month}", "2026-03");
+        .replace("{month}", "2026-03")
+        .replace("{unit}", &ZX.replace('/', "%2F"));
     let body = match path {
         "/api/login" => Some(json!({"user": format!("nobody{cell}"), "password": "wrong"})),
         "/api/cases" => Some(json!({"process": "dibao", "data": household()})),
@@ -192,6 +197,7 @@ fn request(path: &str, fx: &Fixture, cell: usize) -> (String, Option<Value>) {
             Some(json!({"file_name": "result.csv", "csv": "reference,status,reason\n"}))
         }
         "/api/assess" => Some(json!({"case": assess_case()})),
+        "/api/reserves/{unit}/replenish" => Some(json!({"amount": "100.00", "note": "矩阵"})),
         p if p.contains("/messages/") => Some(json!({})),
         "/api/cases/{id}/corrections" => Some(json!({
             "changes": {"applicant_name": "张秀英"},

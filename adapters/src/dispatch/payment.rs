@@ -13,7 +13,7 @@ use jiuzhu_engine::effects::Outward;
 use jiuzhu_engine::runtime::Engine;
 use jiuzhu_engine::store::{OutboxRow, StoreError};
 
-use crate::payments::{Ledger, PaymentError};
+use crate::payments::{Ledger, PaymentError, RESERVE_REPLY_FIELD};
 
 /// The future a sink returns; boxed so sinks can live behind `dyn`.
 pub type ApplyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), PaymentSinkError>> + Send + 'a>>;
@@ -29,6 +29,19 @@ pub trait PaymentSink: Send + Sync {
         effect: &'a Outward,
         now: DateTime<Utc>,
     ) -> ApplyFuture<'a>;
+
+    /// [`PaymentSink::apply_payment`] with the engine at hand: a payment drawn from a
+    /// township reserve (`reserve_reply`) answers its case. Sinks without reserves apply
+    /// the payment as any other.
+    fn apply_payment_for<'a>(
+        &'a self,
+        _engine: &'a Engine,
+        entry: &'a OutboxRow,
+        effect: &'a Outward,
+        now: DateTime<Utc>,
+    ) -> ApplyFuture<'a> {
+        self.apply_payment(entry, effect, now)
+    }
 
     /// Carries out a `batch` request (one payment per recipient, then the report to the
     /// case). Delivering it again must resume the run and pay nobody twice.
@@ -92,6 +105,7 @@ fn ledger_failure_is_retryable(error: &PaymentError) -> bool {
                 | StoreError::Full { .. }
                 | StoreError::Database(_)
         ),
+        PaymentError::Reserve { retryable, .. } => *retryable,
         // Malformed effects, unknown instances, corrupt rows: a person has to look.
         _ => false,
     }
@@ -110,6 +124,27 @@ impl PaymentSink for Ledger {
             self.apply_typed(entry, effect, now)
                 .await
                 .map(|_applied| ())
+                .map_err(|error| PaymentSinkError {
+                    retryable: ledger_failure_is_retryable(&error),
+                    source: Box::new(error),
+                })
+        })
+    }
+
+    fn apply_payment_for<'a>(
+        &'a self,
+        engine: &'a Engine,
+        entry: &'a OutboxRow,
+        effect: &'a Outward,
+        now: DateTime<Utc>,
+    ) -> ApplyFuture<'a> {
+        if entry.payload.get(RESERVE_REPLY_FIELD).is_none() {
+            return self.apply_payment(entry, effect, now);
+        }
+        Box::pin(async move {
+            self.pay_from_reserve(engine, entry, now)
+                .await
+                .map(|_outcome| ())
                 .map_err(|error| PaymentSinkError {
                     retryable: ledger_failure_is_retryable(&error),
                     source: Box::new(error),

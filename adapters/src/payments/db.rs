@@ -34,6 +34,11 @@ pub(super) const MIGRATIONS: ComponentMigrations = ComponentMigrations {
             include_str!("../../migrations/sqlite/1002_batches.sql"),
         ),
         (
+            1003,
+            "reserve_fund",
+            include_str!("../../migrations/sqlite/1003_reserve_fund.sql"),
+        ),
+        (
             1004,
             "monthly_run",
             include_str!("../../migrations/sqlite/1004_monthly_run.sql"),
@@ -49,6 +54,11 @@ pub(super) const MIGRATIONS: ComponentMigrations = ComponentMigrations {
             1002,
             "batches",
             include_str!("../../migrations/postgres/1002_batches.sql"),
+        ),
+        (
+            1003,
+            "reserve_fund",
+            include_str!("../../migrations/postgres/1003_reserve_fund.sql"),
         ),
         (
             1004,

@@ -31,6 +31,9 @@ pub enum EffectProblem {
     NotACount,
     #[error("is not a payment or payment_stop effect")]
     NotAPaymentEffect,
+    /// A draw on the township reserve refused the amount.
+    #[error("cannot be drawn from the reserve: {0}")]
+    Reserve(String),
     #[error("installment {installment} is beyond installments {installments}")]
     InstallmentBeyondCount { installment: u32, installments: u32 },
 }

@@ -338,7 +338,7 @@ impl Ledger {
         &self.store
     }
 
-    pub(super) fn today(&self, now: DateTime<Utc>) -> NaiveDate {
+    pub fn today(&self, now: DateTime<Utc>) -> NaiveDate {
         now.with_timezone(&self.offset).date_naive()
     }
 

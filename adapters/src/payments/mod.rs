@@ -23,6 +23,8 @@ mod effect;
 mod gateway;
 mod ledger;
 mod model;
+mod reserve;
+mod reserve_draw;
 mod results;
 mod schedule;
 
@@ -42,6 +44,13 @@ pub use ledger::{
 pub use model::{
     AmountProblem, BadMonth, BenefitEntry, EntryKind, MonthlyDue, Payee, YearMonth, due_in_month,
     mask_id_number, split_installments, to_fen,
+};
+pub use reserve::{
+    DrawOutcome, READ_ROLES, REPLENISH_ROLES, ReserveBalance, ReserveEntry, ReserveError,
+    ReserveProblem, amount_fen, from_fen, may_read, may_replenish,
+};
+pub use reserve_draw::{
+    RESERVE_REPLY_FIELD, RESERVE_SHORT, ReservePayment, known_unit, reserve_ceiling,
 };
 pub use results::{
     FIX_PROCESS, PaymentResult, ReconcileSummary, ResultOutcome, ResultProblem, parse_result_file,
@@ -127,6 +136,13 @@ pub enum PaymentError {
     /// Closing a month whose run was interrupted: it must be run to its end first.
     #[error("the payment run for {month} is unfinished: run it to its end before closing")]
     RunUnfinished { month: YearMonth },
+    /// Answering a case about its draw on the township reserve failed in the engine.
+    #[error("payment {effect_id:?} from the reserve: answering the case failed: {error}")]
+    Reserve {
+        effect_id: String,
+        error: String,
+        retryable: bool,
+    },
     #[error("opening a payment_fix task for {reference:?}")]
     OpenFix {
         reference: String,

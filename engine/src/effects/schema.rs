@@ -221,6 +221,11 @@ const PAYMENT: &[FieldSpec] = &[
     ),
     field("unit", Text, "office unit (default: the case's)"),
     field("reissue_of", Text, "the failed payment this one re-issues"),
+    field(
+        "reserve_reply",
+        Text,
+        "draw it from the township reserve; the case is answered with this message (`paid`, `amount`, `reason`)",
+    ),
 ];
 
 const PAYMENT_STOP: &[FieldSpec] = &[

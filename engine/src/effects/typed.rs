@@ -111,6 +111,8 @@ pub struct Payment {
     pub case: Option<String>,
     pub unit: Option<String>,
     pub reissue_of: Option<String>,
+    /// Draw it from the township reserve and answer the case with this message.
+    pub reserve_reply: Option<String>,
     /// Fields an older definition carried that the schema does not declare.
     pub extra: BTreeMap<String, Value>,
 }
@@ -417,6 +419,7 @@ impl TypedEffect {
                 case: r.text("case")?,
                 unit: r.text("unit")?,
                 reissue_of: r.text("reissue_of")?,
+                reserve_reply: r.text("reserve_reply")?,
                 extra: r.rest()?,
             }),
             EffectKind::PaymentStop => TypedEffect::PaymentStop(PaymentStop {
@@ -490,6 +493,7 @@ impl TypedEffect {
                 put("case", text(&p.case));
                 put("unit", text(&p.unit));
                 put("reissue_of", text(&p.reissue_of));
+                put("reserve_reply", text(&p.reserve_reply));
                 &p.extra
             }
             TypedEffect::PaymentStop(s) => {

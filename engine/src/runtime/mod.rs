@@ -189,6 +189,12 @@ impl Engine {
         self.clock.now()
     }
 
+    /// The policy figures in force for `unit` on `as_of` (shaped like the policy file, as
+    /// expressions read `policy`); `None` when no policy is in force there.
+    pub fn policy_in_force(&self, unit: &str, as_of: chrono::NaiveDate) -> Option<Value> {
+        core::Assessor::policy(&self.assessor, unit, as_of)
+    }
+
     /// Deploys every definition of the project at once: a new version for each changed
     /// source, none for an unchanged one; nothing when any definition is invalid
     /// (the project only loads when all of them validate).

@@ -41,6 +41,8 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// Monthly benefits in force besides those the scenario's cases set up (batches).
     pub benefits: Vec<super::batches::BenefitFixture>,
+    /// Township reserve balances at the start (`reserves:`), by unit.
+    pub reserves: BTreeMap<String, rust_decimal::Decimal>,
 }
 
 #[derive(Debug, Clone)]
@@ -183,6 +185,8 @@ struct RawScenario {
     steps: Vec<Spanned<RawStep>>,
     #[serde(default)]
     benefits: Vec<super::batches::BenefitFixture>,
+    #[serde(default)]
+    reserves: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 #[derive(Deserialize)]
@@ -321,6 +325,17 @@ pub fn parse_scenario(src: &str, file: &str) -> Result<Scenario, Vec<LoadError>>
             )),
         }
     }
+    let reserves = match &raw.reserves {
+        None => BTreeMap::new(),
+        Some(spanned) => match super::reserves::parse_fixture(&spanned.value) {
+            Ok(reserves) => reserves,
+            Err(message) => {
+                let loc = spanned.referenced;
+                errors.push(at(loc.line(), loc.column(), message));
+                BTreeMap::new()
+            }
+        },
+    };
     match (start, errors.is_empty()) {
         (Some(start), true) => Ok(Scenario {
             name: raw.name,
@@ -330,6 +345,7 @@ pub fn parse_scenario(src: &str, file: &str) -> Result<Scenario, Vec<LoadError>>
             start,
             steps,
             benefits: raw.benefits,
+            reserves,
         }),
         _ => Err(errors),
     }

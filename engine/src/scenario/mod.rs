@@ -13,6 +13,7 @@ mod cross_case;
 mod files;
 mod format;
 mod matching;
+mod reserves;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,6 +87,8 @@ struct Runner<'w> {
     benefits: Vec<batches::BenefitFixture>,
     /// Batch runs done: run key → the case that ran it.
     batch_runs: BTreeMap<String, String>,
+    /// Township reserve balances: the `reserves:` fixture, less the draws made since.
+    reserves: BTreeMap<String, rust_decimal::Decimal>,
 }
 
 /// Runs one parsed scenario. `file` is the scenario's path (for relative `process`/`policy` paths).
@@ -122,6 +125,7 @@ fn run_inner(
         started: 0,
         benefits: scenario.benefits.clone(),
         batch_runs: BTreeMap::new(),
+        reserves: scenario.reserves.clone(),
     };
     let main_process = scenario
         .start
@@ -211,6 +215,11 @@ impl Runner<'_> {
                 self.message_effect(&parent, &effect)?;
             } else if kind == Some(EffectKind::Batch.as_str()) {
                 self.run_batch(&parent, &effect)?;
+                continue;
+            } else if kind == Some(EffectKind::Payment.as_str())
+                && effect.get(reserves::REPLY_FIELD).is_some()
+            {
+                self.pay_from_reserve(&parent, &effect)?;
                 continue;
             }
             if kind != Some(EffectKind::StartProcess.as_str()) {

@@ -33,6 +33,7 @@ pub mod incidents;
 pub mod ops;
 pub mod payment_gateway;
 pub mod payments;
+pub mod reserves;
 pub mod session;
 pub mod tasks;
 
@@ -189,6 +190,16 @@ fn routes() -> Vec<(Method, &'static str, Handler)> {
             on(MethodFilter::GET, batches::get),
         ),
         (
+            Method::GET,
+            "/api/reserves",
+            on(MethodFilter::GET, reserves::list),
+        ),
+        (
+            Method::POST,
+            "/api/reserves/{unit}/replenish",
+            on(MethodFilter::POST, reserves::replenish),
+        ),
+        (
             Method::POST,
             "/api/assess",
             on(MethodFilter::POST, assess::assess),
@@ -315,6 +326,7 @@ impl utoipa::Modify for Security {
         payments::run, payments::report, payments::import_results,
         bank_files::export, bank_files::download, payment_gateway::send,
         batches::list, batches::get,
+        reserves::list, reserves::replenish,
         assess::assess,
         audit::access_log,
     ),

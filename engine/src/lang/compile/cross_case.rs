@@ -42,6 +42,11 @@ impl Compiler<'_, '_> {
                     }
                 }
             }
+            EffectKind::Payment => {
+                if let Some(value) = field("reserve_reply") {
+                    self.literal_message_name(value, "reserve_reply");
+                }
+            }
             _ => {}
         }
     }
