@@ -15,6 +15,8 @@ use serde_json::Value as Json;
 pub enum RecipientKind {
     Applicant,
     Staff,
+    /// A department of the notification settings (`to_department`), by its own webhook.
+    Department,
 }
 
 /// A person to notify and the addresses known for them.
@@ -36,7 +38,9 @@ pub struct Recipient {
 /// the dead letters for a person to act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecipientError {
-    #[error("notification {effect}: it names no recipient (`to`, `to_role` or `to_user`)")]
+    #[error(
+        "notification {effect}: it names no recipient (`to`, `to_role`, `to_user` or `to_department`)"
+    )]
     NoAddressee { effect: String },
     #[error("notification {effect}: `{field}` must be {expected}")]
     Malformed {
@@ -172,6 +176,25 @@ impl Recipients {
                 })?;
                 out.push(staff(user));
             }
+        }
+
+        if let Some(department) = effect.get("to_department").filter(|v| !v.is_null()) {
+            addressed = true;
+            let name = department
+                .as_str()
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| RecipientError::Malformed {
+                    effect: effect_id.clone(),
+                    field: "to_department",
+                    expected: "a department of the notification settings",
+                })?;
+            out.push(Recipient {
+                kind: RecipientKind::Department,
+                user_id: None,
+                name: name.to_string(),
+                email: None,
+                phone: None,
+            });
         }
 
         if !addressed {

@@ -84,6 +84,8 @@ pub struct Notification {
     pub to: Option<String>,
     pub to_role: Option<Names>,
     pub to_user: Option<Names>,
+    /// A department of the notification settings, reached by its own webhook.
+    pub to_department: Option<String>,
     /// The template's variables the effect supplies.
     pub vars: BTreeMap<String, Value>,
 }
@@ -365,6 +367,7 @@ impl TypedEffect {
                 to: r.text("to")?,
                 to_role: r.names("to_role")?,
                 to_user: r.names("to_user")?,
+                to_department: r.text("to_department")?,
                 vars: r.rest()?,
             }),
             EffectKind::Payment => TypedEffect::Payment(Payment {
@@ -438,6 +441,7 @@ impl TypedEffect {
                 put("to", text(&n.to));
                 put("to_role", n.to_role.as_ref().map(Names::to_value));
                 put("to_user", n.to_user.as_ref().map(Names::to_value));
+                put("to_department", text(&n.to_department));
                 &n.vars
             }
             TypedEffect::Payment(p) => {
