@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use jiuzhu_adapters::notify::webhook::IDEMPOTENCY_HEADER;
 use jiuzhu_adapters::notify::{
-    ChannelName, NotifyConfig, NotifyError, Notifier, Routes, WebhookChannel, WebhookConfig,
+    ChannelName, Notifier, NotifyConfig, NotifyError, Routes, WebhookChannel, WebhookConfig,
 };
 use jiuzhu_adapters::secrets::{Secret, SecretRef};
 use serde_json::{Value as Json, json};
@@ -61,7 +61,10 @@ async fn a_department_is_reached_by_its_own_webhook_only() -> anyhow::Result<()>
 
     let requests = medical.requests();
     assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].header(IDEMPOTENCY_HEADER), Some("referral-3-e1"));
+    assert_eq!(
+        requests[0].header(IDEMPOTENCY_HEADER),
+        Some("referral-3-e1")
+    );
     let body: Json = serde_json::from_slice(&requests[0].body)?;
     assert_eq!(body["template"], "referral_sent");
     assert!(

@@ -92,7 +92,10 @@ impl Ctx {
 
     fn user(&self, id: &str) -> Result<Actor> {
         let org = self.project.org.as_ref().context("org.yaml")?;
-        Ok(org.user(id).with_context(|| format!("no user {id}"))?.actor())
+        Ok(org
+            .user(id)
+            .with_context(|| format!("no user {id}"))?
+            .actor())
     }
 }
 
@@ -106,7 +109,11 @@ async fn discover(
     program: &str,
 ) -> Result<(String, String)> {
     let started = engine
-        .start("discovery", &ctx.user("zx_village")?, object(household(id_number)))
+        .start(
+            "discovery",
+            &ctx.user("zx_village")?,
+            object(household(id_number)),
+        )
         .await?;
     let case = started.instance.id.clone();
     let visit = started.tasks_opened.first().context("the visit task")?;
@@ -160,23 +167,33 @@ async fn a_started_child_is_reported_and_the_parent_ends_referred(ctx: Ctx) -> R
     Ok(())
 }
 
-async fn a_duplicate_child_is_reported_and_the_parent_ends_already_active(
-    ctx: Ctx,
-) -> Result<()> {
+async fn a_duplicate_child_is_reported_and_the_parent_ends_already_active(ctx: Ctx) -> Result<()> {
     let engine = ctx.engine().await?;
     let own = engine
-        .start("dibao", &ctx.user("zx_clerk")?, object(household("230502196306060066")))
+        .start(
+            "dibao",
+            &ctx.user("zx_clerk")?,
+            object(household("230502196306060066")),
+        )
         .await?
         .instance
         .id;
     let (parent, effect) = discover(&engine, &ctx, "230502196306060066", "dibao").await?;
     ensure!(
-        engine.store.load_instance(&started_instance_id("dibao", &effect)).await?.is_none(),
+        engine
+            .store
+            .load_instance(&started_instance_id("dibao", &effect))
+            .await?
+            .is_none(),
         "no second dibao case"
     );
     let (row, _, state) = engine.load(&parent).await?;
     ensure!(row.status == "completed", "{}", row.status);
-    ensure!(state.outcome.as_deref() == Some("already_active"), "{:?}", state.outcome);
+    ensure!(
+        state.outcome.as_deref() == Some("already_active"),
+        "{:?}",
+        state.outcome
+    );
     ensure!(state.vars.get("referred_case") == Some(&Value::Str(own)));
     ensure!(state.vars.get("refusal") == Some(&Value::Str("duplicate".into())));
     Ok(())
@@ -188,14 +205,24 @@ async fn a_child_refused_at_the_door_is_reported_with_its_code(ctx: Ctx) -> Resu
     let (parent, _) = discover(&engine, &ctx, "230502197001010070", "temporary_aid").await?;
     let (row, _, state) = engine.load(&parent).await?;
     ensure!(row.status == "completed", "{}", row.status);
-    ensure!(state.outcome.as_deref() == Some("not_referred"), "{:?}", state.outcome);
+    ensure!(
+        state.outcome.as_deref() == Some("not_referred"),
+        "{:?}",
+        state.outcome
+    );
     ensure!(state.vars.get("refusal") == Some(&Value::Str("invalid_data".into())));
     ensure!(state.vars.get("referred_case") == Some(&Value::Null));
     // The same start without `reply`: nobody to tell, an incident at once.
     let bare = json!({"type": "start_process", "process": "temporary_aid",
                       "data": household("230502197001010070")});
     match engine
-        .deliver_internal(&format!("{parent}-e99"), &parent, "start_process", &bare, now())
+        .deliver_internal(
+            &format!("{parent}-e99"),
+            &parent,
+            "start_process",
+            &bare,
+            now(),
+        )
         .await
     {
         InternalOutcome::Failed {

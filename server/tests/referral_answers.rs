@@ -60,7 +60,11 @@ async fn a_department_answers_a_referral_once_by_token(ctx: Ctx) -> Result<()> {
     answer(case.clone(), json!({"note": "材料不全"}))
         .await?
         .expect_problem(422, "invalid_data")?;
-    let taken = answer(case.clone(), json!({"accepted": true, "note": "已纳入医疗救助"})).await?;
+    let taken = answer(
+        case.clone(),
+        json!({"accepted": true, "note": "已纳入医疗救助"}),
+    )
+    .await?;
     ensure!(taken.status == 200, "{}", taken.body);
     let shown = ctx
         .get(&format!("/api/cases/{case}"), Auth::Bearer(&clerk))

@@ -247,11 +247,12 @@ impl Notifier {
     /// Sends one delivery over its channel.
     pub async fn send(&self, delivery: &Delivery) -> Result<(), DeliveryError> {
         if let Some(department) = &delivery.department {
-            let channel = self.departments.get(department).ok_or_else(|| {
-                DeliveryError::NotConfigured {
-                    channel: format!("departments.{department}"),
-                }
-            })?;
+            let channel =
+                self.departments
+                    .get(department)
+                    .ok_or_else(|| DeliveryError::NotConfigured {
+                        channel: format!("departments.{department}"),
+                    })?;
             return channel.send(&delivery.message).await;
         }
         let channel =

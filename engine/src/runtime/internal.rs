@@ -460,9 +460,11 @@ impl Engine {
         };
         let (status, case, code) = match started {
             Ok(case) => ("started", Value::Str(case), Value::Null),
-            Err(EngineError::DuplicateKey { case, .. }) if request.reply.is_some() => {
-                ("duplicate", Value::Str(case), Value::Str("duplicate".into()))
-            }
+            Err(EngineError::DuplicateKey { case, .. }) if request.reply.is_some() => (
+                "duplicate",
+                Value::Str(case),
+                Value::Str("duplicate".into()),
+            ),
             Err(error) if request.reply.is_some() => {
                 ("refused", Value::Null, Value::Str(error.code().into()))
             }
