@@ -6,6 +6,7 @@
 //! `{file: …}`); their values are loaded when the channels are built.
 
 use jiuzhu_rules::yaml::ErrorAt;
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -108,6 +109,10 @@ pub struct NotifyConfig {
     #[serde(default)]
     pub webhook: Option<WebhookConfig>,
     pub routes: Routes,
+    /// Departments a notification may name (`to_department`), each reached by a webhook
+    /// of its own (a referral to the medical insurance office, the housing office …).
+    #[serde(default)]
+    pub departments: BTreeMap<String, WebhookConfig>,
     #[serde(default)]
     pub retry: RetryPolicy,
 }
@@ -270,6 +275,7 @@ impl NotifyConfig {
                 applicant: route("ROUTE_APPLICANT")?,
                 staff: route("ROUTE_STAFF")?,
             },
+            departments: BTreeMap::new(),
             retry: RetryPolicy::default(),
         };
         config.check()?;
@@ -311,26 +317,36 @@ impl NotifyConfig {
             }
         }
         if let Some(webhook) = &self.webhook {
-            let url = reqwest::Url::parse(&webhook.url)
-                .map_err(|e| ConfigError::Invalid(format!("webhook.url `{}`: {e}", webhook.url)))?;
-            let host = url.host_str().unwrap_or_default();
-            match url.scheme() {
-                "https" => {}
-                "http" if is_loopback(host) || webhook.allow_http_remote => {}
-                "http" => {
-                    return invalid(format!(
-                        "webhook.url `{}` is plain http to another machine: use https, or set allow_http_remote",
-                        webhook.url
-                    ));
-                }
-                other => return invalid(format!("webhook.url scheme `{other}` is not http(s)")),
-            }
-            if webhook.timeout_seconds == 0 {
-                return invalid("webhook.timeout_seconds must be at least 1".into());
-            }
+            check_webhook(webhook, "webhook")?;
+        }
+        for (name, webhook) in &self.departments {
+            check_webhook(webhook, &format!("departments.{name}"))?;
         }
         Ok(())
     }
+}
+
+/// A webhook's URL (https, or http to loopback unless allowed) and timeout; `at` names it.
+fn check_webhook(webhook: &WebhookConfig, at: &str) -> Result<(), ConfigError> {
+    let invalid = |m: String| Err(ConfigError::Invalid(m));
+    let url = reqwest::Url::parse(&webhook.url)
+        .map_err(|e| ConfigError::Invalid(format!("{at}.url `{}`: {e}", webhook.url)))?;
+    let host = url.host_str().unwrap_or_default();
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(host) || webhook.allow_http_remote => {}
+        "http" => {
+            return invalid(format!(
+                "{at}.url `{}` is plain http to another machine: use https, or set allow_http_remote",
+                webhook.url
+            ));
+        }
+        other => return invalid(format!("{at}.url scheme `{other}` is not http(s)")),
+    }
+    if webhook.timeout_seconds == 0 {
+        return invalid(format!("{at}.timeout_seconds must be at least 1"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -52,9 +52,12 @@ pub enum NotifyError {
 /// One message over one channel: the unit the dispatcher retries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Delivery {
-    /// `<effect id>:<channel>`: stable, unique per effect and channel.
+    /// `<effect id>:<channel>` (`<effect id>:department:<name>` for a department's
+    /// webhook): stable, unique per effect and channel.
     pub key: String,
     pub channel: ChannelName,
+    /// The department whose own webhook carries it (`to_department`).
+    pub department: Option<String>,
     pub message: Message,
 }
 
@@ -73,6 +76,8 @@ pub struct Notifier {
     org: Org,
     routes: Routes,
     channels: BTreeMap<ChannelName, Arc<dyn Channel>>,
+    /// Each department's webhook (`departments:` of the settings).
+    departments: BTreeMap<String, Arc<dyn Channel>>,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -81,6 +86,7 @@ impl std::fmt::Debug for Notifier {
             .field("templates", &self.templates)
             .field("routes", &self.routes)
             .field("channels", &self.channels.keys().collect::<Vec<_>>())
+            .field("departments", &self.departments.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +100,7 @@ impl Notifier {
             org,
             routes,
             channels: BTreeMap::new(),
+            departments: BTreeMap::new(),
         }
     }
 
@@ -114,11 +121,21 @@ impl Notifier {
             let channel = WebhookChannel::new(webhook, webhook.secret.load()?)?;
             notifier = notifier.with_channel(ChannelName::Webhook, Arc::new(channel));
         }
+        for (name, webhook) in &config.departments {
+            let channel = WebhookChannel::new(webhook, webhook.secret.load()?)?;
+            notifier = notifier.with_department(name, Arc::new(channel));
+        }
         Ok(notifier)
     }
 
     pub fn with_channel(mut self, name: ChannelName, channel: Arc<dyn Channel>) -> Notifier {
         self.channels.insert(name, channel);
+        self
+    }
+
+    /// The webhook (or any channel) that reaches department `name`.
+    pub fn with_department(mut self, name: &str, channel: Arc<dyn Channel>) -> Notifier {
+        self.departments.insert(name.to_string(), channel);
         self
     }
 
@@ -178,11 +195,20 @@ impl Notifier {
         let rendered = self.templates.render(template, effect, instance_vars)?;
 
         let mut per_channel: BTreeMap<ChannelName, Vec<Recipient>> = BTreeMap::new();
+        let mut per_department: BTreeMap<String, Recipient> = BTreeMap::new();
         let mut unreachable = Vec::new();
         for recipient in recipients {
             let routes = match recipient.kind {
                 RecipientKind::Applicant => &self.routes.applicant,
                 RecipientKind::Staff => &self.routes.staff,
+                RecipientKind::Department => {
+                    if self.departments.contains_key(&recipient.name) {
+                        per_department.insert(recipient.name.clone(), recipient);
+                    } else {
+                        unreachable.push(recipient);
+                    }
+                    continue;
+                }
             };
             let mut reached = false;
             for name in routes {
@@ -200,7 +226,7 @@ impl Notifier {
                 unreachable.push(recipient);
             }
         }
-        if per_channel.is_empty() && !unreachable.is_empty() {
+        if per_channel.is_empty() && per_department.is_empty() && !unreachable.is_empty() {
             return Err(NotifyError::Unreachable {
                 effect: effect_id.to_string(),
                 who: unreachable
@@ -211,22 +237,34 @@ impl Notifier {
             });
         }
         let instance = Some(instance.to_string()).filter(|i| !i.is_empty());
-        let deliveries = per_channel
+        let message = |recipients: Vec<Recipient>| Message {
+            effect_id: effect_id.to_string(),
+            instance: instance.clone(),
+            template: template.to_string(),
+            subject: rendered.subject.clone(),
+            body: rendered.body.clone(),
+            recipients,
+            effect: effect.clone(),
+        };
+        let mut deliveries: Vec<Delivery> = per_channel
             .into_iter()
             .map(|(channel, recipients)| Delivery {
                 key: format!("{effect_id}:{}", channel.as_str()),
                 channel,
-                message: Message {
-                    effect_id: effect_id.to_string(),
-                    instance: instance.clone(),
-                    template: template.to_string(),
-                    subject: rendered.subject.clone(),
-                    body: rendered.body.clone(),
-                    recipients,
-                    effect: effect.clone(),
-                },
+                department: None,
+                message: message(recipients),
             })
             .collect();
+        deliveries.extend(
+            per_department
+                .into_iter()
+                .map(|(department, recipient)| Delivery {
+                    key: format!("{effect_id}:department:{department}"),
+                    channel: ChannelName::Webhook,
+                    department: Some(department),
+                    message: message(vec![recipient]),
+                }),
+        );
         Ok(Plan {
             deliveries,
             unreachable,
@@ -235,6 +273,15 @@ impl Notifier {
 
     /// Sends one delivery over its channel.
     pub async fn send(&self, delivery: &Delivery) -> Result<(), DeliveryError> {
+        if let Some(department) = &delivery.department {
+            let channel =
+                self.departments
+                    .get(department)
+                    .ok_or_else(|| DeliveryError::NotConfigured {
+                        channel: format!("departments.{department}"),
+                    })?;
+            return channel.send(&delivery.message).await;
+        }
         let channel =
             self.channels
                 .get(&delivery.channel)

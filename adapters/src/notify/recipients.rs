@@ -16,6 +16,8 @@ use serde_json::Value as Json;
 pub enum RecipientKind {
     Applicant,
     Staff,
+    /// A department of the notification settings (`to_department`), by its own webhook.
+    Department,
 }
 
 /// A person to notify and the addresses known for them.
@@ -37,7 +39,9 @@ pub struct Recipient {
 /// the dead letters for a person to act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecipientError {
-    #[error("notification {effect}: it names no recipient (`to`, `to_role` or `to_user`)")]
+    #[error(
+        "notification {effect}: it names no recipient (`to`, `to_role`, `to_user` or `to_department`)"
+    )]
     NoAddressee { effect: String },
     #[error("notification {effect}: `{field}` must be {expected}")]
     Malformed {
@@ -114,11 +118,23 @@ impl Recipients {
                 })
             })
             .transpose()?;
+        let to_department = match present("to_department") {
+            None => None,
+            Some(Json::String(d)) if !d.is_empty() => Some(d.clone()),
+            Some(_) => {
+                return Err(RecipientError::Malformed {
+                    effect: effect_id,
+                    field: "to_department",
+                    expected: "a department of the notification settings",
+                });
+            }
+        };
         Recipients::resolve_fields(
             effect_id,
             to.as_deref(),
             to_role,
             to_user,
+            to_department.as_deref(),
             instance_vars,
             org,
         )
@@ -137,6 +153,7 @@ impl Recipients {
             notice.to.as_deref(),
             notice.to_role.as_ref().map(Names::to_vec),
             notice.to_user.as_ref().map(Names::to_vec),
+            notice.to_department.as_deref(),
             instance_vars,
             org,
         )
@@ -147,6 +164,7 @@ impl Recipients {
         to: Option<&str>,
         to_role: Option<Vec<String>>,
         to_user: Option<Vec<String>>,
+        to_department: Option<&str>,
         instance_vars: &Json,
         org: &Org,
     ) -> Result<Recipients, RecipientError> {
@@ -222,6 +240,24 @@ impl Recipients {
                 })?;
                 out.push(staff(user));
             }
+        }
+
+        if let Some(department) = to_department {
+            addressed = true;
+            if department.is_empty() {
+                return Err(RecipientError::Malformed {
+                    effect: effect_id,
+                    field: "to_department",
+                    expected: "a department of the notification settings",
+                });
+            }
+            out.push(Recipient {
+                kind: RecipientKind::Department,
+                user_id: None,
+                name: department.to_string(),
+                email: None,
+                phone: None,
+            });
         }
 
         if !addressed {

@@ -181,6 +181,11 @@ const NOTIFICATION: &[FieldSpec] = &[
         Allowed::Roles,
     ),
     field("to_user", Texts, "user id(s) of the org file"),
+    field(
+        "to_department",
+        Text,
+        "a department of the notification settings (`departments:`), by its own webhook",
+    ),
 ];
 
 const PAYMENT: &[FieldSpec] = &[
@@ -256,7 +261,7 @@ const START_PROCESS: &[FieldSpec] = &[
     field(
         "reply",
         Text,
-        "message the parent gets once the child started or was refused as a duplicate",
+        "message the parent gets once the child started or was refused (`status`, `code`)",
     ),
     field(
         "on_end",

@@ -89,6 +89,8 @@ pub struct Notification {
     pub to: Option<String>,
     pub to_role: Option<Names>,
     pub to_user: Option<Names>,
+    /// A department of the notification settings, reached by its own webhook.
+    pub to_department: Option<String>,
     /// The template's variables the effect supplies.
     pub vars: BTreeMap<String, Value>,
 }
@@ -401,6 +403,7 @@ impl TypedEffect {
                 to: r.text("to")?,
                 to_role: r.names("to_role")?,
                 to_user: r.names("to_user")?,
+                to_department: r.text("to_department")?,
                 vars: r.rest()?,
             }),
             EffectKind::Payment => TypedEffect::Payment(Payment {
@@ -475,6 +478,7 @@ impl TypedEffect {
                 put("to", text(&n.to));
                 put("to_role", n.to_role.as_ref().map(Names::to_value));
                 put("to_user", n.to_user.as_ref().map(Names::to_value));
+                put("to_department", text(&n.to_department));
                 &n.vars
             }
             TypedEffect::Payment(p) => {

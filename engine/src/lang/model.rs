@@ -43,6 +43,8 @@ pub struct Definition {
     /// The business key (`key:`), a string expression over the variables at start:
     /// unique among the process's active cases (`docs/process-language.md`).
     pub key: Option<Expr>,
+    /// Conditions the start data must meet (`checks:`), beyond the declared types.
+    pub checks: Vec<StartCheck>,
     /// Some expression reads `policy` (the figures in force), so steps put it in scope.
     pub reads_policy: bool,
     /// Compiled from a stored version: its effects keep fields no schema declares.
@@ -157,6 +159,15 @@ pub struct VariableDecl {
     pub required: bool,
     /// Value when absent from the start data.
     pub default: Option<Value>,
+}
+
+/// A condition the start data must meet (`checks:`): when it does not hold, the start
+/// is refused (`invalid_data`) with `message` at `path`.
+#[derive(Debug, Clone)]
+pub struct StartCheck {
+    pub condition: Expr,
+    pub path: String,
+    pub message: String,
 }
 
 /// A typed field of a task form or message payload.

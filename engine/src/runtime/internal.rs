@@ -13,7 +13,10 @@
 //!   row), and a state that has it refuses the message again: a redelivery after a crash
 //!   between the target's step and the acknowledgement does nothing. The check and the
 //!   record ride on the target's version check, so two deliveries racing cannot both land;
-//! - `reply` is a message to the parent with its own delivery id (`EFFECT:reply`).
+//! - `reply` is a message to the parent with its own delivery id (`EFFECT:reply`): the
+//!   child `started`, was refused as a `duplicate` (naming the active case) or was
+//!   `refused` otherwise (its data at the door, a unit), with the refusal's `code`, so the
+//!   parent can branch on it. Without `reply` a refused start is an incident.
 //!
 //! Messages are delivered as the user `system` with the one role [`SYSTEM_ROLE`]: a
 //! handler without `roles:` takes them; a handler with `roles:` takes them only when it
@@ -549,28 +552,43 @@ impl Engine {
                         reason: ConflictReason::Duplicate,
                         ..
                     })) => Ok(child.clone()),
-                    Err(EngineError::DuplicateKey { process, case }) => Err((process, case)),
+                    // Refused by the child's procedure (a key taken, its data at the
+                    // door, a unit): told to a parent that asked for a reply, else an
+                    // incident. Anything else (the database, the definition) is not the
+                    // child's answer and fails the delivery as usual.
+                    Err(error @ (EngineError::DuplicateKey { .. } | EngineError::Step(_))) => {
+                        Err(error)
+                    }
                     Err(error) => return failed(&error),
                 }
             }
             Err(error) => return retry(error),
         };
-        let (status, case) = match started {
-            Ok(case) => ("started", case),
-            Err((_, case)) if request.reply.is_some() => ("duplicate", case),
-            Err((process, case)) => {
+        let (status, case, code) = match started {
+            Ok(case) => ("started", Value::Str(case), Value::Null),
+            Err(EngineError::DuplicateKey { case, .. }) if request.reply.is_some() => (
+                "duplicate",
+                Value::Str(case),
+                Value::Str("duplicate".into()),
+            ),
+            Err(error) if request.reply.is_some() => {
+                ("refused", Value::Null, Value::Str(error.code().into()))
+            }
+            Err(EngineError::DuplicateKey { process, case }) => {
                 return InternalOutcome::permanent(format!(
                     "start_process refused: an active {process} case with the same business key exists: {case}"
                 ));
             }
+            Err(error) => return failed(&error),
         };
         let Some(reply) = request.reply else {
             return InternalOutcome::Done;
         };
         let data = BTreeMap::from([
-            ("case".to_string(), Value::Str(case)),
+            ("case".to_string(), case),
             ("process".to_string(), Value::Str(request.process.clone())),
             ("status".to_string(), Value::Str(status.to_string())),
+            ("code".to_string(), code),
             ("outcome".to_string(), Value::Null),
         ]);
         let delivery = format!("{effect_id}:reply");

@@ -13,7 +13,7 @@ use crate::lang::model::SYSTEM_ROLE;
 
 impl Runner<'_> {
     /// Refuses a new case whose business key an active case of its process holds.
-    pub(super) fn check_key(&self, started: &InstanceState) -> Result<(), String> {
+    pub(super) fn check_key(&self, started: &InstanceState) -> Result<(), StartFailure> {
         let Some(key) = &started.key else {
             return Ok(());
         };
@@ -21,10 +21,13 @@ impl Runner<'_> {
             return Ok(());
         }
         match self.key_holder(&started.process, key) {
-            Some(holder) => Err(format!(
-                "duplicate: an active {} case with the same business key exists: {holder}",
-                started.process
-            )),
+            Some(holder) => Err(StartFailure::Refused {
+                code: "duplicate",
+                text: format!(
+                    "duplicate: an active {} case with the same business key exists: {holder}",
+                    started.process
+                ),
+            }),
             None => Ok(()),
         }
     }
@@ -69,16 +72,24 @@ impl Runner<'_> {
             on_end: pending.on_end.clone(),
         };
         let started = self.start_linked(&pending.process, actor, pending.data, &name, Some(link));
-        let (status, case) = match started {
-            Ok(case) => ("started", case),
-            Err(error) if pending.reply.is_some() && error.starts_with("duplicate:") => {
-                let holder = error.rsplit(": ").next().unwrap_or_default().to_string();
-                ("duplicate", holder)
+        // As the engine tells it (`runtime/internal.rs`): started, a duplicate (naming
+        // the active case) or refused (with the code), when the parent asked.
+        let (status, case, code) = match started {
+            Ok(case) => ("started", Value::Str(case), Value::Null),
+            Err(StartFailure::Refused { code, text }) if pending.reply.is_some() => {
+                if code == "duplicate" {
+                    let holder = text.rsplit(": ").next().unwrap_or_default().to_string();
+                    ("duplicate", Value::Str(holder), Value::Str(code.into()))
+                } else {
+                    ("refused", Value::Null, Value::Str(code.into()))
+                }
             }
             Err(error) => {
                 return Err(format!(
-                    "starting {} for {}: {error}",
-                    pending.process, pending.parent
+                    "starting {} for {}: {}",
+                    pending.process,
+                    pending.parent,
+                    String::from(error)
                 ));
             }
         };
@@ -86,9 +97,10 @@ impl Runner<'_> {
             return Ok(());
         };
         let data = BTreeMap::from([
-            ("case".to_string(), Value::Str(case)),
+            ("case".to_string(), case),
             ("process".to_string(), Value::Str(pending.process.clone())),
             ("status".to_string(), Value::Str(status.to_string())),
+            ("code".to_string(), code),
             ("outcome".to_string(), Value::Null),
         ]);
         self.deliver_message(&pending.parent, &reply, data)

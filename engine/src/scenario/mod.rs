@@ -162,6 +162,7 @@ impl Runner<'_> {
     ) -> Result<(), String> {
         self.start_linked(process, actor, data, name, None)
             .map(|_| ())
+            .map_err(String::from)
     }
 
     /// Starts a case, linked to the case that asked for it; its instance id.
@@ -172,7 +173,7 @@ impl Runner<'_> {
         data: BTreeMap<String, Value>,
         name: &str,
         parent: Option<core::ParentLink>,
-    ) -> Result<String, String> {
+    ) -> Result<String, StartFailure> {
         let def = self.world.definition(process, &self.dir)?;
         let mut calendar = self
             .world
@@ -190,8 +191,12 @@ impl Runner<'_> {
             calendar: &calendar,
             assessor: self.assessor.as_ref(),
         };
-        let transition =
-            core::step(&def, &state, &event, self.now, &ctx).map_err(|e| describe_error(&e))?;
+        let transition = core::step(&def, &state, &event, self.now, &ctx).map_err(|e| {
+            StartFailure::Refused {
+                code: e.code(),
+                text: describe_error(&e),
+            }
+        })?;
         self.check_key(&transition.state)?;
         self.started += 1;
         let mut instance = Instance {
@@ -559,6 +564,28 @@ fn text(effect: &serde_json::Value, field: &str) -> Option<String> {
         .get(field)
         .and_then(|v| v.as_str())
         .map(str::to_string)
+}
+
+/// Why a scenario's start did not happen: the procedure refused it (a step error or a
+/// business key taken, with its stable code), or the scenario cannot go on.
+#[derive(Debug)]
+pub(super) enum StartFailure {
+    Refused { code: &'static str, text: String },
+    Broken(String),
+}
+
+impl From<String> for StartFailure {
+    fn from(text: String) -> Self {
+        StartFailure::Broken(text)
+    }
+}
+
+impl From<StartFailure> for String {
+    fn from(failure: StartFailure) -> Self {
+        match failure {
+            StartFailure::Refused { text, .. } | StartFailure::Broken(text) => text,
+        }
+    }
 }
 
 fn describe_error(e: &StepError) -> String {

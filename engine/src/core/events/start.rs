@@ -80,6 +80,7 @@ impl Run<'_> {
             return Err(invalid_all(problems));
         }
         self.refresh_builtins();
+        self.start_checks()?;
         self.business_key()?;
         for i in 0..self.def.deadlines.len() {
             if self.def.deadlines[i].start.is_none() {
@@ -88,6 +89,28 @@ impl Run<'_> {
         }
         let token = self.new_token(self.def.start);
         self.enter(self.def.start, token)
+    }
+
+    /// The definition's `checks:` over the variables as they stand at start: every one
+    /// that does not hold (or cannot be computed for this data) refuses the start, all
+    /// at once.
+    fn start_checks(&mut self) -> Result<(), StepError> {
+        if self.def.checks.is_empty() {
+            return Ok(());
+        }
+        let scope = self.scope(&[]);
+        let problems: Vec<FieldProblem> = self
+            .def
+            .checks
+            .iter()
+            .filter(|check| !matches!(check.condition.eval(&scope), Ok(Value::Bool(true))))
+            .map(|check| problem(&check.path, &check.message))
+            .collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(invalid_all(problems))
+        }
     }
 
     /// The case's business key (`key:`), from its variables as they stand at start. A key

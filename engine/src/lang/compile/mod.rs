@@ -10,6 +10,7 @@
 //! and `deadlines` (deadlines, messages, schedules).
 
 mod batch;
+mod checks;
 mod cross_case;
 mod deadlines;
 mod effects;
@@ -184,6 +185,10 @@ impl<'c, 's> Compiler<'c, 's> {
             .map(|y| self.variables(y))
             .unwrap_or_default();
         let key = top.get("key").and_then(|y| self.business_key(y));
+        let checks = top
+            .get("checks")
+            .map(|y| self.start_checks(y))
+            .unwrap_or_default();
 
         let node_items: &[Yaml] = match top.required(self.ctx, "nodes") {
             Some(y) => self.ctx.seq(y, "nodes"),
@@ -276,6 +281,7 @@ impl<'c, 's> Compiler<'c, 's> {
             messages,
             schedules,
             key,
+            checks,
             reads_policy: self.reads_policy,
             stored: self.load.stored,
         })
