@@ -25,6 +25,7 @@ mod ledger;
 mod model;
 mod results;
 mod schedule;
+mod standard_changes;
 
 use std::path::PathBuf;
 
@@ -48,6 +49,7 @@ pub use results::{
     read_result_file,
 };
 pub use schedule::{BEIJING, PaymentsConfig, RunSchedule};
+pub use standard_changes::{StandardChange, StandardChangeReport, changes_of};
 
 /// Errors of the payments API. A bank's "failed" verdict is a value, not an error.
 #[derive(Debug, thiserror::Error)]

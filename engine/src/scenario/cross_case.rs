@@ -130,7 +130,7 @@ impl Runner<'_> {
     }
 
     /// Steps case `target` with message `name` as the system user.
-    fn deliver_message(
+    pub(super) fn deliver_message(
         &mut self,
         target: &str,
         name: &str,

@@ -33,6 +33,7 @@ pub mod ops;
 pub mod payment_gateway;
 pub mod payments;
 pub mod session;
+pub mod standard_changes;
 pub mod tasks;
 
 pub(crate) type AppResult<T> = Result<T, ApiError>;
@@ -178,6 +179,11 @@ fn routes() -> Vec<(Method, &'static str, Handler)> {
             on(MethodFilter::GET, payments::report),
         ),
         (
+            Method::GET,
+            "/api/payments/standard-changes",
+            on(MethodFilter::GET, standard_changes::list),
+        ),
+        (
             Method::POST,
             "/api/assess",
             on(MethodFilter::POST, assess::assess),
@@ -301,7 +307,7 @@ impl utoipa::Modify for Security {
         tasks::delegate_task, tasks::complete_task,
         definitions::list, definitions::validate, definitions::deploy,
         incidents::list, incidents::retry,
-        payments::run, payments::report, payments::import_results,
+        payments::run, payments::report, payments::import_results, standard_changes::list,
         bank_files::export, bank_files::download, payment_gateway::send,
         assess::assess,
         audit::access_log,
