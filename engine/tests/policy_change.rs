@@ -245,7 +245,7 @@ async fn a_raised_standard_reaches_each_waiting_case_once(ctx: Ctx) -> Result<()
     let (_, _, state) = node_a.load(surveying).await?;
     ensure!(
         !state.received.iter().any(|r| r.starts_with("policy_changed"))
-            && !state.vars.contains_key("standard_from")
+            && state.vars.get("standard_from").is_none_or(|v| *v == Value::Null)
     );
 
     // A node started afresh (its memory of the sweep lost, as after a crash) sweeps
