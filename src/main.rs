@@ -503,6 +503,12 @@ fn main() -> ExitCode {
                 read_cmd(global, async |s| {
                     payments_cmd::report(&s.store, &options, month, *json).await
                 })
+            } else if let payments_cmd::PaymentsCommand::StandardChanges { from, unit, json } =
+                &command
+            {
+                read_cmd(global, async |s| {
+                    payments_cmd::standard_changes(&s.store, from, unit.as_deref(), *json).await
+                })
             } else {
                 lifecycle_cmd(global, Access::Write, async |s| {
                     payments_cmd::run(s, &command, &options).await

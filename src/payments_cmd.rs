@@ -53,6 +53,19 @@ pub enum PaymentsCommand {
         #[arg(long)]
         month: String,
     },
+    /// Running monthly benefits whose amount changed from DATE on (a raised standard):
+    /// who changed by how much, names and ID numbers masked.
+    StandardChanges {
+        /// YYYY-MM-DD: changes taking effect in this date's month or later.
+        #[arg(long)]
+        from: String,
+        /// Only this unit and the units below it.
+        #[arg(long)]
+        unit: Option<String>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Totals per program and unit for a month.
     Report {
         /// YYYY-MM
@@ -210,6 +223,9 @@ pub async fn run(
         PaymentsCommand::Report { month: text, json } => {
             report(&engine.store, options, text, *json).await?;
         }
+        PaymentsCommand::StandardChanges { from, unit, json } => {
+            standard_changes(&engine.store, from, unit.as_deref(), *json).await?;
+        }
         PaymentsCommand::Batches { run_key, json } => {
             let runs = ledger.batches(run_key.as_deref()).await?;
             if *json {
@@ -273,6 +289,47 @@ pub async fn report(
     } else {
         print_report(&report);
     }
+    Ok(0)
+}
+
+/// `payments standard-changes`: benefits whose amount changed from a date (reads only).
+pub async fn standard_changes(
+    store: &jiuzhu_engine::store::Store,
+    from: &str,
+    unit: Option<&str>,
+    json: bool,
+) -> Result<i32> {
+    let date = chrono::NaiveDate::parse_from_str(from, "%Y-%m-%d").map_err(|e| {
+        anyhow::Error::from(
+            crate::errors::CliError::usage("invalid_input", format!("--from {from:?}: {e}"))
+                .hint("a date is written YYYY-MM-DD, e.g. 2026-07-01"),
+        )
+    })?;
+    let report = Ledger::new(store).standard_changes(date, unit).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(0);
+    }
+    println!("monthly amounts changed from {}", report.from);
+    println!("from\tprogram\tunit\tcase\tpayee\tid_number\told\tnew\tdifference");
+    for c in &report.changes {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            c.from,
+            c.program,
+            c.unit,
+            c.case_id,
+            c.payee,
+            c.id_number.as_deref().unwrap_or("-"),
+            c.old_amount,
+            c.new_amount,
+            c.difference
+        );
+    }
+    println!(
+        "{} benefit(s) changed, {} a month in all",
+        report.count, report.total_difference
+    );
     Ok(0)
 }
 

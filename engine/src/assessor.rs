@@ -46,6 +46,18 @@ impl Assessor for RulesAssessor {
         };
         policy.map(Policy::to_value)
     }
+
+    fn policy_dates(&self) -> Vec<chrono::NaiveDate> {
+        match &self.policies {
+            Policies::Fixed(_) => Vec::new(),
+            Policies::Set(set) => {
+                let mut dates: Vec<_> = set.policies().iter().map(|p| p.effective_from).collect();
+                dates.sort();
+                dates.dedup();
+                dates
+            }
+        }
+    }
 }
 
 impl RulesAssessor {

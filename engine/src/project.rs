@@ -200,6 +200,10 @@ impl Project {
     /// The assessor: one policy file when given, else the project's policies.
     pub fn assessor(&self, policy: Option<&Path>) -> Result<RulesAssessor, ProjectError> {
         let policies = match policy {
+            // A folder is a set of policy files, chosen by unit and date like the project's.
+            Some(path) if path.is_dir() => {
+                Policies::Set(PolicySet::load_dir(path).map_err(ProjectError::Policies)?)
+            }
             Some(path) => Policies::Fixed(Box::new(Policy::load(path)?)),
             None => Policies::Set(self.policy_set()?),
         };

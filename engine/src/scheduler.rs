@@ -158,6 +158,10 @@ pub struct TickReport {
     pub parked: Vec<String>,
     pub started: Vec<ScheduledStart>,
     pub schedule_failures: Vec<ScheduleFailure>,
+    /// `policy_changed` told this tick: `(case, policy day)`.
+    pub policy_changes: Vec<(String, chrono::NaiveDate)>,
+    /// Processes or cases a policy change could not be told to, and why (tried again).
+    pub policy_failures: Vec<(String, String)>,
     /// How late the oldest claimable due timer is after the tick (`None`: none waiting).
     pub oldest_due_timer_lag: Option<chrono::Duration>,
 }
@@ -172,6 +176,7 @@ impl TickReport {
             && self.parked.is_empty()
             && self.started.is_empty()
             && self.schedule_failures.is_empty()
+            && self.policy_changes.is_empty()
     }
 }
 
@@ -181,6 +186,12 @@ pub struct Scheduler<'e> {
     options: SchedulerOptions,
     /// Parsed cron expressions by their text.
     crons: Mutex<HashMap<String, Arc<cron::Schedule>>>,
+    /// The latest policy day swept per process (`runtime/policy_change.rs`): a process is
+    /// swept again only when a later one has come, or after a sweep with failures.
+    policy_swept: Mutex<HashMap<String, chrono::NaiveDate>>,
+    /// Every process is swept through this policy day: until a later one comes (anywhere
+    /// on earth), a tick does not look at the processes at all.
+    policy_done_through: Mutex<Option<chrono::NaiveDate>>,
 }
 
 /// A schedule as the latest deployment of its process declares it.
@@ -206,6 +217,8 @@ impl<'e> Scheduler<'e> {
             engine,
             options,
             crons: Mutex::new(HashMap::new()),
+            policy_swept: Mutex::new(HashMap::new()),
+            policy_done_through: Mutex::new(None),
         }
     }
 
@@ -219,6 +232,7 @@ impl<'e> Scheduler<'e> {
             let mut report = TickReport::default();
             self.fire_due_timers(&mut report).await?;
             self.start_due_schedules(&mut report).await?;
+            self.deliver_policy_changes(&mut report).await;
             report.oldest_due_timer_lag = self
                 .engine
                 .store
@@ -239,6 +253,80 @@ impl<'e> Scheduler<'e> {
         }
         .instrument(span)
         .await
+    }
+
+    /// Tells the cases waiting for `policy_changed` of the policy days that have come (see
+    /// `runtime/policy_change.rs`). Problems are reported, never fail the tick.
+    async fn deliver_policy_changes(&self, report: &mut TickReport) {
+        let Some(probe) = self.engine.policy_day_probe() else {
+            return;
+        };
+        let done = *self
+            .policy_done_through
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if done.is_some_and(|done| done >= probe) {
+            return;
+        }
+        let mut all_done = true;
+        let processes = match self.engine.policy_listeners().await {
+            Ok(processes) => processes,
+            Err(error) => {
+                report
+                    .policy_failures
+                    .push(("(deployments)".to_string(), error.to_string()));
+                return;
+            }
+        };
+        for process in processes {
+            let latest = match self.engine.latest_policy_day(&process).await {
+                Ok(Some(day)) => day,
+                Ok(None) => {
+                    all_done = false;
+                    continue;
+                }
+                Err(error) => {
+                    all_done = false;
+                    report.policy_failures.push((process, error.to_string()));
+                    continue;
+                }
+            };
+            let swept = self
+                .policy_swept
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .get(&process)
+                .copied();
+            if latest < probe {
+                all_done = false;
+            }
+            if swept.is_some_and(|swept| swept >= latest) {
+                continue;
+            }
+            match self.engine.sweep_policy_changes(&process).await {
+                Ok(sweep) => {
+                    all_done &= sweep.failures.is_empty();
+                    if sweep.failures.is_empty() {
+                        self.policy_swept
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .insert(process, latest);
+                    }
+                    report.policy_changes.extend(sweep.delivered);
+                    report.policy_failures.extend(sweep.failures);
+                }
+                Err(error) => {
+                    all_done = false;
+                    report.policy_failures.push((process, error.to_string()));
+                }
+            }
+        }
+        if all_done {
+            *self
+                .policy_done_through
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(probe);
+        }
     }
 
     /// Claims due timers a batch at a time and fires them, one pipeline across batches: the

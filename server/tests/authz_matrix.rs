@@ -105,6 +105,7 @@ const MATRIX: &[(&str, &str, [u16; 10])] = &[
     ("GET",  "/api/reserves",                       [403, 200, 200, 403, 200, 200, 200, 200, 401, 401]),
     // ZX's reserve: county staff and administrators above it replenish.
     ("POST", "/api/reserves/{unit}/replenish",      [403, 403, 403, 403, 403, 200, 403, 200, 401, 401]),
+    ("GET",  "/api/payments/standard-changes",     [403, 403, 403, 403, 403, 200, 200, 200, 401, 401]),
     ("POST", "/api/assess",                         [200, 200, 200, 200, 200, 200, 200, 200, 401, 401]),
     ("GET",  "/api/access-log",                     [403, 403, 403, 403, 403, 403, 403, 200, 401, 401]),
 ];
@@ -186,6 +187,12 @@ fn request(path: &str, fx: &Fixture, cell: usize) -> (String, Option<Value>) {
         .replace("{name}", "withdraw")
         .replace("{month}", "2026-03")
         .replace("{unit}", &ZX.replace('/', "%2F"));
+    // A query the route requires.
+    let concrete = if path == "/api/payments/standard-changes" {
+        format!("{concrete}?from=2026-07-01")
+    } else {
+        concrete
+    };
     let body = match path {
         "/api/login" => Some(json!({"user": format!("nobody{cell}"), "password": "wrong"})),
         "/api/cases" => Some(json!({"process": "dibao", "data": household()})),

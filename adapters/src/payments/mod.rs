@@ -27,6 +27,7 @@ mod reserve;
 mod reserve_draw;
 mod results;
 mod schedule;
+mod standard_changes;
 
 use std::path::PathBuf;
 
@@ -57,6 +58,7 @@ pub use results::{
     read_result_file,
 };
 pub use schedule::{BEIJING, PaymentsConfig, RunSchedule};
+pub use standard_changes::{StandardChange, StandardChangeReport, changes_of};
 
 /// Errors of the payments API. A bank's "failed" verdict is a value, not an error.
 #[derive(Debug, thiserror::Error)]

@@ -18,6 +18,7 @@ pub mod effect;
 mod events;
 mod form;
 mod nodes;
+pub mod policy_change;
 mod scope;
 pub mod state;
 
@@ -216,6 +217,12 @@ pub trait Assessor {
     /// (the `policy` an expression reads); `None` when no policy is in force.
     fn policy(&self, _unit: &str, _as_of: chrono::NaiveDate) -> Option<Value> {
         None
+    }
+
+    /// The days on which some policy takes effect (its `effective_from`), in order; which
+    /// units a day concerns is what [`Assessor::policy`] selects on it. None by default.
+    fn policy_dates(&self) -> Vec<chrono::NaiveDate> {
+        Vec::new()
     }
 }
 

@@ -57,6 +57,7 @@ mod keys;
 mod recount;
 mod tamper;
 mod timers;
+pub mod policy_change;
 
 use cache::{CachedInstance, INSTANCE_CACHE_ENTRIES, InstanceCache, LATEST_DEPLOYMENT_TTL};
 pub use error::EngineError;

@@ -13,6 +13,7 @@ mod cross_case;
 mod files;
 mod format;
 mod matching;
+mod policy_change;
 mod reserves;
 
 use std::collections::BTreeMap;
@@ -483,6 +484,9 @@ impl Runner<'_> {
     }
 
     /// Moves the clock to `to`, firing every timer due on the way in due order.
+    /// Moves the clock to `to`: timers and pending starts fall due in order, and at the
+    /// start of each day a policy takes effect the cases waiting for it are told
+    /// (`policy_change.rs`).
     fn advance_to(&mut self, to: DateTime<FixedOffset>) -> Result<(), String> {
         if to < self.now {
             return Err(format!(
@@ -490,6 +494,23 @@ impl Runner<'_> {
                 self.now
             ));
         }
+        for day in self.assessor.policy_dates() {
+            let Some(at) = day
+                .and_time(NaiveTime::MIN)
+                .and_local_timezone(*self.now.offset())
+                .single()
+            else {
+                continue;
+            };
+            if at > self.now && at <= to {
+                self.advance_timers(at)?;
+                self.policy_takes_effect(day)?;
+            }
+        }
+        self.advance_timers(to)
+    }
+
+    fn advance_timers(&mut self, to: DateTime<FixedOffset>) -> Result<(), String> {
         loop {
             let next_timer = self
                 .instances

@@ -35,6 +35,7 @@ pub mod payment_gateway;
 pub mod payments;
 pub mod reserves;
 pub mod session;
+pub mod standard_changes;
 pub mod tasks;
 
 pub(crate) type AppResult<T> = Result<T, ApiError>;
@@ -200,6 +201,11 @@ fn routes() -> Vec<(Method, &'static str, Handler)> {
             on(MethodFilter::POST, reserves::replenish),
         ),
         (
+            Method::GET,
+            "/api/payments/standard-changes",
+            on(MethodFilter::GET, standard_changes::list),
+        ),
+        (
             Method::POST,
             "/api/assess",
             on(MethodFilter::POST, assess::assess),
@@ -323,7 +329,7 @@ impl utoipa::Modify for Security {
         tasks::delegate_task, tasks::complete_task,
         definitions::list, definitions::validate, definitions::deploy,
         incidents::list, incidents::retry,
-        payments::run, payments::report, payments::import_results,
+        payments::run, payments::report, payments::import_results, standard_changes::list,
         bank_files::export, bank_files::download, payment_gateway::send,
         batches::list, batches::get,
         reserves::list, reserves::replenish,
