@@ -97,6 +97,7 @@ pub fn escalation_notice(escalation: &Escalation) -> Notification {
         to: None,
         to_role: Some(escalation.to_role.clone()),
         to_user: None,
+        to_department: None,
         vars,
     }
 }
