@@ -73,22 +73,112 @@ async fn who_changed_by_how_much_from_a_date(ctx: Ctx) -> Result<()> {
     let ledger = Ledger::new(&ctx.store);
     let effects = [
         // Raised with the standard: 1200.00 → 1300.00 from July.
-        monthly("oa-1-e5", "oa-1", ZX, "orphan_allowance", "1200.00", "2026-04-01", "王秀兰", "230502201505101020"),
-        monthly("oa-1-e9", "oa-1", ZX, "orphan_allowance", "1300.00", "2026-07-01", "王秀兰", "230502201505101020"),
+        monthly(
+            "oa-1-e5",
+            "oa-1",
+            ZX,
+            "orphan_allowance",
+            "1200.00",
+            "2026-04-01",
+            "王秀兰",
+            "230502201505101020",
+        ),
+        monthly(
+            "oa-1-e9",
+            "oa-1",
+            ZX,
+            "orphan_allowance",
+            "1300.00",
+            "2026-07-01",
+            "王秀兰",
+            "230502201505101020",
+        ),
         // Told of the new policy, same figure: not a change.
-        monthly("oa-2-e5", "oa-2", FA, "orphan_allowance", "1600.00", "2026-04-01", "福利院", "230502201007061062"),
-        monthly("oa-2-e9", "oa-2", FA, "orphan_allowance", "1600.00", "2026-07-01", "福利院", "230502201007061062"),
+        monthly(
+            "oa-2-e5",
+            "oa-2",
+            FA,
+            "orphan_allowance",
+            "1600.00",
+            "2026-04-01",
+            "福利院",
+            "230502201007061062",
+        ),
+        monthly(
+            "oa-2-e9",
+            "oa-2",
+            FA,
+            "orphan_allowance",
+            "1600.00",
+            "2026-07-01",
+            "福利院",
+            "230502201007061062",
+        ),
         // Changed in May: before the date asked for.
-        monthly("tk-1-e5", "tk-1", ZX, "tekun", "986.00", "2026-04-01", "赵老汉", "230502195309301238"),
-        monthly("tk-1-e9", "tk-1", ZX, "tekun", "1100.00", "2026-05-01", "赵老汉", "230502195309301238"),
+        monthly(
+            "tk-1-e5",
+            "tk-1",
+            ZX,
+            "tekun",
+            "986.00",
+            "2026-04-01",
+            "赵老汉",
+            "230502195309301238",
+        ),
+        monthly(
+            "tk-1-e9",
+            "tk-1",
+            ZX,
+            "tekun",
+            "1100.00",
+            "2026-05-01",
+            "赵老汉",
+            "230502195309301238",
+        ),
         // Another county, lowered.
-        monthly("oa-3-e5", "oa-3", BS, "orphan_allowance", "1200.00", "2026-04-01", "李桂芝", "230502201301201054"),
-        monthly("oa-3-e9", "oa-3", BS, "orphan_allowance", "1150.00", "2026-08-01", "李桂芝", "230502201301201054"),
+        monthly(
+            "oa-3-e5",
+            "oa-3",
+            BS,
+            "orphan_allowance",
+            "1200.00",
+            "2026-04-01",
+            "李桂芝",
+            "230502201301201054",
+        ),
+        monthly(
+            "oa-3-e9",
+            "oa-3",
+            BS,
+            "orphan_allowance",
+            "1150.00",
+            "2026-08-01",
+            "李桂芝",
+            "230502201301201054",
+        ),
         // Stopped in June and resumed in August: a resumption, not a change of amount.
-        monthly("db-1-e5", "db-1", FA, "dibao", "500.00", "2026-04-01", "张三", "230502198001011238"),
+        monthly(
+            "db-1-e5",
+            "db-1",
+            FA,
+            "dibao",
+            "500.00",
+            "2026-04-01",
+            "张三",
+            "230502198001011238",
+        ),
         json!({"type": "payment_stop", "id": "db-1-e7", "instance": "db-1", "unit": FA,
             "purpose": "dibao", "from": "2026-06-01"}),
-        monthly("db-1-e9", "db-1", FA, "dibao", "600.00", "2026-08-01", "张三", "230502198001011238"),
+        monthly(
+            "db-1-e9",
+            "db-1",
+            FA,
+            "dibao",
+            "600.00",
+            "2026-08-01",
+            "张三",
+            "230502198001011238",
+        ),
     ];
     for effect in &effects {
         ledger.apply_effect(effect, now()).await?;
@@ -98,32 +188,67 @@ async fn who_changed_by_how_much_from_a_date(ctx: Ctx) -> Result<()> {
     let listed: Vec<(&str, String, _, _, _)> = all
         .changes
         .iter()
-        .map(|c| (c.case_id.as_str(), c.from.to_string(), c.old_amount, c.new_amount, c.difference))
+        .map(|c| {
+            (
+                c.case_id.as_str(),
+                c.from.to_string(),
+                c.old_amount,
+                c.new_amount,
+                c.difference,
+            )
+        })
         .collect();
     ensure!(
         listed
             == vec![
-                ("oa-1", "2026-07".to_string(), dec!(1200.00), dec!(1300.00), dec!(100.00)),
-                ("oa-3", "2026-08".to_string(), dec!(1200.00), dec!(1150.00), dec!(-50.00)),
+                (
+                    "oa-1",
+                    "2026-07".to_string(),
+                    dec!(1200.00),
+                    dec!(1300.00),
+                    dec!(100.00)
+                ),
+                (
+                    "oa-3",
+                    "2026-08".to_string(),
+                    dec!(1200.00),
+                    dec!(1150.00),
+                    dec!(-50.00)
+                ),
             ],
         "{listed:?}"
     );
-    ensure!(all.count == 2 && all.total_difference == dec!(50.00), "{all:?}");
+    ensure!(
+        all.count == 2 && all.total_difference == dec!(50.00),
+        "{all:?}"
+    );
 
     // Masked at the edge: the surname and the ID number's ends only.
     let first = &all.changes[0];
-    ensure!(first.payee.starts_with('王') && !first.payee.contains("秀兰"), "{}", first.payee);
+    ensure!(
+        first.payee.starts_with('王') && !first.payee.contains("秀兰"),
+        "{}",
+        first.payee
+    );
     let id = first.id_number.as_deref().unwrap_or("");
     ensure!(!id.contains("20150510") && id.ends_with("1020"), "{id}");
     let json = serde_json::to_string(&all)?;
-    ensure!(!json.contains("230502201505101020") && !json.contains("王秀兰"), "{json}");
+    ensure!(
+        !json.contains("230502201505101020") && !json.contains("王秀兰"),
+        "{json}"
+    );
 
     // The county's own units only.
     let county = ledger
         .standard_changes(date("2026-07-01"), Some("双鸭山市/尖山区"))
         .await?;
-    ensure!(county.changes.len() == 1 && county.changes[0].case_id == "oa-1", "{county:?}");
-    let township = ledger.standard_changes(date("2026-07-01"), Some(FA)).await?;
+    ensure!(
+        county.changes.len() == 1 && county.changes[0].case_id == "oa-1",
+        "{county:?}"
+    );
+    let township = ledger
+        .standard_changes(date("2026-07-01"), Some(FA))
+        .await?;
     ensure!(township.changes.is_empty(), "{township:?}");
 
     // From May the tekun change counts too.

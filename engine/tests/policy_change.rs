@@ -86,9 +86,7 @@ async fn finish(db: Db, teardown: Teardown, outcome: Outcome) {
     report(db, outcome);
 }
 
-jiuzhu_testkit::on_both_databases!(
-    a_raised_standard_reaches_each_waiting_case_once,
-);
+jiuzhu_testkit::on_both_databases!(a_raised_standard_reaches_each_waiting_case_once,);
 
 fn actor(user: &str, role: &str, unit: &str) -> Actor {
     Actor {
@@ -130,7 +128,10 @@ async fn complete(
         .iter()
         .find(|t| t.node_id == node)
         .with_context(|| format!("no open {node}"))?;
-    Ok(engine.complete(&task.id, by, data(form)).await?.tasks_opened)
+    Ok(engine
+        .complete(&task.id, by, data(form))
+        .await?
+        .tasks_opened)
 }
 
 /// The case's payment effects, as (amount, from).
@@ -173,11 +174,20 @@ async fn a_raised_standard_reaches_each_waiting_case_once(ctx: Ctx) -> Result<()
     let mut waiting = Vec::new();
     for (name, placement, id_number, birth) in [
         ("王秀兰", "scattered", "230502201505101020", "2015-05-10"),
-        ("双鸭山市儿童福利院", "institution", "230502201007061062", "2010-07-06"),
+        (
+            "双鸭山市儿童福利院",
+            "institution",
+            "230502201007061062",
+            "2010-07-06",
+        ),
         ("李桂芝", "scattered", "230502201301201054", "2013-01-20"),
     ] {
         let started = node_a
-            .start("orphan_allowance", &clerk, child(name, placement, id_number, birth))
+            .start(
+                "orphan_allowance",
+                &clerk,
+                child(name, placement, id_number, birth),
+            )
             .await?;
         let opened = complete(
             &node_a,
@@ -200,7 +210,14 @@ async fn a_raised_standard_reaches_each_waiting_case_once(ctx: Ctx) -> Result<()
             json!({"surveyors": ["李强", "赵敏"]}),
         )
         .await?;
-        complete(&node_a, &opened, "approve", &county, json!({"decision": "approve"})).await?;
+        complete(
+            &node_a,
+            &opened,
+            "approve",
+            &county,
+            json!({"decision": "approve"}),
+        )
+        .await?;
     }
     ensure!(payments(&node_a, scattered).await? == [("1200.00".into(), "2026-04-01".into())]);
     ensure!(payments(&node_a, institution).await? == [("1600.00".into(), "2026-04-01".into())]);
@@ -209,19 +226,28 @@ async fn a_raised_standard_reaches_each_waiting_case_once(ctx: Ctx) -> Result<()
     ctx.clock
         .set(DateTime::parse_from_rfc3339("2026-06-30T23:59:00+08:00")?.with_timezone(&Utc));
     let report = Scheduler::new(&node_a).tick().await?;
-    ensure!(report.policy_changes.is_empty(), "{:?}", report.policy_changes);
+    ensure!(
+        report.policy_changes.is_empty(),
+        "{:?}",
+        report.policy_changes
+    );
 
     // On 1 July two nodes sweep at once: each waiting case is told once in all.
     ctx.clock.advance(Duration::minutes(2));
-    let (a, b) = tokio::join!(
-        async { Scheduler::new(&node_a).tick().await },
-        async { Scheduler::new(&node_b).tick().await },
-    );
+    let (a, b) = tokio::join!(async { Scheduler::new(&node_a).tick().await }, async {
+        Scheduler::new(&node_b).tick().await
+    },);
     let (a, b) = (a?, b?);
-    ensure!(a.policy_failures.is_empty() && b.policy_failures.is_empty(), "{a:?} {b:?}");
+    ensure!(
+        a.policy_failures.is_empty() && b.policy_failures.is_empty(),
+        "{a:?} {b:?}"
+    );
     let day = chrono::NaiveDate::from_ymd_opt(2026, 7, 1).context("date")?;
-    let mut told: Vec<(String, chrono::NaiveDate)> =
-        a.policy_changes.into_iter().chain(b.policy_changes).collect();
+    let mut told: Vec<(String, chrono::NaiveDate)> = a
+        .policy_changes
+        .into_iter()
+        .chain(b.policy_changes)
+        .collect();
     told.sort();
     let mut expected = vec![(scattered.clone(), day), (institution.clone(), day)];
     expected.sort();
@@ -239,13 +265,26 @@ async fn a_raised_standard_reaches_each_waiting_case_once(ctx: Ctx) -> Result<()
     ensure!(payments(&node_a, institution).await?.len() == 1);
     let (_, _, state) = node_a.load(scattered).await?;
     ensure!(state.vars.get("monthly_amount") == Some(&Value::Decimal("1300.00".parse()?)));
-    ensure!(state.received.iter().filter(|r| *r == "policy_changed:2026-07-01").count() == 1);
+    ensure!(
+        state
+            .received
+            .iter()
+            .filter(|r| *r == "policy_changed:2026-07-01")
+            .count()
+            == 1
+    );
     let (_, _, state) = node_a.load(institution).await?;
     ensure!(state.vars.get("standard_from") == Some(&Value::Date(day)));
     let (_, _, state) = node_a.load(surveying).await?;
     ensure!(
-        !state.received.iter().any(|r| r.starts_with("policy_changed"))
-            && state.vars.get("standard_from").is_none_or(|v| *v == Value::Null)
+        !state
+            .received
+            .iter()
+            .any(|r| r.starts_with("policy_changed"))
+            && state
+                .vars
+                .get("standard_from")
+                .is_none_or(|v| *v == Value::Null)
     );
 
     // A node started afresh (its memory of the sweep lost, as after a crash) sweeps

@@ -63,11 +63,7 @@ async fn an_archived_case_is_read_through_the_api_and_refuses_steps(ctx: Ctx) ->
         .await?;
     ensure!(shown.status == 200, "{}", shown.body);
     ensure!(shown.body["archived"] == true, "{}", shown.body);
-    ensure!(
-        shown.body["outcome"] == "withdrawn",
-        "{}",
-        shown.body
-    );
+    ensure!(shown.body["outcome"] == "withdrawn", "{}", shown.body);
     // Masked as a live case is: the ID number keeps its first 3 and last 4 characters.
     let id_number = shown.body["id_number"].as_str().unwrap_or("");
     ensure!(id_number.contains('*'), "unmasked: {}", shown.body);

@@ -450,7 +450,10 @@ impl Dispatcher {
             }
             TypedEffect::Payment(_) | TypedEffect::PaymentStop(_) => match &self.payments {
                 None => Attempt::retryable("no payment ledger is configured on this node"),
-                Some(sink) => match sink.apply_payment_for(&self.engine, entry, &effect, now).await {
+                Some(sink) => match sink
+                    .apply_payment_for(&self.engine, entry, &effect, now)
+                    .await
+                {
                     Ok(()) => Attempt::Done,
                     Err(error) => Attempt::Failed {
                         error: format!("payment ledger: {error}"),

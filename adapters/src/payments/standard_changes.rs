@@ -163,7 +163,8 @@ impl Ledger {
             })
             .collect();
         changes.sort_by(|a, b| {
-            (a.from, &a.unit, &a.program, &a.case_id).cmp(&(b.from, &b.unit, &b.program, &b.case_id))
+            (a.from, &a.unit, &a.program, &a.case_id)
+                .cmp(&(b.from, &b.unit, &b.program, &b.case_id))
         });
         Ok(StandardChangeReport {
             from,

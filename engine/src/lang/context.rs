@@ -16,6 +16,9 @@ pub struct LoadContext {
     /// Assessment programs a rule node may call: one per rule file
     /// (`processes/rules/*.yaml`), so a new program is a new rule file.
     pub programs: BTreeSet<String>,
+    /// The case fields each program's rule file declares (`case:`): the inputs a rule
+    /// node may give it besides the common ones.
+    pub program_fields: BTreeMap<String, BTreeSet<String>>,
     /// Payment purposes besides the programs (the project's `purposes.yaml`); `None`
     /// leaves purposes unchecked.
     pub purposes: Option<BTreeSet<String>>,
@@ -48,6 +51,7 @@ impl Default for LoadContext {
             roles: None,
             calendars: None,
             programs: program_names(&RuleSet::builtin()),
+            program_fields: program_fields(&RuleSet::builtin()),
             purposes: None,
             templates: None,
             stored: false,
@@ -58,6 +62,14 @@ impl Default for LoadContext {
 /// The programs the rule files of `rules` define.
 pub fn program_names(rules: &RuleSet) -> BTreeSet<String> {
     rules.programs().map(|p| p.program.clone()).collect()
+}
+
+/// The case fields each program of `rules` declares.
+pub fn program_fields(rules: &RuleSet) -> BTreeMap<String, BTreeSet<String>> {
+    rules
+        .programs()
+        .map(|p| (p.program.clone(), p.case.fields.keys().cloned().collect()))
+        .collect()
 }
 
 impl LoadContext {
@@ -76,6 +88,7 @@ impl LoadContext {
     /// files) instead of the shipped ones.
     pub fn with_programs(mut self, rules: &RuleSet) -> LoadContext {
         self.programs = program_names(rules);
+        self.program_fields = program_fields(rules);
         self
     }
 

@@ -45,6 +45,9 @@ pub struct Definition {
     pub key: Option<Expr>,
     /// Conditions the start data must meet (`checks:`), beyond the declared types.
     pub checks: Vec<StartCheck>,
+    /// The roles that may start a case (`started_by:`); the engine itself (role
+    /// `system`: a parent's `start_process`, a schedule) always may. Empty: any role.
+    pub started_by: Vec<String>,
     /// Some expression reads `policy` (the figures in force), so steps put it in scope.
     pub reads_policy: bool,
     /// Compiled from a stored version: its effects keep fields no schema declares.

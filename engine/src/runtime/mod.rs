@@ -54,10 +54,10 @@ mod error;
 mod incident;
 pub mod internal;
 mod keys;
+pub mod policy_change;
 mod recount;
 mod tamper;
 mod timers;
-pub mod policy_change;
 
 use cache::{CachedInstance, INSTANCE_CACHE_ENTRIES, InstanceCache, LATEST_DEPLOYMENT_TTL};
 pub use error::EngineError;

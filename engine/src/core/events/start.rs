@@ -2,6 +2,7 @@
 //! at once, see `door.rs`), deadlines armed at start, the first node.
 
 use crate::core::*;
+use crate::lang::model::SYSTEM_ROLE;
 
 fn problem(path: &str, message: &str) -> FieldProblem {
     FieldProblem {
@@ -16,6 +17,21 @@ impl Run<'_> {
         actor: &Actor,
         data: &BTreeMap<String, Value>,
     ) -> Result<(), StepError> {
+        let started_by = &self.def.started_by;
+        if !started_by.is_empty()
+            && !actor
+                .roles
+                .iter()
+                .any(|r| r == SYSTEM_ROLE || started_by.contains(r))
+        {
+            return Err(StepError::Forbidden(format!(
+                "a case of {} is started by {}; {} has {}",
+                self.def.id,
+                started_by.join(" or "),
+                actor.user,
+                actor.roles.join(", ")
+            )));
+        }
         self.st.started_at = self.now;
         self.st.started_by = actor.user.clone();
         self.st.unit = actor.unit.clone();

@@ -212,9 +212,33 @@ impl Compiler<'_, '_> {
             None => Vec::new(),
         };
         // Besides the common inputs, a program reads the fields its rule file's
-        // `case:` block declares (`request`, `member` …): any other name is refused
-        // by the case's checks when the rule runs.
+        // `case:` block declares (`request`, `member` …); any other name is a mistake.
+        let declared = program
+            .as_ref()
+            .and_then(|p| self.load.program_fields.get(p))
+            .cloned();
         for (name, value) in &given {
+            let common = INPUTS.iter().any(|(n, _)| n == name);
+            if let Some(declared) = &declared
+                && !common
+                && !declared.contains(name)
+            {
+                let known = INPUTS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .chain(declared.iter().map(String::as_str));
+                let hint = hint_list(name, known);
+                self.ctx.error_hint(
+                    &value.at,
+                    codes::E_UNKNOWN_KEY,
+                    format!(
+                        "unknown rule input `{name}`: program `{}` reads the common inputs and the case fields its rule file declares",
+                        program.as_deref().unwrap_or_default()
+                    ),
+                    hint,
+                );
+                continue;
+            }
             if let Some(e) = self.expr(value, &scope, Expect::Any, "input") {
                 inputs.push((name.clone(), e));
             }

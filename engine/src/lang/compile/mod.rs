@@ -189,6 +189,10 @@ impl<'c, 's> Compiler<'c, 's> {
             .get("checks")
             .map(|y| self.start_checks(y))
             .unwrap_or_default();
+        let started_by = top
+            .get("started_by")
+            .map(|y| self.roles(y, "started_by"))
+            .unwrap_or_default();
 
         let node_items: &[Yaml] = match top.required(self.ctx, "nodes") {
             Some(y) => self.ctx.seq(y, "nodes"),
@@ -282,6 +286,7 @@ impl<'c, 's> Compiler<'c, 's> {
             schedules,
             key,
             checks,
+            started_by,
             reads_policy: self.reads_policy,
             stored: self.load.stored,
         })
