@@ -32,6 +32,7 @@ pub enum ReserveCommand {
     },
     /// Balances (every reserve, or one unit's with its entries).
     Show {
+        /// Only this township's reserve, with its entries (default: every reserve).
         #[arg(long)]
         unit: Option<String>,
         /// Only what this user may read (default: everything, as the operator).

@@ -182,6 +182,10 @@ async fn setup(db: Db) -> (Ctx, Teardown) {
         std::fs::create_dir_all(dir.join(name)).expect("project dir");
         for file in std::fs::read_dir(repo_path("processes").join(name)).expect(name) {
             let file = file.expect("file");
+            // Policy files only: the section declarations (`sections/`) are built in.
+            if !file.path().is_file() {
+                continue;
+            }
             std::fs::copy(file.path(), dir.join(name).join(file.file_name())).expect("copy");
         }
     };

@@ -199,6 +199,10 @@ fn write_project(dir: &Path) -> Result<()> {
     std::fs::create_dir(&policies)?;
     for file in std::fs::read_dir(repo_path("processes/policies"))? {
         let file = file?;
+        // Policy files only: the section declarations (`sections/`) are built in.
+        if !file.path().is_file() {
+            continue;
+        }
         std::fs::copy(file.path(), policies.join(file.file_name()))?;
     }
     std::fs::write(dir.join("probe.yaml"), PROBE)?;

@@ -149,7 +149,10 @@ async fn a_database_whose_engine_owned_the_ledger_opens_with_its_data(ctx: Ctx) 
         .context("the old instruction is still there")?;
     ensure!(old.amount == Decimal::new(120_000, 2), "{old:?}");
     // The adapters' 1001 found its tables there and recorded itself.
-    ensure!(applied_versions(&ctx).await? == [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 1001, 1002, 1003]);
+    ensure!(
+        applied_versions(&ctx).await?
+            == [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 1001, 1002, 1003, 1004]
+    );
     store.close().await;
 
     // And again, as every later start does.
@@ -157,13 +160,16 @@ async fn a_database_whose_engine_owned_the_ledger_opens_with_its_data(ctx: Ctx) 
     let ledger = Ledger::open(&store).await?;
     ensure!(ledger.instruction("case-1-e3").await?.is_some());
     store.close().await;
-    ensure!(applied_versions(&ctx).await? == [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 1001, 1002, 1003]);
+    ensure!(
+        applied_versions(&ctx).await?
+            == [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 1001, 1002, 1003, 1004]
+    );
     Ok(())
 }
 
 async fn a_fresh_database_gets_the_ledger_from_the_adapters(ctx: Ctx) -> Result<()> {
     let store = Store::open(&ctx.url).await?;
-    ensure!(applied_versions(&ctx).await? == [1, 2, 4, 5, 6, 7, 8, 9, 11]);
+    ensure!(applied_versions(&ctx).await? == [1, 2, 4, 5, 6, 7, 8, 9, 11, 12]);
     // The engine alone made no ledger tables.
     let missing = jiuzhu_testkit::raw(ctx.db, &ctx.url, "SELECT 1 FROM payment_instructions").await;
     ensure!(missing.is_err(), "the engine created the ledger's tables");
@@ -171,7 +177,9 @@ async fn a_fresh_database_gets_the_ledger_from_the_adapters(ctx: Ctx) -> Result<
     // A ledger made without `open` migrates on its first use.
     let ledger = Ledger::new(&store);
     ensure!(ledger.instruction("nothing").await?.is_none());
-    ensure!(applied_versions(&ctx).await? == [1, 2, 4, 5, 6, 7, 8, 9, 11, 1001, 1002, 1003]);
+    ensure!(
+        applied_versions(&ctx).await? == [1, 2, 4, 5, 6, 7, 8, 9, 11, 12, 1001, 1002, 1003, 1004]
+    );
     jiuzhu_testkit::raw(ctx.db, &ctx.url, "SELECT 1 FROM payment_instructions").await?;
     store.close().await;
     Ok(())
@@ -189,7 +197,7 @@ async fn each_component_refuses_only_a_newer_schema_of_its_own(ctx: Ctx) -> Resu
     let store = Store::open(&ctx.url).await?;
     match Ledger::open(&store).await {
         Err(PaymentError::Store(StoreError::SchemaTooNew { found, supported })) => {
-            ensure!((found, supported) == (1500, 1003), "{found} {supported}");
+            ensure!((found, supported) == (1500, 1004), "{found} {supported}");
         }
         other => bail!("expected SchemaTooNew, got {other:?}"),
     }

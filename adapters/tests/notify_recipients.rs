@@ -148,7 +148,7 @@ fn bad_addressing_is_reported_precisely() {
     };
     assert_eq!(
         err(json!({}), &case),
-        "notification dibao-1-e9: it names no recipient (`to`, `to_role` or `to_user`)"
+        "notification dibao-1-e9: it names no recipient (`to`, `to_role`, `to_user` or `to_department`)"
     );
     assert_eq!(
         err(json!({"to": "mayor"}), &case),

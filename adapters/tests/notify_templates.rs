@@ -40,14 +40,15 @@ fn sample_effect(template: &str) -> Json {
         "to": "applicant",
     });
     let extra = match template {
-        t if t.ends_with("_rejected") || t == "dibao_review_stopped" => {
+        t if t.ends_with("_rejected") || t.ends_with("_review_stopped") => {
             json!({"reasons": ["家庭人均收入高于当地最低生活保障标准", "拥有机动车辆（残疾人功能性补偿代步车除外）"]})
         }
         t if t.ends_with("_missing_materials") => {
             json!({"missing": ["户口簿复印件", "家庭成员收入证明"]})
         }
         t if t.ends_with("_approved") => {
-            json!({"monthly_amount": "705", "amount": "1500.00", "installments": 3})
+            json!({"monthly_amount": "705", "amount": "1500.00", "installments": 3,
+                   "living_amount": "80.00", "care_amount": "100.00"})
         }
         "deadline_reminder" => json!({"to": null, "to_role": ["township_staff", "county_staff"]}),
         "task_reminder" => json!({
@@ -72,6 +73,8 @@ fn sample_effect(template: &str) -> Json {
             json!({"to": null, "to_role": "county_staff", "month": "2026-06",
                    "paid_households": 12, "total": "1250.00", "note": ""})
         }
+        "referral_sent" | "referral_reminder" => json!({"to": null, "to_department": "medical",
+            "need": "medical"}),
         other => panic!("no sample effect for {other}"),
     };
     if let (Some(effect), Some(extra)) = (effect.as_object_mut(), extra.as_object()) {

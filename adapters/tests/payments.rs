@@ -84,6 +84,10 @@ fn fix_project(dir: &Path) -> Result<Project> {
         std::fs::create_dir_all(dir.join(sub))?;
         for entry in std::fs::read_dir(source.join(sub))? {
             let entry = entry?;
+            // Files only: the policy section declarations (`sections/`) are built in.
+            if !entry.path().is_file() {
+                continue;
+            }
             std::fs::copy(entry.path(), dir.join(sub).join(entry.file_name()))?;
         }
     }

@@ -633,7 +633,8 @@ impl<'e> Scheduler<'e> {
         let data = render_start_data(decl, &row.process_id, &instance_id, occurrence)?;
         let actor = Actor {
             user: SCHEDULER_USER.to_string(),
-            roles: Vec::new(),
+            // The engine itself: a process's `started_by` always admits it.
+            roles: vec![crate::lang::model::SYSTEM_ROLE.to_string()],
             unit: match data.get("unit") {
                 Some(Value::Str(unit)) => unit.clone(),
                 _ => String::new(),

@@ -134,7 +134,7 @@ nodes:
         several.yaml:9:21: E_BAD_DURATION: due: bad duration "5 days": expected <number><unit> with unit wd, d, h, min, mo or y
           hint: durations are 5wd (working days), 7d, 36h, 30min, 6mo or 1y
         several.yaml:11:77: E_UNKNOWN_TEMPLATE: unknown notification template `x`
-          hint: known: deadline_reminder, dibao_approved, dibao_missing_materials, dibao_rejected, dibao_review_stopped, escalation, every_node_rejected, funeral_aid_approved, funeral_aid_rejected, heating_aid_paid, low_income_approved, low_income_missing_materials, low_income_rejected, price_subsidy_paid, referral_reminder, referral_sent, task_reminder, tekun_approved, tekun_missing_materials, tekun_rejected, tekun_withdrawn, temporary_aid_approved, temporary_aid_missing_materials, temporary_aid_rejected, vote_done
+          hint: known: deadline_reminder, dibao_approved, dibao_missing_materials, dibao_rejected, dibao_review_stopped, disability_subsidy_approved, disability_subsidy_missing_materials, disability_subsidy_rejected, escalation, every_node_rejected, funeral_aid_approved, funeral_aid_rejected, heating_aid_paid, low_income_approved, low_income_missing_materials, low_income_rejected, low_income_review_stopped, orphan_allowance_approved, orphan_allowance_missing_materials, orphan_allowance_rejected, price_subsidy_paid, referral_reminder, referral_sent, task_reminder, tekun_approved, tekun_missing_materials, tekun_rejected, tekun_withdrawn, temporary_aid_approved, temporary_aid_missing_materials, temporary_aid_rejected, vote_done
         several.yaml:11:86: E_TYPE: a condition must be a bool, but `amount` is decimal
     "#]]
     .assert_eq(&outcome(src, "several.yaml"));

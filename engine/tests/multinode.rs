@@ -62,6 +62,10 @@ fn fixture() -> Fixture {
         std::fs::create_dir_all(&target).expect("create folder");
         for entry in std::fs::read_dir(shipped.join(folder)).expect("shipped folder") {
             let entry = entry.expect("folder entry");
+            // Files only: the policy section declarations (`sections/`) are built in.
+            if !entry.path().is_file() {
+                continue;
+            }
             std::fs::copy(entry.path(), target.join(entry.file_name())).expect("copy file");
         }
     }

@@ -48,6 +48,12 @@ nodes:
     name: 等待受理
     on:
       child_started:
+        form:
+          case: {type: string, label: 案件编号}
+          process: {type: string, label: 流程}
+          status: {type: string, required: true, label: 结果}
+          code: {type: string, label: 错误代码}
+          outcome: {type: string, label: 办理结果}
         set: {child: "message.case"}
         next: waiting
   - id: waiting
@@ -55,6 +61,12 @@ nodes:
     name: 等待办结
     on:
       child_ended:
+        form:
+          case: {type: string, label: 案件编号}
+          process: {type: string, label: 流程}
+          status: {type: string, required: true, label: 结果}
+          code: {type: string, label: 错误代码}
+          outcome: {type: string, label: 办理结果}
         set: {child_outcome: "message.outcome"}
         next: done
   - id: done
@@ -106,6 +118,10 @@ async fn setup(db: Db) -> (Ctx, Teardown) {
     std::fs::copy(repo("processes/org.yaml"), dir.join("org.yaml")).expect("org");
     for file in std::fs::read_dir(repo("processes/policies")).expect("policies") {
         let file = file.expect("policy file");
+        // Policy files only: the section declarations (`sections/`) are built in.
+        if !file.path().is_file() {
+            continue;
+        }
         std::fs::copy(file.path(), dir.join("policies").join(file.file_name())).expect("copy");
     }
     std::fs::write(dir.join("relay_parent.yaml"), PARENT).expect("parent");

@@ -10,10 +10,12 @@ use common::*;
 use jiuzhu_testkit::Db;
 use serde_json::json;
 
-/// The window's clerk, and the machine client a department's system uses.
+/// The window's clerk, and the machine client a department's system uses: `answered`
+/// names no roles (the department's own word), so the API records it as a front-desk
+/// role of the county's townships, as it records an applicant's.
 const USERS: &[(&str, &str, &str)] = &[
     ("zx_clerk", "township_clerk", "双鸭山市/尖山区/中心站街道"),
-    ("referral_gateway", "county_staff", "双鸭山市/尖山区"),
+    ("referral_gateway", "township_staff", "双鸭山市/尖山区"),
 ];
 
 async fn setup(db: Db) -> (Ctx, Teardown) {

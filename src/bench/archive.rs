@@ -115,13 +115,13 @@ async fn measure(db: &BenchDb, args: &Args) -> Result<serde_json::Value> {
     let before = timings(&db.store, args, &live).await?;
 
     // Everything finished so far is old enough: the cut-off is a second from now.
-    let cutoff = Utc::now() + chrono::Duration::seconds(1);
+    let cutoff = engine.now() + chrono::Duration::seconds(1);
     let started = Instant::now();
     let (mut archived, mut batches, mut archived_ids) = (0u64, 0u64, Vec::new());
     loop {
         let batch = db
             .store
-            .archive_batch(cutoff, args.batch, Utc::now())
+            .archive_batch(cutoff, args.batch, engine.now())
             .await
             .context("archiving")?;
         if batch.instances.is_empty() {

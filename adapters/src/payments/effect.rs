@@ -349,8 +349,9 @@ mod tests {
             LedgerEffect::parse(&no_payee, None).map_err(|e| e.field),
             Err("payee")
         );
-        let mut notification = base;
-        notification["type"] = json!("notification");
+        // A well-formed effect of another kind is not the ledger's.
+        let notification = json!({"type": "notification", "id": "x-e2", "instance": "x",
+            "template": "dibao_approved", "to": "applicant"});
         assert_eq!(
             LedgerEffect::parse(&notification, None).map_err(|e| e.problem),
             Err(EffectProblem::NotAPaymentEffect)

@@ -77,7 +77,7 @@ pub fn owed(state: &InstanceState, days: &[NaiveDate], today: NaiveDate) -> Vec<
         .filter(|day| *day <= today && *day > started)
         .filter(|day| {
             let id = delivery_id(*day);
-            !state.received.iter().any(|r| *r == id)
+            !state.received.contains(&id)
         })
         .collect()
 }

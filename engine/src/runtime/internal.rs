@@ -396,18 +396,38 @@ impl Engine {
         data: BTreeMap<String, Value>,
         delivery: &str,
     ) -> InternalOutcome {
+        self.deliver_message_here(target, name, data, delivery)
+            .await
+            .0
+    }
+
+    /// [`Engine::deliver_message`], and whether this call took the message (false when the
+    /// case had it already: a redelivery, or another node delivering at the same time).
+    pub(crate) async fn deliver_message_here(
+        &self,
+        target: &str,
+        name: &str,
+        data: BTreeMap<String, Value>,
+        delivery: &str,
+    ) -> (InternalOutcome, bool) {
         let row = match self.store.load_instance(target).await {
             Ok(Some(row)) => row,
             Ok(None) => {
-                return InternalOutcome::permanent(format!(
-                    "message {name}: case {target} does not exist"
-                ));
+                return (
+                    InternalOutcome::permanent(format!(
+                        "message {name}: case {target} does not exist"
+                    )),
+                    false,
+                );
             }
             Err(error) => {
-                return InternalOutcome::Failed {
-                    error: error.to_string(),
-                    retryable: true,
-                };
+                return (
+                    InternalOutcome::Failed {
+                        error: error.to_string(),
+                        retryable: true,
+                    },
+                    false,
+                );
             }
         };
         if row.status != Status::Active.as_str() {
@@ -415,15 +435,18 @@ impl Engine {
             if let Ok((_, _, state)) = self.load(target).await
                 && state.received.iter().any(|r| r == delivery)
             {
-                return InternalOutcome::Done;
+                return (InternalOutcome::Done, false);
             }
-            return InternalOutcome::permanent(format!(
-                "message {name}: case {target} has ended ({})",
-                row.status
-            ));
+            return (
+                InternalOutcome::permanent(format!(
+                    "message {name}: case {target} has ended ({})",
+                    row.status
+                )),
+                false,
+            );
         }
         if let Err(error) = self.check_input(&data) {
-            return InternalOutcome::permanent(error.to_string());
+            return (InternalOutcome::permanent(error.to_string()), false);
         }
         let actor = Actor {
             user: SYSTEM_USER.to_string(),
@@ -447,8 +470,9 @@ impl Engine {
             delivery: Some(delivery),
         };
         match self.apply(target, step).await {
-            Ok(_) | Err(EngineError::AlreadyReceived { .. }) => InternalOutcome::Done,
-            Err(error) => failed(&error),
+            Ok(_) => (InternalOutcome::Done, true),
+            Err(EngineError::AlreadyReceived { .. }) => (InternalOutcome::Done, false),
+            Err(error) => (failed(&error), false),
         }
     }
 
@@ -528,7 +552,8 @@ impl Engine {
                 };
                 let actor = Actor {
                     user: SYSTEM_USER.to_string(),
-                    roles: vec![STARTER_ROLE.to_string()],
+                    // The engine itself: a process's `started_by` always admits it.
+                    roles: vec![STARTER_ROLE.to_string(), SYSTEM_ROLE.to_string()],
                     unit: parent.unit,
                 };
                 let link = ParentLink {

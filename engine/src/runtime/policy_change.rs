@@ -130,18 +130,20 @@ impl Engine {
                     continue;
                 }
                 match self
-                    .deliver_message(&id, POLICY_CHANGED, message_data(day), &delivery_id(day))
+                    .deliver_message_here(&id, POLICY_CHANGED, message_data(day), &delivery_id(day))
                     .await
                 {
-                    InternalOutcome::Done => {
+                    // Another node told the case at the same moment: not this sweep's.
+                    (InternalOutcome::Done, false) => {}
+                    (InternalOutcome::Done, true) => {
                         tracing::info!(case = %id, %day, "policy change delivered");
                         sweep.delivered.push((id.clone(), day));
                     }
-                    InternalOutcome::Failed { error, .. } => {
+                    (InternalOutcome::Failed { error, .. }, _) => {
                         sweep.failures.push((id.clone(), error));
                         break;
                     }
-                    InternalOutcome::NotBefore(_) => break,
+                    (InternalOutcome::NotBefore(_), _) => break,
                 }
                 (_, def, state) = self.load(&id).await?;
             }

@@ -279,7 +279,8 @@ impl Runner<'_> {
             }
             let actor = Actor {
                 user: "system".into(),
-                roles: vec!["admin".into()],
+                // As the engine starts it: `started_by` always admits the engine.
+                roles: vec!["admin".into(), crate::lang::model::SYSTEM_ROLE.into()],
                 unit: pending.unit.clone(),
             };
             self.start_child(pending, actor)?;
