@@ -133,6 +133,32 @@ impl From<SecretError> for DbError {
 }
 
 impl ServerDb {
+    /// The one row a credential lookup finds by its hash: on a SQLite file read on the
+    /// calling thread through the store's own connections (no hop to a driver thread on
+    /// every request), otherwise (PostgreSQL, or the file busy) through the read pool.
+    async fn credential_row<R>(&self, sql: &str, hash: &str) -> Result<Option<R>, DbError>
+    where
+        R: for<'r> TryFrom<&'r rusqlite::Row<'r>, Error = rusqlite::Error>
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + Send
+            + Unpin,
+    {
+        let on_thread = self.db.read_on_thread(|db| {
+            optional_row(
+                db.prepare_cached(sql)?
+                    .query_row([hash], |row| R::try_from(row)),
+            )
+        });
+        if let Some(read) = on_thread {
+            return read.map_err(DbError::Read);
+        }
+        Ok(on_read_pool!(self, pool => sqlx::query_as(sql)
+            .bind(hash)
+            .fetch_optional(pool)
+            .await)?)
+    }
+
     /// Opens a session for `user_id`.
     pub async fn create_session(
         &self,
@@ -194,29 +220,7 @@ impl ServerDb {
              FROM server_sessions s LEFT JOIN server_users u ON u.id = s.user_id \
              WHERE s.id_hash = $1";
         let hash = secrets::digest(id);
-        let on_thread = self.db.read_on_thread(|db| {
-            optional_row(db.prepare_cached(SQL)?.query_row([&hash], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                    r.get(9)?,
-                ))
-            }))
-        });
-        let row: Option<Row> = match on_thread {
-            Some(read) => read.map_err(DbError::Read)?,
-            None => on_read_pool!(self, pool => sqlx::query_as(SQL)
-                .bind(&hash)
-                .fetch_optional(pool)
-                .await)?,
-        };
+        let row: Option<Row> = self.credential_row(SQL, &hash).await?;
         let Some((
             user_id,
             csrf_token,
@@ -405,28 +409,7 @@ impl ServerDb {
              FROM server_tokens t LEFT JOIN server_users u ON u.id = t.user_id \
              WHERE t.token_hash = $1 AND t.revoked_at IS NULL";
         let hash = secrets::digest(token);
-        let on_thread = self.db.read_on_thread(|db| {
-            optional_row(db.prepare_cached(SQL)?.query_row([&hash], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
-            }))
-        });
-        let row: Option<Row> = match on_thread {
-            Some(read) => read.map_err(DbError::Read)?,
-            None => on_read_pool!(self, pool => sqlx::query_as(SQL)
-                .bind(&hash)
-                .fetch_optional(pool)
-                .await)?,
-        };
+        let row: Option<Row> = self.credential_row(SQL, &hash).await?;
         let Some((user_id, role, unit, uid, name, uunit, roles, pw, disabled)) = row else {
             return Ok(None);
         };
