@@ -290,7 +290,7 @@ fn print_step(report: &jiuzhu_engine::runtime::StepReport) {
 
 /// The scheduler loop: every second, fires due timers and starts due cron occurrences
 /// (see `jiuzhu_engine::scheduler`), printing what it did and how late the oldest due
-/// timer is, until interrupted.
+/// timer is, until interrupted (Ctrl-C or SIGTERM; the tick under way is finished first).
 /// The node's loop: fire due timers and cron occurrences, then deliver the
 /// outbox (notifications, payments into the ledger, process starts), every second.
 pub async fn run(
@@ -300,18 +300,46 @@ pub async fn run(
     payments_config: Option<&Path>,
     archive: Option<ArchiveSchedule>,
 ) -> Result<i32> {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
     run_until(
         session,
         once,
         notify_config,
         payments_config,
         archive,
-        ctrl_c,
+        shutdown_signal(),
     )
     .await
+}
+
+/// Ctrl-C, or SIGTERM (what service managers send). The handlers are installed when this
+/// is called, not when it is first awaited, so a signal during the node's first tick still
+/// ends it gracefully (after that tick) rather than killing it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let term = signal(SignalKind::terminate()).ok();
+        let interrupt = signal(SignalKind::interrupt()).ok();
+        async move {
+            match (term, interrupt) {
+                (Some(mut term), Some(mut interrupt)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// [`run`] until `shutdown` completes (`jiuzhu serve` stops it with the HTTP server); a

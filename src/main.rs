@@ -221,7 +221,8 @@ enum Command {
     },
     /// List and search cases by procedure, status, unit, applicant name or ID number.
     Cases(cases_cmd::CasesArgs),
-    /// The scheduler: fire due timers and start due cron schedules (every second, or --once).
+    /// The scheduler: fire due timers and start due cron schedules (every second until
+    /// Ctrl-C/SIGTERM, or --once).
     Run {
         /// One round (timers, cron, payment run, outbox), then exit.
         #[arg(long)]

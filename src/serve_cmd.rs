@@ -95,7 +95,7 @@ pub async fn run(session: &Session, args: &ServeArgs) -> Result<i32> {
     println!("Jiuzhu is serving on http://{address}");
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
-        shutdown_signal().await;
+        lifecycle::shutdown_signal().await;
         let _ = stop.send(true);
     });
     let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -116,29 +116,6 @@ pub async fn run(session: &Session, args: &ServeArgs) -> Result<i32> {
     let code = ran?;
     println!("Jiuzhu stopped");
     Ok(code)
-}
-
-/// Ctrl-C, or SIGTERM (what service managers send).
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 /// Prints the demo's logins: user, role, unit and password.

@@ -163,3 +163,100 @@ fn a_bench_refuses_an_existing_database_file() {
     );
     assert!(db.exists(), "an existing file is left alone");
 }
+
+#[test]
+fn nodes_share_one_postgresql_and_fire_and_pay_each_case_once() {
+    // The server the PostgreSQL tests use; connecting first fails with a clear message
+    // when none answers.
+    let base = jiuzhu_testkit::pg_base();
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let mut admin = runtime.block_on(jiuzhu_testkit::connect_pg_admin(&base));
+    let child = Command::new(env!("CARGO_BIN_EXE_jiuzhu"))
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .args([
+            "bench",
+            "nodes",
+            "--nodes",
+            "1,2",
+            "--timers",
+            "300",
+            "--instances",
+            "24",
+            "--clients",
+            "4",
+            "--db",
+            &base,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the jiuzhu binary runs");
+    let pid = child.id();
+    let out = child.wait_with_output().expect("the bench ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "bench nodes failed:\n{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(report["bench"], "nodes");
+    let runs = report["run"].as_array().expect("run nodes");
+    assert_eq!(runs.len(), 2, "{report}");
+    for (run, k) in runs.iter().zip([1u64, 2]) {
+        assert_eq!(run["nodes"].as_u64(), Some(k), "{run}");
+        assert_eq!(run["timers"], 300);
+        // Each case started and fired once, one reminder each, across the nodes.
+        assert_eq!(run["history_rows"], 600, "{run}");
+        assert_eq!(run["fired_twice"], 0, "{run}");
+        assert_eq!(run["reminders"], 300, "{run}");
+        assert!(number(run, "firings_per_s") > 0.0, "{run}");
+        assert!(
+            number(run, "webhook_posts") >= number(run, "reminders_delivered"),
+            "{run}"
+        );
+        assert!(number(run, "xact_commits") > 0.0, "{run}");
+        let per_node = run["cpu"]["nodes_s"].as_array().expect("CPU per node");
+        assert_eq!(per_node.len() as u64, k, "{run}");
+    }
+    let serves = report["serve"].as_array().expect("serve nodes");
+    assert_eq!(serves.len(), 2, "{report}");
+    for (serve, k) in serves.iter().zip([1u64, 2]) {
+        assert_eq!(serve["nodes"].as_u64(), Some(k), "{serve}");
+        assert_eq!(serve["paid"], 24, "{serve}");
+        // 24 starts, 24 verifies, 6 reviews (i % 4 == 0), 24 approvals.
+        assert_eq!(serve["steps"], 78, "{serve}");
+        assert!(number(serve, "completions_per_s") > 0.0, "{serve}");
+        assert!(
+            number(serve, "all_paid_seconds") >= number(serve, "seconds"),
+            "{serve}"
+        );
+    }
+    // Every database the bench made is gone.
+    let left: i64 = runtime
+        .block_on(
+            sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname LIKE $1")
+                .bind(format!("jiuzhu_bench_{pid}_%"))
+                .fetch_one(&mut admin),
+        )
+        .expect("pg_database reads");
+    assert_eq!(left, 0, "the bench left its databases behind");
+}
+
+#[test]
+fn nodes_refuse_sqlite() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let out = Command::new(env!("CARGO_BIN_EXE_jiuzhu"))
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .args(["bench", "nodes", "--nodes", "1", "--db"])
+        .arg(dir.path().join("nodes.db"))
+        .output()
+        .expect("the jiuzhu binary runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("needs --db postgres://"), "{stderr}");
+    assert!(
+        !dir.path().join("nodes.db").exists(),
+        "no database was made"
+    );
+}

@@ -13,7 +13,7 @@ use jiuzhu_engine::clock::SystemClock;
 use jiuzhu_engine::core::Actor;
 use jiuzhu_engine::group_commit::GroupCommitOptions;
 use jiuzhu_engine::runtime::Engine;
-use jiuzhu_server::{AppState, ServerConfig, UserRecord};
+use jiuzhu_server::{AppState, ServerConfig, ServerDb, UserRecord};
 use serde_json::{Value as Json, json};
 
 use super::dibao_lite::{self, ClientTally};
@@ -21,8 +21,8 @@ use super::inbox::{percentile_ms, township};
 use super::setup::{self, BenchDb};
 use super::{DbOptions, round};
 
-const PROCESS: &str = "dibao_lite";
-const UNIT: &str = "bench/county/town";
+pub(super) const PROCESS: &str = "dibao_lite";
+pub(super) const UNIT: &str = "bench/county/town";
 const PASSWORD: &str = "bench password of a client";
 
 #[derive(clap::Args, Debug)]
@@ -122,7 +122,7 @@ async fn serve(engine: Arc<Engine>) -> Result<Served> {
 
 /// How a client authenticates: the headers it sends on every request.
 #[derive(Clone)]
-struct Credentials {
+pub(super) struct Credentials {
     headers: reqwest::header::HeaderMap,
 }
 
@@ -152,7 +152,8 @@ async fn measure(db: &BenchDb, args: &Args, sizes: &Sizes) -> Result<serde_json:
         engine_steps += engine_round(&engine, sizes.clients, share, r).await?;
         engine_time += started.elapsed();
         let started = Instant::now();
-        let (steps, paid) = api_round(&served.base, &http, &credentials, share).await?;
+        let bases = [served.base.clone()];
+        let (steps, paid) = api_round(&bases, &http, &credentials, share).await?;
         api_time += started.elapsed();
         api_steps += steps;
         api_paid += paid;
@@ -263,20 +264,13 @@ async fn login(
     session: bool,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Credentials> {
-    let user = UserRecord {
-        id: actor.user.clone(),
-        name: actor.user.clone(),
-        unit: actor.unit.clone(),
-        roles: actor.roles.clone(),
-        disabled: false,
-        has_password: false,
-    };
     let db = &served.state.db;
-    db.add_user(&user, session.then_some(PASSWORD), now)
-        .await
-        .map_err(|e| anyhow!(e))?;
+    if !session {
+        return token_user(db, actor, now).await;
+    }
+    add_user(db, actor, Some(PASSWORD), now).await?;
     let mut headers = reqwest::header::HeaderMap::new();
-    if session {
+    {
         let response = http
             .post(format!("{}/api/login", served.base))
             .json(&json!({"user": actor.user, "password": PASSWORD}))
@@ -300,16 +294,46 @@ async fn login(
             .context("login gave no CSRF token")?;
         headers.insert(reqwest::header::COOKIE, cookie.parse()?);
         headers.insert("x-csrf-token", csrf.parse()?);
-    } else {
-        let token = db
-            .create_token(&actor.user, "bench", now)
-            .await
-            .map_err(|e| anyhow!(e))?;
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {}", token.token).parse()?,
-        );
     }
+    Ok(Credentials { headers })
+}
+
+/// Adds `actor` as a server user (with `password` if given).
+async fn add_user(
+    db: &ServerDb,
+    actor: &Actor,
+    password: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let user = UserRecord {
+        id: actor.user.clone(),
+        name: actor.user.clone(),
+        unit: actor.unit.clone(),
+        roles: actor.roles.clone(),
+        disabled: false,
+        has_password: false,
+    };
+    db.add_user(&user, password, now)
+        .await
+        .map_err(|e| anyhow!(e))
+}
+
+/// Adds `actor` as a server user holding a new API token; the headers that send it.
+pub(super) async fn token_user(
+    db: &ServerDb,
+    actor: &Actor,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Credentials> {
+    add_user(db, actor, None, now).await?;
+    let token = db
+        .create_token(&actor.user, "bench", now)
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", token.token).parse()?,
+    );
     Ok(Credentials { headers })
 }
 
@@ -337,9 +361,10 @@ async fn engine_round(engine: &Arc<Engine>, clients: u64, count: u64, round: u64
     Ok(steps)
 }
 
-/// The API's clients drive `count` cases; returns the steps and the payments made.
-async fn api_round(
-    base: &str,
+/// The API's clients drive `count` cases; client `c` calls `bases[c mod len]` (one server
+/// here, several nodes in `bench nodes`). Returns the steps and the payments made.
+pub(super) async fn api_round(
+    bases: &[String],
     http: &reqwest::Client,
     credentials: &[Credentials],
     count: u64,
@@ -347,7 +372,8 @@ async fn api_round(
     let clients = credentials.len() as u64;
     let mut tasks = Vec::new();
     for (client, credentials) in credentials.iter().enumerate() {
-        let (base, http, credentials) = (base.to_string(), http.clone(), credentials.clone());
+        let base = bases[client % bases.len().max(1)].clone();
+        let (http, credentials) = (http.clone(), credentials.clone());
         tasks.push(tokio::spawn(async move {
             let (mut steps, mut paid) = (0u64, 0u64);
             let mut i = client as u64;
@@ -369,7 +395,8 @@ async fn api_round(
     Ok((steps, paid))
 }
 
-/// One case through the API, as `dibao_lite::run_instance` drives it through the engine.
+/// One case through the API, as `dibao_lite::run_instance` drives it through the engine;
+/// returns its steps and whether it was paid (approved).
 async fn api_instance(
     base: &str,
     http: &reqwest::Client,

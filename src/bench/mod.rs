@@ -10,6 +10,9 @@ mod archive;
 mod dibao_lite;
 mod http;
 mod inbox;
+mod nodes;
+mod nodes_proc;
+mod nodes_serve;
 mod province;
 mod setup;
 mod timers;
@@ -39,6 +42,8 @@ pub enum BenchMode {
     Province(province::Args),
     /// Archive N finished cases; today's queue page and case show before and after.
     Archive(archive::Args),
+    /// 1, 2, 3 … `jiuzhu run` and `jiuzhu serve` nodes on one PostgreSQL database.
+    Nodes(nodes::Args),
 }
 
 /// Where a bench runs; shared by every mode.
@@ -82,6 +87,7 @@ pub fn run(args: BenchArgs) -> i32 {
             BenchMode::Http(args) => http::run(&args).await,
             BenchMode::Province(args) => province::run(&args).await,
             BenchMode::Archive(args) => archive::run(&args).await,
+            BenchMode::Nodes(args) => nodes::run(&args).await,
         }
     });
     match outcome {

@@ -102,6 +102,14 @@ impl BenchDb {
         }
     }
 
+    /// The PostgreSQL URL of the bench's own database; `None` on SQLite.
+    pub fn postgres_url(&self) -> Option<&str> {
+        match &self.cleanup {
+            Cleanup::Postgres(database) => Some(&database.url),
+            Cleanup::SqliteFile(_) => None,
+        }
+    }
+
     /// The durability setting in force: SQLite's `synchronous`, or PostgreSQL's default
     /// (`synchronous_commit = on`: WAL flushed at each commit).
     pub fn synchronous(&self) -> &'static str {
