@@ -10,6 +10,7 @@
 
 mod batches;
 mod cross_case;
+mod existing;
 mod files;
 mod format;
 mod matching;
@@ -133,6 +134,7 @@ fn run_inner(
         .process
         .clone()
         .unwrap_or_else(|| scenario.process.clone());
+    runner.seed_cases(&scenario.cases)?;
     runner
         .start(&main_process, &scenario.start, "main")
         .map_err(|e| format!("start: {e}"))?;
@@ -198,7 +200,9 @@ impl Runner<'_> {
                 text: describe_error(&e),
             }
         })?;
-        self.check_key(&transition.state)?;
+        // As the engine: the required case first, the key at commit.
+        self.check_requires(&transition.state)?;
+        self.check_key(&def, &transition.state)?;
         self.started += 1;
         let mut instance = Instance {
             def,
