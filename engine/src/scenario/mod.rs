@@ -89,6 +89,8 @@ struct Runner<'w> {
     benefits: Vec<batches::BenefitFixture>,
     /// Batch runs done: run key → the case that ran it.
     batch_runs: BTreeMap<String, String>,
+    /// Households paid under a batch's `once_per` key: (key, case).
+    batch_once: std::collections::BTreeSet<(String, String)>,
     /// Township reserve balances: the `reserves:` fixture, less the draws made since.
     reserves: BTreeMap<String, rust_decimal::Decimal>,
 }
@@ -127,6 +129,7 @@ fn run_inner(
         started: 0,
         benefits: scenario.benefits.clone(),
         batch_runs: BTreeMap::new(),
+        batch_once: std::collections::BTreeSet::new(),
         reserves: scenario.reserves.clone(),
     };
     let main_process = scenario
