@@ -62,10 +62,22 @@ impl Ctx {
 
     /// A monthly benefit of `case` in the ledger, as an approved case's effect makes it.
     async fn benefit(&self, case: &str, program: &str, from: &str, payee: &str) -> Result<()> {
+        self.benefit_in(UNIT, case, program, from, payee).await
+    }
+
+    /// The same in `unit`.
+    async fn benefit_in(
+        &self,
+        unit: &str,
+        case: &str,
+        program: &str,
+        from: &str,
+        payee: &str,
+    ) -> Result<()> {
         self.ledger
             .apply_effect(
                 &json!({"type": "payment", "id": format!("{case}-{program}-e1"), "instance": case,
-                        "unit": UNIT, "amount": "705.00", "purpose": program,
+                        "unit": unit, "amount": "705.00", "purpose": program,
                         "schedule": "monthly", "from": from, "payee": payee,
                         "account": "6222020200001111", "id_number": "230505194810200021"}),
                 Utc.with_ymd_and_hms(2026, 1, 1, 1, 0, 0).unwrap(),
@@ -117,10 +129,24 @@ impl Ctx {
     }
 
     async fn heating(&self, season: &str) -> Result<String> {
+        self.heating_by(season, &Ctx::admin()).await
+    }
+
+    /// A heating season run by the township's admin: its run covers the township only.
+    async fn township_heating(&self, season: &str) -> Result<String> {
+        let admin = Actor {
+            user: "fa_admin".into(),
+            roles: vec!["admin".into()],
+            unit: UNIT.into(),
+        };
+        self.heating_by(season, &admin).await
+    }
+
+    async fn heating_by(&self, season: &str, admin: &Actor) -> Result<String> {
         let data = BTreeMap::from([("season".to_string(), Value::Str(season.into()))]);
         Ok(self
             .engine
-            .start("heating_aid", &Ctx::admin(), data)
+            .start("heating_aid", admin, data)
             .await?
             .instance
             .id)
@@ -231,7 +257,87 @@ jiuzhu_testkit::on_both_databases!(
     a_season_started_twice_before_its_run_pays_each_household_once,
     a_season_run_by_two_nodes_at_once_pays_each_household_once,
     a_benefit_ended_before_the_next_season_gets_nothing_then,
+    a_township_run_then_the_county_run_pay_each_household_once,
+    a_township_run_and_the_county_run_at_once_pay_each_household_once,
 );
+
+/// Another township of the county than [`UNIT`].
+const OTHER_UNIT: &str = "双鸭山市/尖山区/中心站街道";
+
+/// Two households in the township, one in another township of the county.
+async fn three_households(ctx: &Ctx) -> Result<()> {
+    ctx.clock.set(october());
+    ctx.benefit("dibao-a", "dibao", "2026-04-01", "张桂兰")
+        .await?;
+    ctx.benefit("tekun-b", "tekun", "2026-01-01", "李德福")
+        .await?;
+    ctx.benefit_in(OTHER_UNIT, "dibao-z", "dibao", "2026-01-01", "王秀英")
+        .await
+}
+
+/// Each of the three households paid once in the season, and the two runs' counts.
+async fn each_paid_once(ctx: &Ctx, township: &str, county: &str) -> Result<(i64, i64)> {
+    ensure!(
+        ctx.paid("heating_aid").await?
+            == vec![
+                pair("dibao-a", "300.00"),
+                pair("dibao-z", "300.00"),
+                pair("tekun-b", "300.00"),
+            ],
+        "{:?}",
+        ctx.paid("heating_aid").await?
+    );
+    let (_, _, township) = ctx.vars(township).await?;
+    let (_, _, county) = ctx.vars(county).await?;
+    let count = |vars: &serde_json::Value| vars["paid_households"].as_i64().unwrap_or(-1);
+    Ok((count(&township), count(&county)))
+}
+
+async fn a_township_run_then_the_county_run_pay_each_household_once(ctx: Ctx) -> Result<()> {
+    three_households(&ctx).await?;
+    let township = ctx.township_heating("2026-2027").await?;
+    ctx.tick().await?;
+    // The county's run of the same season: a run key of its own, the same once key.
+    ctx.clock.set(october() + chrono::Duration::days(1));
+    let county = ctx.heating("2026-2027").await?;
+    ctx.tick().await?;
+    settle(&ctx, &[&township, &county]).await?;
+    let counts = each_paid_once(&ctx, &township, &county).await?;
+    ensure!(counts == (2, 1), "{counts:?}");
+    let runs = ctx.ledger.batches(None).await?;
+    ensure!(runs.len() == 2, "{runs:?}");
+    ensure!(
+        runs.iter()
+            .any(|r| r.case_id == county && r.recipients == 1 && r.paid == 1),
+        "{runs:?}"
+    );
+    Ok(())
+}
+
+async fn a_township_run_and_the_county_run_at_once_pay_each_household_once(ctx: Ctx) -> Result<()> {
+    three_households(&ctx).await?;
+    let township = ctx.township_heating("2026-2027").await?;
+    let county = ctx.heating("2026-2027").await?;
+    let node = |name: &str| {
+        let mut config = DispatchConfig::new(name);
+        config.lease = chrono::Duration::minutes(1);
+        config.batch = 1;
+        Dispatcher::new(ctx.engine.clone(), config).with_payments(Arc::new(ctx.ledger.clone()))
+    };
+    let (a, b) = (node("node-a"), node("node-b"));
+    let now = ctx.clock.now();
+    let (ra, rb) = tokio::join!(a.tick(now), b.tick(now));
+    let (ra, rb) = (ra?, rb?);
+    ensure!(ra.claimed() + rb.claimed() == 2, "{ra:?} {rb:?}");
+    settle(&ctx, &[&township, &county]).await?;
+    let (from_township, from_county) = each_paid_once(&ctx, &township, &county).await?;
+    // Whichever listed first took the township's households; together, three.
+    ensure!(
+        from_township + from_county == 3 && from_county >= 1,
+        "{from_township} {from_county}"
+    );
+    Ok(())
+}
 
 async fn the_price_subsidy_pays_each_active_household_per_member_once(ctx: Ctx) -> Result<()> {
     // A household of three (its case's household), one of one (no case on file: 1).

@@ -101,7 +101,7 @@ pub fn status_of(code: &str) -> StatusCode {
         "conflict" | "duplicate" | "tampered" | "not_configured" | "too_many_messages" => {
             StatusCode::CONFLICT
         }
-        "invalid_data" | "invalid_request" | "invalid_definition" => {
+        "invalid_data" | "invalid_request" | "invalid_definition" | "no_active_benefit" => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
         "bad_json" | "bad_query" | "duplicate_key" => StatusCode::BAD_REQUEST,
@@ -210,6 +210,7 @@ mod tests {
             ("unavailable", 503),
             ("not_configured", 409),
             ("too_many_messages", 409),
+            ("no_active_benefit", 422),
             ("store", 500),
             ("incident", 500),
         ] {

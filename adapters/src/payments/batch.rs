@@ -45,6 +45,8 @@ pub struct BatchRequest {
     pub as_of: NaiveDate,
     /// One recipient per household (case) rather than per benefit.
     pub per_household: bool,
+    /// The node's `once_per`: a recipient some run listed under this key is skipped.
+    pub once_per: Option<String>,
 }
 
 impl BatchRequest {
@@ -137,6 +139,7 @@ impl BatchRequest {
             unit,
             as_of,
             per_household,
+            once_per: batch.once_per.clone(),
         })
     }
 }
@@ -312,7 +315,7 @@ macro_rules! batch_ops {
                         )),
                     }
                 }
-                let items = select_items(benefits, request);
+                let mut items = select_items(benefits, request);
                 sqlx::query(
                     "INSERT INTO batch_runs (run_key, case_id, effect_id, node, as_of, status, \
                      recipients, created_at) VALUES ($1, $2, $3, $4, $5, 'running', $6, $7)",
@@ -326,6 +329,33 @@ macro_rules! batch_ops {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
+                if let Some(once) = &request.once_per {
+                    let mut kept = Vec::with_capacity(items.len());
+                    for item in items {
+                        // Once per household (case), whatever `per`: claimed by this run,
+                        // or already by another run under the key and skipped.
+                        // (PostgreSQL: a run listing at the same time waits on the row.)
+                        let claimed = sqlx::query(
+                            "INSERT INTO batch_once (once_key, recipient, run_key) \
+                             VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                        )
+                        .bind(once)
+                        .bind(&item.case_id)
+                        .bind(&request.run_key)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                        if claimed == 1 {
+                            kept.push(item);
+                        }
+                    }
+                    items = kept;
+                    sqlx::query("UPDATE batch_runs SET recipients = $1 WHERE run_key = $2")
+                        .bind(i64::try_from(items.len()).unwrap_or(i64::MAX))
+                        .bind(&request.run_key)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 for item in &items {
                     sqlx::query(
                         "INSERT INTO batch_items (run_key, recipient, case_id, program, unit, \

@@ -43,6 +43,11 @@ pub(super) const MIGRATIONS: ComponentMigrations = ComponentMigrations {
             "monthly_run",
             include_str!("../../migrations/sqlite/1004_monthly_run.sql"),
         ),
+        (
+            1005,
+            "batch_once",
+            include_str!("../../migrations/sqlite/1005_batch_once.sql"),
+        ),
     ],
     postgres: &[
         (
@@ -64,6 +69,11 @@ pub(super) const MIGRATIONS: ComponentMigrations = ComponentMigrations {
             1004,
             "monthly_run",
             include_str!("../../migrations/postgres/1004_monthly_run.sql"),
+        ),
+        (
+            1005,
+            "batch_once",
+            include_str!("../../migrations/postgres/1005_batch_once.sql"),
         ),
     ],
 };

@@ -18,6 +18,8 @@ pub mod fields {
     pub const NODE: &str = "node";
     /// The query: `benefits`, `unit`, `as_of`, `per`.
     pub const OVER: &str = "over";
+    /// The node's `once_per`: once per recipient under this key, whatever the run.
+    pub const ONCE_PER: &str = "once_per";
 }
 
 impl<'a> Run<'a> {
@@ -34,6 +36,16 @@ impl<'a> Run<'a> {
         if run_key.is_empty() {
             return Err(incident(&node_id, "the batch's run_key is empty"));
         }
+        let once_per = match &decl.once_per {
+            Some(expr) => {
+                let key = self.eval_string(expr, &[], &node_id)?;
+                if key.is_empty() {
+                    return Err(incident(&node_id, "the batch's once_per is empty"));
+                }
+                Some(key)
+            }
+            None => None,
+        };
         let mut over = BTreeMap::new();
         for (name, template) in &decl.over {
             over.insert(name.clone(), self.render(template, &[], &node_id)?);
@@ -42,11 +54,14 @@ impl<'a> Run<'a> {
             id: token,
             node: node_id.clone(),
         });
-        let request = BTreeMap::from([
+        let mut request = BTreeMap::from([
             (fields::RUN_KEY.to_string(), Value::Str(run_key)),
             (fields::NODE.to_string(), Value::Str(node_id)),
             (fields::OVER.to_string(), Value::Object(over)),
         ]);
+        if let Some(key) = once_per {
+            request.insert(fields::ONCE_PER.to_string(), Value::Str(key));
+        }
         self.push_outward(EffectKind::Batch, request, &decl_node)
     }
 }

@@ -41,8 +41,8 @@ pub use events::correct::{
 pub use events::handover::is_supervisor_role;
 pub use events::retry::RULE_FAILED;
 pub use state::{
-    CaseIncident, DeadlineState, InstanceState, MAX_RECEIVED, OpenTask, ParentLink, ReceivedFull,
-    Status, Timer, TimerKind, Token,
+    ActiveNeed, CaseIncident, DeadlineState, InstanceState, MAX_RECEIVED, OpenTask, ParentLink,
+    ReceivedFull, Status, Timer, TimerKind, Token,
 };
 
 /// Who acts: a user with roles in a unit.

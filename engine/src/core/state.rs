@@ -142,6 +142,10 @@ pub struct InstanceState {
     /// computed at start; released when the case ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// The approved case of another process the start needs (`requires_active:`), as
+    /// computed at start: the runtime looks it up before it stores the case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<ActiveNeed>,
     /// The case whose `start_process` started this one, and what it asked to be told.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentLink>,
@@ -163,6 +167,14 @@ pub struct CaseIncident {
     pub code: String,
     pub message: String,
     pub at: DateTime<FixedOffset>,
+}
+
+/// What `requires_active:` asks for at start: an approved case of `process` whose
+/// variables hold the ID number `id_number`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActiveNeed {
+    pub process: String,
+    pub id_number: String,
 }
 
 /// The case that started this one (`start_process`), kept on the child.
@@ -219,6 +231,7 @@ impl InstanceState {
             seq: 0,
             incidents: Vec::new(),
             key: None,
+            requires: None,
             parent: None,
             received: Vec::new(),
         }

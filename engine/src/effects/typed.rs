@@ -161,6 +161,8 @@ pub struct BatchRun {
     pub node: String,
     /// The query: `benefits`, `unit`, `as_of`, `per`.
     pub over: BTreeMap<String, Value>,
+    /// The node's `once_per`: a recipient paid under this key by any run is skipped.
+    pub once_per: Option<String>,
 }
 
 impl BatchRun {
@@ -179,6 +181,17 @@ impl BatchRun {
         };
         let run_key = text("run_key")?;
         let node = text("node")?;
+        let once_per = match fields.remove("once_per") {
+            None | Some(Value::Null) => None,
+            Some(Value::Str(key)) if !key.is_empty() => Some(key),
+            Some(_) => {
+                return Err(TypedError::Malformed {
+                    kind: "batch",
+                    field: "once_per",
+                    expected: "string",
+                });
+            }
+        };
         let over = match fields.remove("over") {
             Some(Value::Object(map)) => map,
             None | Some(Value::Null) => BTreeMap::new(),
@@ -194,6 +207,7 @@ impl BatchRun {
             run_key,
             node,
             over,
+            once_per,
         })
     }
 }
@@ -525,6 +539,7 @@ impl TypedEffect {
                 put("run_key", Some(Value::Str(b.run_key.clone())));
                 put("node", Some(Value::Str(b.node.clone())));
                 put("over", Some(Value::Object(b.over.clone())));
+                put("once_per", b.once_per.clone().map(Value::Str));
                 return out;
             }
             TypedEffect::Message(m) => {

@@ -43,6 +43,13 @@ pub struct Definition {
     /// The business key (`key:`), a string expression over the variables at start:
     /// unique among the process's active cases (`docs/process-language.md`).
     pub key: Option<Expr>,
+    /// The outcomes whose cases keep holding their business key after they end
+    /// (`key_outlives:`): a funeral aid approved for a person is not started again.
+    pub key_outlives: Vec<String>,
+    /// A case of another process the start needs (`requires_active:`): checked by the
+    /// runtime and the scenario runner against the cases they hold before anything is
+    /// stored (`no_active_benefit`).
+    pub requires_active: Option<RequiresActive>,
     /// Conditions the start data must meet (`checks:`), beyond the declared types.
     pub checks: Vec<StartCheck>,
     /// The roles that may start a case (`started_by:`); the engine itself (role
@@ -52,6 +59,15 @@ pub struct Definition {
     pub reads_policy: bool,
     /// Compiled from a stored version: its effects keep fields no schema declares.
     pub stored: bool,
+}
+
+/// `requires_active:` a start needs an approved case of `process` (active, or ended with
+/// outcome `approved`) whose variables hold the ID number `id_number`; both are string
+/// expressions over the start's variables, evaluated by the core at start.
+#[derive(Debug, Clone)]
+pub struct RequiresActive {
+    pub process: Expr,
+    pub id_number: Expr,
 }
 
 impl Definition {
@@ -315,6 +331,9 @@ pub struct BatchDecl {
     pub over: Vec<(String, ValueTemplate)>,
     /// Same key, same run: nobody is paid twice under one key.
     pub run_key: Expr,
+    /// Once per recipient under this key (`once_per:`), whatever runs cover them: the
+    /// ledger skips a recipient already paid under it by another run.
+    pub once_per: Option<Expr>,
     /// The effects made per recipient (payments), evaluated by whoever expands the run.
     pub each: Vec<EffectTemplate>,
     /// The report the node waits for (message [`BATCH_DONE`]); its completion is the

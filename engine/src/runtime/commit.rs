@@ -64,7 +64,7 @@ impl Engine {
                 status: expected_version.is_some() && before.status == state.status,
                 unit: expected_version.is_some() && before.unit == state.unit,
             },
-            business_key: key_change(expected_version, before, &state),
+            business_key: key_change(&def.key_outlives, expected_version, before, &state),
         };
         for effect in transition.effects {
             match effect {
@@ -145,17 +145,20 @@ impl Engine {
 }
 
 /// What the step does with the case's business key: a start that leaves the case active
-/// claims it; the step that ends the case releases it.
+/// claims it; the step that ends the case releases it, unless it ends with one of the
+/// outcomes whose cases keep their key (`key_outlives`).
 fn key_change(
+    outlives: &[String],
     expected_version: Option<i64>,
     before: &InstanceState,
     after: &InstanceState,
 ) -> Option<KeyChange> {
     let key = after.key.as_ref()?;
-    let active = after.status == core::Status::Active;
+    let holds = after.status == core::Status::Active
+        || after.outcome.as_ref().is_some_and(|o| outlives.contains(o));
     match expected_version {
-        None if active => Some(KeyChange::Claim { key: key.clone() }),
-        Some(_) if before.status == core::Status::Active && !active => Some(KeyChange::Release),
+        None if holds => Some(KeyChange::Claim { key: key.clone() }),
+        Some(_) if before.status == core::Status::Active && !holds => Some(KeyChange::Release),
         _ => None,
     }
 }

@@ -53,8 +53,14 @@ pub enum EngineError {
     Tampered(crate::store::TamperError),
     /// A start refused: an active case of the process holds the same business key
     /// (`key:`). Names that case, never the key (it is often an ID number).
-    #[error("an active {process} case with the same business key exists: {case}")]
+    #[error("a {process} case holding the same business key exists: {case}")]
     DuplicateKey { process: String, case: String },
+    /// The start `requires_active` an approved case of `process` for a person and the
+    /// store holds none (`id_number` masked).
+    #[error(
+        "no approved {process} case holds ID number {id_number}: a start that requires an active benefit is refused"
+    )]
+    NoActiveBenefit { process: String, id_number: String },
     /// The case has already taken this message effect of another case (a redelivery).
     #[error("{instance} has already received {effect}")]
     AlreadyReceived { instance: String, effect: String },
@@ -104,6 +110,7 @@ impl EngineError {
             EngineError::Conflict { .. } => "conflict",
             EngineError::DuplicateKey { .. } | EngineError::AlreadyReceived { .. } => "duplicate",
             EngineError::TooManyMessages { .. } => "too_many_messages",
+            EngineError::NoActiveBenefit { .. } => "no_active_benefit",
             EngineError::InvalidDefinition { .. } | EngineError::Rules { .. } => {
                 "invalid_definition"
             }
@@ -119,7 +126,7 @@ impl EngineError {
             "not_found" => 404,
             "forbidden" | "separation_of_duties" => 403,
             "conflict" | "duplicate" | "too_many_messages" => 409,
-            "invalid_data" | "invalid_definition" => 422,
+            "invalid_data" | "invalid_definition" | "no_active_benefit" => 422,
             _ => 500,
         }
     }

@@ -581,9 +581,11 @@ impl Engine {
                     // door, a unit): told to a parent that asked for a reply, else an
                     // incident. Anything else (the database, the definition) is not the
                     // child's answer and fails the delivery as usual.
-                    Err(error @ (EngineError::DuplicateKey { .. } | EngineError::Step(_))) => {
-                        Err(error)
-                    }
+                    Err(
+                        error @ (EngineError::DuplicateKey { .. }
+                        | EngineError::NoActiveBenefit { .. }
+                        | EngineError::Step(_)),
+                    ) => Err(error),
                     Err(error) => return failed(&error),
                 }
             }

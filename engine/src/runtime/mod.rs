@@ -358,6 +358,7 @@ impl Engine {
         let id = new_instance_id(&def.id);
         let (commit, state) = self.plan_start_with_id(&def, version, &id, actor, data, None)?;
         self.check_reachable(actor, &commit)?;
+        self.check_requires(&state).await?;
         let commit = self.commit_start(commit).await?;
         let changes =
             incident::incident_changes(&InstanceState::new(&id, &def.id, state.started_at), &state);

@@ -151,6 +151,7 @@ impl Engine {
         let def = self.definition(process, version).await?;
         let (commit, after) =
             self.plan_start_with_id(&def, version, instance_id, actor, data, parent)?;
+        self.check_requires(&after).await?;
         let commit = self.commit_start(commit).await?;
         let before = InstanceState::new(instance_id, &def.id, after.started_at);
         let changes = super::incident::incident_changes(&before, &after);

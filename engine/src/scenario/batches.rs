@@ -230,6 +230,11 @@ impl super::Runner<'_> {
             if per_household {
                 recipients.dedup_by(|later, first| later.case == first.case);
             }
+            if let Some(once) = text_field(request, fields::ONCE_PER) {
+                // Once per household under the key, as the ledger's `batch_once` keeps it.
+                let claimed = &mut self.batch_once;
+                recipients.retain(|b| claimed.insert((once.clone(), b.case.clone())));
+            }
             let (mut count, mut total) = (0i64, Decimal::ZERO);
             let instance = &self.instances[idx].1;
             let mut made = Vec::new();

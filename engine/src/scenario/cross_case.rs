@@ -12,19 +12,24 @@ use crate::core::{ParentLink, Status};
 use crate::lang::model::SYSTEM_ROLE;
 
 impl Runner<'_> {
-    /// Refuses a new case whose business key an active case of its process holds.
-    pub(super) fn check_key(&self, started: &InstanceState) -> Result<(), StartFailure> {
+    /// Refuses a new case whose business key a case of its process holds: an active one,
+    /// or one ended with an outcome of the definition's `key_outlives`.
+    pub(super) fn check_key(
+        &self,
+        def: &Definition,
+        started: &InstanceState,
+    ) -> Result<(), StartFailure> {
         let Some(key) = &started.key else {
             return Ok(());
         };
-        if started.status != Status::Active {
+        if !holds_key(def, started) {
             return Ok(());
         }
         match self.key_holder(&started.process, key) {
             Some(holder) => Err(StartFailure::Refused {
                 code: "duplicate",
                 text: format!(
-                    "duplicate: an active {} case with the same business key exists: {holder}",
+                    "duplicate: a {} case holding the same business key exists: {holder}",
                     started.process
                 ),
             }),
@@ -35,11 +40,41 @@ impl Runner<'_> {
     fn key_holder(&self, process: &str, key: &str) -> Option<String> {
         self.instances
             .iter()
-            .map(|(_, i)| &i.state)
-            .find(|s| {
-                s.process == process && s.status == Status::Active && s.key.as_deref() == Some(key)
+            .find(|(_, i)| {
+                i.state.process == process
+                    && i.state.key.as_deref() == Some(key)
+                    && holds_key(&i.def, &i.state)
             })
-            .map(|s| s.id.clone())
+            .map(|(_, i)| i.state.id.clone())
+    }
+
+    /// `requires_active`: the scenario holds an approved case (active, or ended approved)
+    /// of the process whose variables hold the ID number, as the engine's store search
+    /// finds it (`runtime/keys.rs`); else `no_active_benefit`.
+    pub(super) fn check_requires(&self, started: &InstanceState) -> Result<(), StartFailure> {
+        let Some(need) = &started.requires else {
+            return Ok(());
+        };
+        let found = self.instances.iter().any(|(_, i)| {
+            let s = &i.state;
+            s.process == need.process
+                && s.outcome.as_deref() == Some("approved")
+                && s.status != Status::Terminated
+                && crate::store::search::id_numbers(&Value::Object(s.vars.clone()).to_json())
+                    .iter()
+                    .any(|n| crate::privacy::same_id_number(n, &need.id_number))
+        });
+        if found {
+            return Ok(());
+        }
+        Err(StartFailure::Refused {
+            code: "no_active_benefit",
+            text: format!(
+                "no_active_benefit: no approved {} case holds ID number {}",
+                need.process,
+                crate::privacy::mask_id_number(&need.id_number)
+            ),
+        })
     }
 
     /// `PROCESS@NAME` where NAME is a case's scenario name: the child of that case.
@@ -181,4 +216,14 @@ impl Runner<'_> {
         let outward = record(instance, &transition.effects);
         self.follow(outward)
     }
+}
+
+/// A case holds its business key while active, and after it ended with an outcome of its
+/// definition's `key_outlives` (as `runtime/commit.rs` keeps the key's row).
+fn holds_key(def: &Definition, state: &InstanceState) -> bool {
+    state.status == Status::Active
+        || state
+            .outcome
+            .as_ref()
+            .is_some_and(|o| def.key_outlives.contains(o))
 }

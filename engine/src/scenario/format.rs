@@ -41,6 +41,8 @@ pub struct Scenario {
     pub steps: Vec<Step>,
     /// Monthly benefits in force besides those the scenario's cases set up (batches).
     pub benefits: Vec<super::batches::BenefitFixture>,
+    /// Cases that exist before the scenario starts (`cases:`).
+    pub cases: Vec<super::existing::CaseFixture>,
     /// Township reserve balances at the start (`reserves:`), by unit.
     pub reserves: BTreeMap<String, rust_decimal::Decimal>,
 }
@@ -186,6 +188,8 @@ struct RawScenario {
     #[serde(default)]
     benefits: Vec<super::batches::BenefitFixture>,
     #[serde(default)]
+    cases: Vec<super::existing::CaseFixture>,
+    #[serde(default)]
     reserves: Option<Spanned<BTreeMap<String, String>>>,
 }
 
@@ -278,7 +282,7 @@ struct RawExpect {
     incident: Option<serde_json::Value>,
 }
 
-const ERROR_CODES: [&str; 7] = [
+const ERROR_CODES: [&str; 8] = [
     "forbidden",
     "separation_of_duties",
     "not_found",
@@ -286,6 +290,7 @@ const ERROR_CODES: [&str; 7] = [
     "conflict",
     "incident",
     "duplicate",
+    "no_active_benefit",
 ];
 
 /// Parses a scenario file; every problem found is reported with its position.
@@ -345,6 +350,7 @@ pub fn parse_scenario(src: &str, file: &str) -> Result<Scenario, Vec<LoadError>>
             start,
             steps,
             benefits: raw.benefits,
+            cases: raw.cases,
             reserves,
         }),
         _ => Err(errors),

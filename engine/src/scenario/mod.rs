@@ -10,6 +10,7 @@
 
 mod batches;
 mod cross_case;
+mod existing;
 mod files;
 mod format;
 mod matching;
@@ -88,6 +89,8 @@ struct Runner<'w> {
     benefits: Vec<batches::BenefitFixture>,
     /// Batch runs done: run key → the case that ran it.
     batch_runs: BTreeMap<String, String>,
+    /// Households paid under a batch's `once_per` key: (key, case).
+    batch_once: std::collections::BTreeSet<(String, String)>,
     /// Township reserve balances: the `reserves:` fixture, less the draws made since.
     reserves: BTreeMap<String, rust_decimal::Decimal>,
 }
@@ -126,6 +129,7 @@ fn run_inner(
         started: 0,
         benefits: scenario.benefits.clone(),
         batch_runs: BTreeMap::new(),
+        batch_once: std::collections::BTreeSet::new(),
         reserves: scenario.reserves.clone(),
     };
     let main_process = scenario
@@ -133,6 +137,7 @@ fn run_inner(
         .process
         .clone()
         .unwrap_or_else(|| scenario.process.clone());
+    runner.seed_cases(&scenario.cases)?;
     runner
         .start(&main_process, &scenario.start, "main")
         .map_err(|e| format!("start: {e}"))?;
@@ -198,7 +203,9 @@ impl Runner<'_> {
                 text: describe_error(&e),
             }
         })?;
-        self.check_key(&transition.state)?;
+        // As the engine: the required case first, the key at commit.
+        self.check_requires(&transition.state)?;
+        self.check_key(&def, &transition.state)?;
         self.started += 1;
         let mut instance = Instance {
             def,

@@ -98,6 +98,7 @@ impl Run<'_> {
         self.refresh_builtins();
         self.start_checks()?;
         self.business_key()?;
+        self.active_need()?;
         for i in 0..self.def.deadlines.len() {
             if self.def.deadlines[i].start.is_none() {
                 self.arm_deadline(i)?;
@@ -159,5 +160,35 @@ impl Run<'_> {
                 ),
             )),
         }
+    }
+
+    /// What `requires_active:` needs, from the variables as they stand at start: both
+    /// parts must be non-empty strings, else the start is refused (`invalid_data`).
+    fn active_need(&mut self) -> Result<(), StepError> {
+        let Some(need) = &self.def.requires_active else {
+            return Ok(());
+        };
+        let scope = self.scope(&[]);
+        let part = |expr: &jiuzhu_rules::expr::Expr, what: &str| match expr.eval(&scope) {
+            Ok(Value::Str(text)) if !text.trim().is_empty() => Ok(text),
+            Ok(_) => Err(invalid(
+                "$",
+                &format!(
+                    "`requires_active` {what} `{}` is empty for this data",
+                    expr.source()
+                ),
+            )),
+            Err(e) => Err(invalid(
+                "$",
+                &format!(
+                    "`requires_active` {what} `{}` cannot be computed: {e}",
+                    expr.source()
+                ),
+            )),
+        };
+        let process = part(&need.process, "process")?;
+        let id_number = part(&need.id_number, "id_number")?;
+        self.st.requires = Some(ActiveNeed { process, id_number });
+        Ok(())
     }
 }

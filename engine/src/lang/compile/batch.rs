@@ -87,7 +87,10 @@ impl Compiler<'_, '_> {
             .unwrap_or_default();
         let run_key = f
             .required(self.ctx, "run_key")
-            .and_then(|y| self.run_key(y, &scope));
+            .and_then(|y| self.string_or_expr(y, &scope, "run_key"));
+        let once_per = f
+            .get("once_per")
+            .and_then(|y| self.string_or_expr(y, &scope, "once_per"));
         let each_scope = Scope::new(base).with("recipient", recipient_type());
         let each = match f.required(self.ctx, "each") {
             Some(y) => {
@@ -130,6 +133,7 @@ impl Compiler<'_, '_> {
             Some(run_key) => NodeKind::Batch(BatchDecl {
                 over,
                 run_key,
+                once_per,
                 each,
                 done,
             }),
@@ -179,10 +183,16 @@ impl Compiler<'_, '_> {
         out
     }
 
-    /// `run_key`: a string expression (`="heating:" + season`) or a literal string.
-    fn run_key(&mut self, y: &Yaml, scope: &dyn TypeEnv) -> Option<Expr> {
+    /// A string expression (`="heating:" + season`) or a literal string: `run_key`,
+    /// `once_per`, the parts of `requires_active`.
+    pub(super) fn string_or_expr(
+        &mut self,
+        y: &Yaml,
+        scope: &dyn TypeEnv,
+        what: &str,
+    ) -> Option<Expr> {
         let YamlValue::Str(text) = &y.value else {
-            self.ctx.wrong_type(y, "a string expression", "run_key");
+            self.ctx.wrong_type(y, "a string expression", what);
             return None;
         };
         let expr = if text.starts_with('=') {
@@ -191,18 +201,18 @@ impl Compiler<'_, '_> {
             self.ctx.error_hint(
                 &y.at,
                 codes::E_BAD_VALUE,
-                "a literal `run_key` may not contain quotes or backslashes",
+                format!("a literal `{what}` may not contain quotes or backslashes"),
                 "write it as an expression: `=\"...\"`",
             );
             return None;
         } else {
             self.expr_at(y, &format!("'{text}'"), 0, scope, Expect::Any)?
         };
-        if !matches!(expr.result_type(), Type::String | Type::Any) {
+        if !matches!(expr.result_type(), Type::String | Type::Enum(_) | Type::Any) {
             self.ctx.error(
                 &y.at,
                 codes::E_TYPE,
-                format!("`run_key` must be a string, not {}", expr.result_type()),
+                format!("`{what}` must be a string, not {}", expr.result_type()),
             );
             return None;
         }

@@ -50,4 +50,32 @@ impl Compiler<'_, '_> {
         }
         out
     }
+
+    /// `requires_active: {process, id_number}`: each a literal string or an
+    /// `=expression` over the start's variables.
+    pub(super) fn requires_active(&mut self, y: &Yaml) -> Option<RequiresActive> {
+        let mut f = self.ctx.fields(y, "requires_active")?;
+        let base = self.base.clone();
+        let scope = Scope::new(&base);
+        let process = f
+            .required(self.ctx, "process")
+            .and_then(|p| self.string_or_expr(p, &scope, "process"));
+        let id_number = f
+            .required(self.ctx, "id_number")
+            .and_then(|p| self.string_or_expr(p, &scope, "id_number"));
+        f.finish(self.ctx);
+        Some(RequiresActive {
+            process: process?,
+            id_number: id_number?,
+        })
+    }
+
+    /// `key_outlives:` the outcomes whose ended cases keep their business key.
+    pub(super) fn key_outlives(&mut self, y: &Yaml) -> Vec<String> {
+        self.ctx
+            .str_list(y, "key_outlives")
+            .into_iter()
+            .map(|(outcome, _)| outcome)
+            .collect()
+    }
 }

@@ -185,6 +185,13 @@ impl<'c, 's> Compiler<'c, 's> {
             .map(|y| self.variables(y))
             .unwrap_or_default();
         let key = top.get("key").and_then(|y| self.business_key(y));
+        let key_outlives = top
+            .get("key_outlives")
+            .map(|y| self.key_outlives(y))
+            .unwrap_or_default();
+        let requires_active = top
+            .get("requires_active")
+            .and_then(|y| self.requires_active(y));
         let checks = top
             .get("checks")
             .map(|y| self.start_checks(y))
@@ -285,6 +292,8 @@ impl<'c, 's> Compiler<'c, 's> {
             messages,
             schedules,
             key,
+            key_outlives,
+            requires_active,
             checks,
             started_by,
             reads_policy: self.reads_policy,
