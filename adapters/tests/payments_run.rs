@@ -1,8 +1,9 @@
 //! The monthly run at scale, on SQLite (a temp file) and PostgreSQL alike: a run goes
 //! page by page and resumes after its last committed page when interrupted, a rerun
 //! writes nothing, a month not yet due or closed is refused with nothing written, the
-//! streamed bank file has the bytes of the rendered one, and the report aggregated in the
-//! database equals the sum of the instructions.
+//! streamed bank file has the bytes of the rendered one, the report aggregated in the
+//! database equals the sum of the instructions, and the instructions the database computes
+//! for a page are what the ledger's own reading of each benefit's entries says is due.
 //!
 //! PostgreSQL comes from `JIUZHU_TEST_PG` (default `postgres://postgres@127.0.0.1:5432/test`);
 //! each test gets a fresh schema that is dropped afterwards.
@@ -14,7 +15,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use chrono::{DateTime, Utc};
 use jiuzhu_adapters::payments::{
     BankFileConfig, InstructionStatus, Ledger, Payee, PaymentError, PaymentResult, ResultOutcome,
-    RunProgress, SeedBenefit, YearMonth,
+    RunProgress, SeedBenefit, YearMonth, due_in_month,
 };
 use jiuzhu_engine::clock::ManualClock;
 use jiuzhu_engine::project::Project;
@@ -128,6 +129,7 @@ jiuzhu_testkit::on_both_databases!(
     an_interrupted_run_resumes_after_its_last_page_and_a_rerun_writes_nothing,
     a_month_not_yet_due_or_closed_is_refused_with_nothing_written,
     the_streamed_bank_file_and_the_report_match_the_instructions,
+    the_run_pays_what_the_entries_say_whatever_the_history,
 );
 
 async fn an_interrupted_run_resumes_after_its_last_page_and_a_rerun_writes_nothing(
@@ -356,5 +358,104 @@ async fn the_streamed_bank_file_and_the_report_match_the_instructions(ctx: Ctx) 
         ensure!(line.outstanding == sum && line.paid.is_zero() && line.failed.is_zero());
     }
     ensure!(report.lines.len() == 8, "{} lines", report.lines.len());
+    Ok(())
+}
+
+/// Effect `n` of benefit `i`'s history: a pick among `choices`, varied with both.
+fn pick<'a>(i: usize, n: usize, choices: &[&'a str]) -> &'a str {
+    choices[(i * 7 + n * 13 + i / 5) % choices.len()]
+}
+
+/// Benefit `i`'s history as effects: created from some month (some with an end, some of
+/// zero), then zero to two amount changes (some from before the start, some without an
+/// account or ID number), some stopped; each payee field changed in some.
+fn history(i: usize) -> Vec<serde_json::Value> {
+    let months = [
+        "2025-12-01",
+        "2026-01-01",
+        "2026-02-01",
+        "2026-03-01",
+        "2026-04-01",
+    ];
+    let amounts = ["705.00", "0.00", "1305.10", "0.01", "100.00", "20.50"];
+    let case = format!("dibao-h{i:03}");
+    let payment = |n: usize| {
+        let mut effect = serde_json::json!({
+            "type": "payment", "id": format!("{case}-e{n}"), "instance": case,
+            "case": case, "unit": "双鸭山市/尖山区/乡镇01", "purpose": "dibao",
+            "schedule": "monthly", "from": pick(i, n, &months),
+            "amount": pick(i, n + 1, &amounts), "payee": format!("户主{i}-{n}"),
+        });
+        if (i + n) % 3 != 0 {
+            effect["account"] = format!("6222{i:08}{n:04}").into();
+        }
+        if (i + n) % 4 == 1 {
+            effect["id_number"] = "11010519491231002X".into();
+        }
+        if (i + n) % 5 == 2 {
+            effect["until"] = pick(i, n + 2, &["2026-01-31", "2026-02-28", "2026-03-31"]).into();
+        }
+        effect
+    };
+    let mut effects = vec![payment(0)];
+    for n in 1..=(i % 3) {
+        effects.push(payment(n));
+    }
+    if i % 4 == 3 {
+        let mut stop = serde_json::json!({"type": "payment_stop", "id": format!("{case}-stop"),
+            "instance": case, "case": case, "unit": "双鸭山市/尖山区/乡镇01", "purpose": "dibao"});
+        if i % 8 != 7 {
+            stop["from"] = pick(i, 9, &months).into();
+        }
+        effects.push(stop);
+    }
+    effects
+}
+
+/// The run computes each page's instructions in the database; whatever a benefit's history,
+/// what it writes is what `due_in_month` (the ledger's one definition of a month's due
+/// payment) says of the benefit's entries: paid or not, the amount to the fen and its text,
+/// and the payee's name, ID number and account.
+async fn the_run_pays_what_the_entries_say_whatever_the_history(ctx: Ctx) -> Result<()> {
+    let ledger = Ledger::open(&ctx.store).await?.with_run_page(7);
+    let cases = 96;
+    for i in 0..cases {
+        for effect in history(i) {
+            ledger.apply_effect(&effect, march()).await?;
+        }
+    }
+    let (mut paid, mut unpaid) = (0, 0);
+    for m in ["2026-01", "2026-02", "2026-03"] {
+        let run_month = month(m);
+        let summary = ledger.run_month(run_month, march()).await?;
+        let written = ledger.instructions(Some(run_month), None).await?;
+        ensure!(summary.created == written.len() as u64, "{m}: {summary:?}");
+        for i in 0..cases {
+            let benefit = format!("dibao-h{i:03}:dibao");
+            let entries = ledger.entries(&benefit).await?;
+            let expected = due_in_month(&entries, run_month);
+            let got = written
+                .iter()
+                .find(|w| w.benefit_id.as_deref() == Some(benefit.as_str()));
+            match (expected, got) {
+                (None, None) => unpaid += 1,
+                (Some(due), Some(got)) => {
+                    ensure!(
+                        got.reference == format!("{benefit}:{m}")
+                            && got.amount == due.amount
+                            && got.amount.to_string() == due.amount.to_string()
+                            && got.payee == due.payee
+                            && got.due_on == run_month.first_day()
+                            && got.status == InstructionStatus::Scheduled,
+                        "{benefit} in {m}: wrote {got:?}, due {due:?}"
+                    );
+                    paid += 1;
+                }
+                (expected, got) => bail!("{benefit} in {m}: due {expected:?}, wrote {got:?}"),
+            }
+        }
+    }
+    // The histories reach both outcomes, often.
+    ensure!(paid > 60 && unpaid > 60, "{paid} paid, {unpaid} not");
     Ok(())
 }

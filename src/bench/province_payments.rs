@@ -52,9 +52,13 @@ pub async fn measure(db: &BenchDb, args: &Args, benefits: u64) -> Result<serde_j
     let (_, rss_before) = setup::memory_mib();
     reset_peak_rss();
 
+    let cpu = setup::cpu_seconds;
+    let since = |before: Option<f64>| Some(round(cpu()? - before?, 2));
     let started = Instant::now();
+    let cpu_before = cpu();
     let first = ledger.run_month(month, now).await?;
     let first_run_s = started.elapsed().as_secs_f64();
+    let first_run_cpu_s = since(cpu_before);
     ensure!(
         first.created == benefits,
         "the first run created {} instructions for {benefits} benefits",
@@ -71,10 +75,12 @@ pub async fn measure(db: &BenchDb, args: &Args, benefits: u64) -> Result<serde_j
 
     let dir = std::env::temp_dir().join(format!("jiuzhu-bench-bank-{}", std::process::id()));
     let started = Instant::now();
+    let cpu_before = cpu();
     let export = ledger
         .export_bank_file(&dir, &BankFileConfig::default(), &engine, now)
         .await;
     let export_s = started.elapsed().as_secs_f64();
+    let export_cpu_s = since(cpu_before);
     let file_bytes = match export.as_ref().ok().and_then(|e| e.files.first()) {
         Some(file) => std::fs::metadata(&file.path)?.len(),
         None => 0,
@@ -112,10 +118,12 @@ pub async fn measure(db: &BenchDb, args: &Args, benefits: u64) -> Result<serde_j
         "units": args.counties * args.towns,
         "seed_s": round(seed_s, 3),
         "first_run_s": round(first_run_s, 3),
+        "first_run_cpu_s": first_run_cpu_s,
         "payment_run_instructions_per_s": round(benefits as f64 / first_run_s, 1),
         "rerun_s": round(rerun_s, 3),
         "rerun_share_of_first": round(rerun_s / first_run_s, 4),
         "export_s": round(export_s, 3),
+        "export_cpu_s": export_cpu_s,
         "bank_file_bytes": file_bytes,
         "report_s": round(report_s, 3),
         "total": expected.to_string(),

@@ -278,6 +278,20 @@ pub async fn seed(
 
 /// Peak and current resident memory of this process in MiB (`VmHWM`, `VmRSS` of
 /// /proc/self/status); `None` where the kernel does not report them.
+/// CPU seconds (user and system) this process has used so far, from `/proc/self/stat`
+/// (ticks of 1/100 s); `None` off Linux. On the shared machine a phase's CPU time says
+/// more than its wall time, which waits for cores the other processes hold. A database
+/// server's own CPU (PostgreSQL) is not in it.
+pub fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: f64 = fields.next()?.parse().ok()?;
+    let stime: f64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
 pub fn memory_mib() -> (Option<f64>, Option<f64>) {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return (None, None);

@@ -14,7 +14,7 @@ use super::ledger::{
     Applied, Instruction, InstructionKind, InstructionStatus, PreparedBatch, SeedBenefit,
     ops_outcome::Recorded,
 };
-use super::model::{BenefitEntry, EntryKind, Payee, YearMonth, due_in_month, split_installments};
+use super::model::{BenefitEntry, EntryKind, Payee, YearMonth, split_installments};
 use super::results::{PaymentResult, ResultOutcome};
 
 /// The ledger's tables: the adapters' own migrations, versions 1000–1999 of the database's
@@ -81,20 +81,67 @@ pub(super) const MIGRATIONS: ComponentMigrations = ComponentMigrations {
 /// Rows per multi-row INSERT: 19 parameters a row stays far below both databases' limits.
 const ROWS_PER_INSERT: usize = 200;
 
-/// Rows per multi-row INSERT of a monthly run: 9 parameters a row, 18,000 a statement,
-/// below SQLite's 32,766 and PostgreSQL's 65,535.
-const MONTHLY_ROWS_PER_INSERT: usize = 2_000;
-
-/// A monthly instruction a run is about to insert (the other columns are the month's).
-struct MonthlyRow {
-    reference: String,
-    benefit_id: String,
-    case_id: String,
-    program: String,
-    unit: String,
-    payee: Payee,
-    amount: Decimal,
+/// One page of a monthly run, `$1 < benefit <= $2`, for month `$3` (due on `$4`, written at
+/// `$5`): what [`due_in_month`] decides for each benefit, in SQL, so a page is one
+/// statement and no row of it travels to the ledger and back. The entries in force are
+/// those effective by the month, in (month, seq) order; the last `created`,
+/// `amount_changed` or `stopped` of them decides: a stop pays nothing, otherwise its amount
+/// is paid when above zero and the month is not after its `until_month`; the payee's name,
+/// ID number and account are each the last one recorded. Amounts are copied as the exact
+/// text they were stored in (whole fen, from [`to_fen`]), never computed; "above zero" is
+/// read off the text (a digit other than 0, no sign). The unique (benefit, month) keeps the
+/// first instruction of a benefit's month (a resumed or concurrent run): `$skip_paid`
+/// may add a cheaper check before the row is computed.
+///
+/// [`to_fen`]: super::model::to_fen
+/// [`due_in_month`]: super::model::due_in_month
+macro_rules! run_page_insert {
+    ($skip_paid:literal) => {
+        concat!(
+            "INSERT INTO payment_instructions (id, kind, benefit_id, case_id, program, unit, \
+             payee_name, id_number, account, amount, month, due_on, status, created_at, \
+             updated_at) \
+             SELECT d.id || ':' || $3, 'monthly', d.id, d.case_id, d.program, d.unit, ",
+            "COALESCE((SELECT e.payee_name FROM benefit_entries e WHERE e.benefit_id = d.id \
+             AND e.effective_month <= $3 AND e.payee_name IS NOT NULL \
+             ORDER BY e.effective_month DESC, e.seq DESC LIMIT 1), ''), ",
+            "(SELECT e.id_number FROM benefit_entries e WHERE e.benefit_id = d.id \
+             AND e.effective_month <= $3 AND e.id_number IS NOT NULL \
+             ORDER BY e.effective_month DESC, e.seq DESC LIMIT 1), ",
+            "(SELECT e.account FROM benefit_entries e WHERE e.benefit_id = d.id \
+             AND e.effective_month <= $3 AND e.account IS NOT NULL \
+             ORDER BY e.effective_month DESC, e.seq DESC LIMIT 1), ",
+            "a.monthly_amount, $3, $4, 'scheduled', $5, $5 \
+             FROM (SELECT b.id, b.case_id, b.program, b.unit, \
+                     (SELECT e.seq FROM benefit_entries e WHERE e.benefit_id = b.id \
+                      AND e.effective_month <= $3 \
+                      AND e.kind IN ('created', 'amount_changed', 'stopped') \
+                      ORDER BY e.effective_month DESC, e.seq DESC LIMIT 1) AS seq \
+                   FROM benefits b WHERE b.id > $1 AND b.id <= $2) d \
+             JOIN benefit_entries a ON a.benefit_id = d.id AND a.seq = d.seq \
+             AND a.benefit_id > $1 AND a.benefit_id <= $2 ",
+            "WHERE a.kind <> 'stopped' AND a.monthly_amount IS NOT NULL \
+             AND a.monthly_amount NOT LIKE '-%' \
+             AND REPLACE(REPLACE(a.monthly_amount, '0', ''), '.', '') <> '' \
+             AND (a.until_month IS NULL OR a.until_month >= $3)",
+            $skip_paid,
+            " ON CONFLICT DO NOTHING"
+        )
+    };
 }
+
+/// SQLite: a benefit paid for the month already is passed over by a probe of the unique
+/// (benefit, month) index before its row is computed (a rerun pass costs one probe each).
+const RUN_PAGE_INSERT_SQLITE: &str = run_page_insert!(
+    " AND NOT EXISTS (SELECT 1 FROM payment_instructions i \
+     WHERE i.benefit_id = d.id AND i.month = $3)"
+);
+
+/// PostgreSQL: the conflict clause alone. The planner would pick an anti-join's method
+/// from the instructions' statistics, and with a table analysed while empty it scans the
+/// table for every benefit (quadratic in the month); the insert's own unique check is
+/// always an index probe.
+const RUN_PAGE_INSERT_POSTGRES: &str = run_page_insert!("");
 
 /// How a monthly run starts.
 pub(super) enum RunStart {
@@ -218,7 +265,7 @@ fn one_off_instructions(order: &PaymentOrder, unit: &str, today: NaiveDate) -> V
 mod bank;
 
 macro_rules! backend_ops {
-    ($module:ident, $db:ty, $begin:literal) => {
+    ($module:ident, $db:ty, $begin:literal, $run_page_insert:expr) => {
         pub(super) mod $module {
             use super::*;
             use sqlx::{QueryBuilder, Row as _};
@@ -226,6 +273,8 @@ macro_rules! backend_ops {
             type Db = $db;
             /// How a writing transaction starts (see the invocations below).
             const BEGIN: &str = $begin;
+            /// A page of the monthly run (see [`run_page_insert!`]).
+            const RUN_PAGE_INSERT: &str = $run_page_insert;
             type Pool = sqlx::Pool<Db>;
             type Tx = sqlx::Transaction<'static, Db>;
             type DbRow = <Db as sqlx::Database>::Row;
@@ -657,7 +706,7 @@ macro_rules! backend_ops {
 
             /// One page of a run, in one transaction: the next `page` benefits after
             /// `after` in key order, an instruction for each one due in `month` that has
-            /// none yet (multi-row inserts), and the run's high-water mark moved to the
+            /// none yet (one INSERT … SELECT, [`run_page_insert!`]), and the run's high-water mark moved to the
             /// page's last benefit. `None` when no benefit is left: the run is then done.
             pub(crate) async fn run_page(
                 pool: &Pool,
@@ -688,50 +737,17 @@ macro_rules! backend_ops {
                     tx.commit().await?;
                     return Ok(None);
                 };
-                let rows = sqlx::query(&format!(
-                    "SELECT b.id, b.case_id, b.program, b.unit, {ENTRY_COLUMNS} \
-                     FROM benefits b JOIN benefit_entries e ON e.benefit_id = b.id \
-                     WHERE b.id > $1 AND b.id <= $2 AND e.effective_month <= $3 \
-                     AND NOT EXISTS (SELECT 1 FROM payment_instructions i \
-                                     WHERE i.benefit_id = b.id AND i.month = $3) \
-                     ORDER BY b.id, e.seq"
-                ))
-                .bind(after)
-                .bind(&last)
-                .bind(month.to_string())
-                .fetch_all(&mut *tx)
-                .await?;
-                let mut instructions = Vec::new();
-                let mut current: Option<(String, String, String, String, Vec<BenefitEntry>)> = None;
-                let mut finish = |benefit: Option<(String, String, String, String, Vec<BenefitEntry>)>| {
-                    if let Some((id, case_id, program, unit, entries)) = benefit
-                        && let Some(due) = due_in_month(&entries, month)
-                    {
-                        instructions.push(MonthlyRow {
-                            reference: format!("{id}:{month}"),
-                            benefit_id: id,
-                            case_id,
-                            program,
-                            unit,
-                            payee: due.payee,
-                            amount: due.amount,
-                        });
-                    }
-                };
-                for row in &rows {
-                    let id: String = row.try_get(0)?;
-                    let entry = entry_row(row, 4)?;
-                    match &mut current {
-                        Some(benefit) if benefit.0 == id => benefit.4.push(entry),
-                        _ => {
-                            let next = (id, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?, vec![entry]);
-                            finish(current.replace(next));
-                        }
-                    }
-                }
-                finish(current.take());
-                drop(rows);
-                let created = insert_monthly(&mut tx, month, &instructions, at).await?;
+                // The page's instructions computed and inserted by the database in one
+                // statement: no row of the page travels to the ledger and back.
+                let created = sqlx::query(RUN_PAGE_INSERT)
+                    .bind(after)
+                    .bind(&last)
+                    .bind(month.to_string())
+                    .bind(date_text(month.first_day()))
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
                 sqlx::query(
                     "UPDATE payment_runs SET after_benefit = $2, instructions = instructions + $3 \
                      WHERE month = $1",
@@ -743,47 +759,6 @@ macro_rules! backend_ops {
                 .await?;
                 tx.commit().await?;
                 Ok(Some((last, created)))
-            }
-
-            /// The month's instructions in multi-row inserts; the constant columns are
-            /// written as literals (a month, a date and a number the ledger made), so a
-            /// row binds only its own nine values.
-            async fn insert_monthly(
-                tx: &mut Tx,
-                month: YearMonth,
-                rows: &[MonthlyRow],
-                at: i64,
-            ) -> Result<u64, PaymentError> {
-                let constants = format!(
-                    "'{month}', '{}', 'scheduled', {at}, {at}",
-                    date_text(month.first_day())
-                );
-                let mut inserted = 0;
-                for chunk in rows.chunks(MONTHLY_ROWS_PER_INSERT) {
-                    let mut query = QueryBuilder::<Db>::new(
-                        "INSERT INTO payment_instructions (id, kind, benefit_id, case_id, program, \
-                         unit, payee_name, id_number, account, amount, month, due_on, status, \
-                         created_at, updated_at) ",
-                    );
-                    query.push_values(chunk, |mut b, row| {
-                        b.push_bind(row.reference.as_str())
-                            .push("'monthly'")
-                            .push_bind(row.benefit_id.as_str())
-                            .push_bind(row.case_id.as_str())
-                            .push_bind(row.program.as_str())
-                            .push_bind(row.unit.as_str())
-                            .push_bind(row.payee.name.as_str())
-                            .push_bind(row.payee.id_number.as_deref())
-                            .push_bind(row.payee.account.as_deref())
-                            .push_bind(row.amount.to_string())
-                            .push(&constants);
-                    });
-                    // A concurrent run of the same month may have written some: (benefit,
-                    // month) is unique, and the first one stays.
-                    query.push(" ON CONFLICT DO NOTHING");
-                    inserted += query.build().execute(&mut **tx).await?.rows_affected();
-                }
-                Ok(inserted)
             }
 
             /// Whether `month`'s run went through to its end.
@@ -969,5 +944,15 @@ macro_rules! backend_ops {
 // SQLite: IMMEDIATE takes the write lock up front. A deferred transaction that reads and
 // then writes fails at once with SQLITE_BUSY (no busy wait) when another connection to
 // the file, e.g. a second node, wrote meanwhile.
-backend_ops!(sqlite_ops, sqlx::Sqlite, "BEGIN IMMEDIATE");
-backend_ops!(postgres_ops, sqlx::Postgres, "BEGIN");
+backend_ops!(
+    sqlite_ops,
+    sqlx::Sqlite,
+    "BEGIN IMMEDIATE",
+    RUN_PAGE_INSERT_SQLITE
+);
+backend_ops!(
+    postgres_ops,
+    sqlx::Postgres,
+    "BEGIN",
+    RUN_PAGE_INSERT_POSTGRES
+);
