@@ -107,10 +107,19 @@ async fn decided_cases_are_read_page_by_page(ctx: Ctx) -> Result<()> {
         ensure!(page.len() <= 3, "a page of {}", page.len());
         after = last.id.clone();
         for case in page {
-            let state: serde_json::Value = serde_json::from_str(&case.state)?;
+            let vars = case.vars.as_deref().context("the variables")?;
+            ensure!(!vars.contains("trace"), "the assessment's trace is read");
+            let vars: serde_json::Value = serde_json::from_str(vars)?;
+            ensure!(vars[5] == "dibao", "the assessment's program: {vars}");
             ensure!(
-                state["vars"]["assessment"]["program"] == "dibao",
-                "the state text carries the assessment"
+                vars[0]["members"].as_array().is_some_and(|m| !m.is_empty()),
+                "the household: {vars}"
+            );
+            ensure!(vars[1] == "urban", "the area: {vars}");
+            ensure!(vars[3].is_string(), "the applicant's name: {vars}");
+            ensure!(
+                vars[2].is_null() && vars[4].is_null(),
+                "no request, no bank account: {vars}"
             );
             ensure!(case.outcome == "approved" || case.outcome == "rejected");
             ensure!(case.updated_at == start, "{}", case.updated_at);

@@ -167,13 +167,25 @@ pub fn check_policy_applies(policy: &Policy, case: &Case) -> Result<(), InputErr
 
 /// Runs the assessment, or says why the rules could not be evaluated.
 pub fn try_assess(rules: &RuleSet, policy: &Policy, case: &Case) -> Result<Assessment, RulesError> {
+    try_assess_in(rules, &policy.to_value(), case, true)
+}
+
+/// [`try_assess`] under a policy given as its [`Policy::to_value`] (made once for many
+/// cases), with the trace or (`trace` false) without it: the same figures, an empty
+/// [`Assessment::trace`], and none of the copies an explanation needs.
+pub fn try_assess_in(
+    rules: &RuleSet,
+    policy: &Value,
+    case: &Case,
+    trace: bool,
+) -> Result<Assessment, RulesError> {
     let program = case.program.as_str();
     let rules = rules
         .program(program)
         .ok_or_else(|| RulesError::UnknownProgram {
             program: program.to_string(),
         })?;
-    let e = rules.evaluate(policy, case)?;
+    let e = rules.evaluate_in(policy, case, trace)?;
     // The contract: not eligible means no category, nothing paid, no supplements,
     // whatever a rule file computes; and only members with an amount are listed.
     let eligible = e.eligible && e.reasons.is_empty();

@@ -18,7 +18,9 @@ pub mod validate;
 pub mod value;
 pub mod yaml;
 
-pub use assessment::{Assessment, Supplement, assess, check_policy_applies, money, try_assess};
+pub use assessment::{
+    Assessment, Supplement, assess, check_policy_applies, money, try_assess, try_assess_in,
+};
 pub use case::{Case, InputError, parse_case, parse_case_for, parse_case_text, parse_case_with};
 pub use json::{JsonError, parse_strict};
 pub use limits::{InputLimits, LimitKind, LimitViolation};

@@ -1097,11 +1097,35 @@ impl Env for Layered<'_> {
     }
 }
 
+/// The `policy` variable, seen below the case's variables and the steps' results.
+struct PolicyEnv<'a>(&'a Value);
+
+impl Env for PolicyEnv<'_> {
+    fn var(&self, name: &str) -> Option<&Value> {
+        (name == "policy").then_some(self.0)
+    }
+}
+
 impl ProgramRules {
-    /// Evaluates the rules for a case under a policy.
+    /// Evaluates the rules for a case under a policy, with the trace of every step.
     pub fn evaluate(&self, policy: &Policy, case: &Case) -> Result<Evaluation, RulesError> {
+        self.evaluate_in(&policy.to_value(), case, true)
+    }
+
+    /// Evaluates the rules for a case under a policy given as its [`Policy::to_value`]
+    /// (made once for many cases); with `trace` false no step is recorded (the
+    /// evaluation's `trace` is empty) and nothing is copied for the explanation: the same
+    /// results, for callers that need only the figures.
+    pub fn evaluate_in(
+        &self,
+        policy: &Value,
+        case: &Case,
+        trace: bool,
+    ) -> Result<Evaluation, RulesError> {
         let mut env = case.variables();
-        env.insert("policy".into(), policy.to_value());
+        // `policy` is the policy's, whatever the case's fields are called.
+        env.remove("policy");
+        let policy = PolicyEnv(policy);
         let ids: Vec<String> = case
             .household
             .members
@@ -1118,35 +1142,49 @@ impl ProgramRules {
         let mut member_values: Vec<BTreeMap<String, Value>> =
             vec![BTreeMap::new(); member_scopes.len()];
         let mut step_names: Vec<&str> = Vec::new();
-        let mut trace = Vec::new();
+        let mut steps = Vec::new();
         for step in &self.steps {
             if step.per_member {
                 let mut all = Vec::with_capacity(member_scopes.len());
                 for (i, member) in member_scopes.iter().enumerate() {
+                    let household = Layered {
+                        local: &env,
+                        parent: &policy,
+                    };
                     let values = Layered {
                         local: &member_values[i],
-                        parent: &env,
+                        parent: &household,
                     };
                     let scope = Layered {
                         local: member,
                         parent: &values,
                     };
-                    let (value, entry) = self.run_step(step, &scope, &step_names)?;
-                    trace.push(TraceEntry {
-                        member: Some(ids[i].clone()),
-                        ..entry
-                    });
+                    let (value, entry) = self.run_step(step, &scope, &step_names, trace)?;
+                    if let Some(entry) = entry {
+                        steps.push(TraceEntry {
+                            member: Some(ids[i].clone()),
+                            ..entry
+                        });
+                    }
                     member_values[i].insert(step.name.clone(), value.clone());
                     all.push(value);
                 }
                 env.insert(step.name.clone(), Value::List(all));
             } else {
-                let (value, entry) = self.run_step(step, &env, &step_names)?;
-                trace.push(entry);
+                let scope = Layered {
+                    local: &env,
+                    parent: &policy,
+                };
+                let (value, entry) = self.run_step(step, &scope, &step_names, trace)?;
+                steps.extend(entry);
                 env.insert(step.name.clone(), value);
             }
             step_names.push(&step.name);
         }
+        let env = Layered {
+            local: &env,
+            parent: &policy,
+        };
         let r = &self.result;
         let eval = |e: &Expr, scope: &dyn Env, field: &str| {
             e.eval(scope).map_err(|source| RulesError::Eval {
@@ -1209,16 +1247,18 @@ impl ProgramRules {
             reasons: strings(eval(&r.reasons, &env, "reasons")?),
             supplements,
             extra,
-            trace,
+            trace: steps,
         })
     }
 
+    /// Runs one step: its value, and its trace entry when `trace` is asked for.
     fn run_step(
         &self,
         step: &Step,
         env: &dyn Env,
         step_names: &[&str],
-    ) -> Result<(Value, TraceEntry), RulesError> {
+        trace: bool,
+    ) -> Result<(Value, Option<TraceEntry>), RulesError> {
         let eval_error = |source| RulesError::Eval {
             program: self.program.clone(),
             step: step.name.clone(),
@@ -1231,9 +1271,18 @@ impl ProgramRules {
                 .filter_map(|v| env.var(&v).map(|val| (v, val.clone())))
                 .collect()
         };
+        // Without a trace only `matched` is kept (a `unique` table's error names them).
         let mut entry = TraceEntry {
-            name: step.name.clone(),
-            label: step.label.clone(),
+            name: if trace {
+                step.name.clone()
+            } else {
+                String::new()
+            },
+            label: if trace {
+                step.label.clone()
+            } else {
+                String::new()
+            },
             member: None,
             matched: Vec::new(),
             inputs: BTreeMap::new(),
@@ -1241,7 +1290,9 @@ impl ProgramRules {
         };
         let value = match &step.body {
             Body::Value(e) => {
-                entry.inputs = inputs_of(e, env, &[]);
+                if trace {
+                    entry.inputs = inputs_of(e, env, &[]);
+                }
                 e.eval(env).map_err(eval_error)?
             }
             Body::Table(table) => {
@@ -1254,7 +1305,9 @@ impl ProgramRules {
                         parent: env,
                     };
                     let v = e.eval(&scope).map_err(eval_error)?;
-                    entry.inputs.insert(name.clone(), v.clone());
+                    if trace {
+                        entry.inputs.insert(name.clone(), v.clone());
+                    }
                     inputs.insert(name.clone(), v);
                 }
                 let scope = Layered {
@@ -1264,8 +1317,10 @@ impl ProgramRules {
                 let mut rows = Vec::new();
                 for rule in &table.rules {
                     let hit = rule.when.eval(&scope).map_err(eval_error)?;
-                    for (k, v) in inputs_of(&rule.when, &scope, &input_names) {
-                        entry.inputs.entry(k).or_insert(v);
+                    if trace {
+                        for (k, v) in inputs_of(&rule.when, &scope, &input_names) {
+                            entry.inputs.entry(k).or_insert(v);
+                        }
                     }
                     if hit != Value::Bool(true) {
                         continue;
@@ -1335,7 +1390,10 @@ impl ProgramRules {
                 }
             }
         };
+        if !trace {
+            return Ok((value, None));
+        }
         entry.value = value.clone();
-        Ok((value, entry))
+        Ok((value, Some(entry)))
     }
 }

@@ -9,7 +9,7 @@ use jiuzhu_rules::{Policy, RuleSet, parse_case, try_assess};
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::simulate::{Change, Tally};
+use crate::simulate::{Change, Inputs, Tally};
 
 const CASES: u64 = 600;
 
@@ -195,6 +195,7 @@ fn the_july_raise_over_a_seeded_city_matches_case_by_case_assessment() {
             as_json["current"]["assessment"]["standard"],
             as_json["proposed"]["assessment"]["standard"]
         );
+        fast_path_matches_assess_per_case(&store, &inputs, &db_path).await;
         store.close().await;
         run
     });
@@ -242,4 +243,91 @@ fn the_july_raise_over_a_seeded_city_matches_case_by_case_assessment() {
         "an ID number unmasked in the CSV"
     );
     assert!(text.contains("申*"), "masked names are written");
+}
+
+/// Every case as the simulation reads and assesses it (the variables cut out of the state
+/// by the database, policies made into values once, no trace) against the same case read
+/// whole from the file and assessed with [`try_assess`], trace and all: the same group,
+/// eligibility and amount under both policies, case by case.
+async fn fast_path_matches_assess_per_case(store: &Store, inputs: &Inputs, db_path: &Path) {
+    let mut fast = std::collections::BTreeMap::new();
+    let mut after = String::new();
+    loop {
+        let page = store
+            .decided_cases(&jiuzhu_engine::store::simulate::DecidedPage {
+                after: after.clone(),
+                unit: None,
+                limit: 250,
+            })
+            .await
+            .expect("a page");
+        let Some(last) = page.last() else { break };
+        after = last.id.clone();
+        for row in page {
+            assert!(
+                row.vars.as_deref().is_some_and(|v| !v.contains("trace")),
+                "the page carries the assessment's trace: {:?}",
+                row.vars
+            );
+            let id = row.id.clone();
+            fast.insert(id, simulate::evaluate_case(inputs, row));
+        }
+    }
+    let conn =
+        rusqlite::Connection::open_with_flags(db_path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the file");
+    let mut select = conn
+        .prepare("SELECT id, unit, outcome, state FROM instances ORDER BY id")
+        .expect("select");
+    let rows: Vec<(String, String, String, String)> = select
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(rows.len(), fast.len());
+    let figures = |a: &jiuzhu_rules::Assessment| {
+        let monthly = if a.eligible() {
+            a.monthly_amount()
+        } else {
+            Decimal::ZERO
+        };
+        (a.eligible(), monthly)
+    };
+    for (id, unit, outcome, state) in rows {
+        let state: serde_json::Value = serde_json::from_str(&state).expect("state");
+        let vars = &state["vars"];
+        assert!(vars["assessment"]["trace"].is_array(), "the stored trace");
+        let case = parse_case(&serde_json::json!({
+            "program": vars["assessment"]["program"],
+            "as_of": inputs.as_of.to_string(),
+            "area": vars["area"],
+            "household": vars["household"],
+        }))
+        .expect("case");
+        let in_force = inputs.in_force.select(&unit, inputs.as_of).expect("policy");
+        let current = try_assess(&inputs.rules, in_force, &case).expect("assess");
+        let proposed = try_assess(&inputs.rules, &inputs.proposed, &case).expect("assess");
+        assert!(!current.trace().is_empty());
+        let result = fast
+            .get(&id)
+            .expect("the case read")
+            .as_ref()
+            .unwrap_or_else(|(_, skip)| panic!("{id} skipped: {skip:?}"));
+        let group = if outcome == "approved" {
+            simulate::Group::Recipient
+        } else {
+            simulate::Group::Refused
+        };
+        assert_eq!(result.group, group, "{id}");
+        assert_eq!(
+            (result.current.eligible, result.current.monthly),
+            figures(&current),
+            "{id} under the policy in force"
+        );
+        assert_eq!(
+            (result.proposed.eligible, result.proposed.monthly),
+            figures(&proposed),
+            "{id} under the proposal"
+        );
+    }
 }

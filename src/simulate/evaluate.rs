@@ -5,9 +5,8 @@
 use jiuzhu_engine::privacy;
 use jiuzhu_engine::store::search::id_numbers;
 use jiuzhu_engine::store::simulate::DecidedCase;
-use jiuzhu_rules::{Assessment, Policy, parse_case, try_assess};
+use jiuzhu_rules::{Assessment, Policy, parse_case, try_assess_in};
 use rust_decimal::Decimal;
-use serde::Deserialize;
 
 use super::inputs::Inputs;
 
@@ -109,34 +108,17 @@ pub enum Skip {
     Unassessable(String),
 }
 
-/// The part of an instance state the simulation reads; everything else is skipped.
-#[derive(Deserialize)]
-struct StateHead {
-    #[serde(default)]
-    vars: Vars,
-}
-
-#[derive(Deserialize, Default)]
-struct Vars {
-    #[serde(default)]
-    household: Option<serde_json::Value>,
-    #[serde(default)]
-    area: Option<serde_json::Value>,
-    #[serde(default)]
-    request: Option<serde_json::Value>,
-    #[serde(default)]
-    assessment: Option<AssessmentHead>,
-    #[serde(default)]
-    applicant_name: Option<String>,
-    #[serde(default)]
-    bank: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct AssessmentHead {
-    #[serde(default)]
-    program: Option<String>,
-}
+/// The variables the store cut out of a case's state, in the order of
+/// [`DecidedCase::vars`]: household, area, request, applicant name, bank account, the
+/// assessment's program.
+type Vars = (
+    Option<serde_json::Value>,
+    Option<serde_json::Value>,
+    Option<serde_json::Value>,
+    Option<String>,
+    Option<serde_json::Value>,
+    Option<String>,
+);
 
 /// The case's stored inputs, ready to assess.
 pub struct Prepared {
@@ -158,16 +140,17 @@ pub fn prepare(inputs: &Inputs, row: &DecidedCase, explain: bool) -> Result<Prep
     } else {
         return Err(Skip::NotConcerned);
     };
-    let state: StateHead = serde_json::from_str(&row.state)
-        .map_err(|_| Skip::Unassessable("unreadable_state".into()))?;
-    let vars = state.vars;
-    let Some(program) = vars.assessment.and_then(|a| a.program) else {
+    let unreadable = || Skip::Unassessable("unreadable_state".into());
+    let (household, area, request, applicant_name, bank, program): Vars =
+        serde_json::from_str(row.vars.as_deref().ok_or_else(unreadable)?)
+            .map_err(|_| unreadable())?;
+    let Some(program) = program else {
         return Err(Skip::NotConcerned);
     };
     if !inputs.simulates(&program) {
         return Err(Skip::NotConcerned);
     }
-    let (Some(household), Some(area)) = (vars.household, vars.area) else {
+    let (Some(household), Some(area)) = (household, area) else {
         return Err(Skip::Unassessable("no_household".into()));
     };
     let mut case = serde_json::Map::new();
@@ -178,36 +161,38 @@ pub fn prepare(inputs: &Inputs, row: &DecidedCase, explain: bool) -> Result<Prep
     );
     case.insert("area".into(), area);
     case.insert("household".into(), household);
-    if let Some(request) = vars.request.filter(|r| !r.is_null()) {
+    if let Some(request) = request.filter(|r| !r.is_null()) {
         case.insert("request".into(), request);
     }
     Ok(Prepared {
         group,
         program,
         case: serde_json::Value::Object(case),
-        applicant: vars.applicant_name,
-        bank: vars.bank,
+        applicant: applicant_name,
+        bank,
     })
 }
 
-/// Both assessments of a prepared case (with their traces, for `--explain`).
+/// Both assessments of a prepared case: with their traces for `--explain` (`trace`), and
+/// without for the report, which reads only eligibility and amounts (the figures are the
+/// same either way; building the trace was most of an assessment's work).
 pub fn assess_both(
     inputs: &Inputs,
     unit: &str,
     prepared: &Prepared,
+    trace: bool,
 ) -> Result<(Assessment, Assessment), Skip> {
     if !covers(&inputs.proposed, unit) {
         return Err(Skip::OutsideProposal);
     }
     let case =
         parse_case(&prepared.case).map_err(|_| Skip::Unassessable("invalid_household".into()))?;
-    let in_force = inputs
-        .in_force
-        .select(unit, inputs.as_of)
+    let (_, in_force) = inputs
+        .in_force_for(unit)
         .ok_or_else(|| Skip::Unassessable("no_policy_in_force".into()))?;
-    let current = try_assess(&inputs.rules, in_force, &case)
+    let current = try_assess_in(&inputs.rules, in_force, &case, trace)
         .map_err(|_| Skip::Unassessable("rule_error".into()))?;
-    let proposed = try_assess(&inputs.rules, &inputs.proposed, &case)
+    let proposed = try_assess_in(&inputs.rules, &inputs.proposed_value, &case, trace)
         .map_err(|_| Skip::Unassessable("rule_error".into()))?;
     Ok((current, proposed))
 }
@@ -216,7 +201,7 @@ pub fn assess_both(
 pub fn evaluate(inputs: &Inputs, row: DecidedCase) -> Result<CaseResult, (String, Skip)> {
     let prepared = prepare(inputs, &row, false).map_err(|skip| (row.id.clone(), skip))?;
     let (current, proposed) =
-        assess_both(inputs, &row.unit, &prepared).map_err(|skip| (row.id.clone(), skip))?;
+        assess_both(inputs, &row.unit, &prepared, false).map_err(|skip| (row.id.clone(), skip))?;
     let current = Amounts::of(&current);
     let proposed = Amounts::of(&proposed);
     let change = classify(prepared.group, current, proposed);

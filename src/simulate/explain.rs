@@ -48,7 +48,7 @@ pub async fn run(store: &Store, inputs: &Inputs, fragment: &str, as_json: bool) 
         anyhow!(CliError::refused("not_simulated", message))
     };
     let prepared = prepare(inputs, &row, true).map_err(refusal)?;
-    let (current, proposed) = assess_both(inputs, &row.unit, &prepared).map_err(refusal)?;
+    let (current, proposed) = assess_both(inputs, &row.unit, &prepared, true).map_err(refusal)?;
     let in_force = inputs
         .in_force
         .select(&row.unit, inputs.as_of)

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use chrono::{Months, NaiveDate};
 use jiuzhu_rules::yaml::{Limits, YamlValue, read};
-use jiuzhu_rules::{Policy, PolicyError, PolicySet, RuleSet};
+use jiuzhu_rules::{Policy, PolicyError, PolicySet, RuleSet, Value};
 
 use crate::errors::CliError;
 
@@ -17,6 +17,10 @@ pub struct Inputs {
     /// project's folder is not its own "policy in force").
     pub in_force: PolicySet,
     pub proposed: Policy,
+    /// `proposed` as the rules see it ([`Policy::to_value`]), made once for every case.
+    pub proposed_value: Value,
+    /// Each policy of `in_force`, in its order, as the rules see it.
+    in_force_values: Vec<Value>,
     /// The proposal's file as given, for the report.
     pub proposed_file: String,
     /// The day both policies are applied to every household.
@@ -30,6 +34,17 @@ pub struct Inputs {
 }
 
 impl Inputs {
+    /// The policy in force for a unit at the as-of date, with its value for the rules.
+    pub fn in_force_for(&self, unit: &str) -> Option<(&Policy, &Value)> {
+        let policy = self.in_force.select(unit, self.as_of)?;
+        let at = self
+            .in_force
+            .policies()
+            .iter()
+            .position(|p| std::ptr::eq(p, policy))?;
+        Some((policy, self.in_force_values.get(at)?))
+    }
+
     /// Whether the stored assessment's program is one the rule files define.
     pub fn simulates(&self, program: &str) -> bool {
         self.rules.program(program).is_some()
@@ -112,9 +127,12 @@ pub fn load(options: InputOptions<'_>) -> Result<Inputs, CliError> {
         .today
         .checked_sub_months(Months::new(12))
         .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let in_force_values = in_force.policies().iter().map(Policy::to_value).collect();
     Ok(Inputs {
         rules,
         in_force,
+        in_force_values,
+        proposed_value: proposed.to_value(),
         proposed,
         proposed_file: file,
         as_of,

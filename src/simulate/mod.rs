@@ -21,9 +21,9 @@ use jiuzhu_engine::store::{Store, StoreOptions};
 
 use crate::cli_args::Paths;
 use crate::errors::CliError;
-#[cfg(test)]
-pub use evaluate::Change;
 pub use evaluate::{CaseResult, Skip};
+#[cfg(test)]
+pub use evaluate::{Change, Group, evaluate as evaluate_case};
 pub use inputs::{InputOptions, Inputs, load as load_inputs};
 pub use summary::Summary;
 #[cfg(test)]
