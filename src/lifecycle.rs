@@ -354,7 +354,7 @@ pub async fn run_until(
 ) -> Result<i32> {
     let mut shutdown = std::pin::pin!(shutdown);
     let scheduler = Scheduler::new(&session.engine);
-    let dispatcher = dispatcher(session, notify_config)?;
+    let (dispatcher, batch) = dispatcher(session, notify_config)?;
     let payments = match payments_config {
         Some(path) => PaymentsConfig::load(path).map_err(|e| anyhow!(e))?,
         None => PaymentsConfig::default(),
@@ -397,6 +397,17 @@ pub async fn run_until(
         if once {
             return Ok(0);
         }
+        // A full outbox batch, or due timers left after the tick, means work is waiting:
+        // go round again at once (a node would otherwise deliver one batch a second).
+        let backlog = delivered.claimed() >= batch || report.oldest_due_timer_lag.is_some();
+        if backlog {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return Ok(0),
+                _ = std::future::ready(()) => {}
+            }
+            continue;
+        }
         tokio::select! {
             _ = &mut shutdown => return Ok(0),
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
@@ -407,7 +418,7 @@ pub async fn run_until(
 /// The outbox dispatcher of this node: notification channels from `--notify-config`
 /// (or `JIUZHU_NOTIFY_*` variables), templates from `templates/` beside the
 /// definitions, and the payments ledger in the same database.
-fn dispatcher(session: &Session, notify_config: Option<&Path>) -> Result<Dispatcher> {
+fn dispatcher(session: &Session, notify_config: Option<&Path>) -> Result<(Dispatcher, usize)> {
     let engine = &session.engine;
     let configured = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty());
     let config = match notify_config {
@@ -420,6 +431,7 @@ fn dispatcher(session: &Session, notify_config: Option<&Path>) -> Result<Dispatc
         None => None,
     };
     let mut dispatch = DispatchConfig::new(&engine.node_id);
+    let batch = usize::try_from(dispatch.batch).unwrap_or(usize::MAX);
     let mut dispatcher = match config {
         Some(config) => {
             let templates = TemplateSet::load_dir(&engine.project.dir.join("templates"))
@@ -440,7 +452,7 @@ fn dispatcher(session: &Session, notify_config: Option<&Path>) -> Result<Dispatc
         }
     };
     dispatcher = dispatcher.with_payments(Arc::new(Ledger::new(&engine.store)));
-    Ok(dispatcher)
+    Ok((dispatcher, batch))
 }
 
 /// One line per started occurrence and failure, one summary line when timers moved or

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail};
 use serde_json::{Value as Json, json};
 use sqlx::Row as _;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::round;
 
@@ -406,10 +405,9 @@ impl CpuSnapshot {
     }
 }
 
-/// A stand-in for an SMS gateway: takes the nodes' webhook POSTs on a loopback port and
-/// counts each `Idempotency-Key` (the effect id), so the bench can check each reminder
-/// arrived and how many arrived twice. Keep-alive HTTP/1.1, answering 200 to each request;
-/// nothing else (the nodes' webhook client is the only caller).
+/// A stand-in for an SMS gateway: takes the nodes' webhook POSTs on a loopback port (an
+/// axum server, as the project's own) and counts each `Idempotency-Key` (the effect id),
+/// so the bench can check each reminder arrived and how many arrived twice.
 pub struct Webhook {
     pub url: String,
     received: Arc<Mutex<BTreeMap<String, u32>>>,
@@ -421,14 +419,27 @@ impl Webhook {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}/notify", listener.local_addr()?);
         let received = Arc::new(Mutex::new(BTreeMap::new()));
-        let task = {
-            let received = received.clone();
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(serve_connection(stream, received.clone()));
+        let counts = received.clone();
+        let app = axum::Router::new().route(
+            "/notify",
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                let counts = counts.clone();
+                async move {
+                    if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok())
+                    {
+                        *counts
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .entry(key.to_string())
+                            .or_default() += 1;
+                    }
+                    axum::http::StatusCode::OK
                 }
-            })
-        };
+            }),
+        );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
         Ok(Webhook {
             url,
             received,
@@ -445,61 +456,5 @@ impl Webhook {
 impl Drop for Webhook {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-async fn serve_connection(
-    mut stream: tokio::net::TcpStream,
-    received: Arc<Mutex<BTreeMap<String, u32>>>,
-) {
-    let mut buffer = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    loop {
-        // The head of a request, then as much body as it announces.
-        let head_end = loop {
-            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-            if buffer.len() > 1 << 20 {
-                return;
-            }
-        };
-        let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-        let header = |name: &str| {
-            head.lines().find_map(|line| {
-                let (key, value) = line.split_once(':')?;
-                key.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| value.trim().to_string())
-            })
-        };
-        let length: usize = header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        while buffer.len() < head_end + length {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-            }
-        }
-        if let Some(key) = header("idempotency-key") {
-            *received
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(key)
-                .or_default() += 1;
-        }
-        buffer.drain(..head_end + length);
-        if stream
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-            .await
-            .is_err()
-        {
-            return;
-        }
     }
 }
