@@ -122,9 +122,9 @@ pub async fn run(args: &Args) -> Result<Json> {
                  node adds CPU only where cores sit idle, so once nodes_and_postgres_cores_used \
                  nears the core count (or machine_busy_share nears 1) more nodes cannot go faster."
             ),
-            "run nodes: each node's loop fires up to 10,000 due timers, then delivers one \
-             outbox batch (32 entries), then sleeps a second; deliveries_per_s is bounded by \
-             about 32 per node per second, whatever the database could do.",
+            "run nodes: deliveries_per_s counts the reminders delivered by the moment the last \
+             timer fired (a node fires its due timers before it turns to the outbox), not the \
+             delivery rate; the serve rows' all_paid_seconds shows the outbox keeping up.",
             "nodes_share / postgres_share split the CPU the nodes and this database's backends \
              used; the backends include this bench's own progress queries.",
         ],
