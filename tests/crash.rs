@@ -9,6 +9,7 @@
 //! parked as an incident, and the other cases finish regardless. The seed is printed;
 //! `JIUZHU_CRASH_SEED` replays a run. Nothing sleeps: the test waits on the child's output.
 
+use jiuzhu_testkit::copy_dir;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, BufReader};
@@ -84,19 +85,6 @@ nodes:
   - {id: count, type: compute, set: {n: "n / (n - n)"}, next: done}
   - {id: done, type: end}
 "#;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let path = entry.path();
-        let target = to.join(entry.file_name());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).expect("copy file");
-        }
-    }
-}
 
 /// The shipped definitions plus the poison one, in `dir`.
 fn project_with_poison(dir: &Path) -> PathBuf {

@@ -6,6 +6,7 @@
 //! stays under 1 GiB; no time is asserted. The figures (count, worst time, peak RSS)
 //! are printed and kept in BENCHMARKS.md ("Hostile inputs and fuzzing").
 
+use jiuzhu_testkit::copy_dir;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -278,17 +279,4 @@ fn hostile_inputs_end_cleanly_within_bounds() {
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
     assert!(peak < 1024 * 1024, "peak RSS {peak} KiB is over 1 GiB");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create folder");
-    for entry in std::fs::read_dir(from).expect("read folder").flatten() {
-        let path = entry.path();
-        let target = to.join(entry.file_name());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).expect("copy file");
-        }
-    }
 }

@@ -4,8 +4,9 @@
 //! node was killed) counts as an attempt; a dead node's leases end within seconds, and a
 //! live node's are renewed. Time is a manual clock: nothing here sleeps.
 
+use jiuzhu_testkit::copy_dir;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, ensure};
@@ -51,19 +52,6 @@ impl Ctx {
 
     fn now(&self) -> DateTime<Utc> {
         self.clock.now()
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let path = entry.path();
-        let target = to.join(entry.file_name());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).expect("copy file");
-        }
     }
 }
 

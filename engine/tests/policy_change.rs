@@ -6,8 +6,9 @@
 //! figure did not change records the day and pays nothing new; a case still in its
 //! survey is not told. On SQLite and PostgreSQL (`JIUZHU_TEST_PG`). Manual clock.
 
+use jiuzhu_testkit::copy_dir;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, ensure};
@@ -34,19 +35,6 @@ struct Ctx {
 struct Teardown {
     database: TestDatabase,
     _dir: tempfile::TempDir,
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let path = entry.path();
-        let target = to.join(entry.file_name());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).expect("copy file");
-        }
-    }
 }
 
 /// The shipped project, with the policies of the orphan allowance scenario: the file of

@@ -5,8 +5,9 @@
 //! person is refused `duplicate` while the first is open and, the first approved, still
 //! after it ended (its key outlives it), but not after a rejection.
 
+use jiuzhu_testkit::copy_dir;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result, ensure};
@@ -75,19 +76,6 @@ struct Ctx {
 struct Teardown {
     database: TestDatabase,
     _dir: tempfile::TempDir,
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let path = entry.path();
-        let target = to.join(entry.file_name());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).expect("copy file");
-        }
-    }
 }
 
 async fn setup(db: Db) -> (Ctx, Teardown) {

@@ -18,6 +18,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::{Connection as _, Executor as _};
 
+/// Copies a folder and everything under it (a test project made from the shipped
+/// `processes/`); panics, naming the step, when the file system refuses.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy file");
+        }
+    }
+}
+
 /// The server the PostgreSQL half uses unless `JIUZHU_TEST_PG` names another.
 pub const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `jiuzhu` binary: validate, test, diagram and the
 //! case lifecycle on a real SQLite file.
 
+use jiuzhu_testkit::copy_dir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -203,19 +204,6 @@ fn a_database_from_a_newer_schema_is_refused_clearly() {
         "{}",
         text(&out.stderr)
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let path = entry.path();
-        let target = to.join(entry.file_name());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).expect("copy file");
-        }
-    }
 }
 
 #[test]

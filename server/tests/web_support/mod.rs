@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use jiuzhu_testkit::copy_dir;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -311,19 +312,6 @@ fn write_scenarios(dir: &Path) {
              data: {{applicant_name: 张三}}\nsteps:\n  - expect: {{tasks: {tasks}}}\n"
         );
         std::fs::write(dir.join(file), text).expect("scenario");
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("folder");
-    for entry in std::fs::read_dir(from).expect("read folder") {
-        let path = entry.expect("entry").path();
-        let target = to.join(path.file_name().expect("name"));
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).expect("copy");
-        }
     }
 }
 
