@@ -234,9 +234,12 @@ impl Reader {
                     message: "must be a name of letters, digits and `_`".into(),
                 });
             }
-            let Some(map) =
-                self.map_with_optional(Some(decl), &key_path, &["type"], &["label", "keys"])
-            else {
+            let Some(map) = self.map_with_optional(
+                Some(decl),
+                &key_path,
+                &["type"],
+                &["label", "keys", "default"],
+            ) else {
                 continue;
             };
             let type_node = map.get("type");
@@ -280,27 +283,57 @@ impl Reader {
                     "only a `map` key has `keys`",
                 );
             }
-            out.insert(key.name.clone(), KeyDecl { ty, label });
+            // A default is a value of the key's own type, checked as a policy's would be.
+            let default = match map.get("default") {
+                Some(node) if matches!(ty, KeyType::Map(_)) => {
+                    self.problem(
+                        &join(&key_path, "default"),
+                        Some(node),
+                        "a `map` key has no default; give its keys defaults",
+                    );
+                    None
+                }
+                Some(node) => self.value(node, &join(&key_path, "default"), &ty),
+                None => None,
+            };
+            out.insert(key.name.clone(), KeyDecl { ty, label, default });
         }
         out
     }
 
-    /// A mapping read against `keys`: every declared key present, no other.
+    /// A mapping read against `keys`: every declared key present (or, left out, its
+    /// declared default), no other.
     fn section(
         &mut self,
         node: &Node,
         path: &str,
         keys: &BTreeMap<String, KeyDecl>,
     ) -> Option<Value> {
-        let names: Vec<&str> = keys.keys().map(String::as_str).collect();
+        let names: Vec<&str> = keys
+            .iter()
+            .filter(|(_, d)| d.default.is_none())
+            .map(|(k, _)| k.as_str())
+            .collect();
+        let optional: Vec<&str> = keys
+            .iter()
+            .filter(|(_, d)| d.default.is_some())
+            .map(|(k, _)| k.as_str())
+            .collect();
         let before = self.problems.len();
-        let node = self.map(Some(node), path, &names)?;
+        let node = self.map_with_optional(Some(node), path, &names, &optional)?;
         let mut out = BTreeMap::new();
         for (name, decl) in keys {
-            if let Some(child) = node.get(name)
-                && let Some(v) = self.value(child, &join(path, name), &decl.ty)
-            {
-                out.insert(name.clone(), v);
+            match node.get(name) {
+                Some(child) => {
+                    if let Some(v) = self.value(child, &join(path, name), &decl.ty) {
+                        out.insert(name.clone(), v);
+                    }
+                }
+                None => {
+                    if let Some(default) = &decl.default {
+                        out.insert(name.clone(), default.clone());
+                    }
+                }
             }
         }
         (self.problems.len() == before).then_some(Value::Object(out))

@@ -127,6 +127,20 @@ fn a_mistake_in_a_declaration_is_reported_at_its_place() {
             "every policy file",
         ),
         ("section: s\n", "keys", 1, 1, "missing key"),
+        (
+            "section: s\nkeys:\n  a: {type: bool, default: maybe}\n",
+            "keys.a.default",
+            3,
+            28,
+            "true or false",
+        ),
+        (
+            "section: s\nkeys:\n  a: {type: map, keys: {b: {type: bool}}, default: x}\n",
+            "keys.a.default",
+            3,
+            52,
+            "no default",
+        ),
     ];
     for (src, path, line, column, message) in cases {
         let p = decl_problem(src);
@@ -189,6 +203,37 @@ fn a_policy_is_checked_against_the_declarations() {
     };
     assert_eq!(v.get("disability_subsidy"), Some(&Value::Null));
     assert!(matches!(v.get("dibao"), Some(Value::Object(_))));
+}
+
+#[test]
+fn a_key_with_a_default_may_be_left_out() {
+    // The shipped 2026-01-01 file leaves `dibao.follows_standard` out: false.
+    let policy = Policy::from_yaml(SHIPPED, "p.yaml").expect("loads");
+    assert_eq!(
+        policy.get("dibao.follows_standard"),
+        Some(&Value::Bool(false))
+    );
+    // Written, it is read and checked like any key, at its place.
+    let src = SHIPPED.replace(
+        "  severe_includes_grade3_intellectual_mental: true\n",
+        "  severe_includes_grade3_intellectual_mental: true\n  follows_standard: true\n",
+    );
+    let policy = Policy::from_yaml(&src, "p.yaml").expect("loads");
+    assert_eq!(policy.get("dibao.follows_standard"), Some(&Value::Bool(true)));
+    let src = SHIPPED.replace(
+        "  severe_includes_grade3_intellectual_mental: true\n",
+        "  severe_includes_grade3_intellectual_mental: true\n  follows_standard: \"yes\"\n",
+    );
+    let p = problems(Policy::from_yaml(&src, "p.yaml").expect_err("invalid"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].path, "dibao.follows_standard");
+    let line = src
+        .lines()
+        .position(|l| l.contains("follows_standard"))
+        .expect("line")
+        + 1;
+    assert_eq!((p[0].line, p[0].column), (line, 21), "{p:?}");
+    assert!(p[0].message.contains("true or false"), "{p:?}");
 }
 
 #[test]

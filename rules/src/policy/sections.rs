@@ -74,11 +74,13 @@ pub enum KeyType {
     Map(BTreeMap<String, KeyDecl>),
 }
 
-/// One declared key: its type and display label.
+/// One declared key: its type and display label, and the value a policy file that
+/// leaves it out has (`default:`; a key without one must be written).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyDecl {
     pub ty: KeyType,
     pub label: String,
+    pub default: Option<Value>,
 }
 
 /// A check over a section's figures: `require` must hold, else `message` at `path`.
