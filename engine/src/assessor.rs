@@ -58,6 +58,18 @@ impl Assessor for RulesAssessor {
             }
         }
     }
+
+    fn policies_on(&self, day: chrono::NaiveDate) -> Vec<Value> {
+        match &self.policies {
+            Policies::Fixed(_) => Vec::new(),
+            Policies::Set(set) => set
+                .policies()
+                .iter()
+                .filter(|p| p.effective_from == day)
+                .map(Policy::to_value)
+                .collect(),
+        }
+    }
 }
 
 impl RulesAssessor {

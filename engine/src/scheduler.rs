@@ -160,6 +160,8 @@ pub struct TickReport {
     pub schedule_failures: Vec<ScheduleFailure>,
     /// `policy_changed` told this tick: `(case, policy day)`.
     pub policy_changes: Vec<(String, chrono::NaiveDate)>,
+    /// Cases a policy day started this tick (`on: policy_changed`): `(case, policy day)`.
+    pub policy_starts: Vec<(String, chrono::NaiveDate)>,
     /// Processes or cases a policy change could not be told to, and why (tried again).
     pub policy_failures: Vec<(String, String)>,
     /// How late the oldest claimable due timer is after the tick (`None`: none waiting).
@@ -177,6 +179,7 @@ impl TickReport {
             && self.started.is_empty()
             && self.schedule_failures.is_empty()
             && self.policy_changes.is_empty()
+            && self.policy_starts.is_empty()
     }
 }
 
@@ -269,6 +272,21 @@ impl<'e> Scheduler<'e> {
             return;
         }
         let mut all_done = true;
+        // The cases a policy day starts (`on: policy_changed`), before the cases waiting
+        // for the message are told.
+        match self.engine.start_policy_schedules().await {
+            Ok(starts) => {
+                all_done &= starts.failures.is_empty();
+                report.policy_starts.extend(starts.started);
+                report.policy_failures.extend(starts.failures);
+            }
+            Err(error) => {
+                all_done = false;
+                report
+                    .policy_failures
+                    .push(("(policy starts)".to_string(), error.to_string()));
+            }
+        }
         let processes = match self.engine.policy_listeners().await {
             Ok(processes) => processes,
             Err(error) => {

@@ -219,7 +219,10 @@ fn a_key_with_a_default_may_be_left_out() {
         "  severe_includes_grade3_intellectual_mental: true\n  follows_standard: true\n",
     );
     let policy = Policy::from_yaml(&src, "p.yaml").expect("loads");
-    assert_eq!(policy.get("dibao.follows_standard"), Some(&Value::Bool(true)));
+    assert_eq!(
+        policy.get("dibao.follows_standard"),
+        Some(&Value::Bool(true))
+    );
     let src = SHIPPED.replace(
         "  severe_includes_grade3_intellectual_mental: true\n",
         "  severe_includes_grade3_intellectual_mental: true\n  follows_standard: \"yes\"\n",

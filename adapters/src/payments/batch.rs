@@ -519,26 +519,51 @@ macro_rules! on_batch_db {
     };
 }
 
-/// The number of members of a case's `household` (1 when it has none).
-fn household_size(state: &jiuzhu_engine::store::StateJson) -> i64 {
-    #[derive(serde::Deserialize)]
-    struct WithVars {
-        #[serde(default)]
-        vars: serde_json::Map<String, Json>,
+/// What a recipient's case tells about the benefit (`docs/batches.md`).
+#[derive(Debug, Clone, PartialEq)]
+struct CaseFacts {
+    /// Members of the case's `household` (1 when it has none).
+    household_size: i64,
+    /// Members the benefit covers: 1 for a case of one member alone (`member`, 单人户),
+    /// else `household_size`.
+    covered: i64,
+    /// The case's `area` (`urban` / `rural`), when it has one.
+    area: Option<String>,
+}
+
+impl CaseFacts {
+    /// A case the store no longer holds: one member, no area.
+    const UNKNOWN: CaseFacts = CaseFacts {
+        household_size: 1,
+        covered: 1,
+        area: None,
+    };
+
+    fn of(state: &jiuzhu_engine::store::StateJson) -> CaseFacts {
+        #[derive(serde::Deserialize)]
+        struct WithVars {
+            #[serde(default)]
+            vars: serde_json::Map<String, Json>,
+        }
+        let Ok(WithVars { vars }) = state.parse::<WithVars>() else {
+            return CaseFacts::UNKNOWN;
+        };
+        let household_size = vars
+            .get("household")
+            .and_then(|h| h.get("members")?.as_array().map(Vec::len))
+            .and_then(|n| i64::try_from(n).ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(1);
+        let covered = match vars.get("member") {
+            None | Some(Json::Null) => household_size,
+            Some(_) => 1,
+        };
+        CaseFacts {
+            household_size,
+            covered,
+            area: vars.get("area").and_then(Json::as_str).map(str::to_string),
+        }
     }
-    state
-        .parse::<WithVars>()
-        .ok()
-        .and_then(|s| {
-            s.vars
-                .get("household")?
-                .get("members")?
-                .as_array()
-                .map(Vec::len)
-        })
-        .and_then(|n| i64::try_from(n).ok())
-        .filter(|n| *n > 0)
-        .unwrap_or(1)
 }
 
 impl Ledger {
@@ -601,9 +626,10 @@ impl Ledger {
                         on_done();
                         continue;
                     };
-                    let size = match self.store().load_instance(&item.case_id).await? {
-                        Some(row) => household_size(&row.state),
-                        None => 1,
+                    let facts = match self.store().find_instance(&item.case_id).await? {
+                        // An approved case that ended (dibao) may be archived by now.
+                        Some((row, _archived)) => CaseFacts::of(&row.state),
+                        None => CaseFacts::UNKNOWN,
                     };
                     let text = |s: &Option<String>| s.clone().map_or(Value::Null, Value::Str);
                     let recipient = Value::Object(BTreeMap::from([
@@ -613,7 +639,12 @@ impl Ledger {
                         ("payee".to_string(), Value::Str(due.payee.name.clone())),
                         ("account".to_string(), text(&due.payee.account)),
                         ("id_number".to_string(), text(&due.payee.id_number)),
-                        ("household_size".to_string(), Value::Int(size)),
+                        (
+                            "household_size".to_string(),
+                            Value::Int(facts.household_size),
+                        ),
+                        ("covered".to_string(), Value::Int(facts.covered)),
+                        ("area".to_string(), text(&facts.area)),
                         ("amount".to_string(), Value::Decimal(due.amount)),
                     ]));
                     let effects = expand(

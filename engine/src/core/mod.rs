@@ -224,6 +224,12 @@ pub trait Assessor {
     fn policy_dates(&self) -> Vec<chrono::NaiveDate> {
         Vec::new()
     }
+
+    /// The policies (shaped as [`Assessor::policy`] gives them) whose `effective_from` is
+    /// `day`, one per jurisdiction. None by default.
+    fn policies_on(&self, _day: chrono::NaiveDate) -> Vec<Value> {
+        Vec::new()
+    }
 }
 
 /// Why an assessment could not be made (missing inputs, an invalid household, no policy

@@ -35,6 +35,7 @@ impl Run<'_> {
                 }
             }
         }
+        let policy = self.policy_in_force();
         BTreeMap::from([
             ("instance_id".to_string(), Value::Str(self.st.id.clone())),
             ("process".to_string(), Value::Str(self.st.process.clone())),
@@ -57,7 +58,8 @@ impl Run<'_> {
                     .unwrap_or(Value::Null),
             ),
             ("open_task_roles".to_string(), Value::List(roles)),
-            ("policy".to_string(), self.policy_in_force()),
+            ("policy".to_string(), policy.clone()),
+            ("previous_policy".to_string(), self.policy_before(&policy)),
         ])
     }
 
@@ -69,6 +71,20 @@ impl Run<'_> {
         self.ctx
             .assessor
             .policy(&self.st.unit, self.now.date_naive())
+            .unwrap_or(Value::Null)
+    }
+
+    /// The figures in force for the case's unit the day before `policy` took effect;
+    /// null without one.
+    fn policy_before(&self, policy: &Value) -> Value {
+        if !self.def.reads_previous_policy {
+            return Value::Null;
+        }
+        let Some(Value::Date(from)) = policy.get("effective_from") else {
+            return Value::Null;
+        };
+        from.pred_opt()
+            .and_then(|day| self.ctx.assessor.policy(&self.st.unit, day))
             .unwrap_or(Value::Null)
     }
 

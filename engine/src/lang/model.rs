@@ -40,6 +40,8 @@ pub struct Definition {
     pub messages: Vec<MessageDecl>,
     /// Recurring schedules declared by the definition (batch processes).
     pub schedules: Vec<ScheduleDecl>,
+    /// Starts on each policy day (`schedules:` items with `on: policy_changed`).
+    pub policy_starts: Vec<PolicyStartDecl>,
     /// The business key (`key:`), a string expression over the variables at start:
     /// unique among the process's active cases (`docs/process-language.md`).
     pub key: Option<Expr>,
@@ -57,6 +59,8 @@ pub struct Definition {
     pub started_by: Vec<String>,
     /// Some expression reads `policy` (the figures in force), so steps put it in scope.
     pub reads_policy: bool,
+    /// Some expression reads `previous_policy` (the figures before the ones in force).
+    pub reads_previous_policy: bool,
     /// Compiled from a stored version: its effects keep fields no schema declares.
     pub stored: bool,
 }
@@ -456,6 +460,20 @@ pub struct MessageDecl {
     /// Moves deadlines: the named deadline becomes `duration` after its arming time.
     pub reschedule: Vec<(usize, Duration)>,
 }
+
+/// A start of this process each time a policy takes effect (a `schedules:` item with
+/// `on: policy_changed`): once per policy day and jurisdiction, by the scheduler and the
+/// scenario runner alike (`core::policy_change::policy_start_data`). Its `data` sees the
+/// policy taking effect as `policy`, the one before it as `previous_policy` and the day as
+/// `effective_from`.
+#[derive(Debug, Clone)]
+pub struct PolicyStartDecl {
+    pub id: String,
+    pub data: BTreeMap<String, ValueTemplate>,
+}
+
+/// The trigger `on:` of a schedule started by a policy taking effect.
+pub const ON_POLICY_CHANGED: &str = "policy_changed";
 
 /// A recurring schedule (cron) that starts an instance of this process.
 #[derive(Debug, Clone)]

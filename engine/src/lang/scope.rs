@@ -19,6 +19,12 @@ pub fn builtins() -> Vec<(&'static str, Type)> {
         ("open_task_roles", Type::list(Type::String)),
         // The policy figures in force for the case's unit today (`policy.heating_aid…`).
         ("policy", jiuzhu_rules::policy::Policy::value_type()),
+        // The policy in force for the unit the day before `policy` took effect (null when
+        // none was): the figures a raise (提标) is measured from.
+        (
+            "previous_policy",
+            jiuzhu_rules::policy::Policy::value_type(),
+        ),
     ]
 }
 

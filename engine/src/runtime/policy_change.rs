@@ -9,6 +9,12 @@
 //! racing second delivery). A sweep reads the active cases of the processes that handle
 //! the message; the scheduler sweeps a process again only when a policy day has come
 //! that it has not swept yet (and again after a sweep with failures).
+//!
+//! The same sweep starts the cases a definition asks for on each policy day (`schedules:`
+//! with `on: policy_changed`, [`Engine::start_policy_schedules`]): one per policy day and
+//! jurisdiction, with an id made from both, so a second start — a second node, a sweep
+//! after a restart — is a duplicate. Only policy days from the day the process was first
+//! deployed count: a procedure deployed later does not reach back to earlier raises.
 
 use chrono::NaiveDate;
 
@@ -16,10 +22,13 @@ use crate::core::Assessor as _;
 
 use super::internal::InternalOutcome;
 use super::{Engine, EngineError};
+use crate::core::Actor;
 use crate::core::policy_change::{
-    POLICY_CHANGED, delivery_id, handles, message_data, owed, takes_effect_for, waits_for,
+    POLICY_CHANGED, POLICY_STARTER, delivery_id, handles, message_data, owed, policy_starts,
+    takes_effect_for, waits_for,
 };
 use crate::store::InstanceFilter;
+use crate::store::{ConflictReason, StoreError};
 
 /// Cases read per page while sweeping.
 const PAGE: u32 = 500;
@@ -149,5 +158,124 @@ impl Engine {
             }
         }
         Ok(sweep)
+    }
+}
+
+/// What one pass over the policy-day starts did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyStarts {
+    /// `(case, policy day)` started now.
+    pub started: Vec<(String, NaiveDate)>,
+    /// `(process or case, error)` not started; the next pass tries again.
+    pub failures: Vec<(String, String)>,
+}
+
+impl Engine {
+    /// Starts what the latest deployment of each process asks for on the policy days that
+    /// have come (its calendar's date) since it was first deployed; a start made before is
+    /// left alone. Problems are reported per process or case, never stop the others.
+    pub async fn start_policy_schedules(&self) -> Result<PolicyStarts, EngineError> {
+        let mut out = PolicyStarts::default();
+        let days = self.assessor.policy_dates();
+        if days.is_empty() {
+            return Ok(out);
+        }
+        let deployments = self.store.deployments().await?;
+        for (process, version) in self.store.latest_versions().await? {
+            let def = match self.definition(&process, version).await {
+                Ok(def) => def,
+                Err(error) => {
+                    out.failures.push((process, error.to_string()));
+                    continue;
+                }
+            };
+            if def.policy_starts.is_empty() {
+                continue;
+            }
+            let offset = self.utc_offset(&def);
+            let today = self.now().with_timezone(&offset).date_naive();
+            let Some(first) = deployments
+                .iter()
+                .filter(|d| d.process_id == process)
+                .map(|d| d.deployed_at.with_timezone(&offset).date_naive())
+                .min()
+            else {
+                continue;
+            };
+            for day in days.iter().copied().filter(|d| *d >= first && *d <= today) {
+                for decl in &def.policy_starts {
+                    let starts = match policy_starts(&self.assessor, &process, decl, day, offset) {
+                        Ok(starts) => starts,
+                        Err(error) => {
+                            out.failures.push((process.clone(), error));
+                            continue;
+                        }
+                    };
+                    for start in starts {
+                        match self.start_for_policy(&process, version, &start).await {
+                            Ok(true) => {
+                                tracing::info!(case = %start.instance_id, %day, "policy day start");
+                                out.started.push((start.instance_id, day));
+                            }
+                            Ok(false) => {}
+                            Err(error) => {
+                                tracing::warn!(
+                                    case = %start.instance_id,
+                                    error = error.code(),
+                                    "policy day start failed; tried again"
+                                );
+                                out.failures.push((start.instance_id, error.to_string()));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One policy-day start; `false` when the case exists already (live or archived) or
+    /// another case holds its business key.
+    async fn start_for_policy(
+        &self,
+        process: &str,
+        version: i64,
+        start: &crate::core::policy_change::PolicyStart,
+    ) -> Result<bool, EngineError> {
+        if self
+            .store
+            .find_instance(&start.instance_id)
+            .await?
+            .is_some()
+        {
+            return Ok(false);
+        }
+        let actor = Actor {
+            user: POLICY_STARTER.to_string(),
+            roles: vec![crate::lang::model::SYSTEM_ROLE.to_string()],
+            unit: match start.data.get("unit") {
+                Some(jiuzhu_rules::Value::Str(unit)) => unit.clone(),
+                _ => start.jurisdiction.clone(),
+            },
+        };
+        match self
+            .start_with_id(
+                &start.instance_id,
+                process,
+                version,
+                &actor,
+                start.data.clone(),
+                None,
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(EngineError::Store(StoreError::Conflict {
+                reason: ConflictReason::Duplicate,
+                ..
+            }))
+            | Err(EngineError::DuplicateKey { .. }) => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 }

@@ -38,6 +38,12 @@ pub struct BenefitFixture {
     pub stopped_from: Option<NaiveDate>,
     #[serde(default)]
     pub household_size: Option<i64>,
+    /// The members the benefit covers (default: `household_size`).
+    #[serde(default)]
+    pub covered: Option<i64>,
+    /// The case's `area` (`urban` / `rural`), when it has one.
+    #[serde(default)]
+    pub area: Option<String>,
 }
 
 /// One monthly benefit as the scenario knows it.
@@ -55,6 +61,8 @@ struct Benefit {
     until: Option<(i32, u32)>,
     stopped: Option<(i32, u32)>,
     household_size: i64,
+    covered: i64,
+    area: Option<String>,
 }
 
 impl Benefit {
@@ -79,6 +87,8 @@ impl Benefit {
                 Value::Int(self.household_size),
             ),
             ("amount".to_string(), Value::Decimal(self.amount)),
+            ("covered".to_string(), Value::Int(self.covered)),
+            ("area".to_string(), text(&self.area)),
         ]))
     }
 }
@@ -115,6 +125,8 @@ impl super::Runner<'_> {
                 until: None,
                 stopped: b.stopped_from.map(month_of),
                 household_size: b.household_size.unwrap_or(1),
+                covered: b.covered.or(b.household_size).unwrap_or(1),
+                area: b.area.clone(),
             })
             .collect();
         for (_, instance) in &self.instances {
@@ -124,6 +136,15 @@ impl super::Runner<'_> {
                     _ => 1,
                 },
                 None => 1,
+            };
+            // A case for one member alone (`member`, 单人户) covers that member.
+            let covered = match instance.state.vars.get("member") {
+                Some(Value::Null) | None => household_size,
+                Some(_) => 1,
+            };
+            let area = match instance.state.vars.get("area") {
+                Some(Value::Str(area)) => Some(area.clone()),
+                _ => None,
             };
             for effect in &instance.effects {
                 let kind = effect.get("type").and_then(Json::as_str);
@@ -177,6 +198,8 @@ impl super::Runner<'_> {
                         until: date_field(effect, "until").map(month_of),
                         stopped: None,
                         household_size,
+                        covered,
+                        area: area.clone(),
                     }),
                 }
             }

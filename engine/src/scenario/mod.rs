@@ -93,6 +93,9 @@ struct Runner<'w> {
     batch_once: std::collections::BTreeSet<(String, String)>,
     /// Township reserve balances: the `reserves:` fixture, less the draws made since.
     reserves: BTreeMap<String, rust_decimal::Decimal>,
+    /// The scenario's own process (`process:`), whose policy-day starts
+    /// (`on: policy_changed`) run as the clock passes a policy day.
+    home: Option<Arc<Definition>>,
 }
 
 /// Runs one parsed scenario. `file` is the scenario's path (for relative `process`/`policy` paths).
@@ -131,7 +134,9 @@ fn run_inner(
         batch_runs: BTreeMap::new(),
         batch_once: std::collections::BTreeSet::new(),
         reserves: scenario.reserves.clone(),
+        home: None,
     };
+    runner.home = world.definition(&scenario.process, &runner.dir).ok();
     let main_process = scenario
         .start
         .process

@@ -30,6 +30,8 @@ pub fn recipient_type() -> Type {
             ("account", Type::String),
             ("id_number", Type::String),
             ("household_size", Type::Int),
+            ("covered", Type::Int),
+            ("area", Type::String),
             ("amount", Type::Decimal),
         ]
         .into_iter()

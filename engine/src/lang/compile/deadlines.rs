@@ -166,11 +166,54 @@ impl Compiler<'_, '_> {
         out
     }
 
-    pub(super) fn schedule(&mut self, y: &Yaml) -> Option<ScheduleDecl> {
+    /// One `schedules:` item: a cron schedule, or (`on: policy_changed`) a start on each
+    /// policy day.
+    pub(super) fn schedule(&mut self, y: &Yaml) -> Option<Schedule> {
         let mut f = self.ctx.fields(y, "a schedule")?;
         let id = f
             .required(self.ctx, "id")
             .and_then(|i| self.id(i, "schedule id"));
+        if f.has("on") {
+            let on = f.get("on").and_then(|o| {
+                let text = self.ctx.str(o, "on")?.to_string();
+                if text == ON_POLICY_CHANGED {
+                    return Some(());
+                }
+                self.ctx.error_hint(
+                    &o.at,
+                    codes::E_BAD_VALUE,
+                    format!("unknown schedule trigger `on: {text}`"),
+                    "`on: policy_changed` (a start each time a policy takes effect), or a `cron:` instead",
+                );
+                None
+            });
+            if let Some(c) = f.get("cron") {
+                self.ctx.error(
+                    &c.at,
+                    codes::E_BAD_VALUE,
+                    "a schedule has `cron` or `on`, not both",
+                );
+            }
+            let base = self.base.clone();
+            let scope = Scope::new(&base)
+                .with("effective_from", Type::Date)
+                .with("policy", jiuzhu_rules::policy::Policy::value_type())
+                .with(
+                    "previous_policy",
+                    jiuzhu_rules::policy::Policy::value_type(),
+                );
+            let mut data = BTreeMap::new();
+            if let Some(d) = f.get("data") {
+                for (key, value) in self.ctx.entries(d, "data") {
+                    if let Some(t) = self.template(value, &scope, None) {
+                        data.insert(key.name.clone(), t);
+                    }
+                }
+            }
+            f.finish(self.ctx);
+            on?;
+            return Some(Schedule::Policy(PolicyStartDecl { id: id?, data }));
+        }
         let cron = f.required(self.ctx, "cron").and_then(|c| {
             let text = self.ctx.str(c, "cron")?.to_string();
             match cron::Schedule::from_str(&text) {
@@ -200,10 +243,16 @@ impl Compiler<'_, '_> {
             }
         }
         f.finish(self.ctx);
-        Some(ScheduleDecl {
+        Some(Schedule::Cron(ScheduleDecl {
             id: id?,
             cron: cron?,
             data,
-        })
+        }))
     }
+}
+
+/// One read `schedules:` item.
+pub(super) enum Schedule {
+    Cron(ScheduleDecl),
+    Policy(PolicyStartDecl),
 }

@@ -17,6 +17,10 @@ impl Compiler<'_, '_> {
         let src = text.get(skip..).unwrap_or_default();
         match Expr::compile(src, scope) {
             Ok(expr) => {
+                if expr.variables().iter().any(|v| v == "previous_policy") {
+                    self.reads_policy = true;
+                    self.reads_previous_policy = true;
+                }
                 if expr.variables().iter().any(|v| v == "policy") {
                     self.reads_policy = true;
                 }

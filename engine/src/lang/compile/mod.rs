@@ -114,6 +114,8 @@ pub struct Compiler<'c, 's> {
     joins: Vec<(NodeIdx, NodeIdx, Pos)>,
     /// Some expression reads `policy`.
     reads_policy: bool,
+    /// Some expression reads `previous_policy`.
+    reads_previous_policy: bool,
 }
 
 impl<'c, 's> Compiler<'c, 's> {
@@ -131,6 +133,7 @@ impl<'c, 's> Compiler<'c, 's> {
             process_refs: Vec::new(),
             joins: Vec::new(),
             reads_policy: false,
+            reads_previous_policy: false,
         }
     }
 
@@ -235,15 +238,17 @@ impl<'c, 's> Compiler<'c, 's> {
             Some(y) => self.messages(y),
             None => Vec::new(),
         };
-        let schedules = match top.get("schedules") {
-            Some(y) => self
-                .ctx
-                .seq(y, "schedules")
-                .iter()
-                .filter_map(|s| self.schedule(s))
-                .collect(),
-            None => Vec::new(),
-        };
+        let mut schedules = Vec::new();
+        let mut policy_starts = Vec::new();
+        if let Some(y) = top.get("schedules") {
+            for item in self.ctx.seq(y, "schedules") {
+                match self.schedule(item) {
+                    Some(deadlines::Schedule::Cron(decl)) => schedules.push(decl),
+                    Some(deadlines::Schedule::Policy(decl)) => policy_starts.push(decl),
+                    None => {}
+                }
+            }
+        }
         let start = match top.get("start") {
             Some(y) => self.node_ref(y, "start"),
             None if heads.is_empty() && top.has("nodes") => {
@@ -291,12 +296,14 @@ impl<'c, 's> Compiler<'c, 's> {
             deadlines,
             messages,
             schedules,
+            policy_starts,
             key,
             key_outlives,
             requires_active,
             checks,
             started_by,
             reads_policy: self.reads_policy,
+            reads_previous_policy: self.reads_previous_policy,
             stored: self.load.stored,
         })
     }

@@ -262,9 +262,13 @@ pub(super) fn days_between(a: &[Value]) -> Result<Value, FunctionError> {
 }
 
 pub(super) fn string(a: &[Value]) -> Result<Value, FunctionError> {
+    // A date, time or amount as written (`2026-07-01`, `705.00`), not as quoted JSON.
     Ok(Value::Str(match &a[0] {
         Value::Null => String::new(),
-        other => other.to_string(),
+        other => match other.to_json() {
+            serde_json::Value::String(text) => text,
+            json => json.to_string(),
+        },
     }))
 }
 
