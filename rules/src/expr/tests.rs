@@ -176,6 +176,9 @@ fn evaluates_the_table() {
         ("age(date('2008-02-29'), date('2026-03-01'))", "18"),
         ("days_between(d, date('2026-03-01'))", "29"),
         ("string(n) + s", "\"7abc\""),
+        // A date or an amount as written, not quoted.
+        ("'k:' + string(d)", "\"k:2026-01-31\""),
+        ("string(decimal('705.00'))", "\"705.00\""),
         ("decimal('12.345') * 2", "\"24.690\""),
         ("is_null(nothing)", "true"),
         ("coalesce(nothing, 5)", "5"),
