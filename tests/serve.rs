@@ -655,4 +655,8 @@ fn bench_http_runs_quick() {
         report["queue_page_p99_ms"].as_f64().unwrap_or(0.0) > 0.0,
         "{report}"
     );
+    // Each side's steps went through the group commit: at least one step per commit.
+    for side in ["engine_steps_per_commit", "api_steps_per_commit"] {
+        assert!(report[side].as_f64().unwrap_or(0.0) >= 1.0, "{report}");
+    }
 }

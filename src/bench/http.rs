@@ -17,6 +17,7 @@ use jiuzhu_server::{AppState, ServerConfig, ServerDb, UserRecord};
 use serde_json::{Value as Json, json};
 
 use super::dibao_lite::{self, ClientTally};
+use super::http_client::Connection;
 use super::inbox::{percentile_ms, township};
 use super::setup::{self, BenchDb};
 use super::{DbOptions, round};
@@ -146,15 +147,20 @@ async fn measure(db: &BenchDb, args: &Args, sizes: &Sizes) -> Result<serde_json:
     let rounds = u64::from(sizes.rounds);
     let (mut engine_time, mut api_time) = (Duration::ZERO, Duration::ZERO);
     let (mut engine_steps, mut api_steps, mut api_paid) = (0u64, 0u64, 0u64);
+    // Commits (groups) each side's steps shared: how well each fills the group commit.
+    let (mut engine_groups, mut api_groups) = (0u64, 0u64);
+    let groups = || engine.group_committer().map_or(0, |c| c.stats().groups());
     for r in 0..rounds {
         let share = sizes.instances * (r + 1) / rounds - sizes.instances * r / rounds;
-        let started = Instant::now();
+        let (started, before) = (Instant::now(), groups());
         engine_steps += engine_round(&engine, sizes.clients, share, r).await?;
         engine_time += started.elapsed();
-        let started = Instant::now();
+        engine_groups += groups() - before;
+        let (started, before) = (Instant::now(), groups());
         let bases = [served.base.clone()];
-        let (steps, paid) = api_round(&bases, &http, &credentials, share).await?;
+        let (steps, paid) = api_round(&bases, &credentials, share).await?;
         api_time += started.elapsed();
+        api_groups += groups() - before;
         api_steps += steps;
         api_paid += paid;
     }
@@ -243,6 +249,8 @@ async fn measure(db: &BenchDb, args: &Args, sizes: &Sizes) -> Result<serde_json:
         "api_steps_per_s": round(api_rate, 1),
         "api_to_engine": round(ratio, 3),
         "api_target_met": ratio >= 0.7,
+        "engine_steps_per_commit": round(engine_steps as f64 / engine_groups.max(1) as f64, 2),
+        "api_steps_per_commit": round(api_steps as f64 / api_groups.max(1) as f64, 2),
         "open_tasks": sizes.queue_tasks,
         "units": sizes.units,
         "queries": sizes.queries,
@@ -362,10 +370,10 @@ async fn engine_round(engine: &Arc<Engine>, clients: u64, count: u64, round: u64
 }
 
 /// The API's clients drive `count` cases; client `c` calls `bases[c mod len]` (one server
-/// here, several nodes in `bench nodes`). Returns the steps and the payments made.
+/// here, several nodes in `bench nodes`) on a keep-alive connection of its own. Returns the
+/// steps and the payments made.
 pub(super) async fn api_round(
     bases: &[String],
-    http: &reqwest::Client,
     credentials: &[Credentials],
     count: u64,
 ) -> Result<(u64, u64)> {
@@ -373,12 +381,13 @@ pub(super) async fn api_round(
     let mut tasks = Vec::new();
     for (client, credentials) in credentials.iter().enumerate() {
         let base = bases[client % bases.len().max(1)].clone();
-        let (http, credentials) = (http.clone(), credentials.clone());
+        let credentials = credentials.clone();
         tasks.push(tokio::spawn(async move {
+            let mut connection = Connection::open(&base).await?;
             let (mut steps, mut paid) = (0u64, 0u64);
             let mut i = client as u64;
             while i < count {
-                let (s, p) = api_instance(&base, &http, &credentials, i).await?;
+                let (s, p) = api_instance(&mut connection, &credentials, i).await?;
                 steps += s;
                 paid += p;
                 i += clients;
@@ -395,33 +404,34 @@ pub(super) async fn api_round(
     Ok((steps, paid))
 }
 
+/// What a client reads of a step's answer (`StepView`): the rest is left unread.
+#[derive(serde::Deserialize)]
+struct StepReply {
+    status: String,
+    outcome: Option<String>,
+    tasks_opened: Vec<OpenedTask>,
+}
+
+#[derive(serde::Deserialize)]
+struct OpenedTask {
+    id: String,
+    node: String,
+}
+
 /// One case through the API, as `dibao_lite::run_instance` drives it through the engine;
 /// returns its steps and whether it was paid (approved).
 async fn api_instance(
-    base: &str,
-    http: &reqwest::Client,
+    connection: &mut Connection,
     credentials: &Credentials,
     i: u64,
 ) -> Result<(u64, u64)> {
-    let post = async |path: String, body: Json| -> Result<Json> {
-        let response = http
-            .post(format!("{base}{path}"))
-            .headers(credentials.headers.clone())
-            .json(&body)
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Json = response.json().await?;
-        if !status.is_success() {
-            bail!("{path}: {status} {body}");
-        }
-        Ok(body)
-    };
-    let mut step = post("/api/cases".into(), json!({"process": PROCESS, "data": {}})).await?;
+    let headers = &credentials.headers;
+    let start = json!({"process": PROCESS, "data": {}});
+    let mut step: StepReply = connection.post_json("/api/cases", headers, &start).await?;
     let mut steps = 1;
     let (supplement, disputed) = (i % 2 == 0, i % 4 == 0);
-    while let Some(task) = step["tasks_opened"].as_array().and_then(|t| t.first()) {
-        let data = match task["node"].as_str().unwrap_or_default() {
+    while let Some(task) = step.tasks_opened.first() {
+        let data = match task.node.as_str() {
             "verify" => json!({
                 "income": "300", "standard": "700",
                 "supplement": supplement, "disputed": disputed,
@@ -430,15 +440,15 @@ async fn api_instance(
             "approve" => json!({"approved": true}),
             other => bail!("case {i}: unexpected task {other}"),
         };
-        let id = task["id"].as_str().unwrap_or_default().to_string();
-        step = post(format!("/api/tasks/{id}/complete"), data).await?;
+        let path = format!("/api/tasks/{}/complete", task.id);
+        step = connection.post_json(&path, headers, &data).await?;
         steps += 1;
     }
     ensure!(
-        step["status"] == "completed",
+        step.status == "completed",
         "case {i} stopped at status {}",
-        step["status"]
+        step.status
     );
-    let paid = u64::from(step["outcome"] == "approved");
+    let paid = u64::from(step.outcome.as_deref() == Some("approved"));
     Ok((steps, paid))
 }

@@ -9,6 +9,7 @@
 mod archive;
 mod dibao_lite;
 mod http;
+mod http_client;
 mod inbox;
 mod nodes;
 mod nodes_proc;

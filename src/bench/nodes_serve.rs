@@ -49,16 +49,13 @@ pub async fn measure(db: &BenchDb, args: &Args, k: usize) -> Result<Json> {
     }
     let bases: Vec<String> = nodes.iter().filter_map(|n| n.base.clone()).collect();
     ensure!(bases.len() == k, "{} of {k} nodes serving", bases.len());
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(usize::try_from(args.clients)?)
-        .build()?;
 
     let backends_before = probe.backends().await?.len();
     let commits_before = probe.commits().await?;
     let queries_before = probe.queries();
     let cpu_before = CpuSnapshot::take(&probe, &nodes).await?;
     let started = Instant::now();
-    let (steps, paid) = http::api_round(&bases, &client, &credentials, args.instances).await?;
+    let (steps, paid) = http::api_round(&bases, &credentials, args.instances).await?;
     let completed_after = started.elapsed().as_secs_f64();
     // The payments reach the ledger through the nodes' dispatchers.
     let timeout = Duration::from_secs(args.timeout);
