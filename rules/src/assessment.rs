@@ -7,7 +7,7 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::case::{Case, InputError};
 use crate::policy::Policy;
-use crate::ruleset::{ExtraFormat, RuleSet, RulesError, TraceEntry};
+use crate::ruleset::{CaseScope, ExtraFormat, RuleSet, RulesError, TraceEntry};
 use crate::value::Value;
 
 /// One member's supplement (加发).
@@ -179,13 +179,25 @@ pub fn try_assess_in(
     case: &Case,
     trace: bool,
 ) -> Result<Assessment, RulesError> {
+    try_assess_scoped(rules, policy, case, &CaseScope::new(case), trace)
+}
+
+/// [`try_assess_in`] with the case's variables made once ([`CaseScope::new`] of `case`)
+/// for every policy it is assessed under: the same assessment.
+pub fn try_assess_scoped(
+    rules: &RuleSet,
+    policy: &Value,
+    case: &Case,
+    scope: &CaseScope,
+    trace: bool,
+) -> Result<Assessment, RulesError> {
     let program = case.program.as_str();
     let rules = rules
         .program(program)
         .ok_or_else(|| RulesError::UnknownProgram {
             program: program.to_string(),
         })?;
-    let e = rules.evaluate_in(policy, case, trace)?;
+    let e = rules.evaluate_scoped(policy, scope, trace)?;
     // The contract: not eligible means no category, nothing paid, no supplements,
     // whatever a rule file computes; and only members with an amount are listed.
     let eligible = e.eligible && e.reasons.is_empty();

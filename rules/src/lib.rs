@@ -20,10 +20,11 @@ pub mod yaml;
 
 pub use assessment::{
     Assessment, Supplement, assess, check_policy_applies, money, try_assess, try_assess_in,
+    try_assess_scoped,
 };
 pub use case::{Case, InputError, parse_case, parse_case_for, parse_case_text, parse_case_with};
 pub use json::{JsonError, parse_strict};
 pub use limits::{InputLimits, LimitKind, LimitViolation};
 pub use policy::{Policy, PolicyError, PolicySections, PolicySet};
-pub use ruleset::{ProgramRules, RuleProblem, RuleSet, RulesError, TraceEntry};
+pub use ruleset::{CaseScope, ProgramRules, RuleProblem, RuleSet, RulesError, TraceEntry};
 pub use value::{CoerceError, Type, Value};

@@ -1097,6 +1097,33 @@ impl Env for Layered<'_> {
     }
 }
 
+/// A case's variables as the rules read them — the case's fields (all but one named
+/// `policy`, which is always the policy's), each member's scope and the members' ids —
+/// made once for every policy the case is assessed under.
+pub struct CaseScope {
+    vars: BTreeMap<String, Value>,
+    ids: Vec<String>,
+    /// Per member: `member` itself (the member's values of per-member steps go above it).
+    member_scopes: Vec<BTreeMap<String, Value>>,
+}
+
+impl CaseScope {
+    pub fn new(case: &Case) -> CaseScope {
+        let mut vars = case.variables();
+        // `policy` is the policy's, whatever the case's fields are called.
+        vars.remove("policy");
+        let members = &case.household.members;
+        CaseScope {
+            vars,
+            ids: members.iter().map(|m| m.id.clone()).collect(),
+            member_scopes: members
+                .iter()
+                .map(|m| BTreeMap::from([("member".to_string(), m.to_value())]))
+                .collect(),
+        }
+    }
+}
+
 /// The `policy` variable, seen below the case's variables and the steps' results.
 struct PolicyEnv<'a>(&'a Value);
 
@@ -1122,23 +1149,27 @@ impl ProgramRules {
         case: &Case,
         trace: bool,
     ) -> Result<Evaluation, RulesError> {
-        let mut env = case.variables();
-        // `policy` is the policy's, whatever the case's fields are called.
-        env.remove("policy");
+        self.evaluate_scoped(policy, &CaseScope::new(case), trace)
+    }
+
+    /// [`ProgramRules::evaluate_in`] over a case's variables made once ([`CaseScope`]), so
+    /// that several policies can be applied to one case without making them again.
+    pub fn evaluate_scoped(
+        &self,
+        policy: &Value,
+        case: &CaseScope,
+        trace: bool,
+    ) -> Result<Evaluation, RulesError> {
         let policy = PolicyEnv(policy);
-        let ids: Vec<String> = case
-            .household
-            .members
-            .iter()
-            .map(|m| m.id.clone())
-            .collect();
-        // Per member: `member` itself, then the member's values of per-member steps.
-        let member_scopes: Vec<BTreeMap<String, Value>> = case
-            .household
-            .members
-            .iter()
-            .map(|m| BTreeMap::from([("member".to_string(), m.to_value())]))
-            .collect();
+        // The case's variables below the steps' results (a step's value hides a case
+        // field of its name, as it replaced it before the variables were shared).
+        let base = Layered {
+            local: &case.vars,
+            parent: &policy,
+        };
+        let mut env: BTreeMap<String, Value> = BTreeMap::new();
+        let ids = &case.ids;
+        let member_scopes = &case.member_scopes;
         let mut member_values: Vec<BTreeMap<String, Value>> =
             vec![BTreeMap::new(); member_scopes.len()];
         let mut step_names: Vec<&str> = Vec::new();
@@ -1149,7 +1180,7 @@ impl ProgramRules {
                 for (i, member) in member_scopes.iter().enumerate() {
                     let household = Layered {
                         local: &env,
-                        parent: &policy,
+                        parent: &base,
                     };
                     let values = Layered {
                         local: &member_values[i],
@@ -1173,7 +1204,7 @@ impl ProgramRules {
             } else {
                 let scope = Layered {
                     local: &env,
-                    parent: &policy,
+                    parent: &base,
                 };
                 let (value, entry) = self.run_step(step, &scope, &step_names, trace)?;
                 steps.extend(entry);
@@ -1183,7 +1214,7 @@ impl ProgramRules {
         }
         let env = Layered {
             local: &env,
-            parent: &policy,
+            parent: &base,
         };
         let r = &self.result;
         let eval = |e: &Expr, scope: &dyn Env, field: &str| {

@@ -174,6 +174,7 @@ fn the_july_raise_over_a_seeded_city_matches_case_by_case_assessment() {
                 after: String::new(),
                 unit: None,
                 limit: 1,
+                inputs: true,
             })
             .await
             .expect("a case");
@@ -258,6 +259,7 @@ async fn fast_path_matches_assess_per_case(store: &Store, inputs: &Inputs, db_pa
                 after: after.clone(),
                 unit: None,
                 limit: 250,
+                inputs: true,
             })
             .await
             .expect("a page");

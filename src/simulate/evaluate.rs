@@ -5,7 +5,7 @@
 use jiuzhu_engine::privacy;
 use jiuzhu_engine::store::search::id_numbers;
 use jiuzhu_engine::store::simulate::DecidedCase;
-use jiuzhu_rules::{Assessment, Policy, parse_case, try_assess_in};
+use jiuzhu_rules::{Assessment, CaseScope, Policy, parse_case, try_assess_scoped};
 use rust_decimal::Decimal;
 
 use super::inputs::Inputs;
@@ -190,9 +190,11 @@ pub fn assess_both(
     let (_, in_force) = inputs
         .in_force_for(unit)
         .ok_or_else(|| Skip::Unassessable("no_policy_in_force".into()))?;
-    let current = try_assess_in(&inputs.rules, in_force, &case, trace)
+    // The case's variables are made once for both policies.
+    let scope = CaseScope::new(&case);
+    let current = try_assess_scoped(&inputs.rules, in_force, &case, &scope, trace)
         .map_err(|_| Skip::Unassessable("rule_error".into()))?;
-    let proposed = try_assess_in(&inputs.rules, &inputs.proposed_value, &case, trace)
+    let proposed = try_assess_scoped(&inputs.rules, &inputs.proposed_value, &case, &scope, trace)
         .map_err(|_| Skip::Unassessable("rule_error".into()))?;
     Ok((current, proposed))
 }

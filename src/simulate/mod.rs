@@ -140,7 +140,8 @@ fn create_new(path: &Path) -> Result<std::fs::File> {
 }
 
 /// Reads every decided case a page at a time and folds it into `summary`: the next page
-/// is read while this one is assessed, on as many threads as there are cores.
+/// is read while this one is assessed, on as many threads as there are cores (kept for
+/// the whole run).
 pub async fn simulate(
     store: &Store,
     inputs: Arc<Inputs>,
@@ -149,6 +150,10 @@ pub async fn simulate(
 ) -> Result<Run> {
     let started = Instant::now();
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
+    let inputs_table = store
+        .has_assessment_inputs()
+        .await
+        .context("reading the schema version")?;
     let fetch = |after: String| {
         let store = store.clone();
         let unit = unit.clone();
@@ -158,10 +163,12 @@ pub async fn simulate(
                     after,
                     unit,
                     limit: PAGE,
+                    inputs: inputs_table,
                 })
                 .await
         })
     };
+    let workers = Arc::new(Workers::start(&inputs, threads)?);
     let mut next = fetch(String::new());
     let mut summary = summary;
     let mut cases_read = 0u64;
@@ -172,9 +179,9 @@ pub async fn simulate(
         };
         cases_read += page.len() as u64;
         next = fetch(last.id.clone());
-        let inputs = inputs.clone();
+        let workers = workers.clone();
         summary = tokio::task::spawn_blocking(move || -> Result<Summary> {
-            let results = evaluate_page(&inputs, page, threads);
+            let results = workers.evaluate_page(page);
             summary.add_page(results).context("writing the CSV")?;
             Ok(summary)
         })
@@ -189,39 +196,83 @@ pub async fn simulate(
     })
 }
 
-/// Assesses a page in `threads` contiguous slices; the results keep the page's order.
-fn evaluate_page(
-    inputs: &Inputs,
-    page: Vec<DecidedCase>,
-    threads: usize,
-) -> Vec<Result<CaseResult, (String, Skip)>> {
-    let slice = page.len().div_ceil(threads.max(1)).max(1);
-    let mut slices: Vec<Vec<DecidedCase>> = Vec::new();
-    let mut page = page.into_iter().peekable();
-    while page.peek().is_some() {
-        slices.push(page.by_ref().take(slice).collect());
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = slices
-            .into_iter()
-            .map(|rows| {
-                scope.spawn(move || {
-                    rows.into_iter()
-                        .map(|row| evaluate::evaluate(inputs, row))
-                        .collect::<Vec<_>>()
+/// A page's results, in the page's order.
+type PageResults = Vec<Result<CaseResult, (String, Skip)>>;
+
+/// The threads that assess the pages, one per core, started once for the whole run: a
+/// thread started per page began with a cold allocator heap, and zeroing its fresh pages
+/// was a tenth of the run. Each takes a contiguous slice of every page.
+struct Workers {
+    jobs: Vec<std::sync::mpsc::Sender<(Vec<DecidedCase>, std::sync::mpsc::Sender<PageResults>)>>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(inputs: &Arc<Inputs>, threads: usize) -> Result<Workers> {
+        let mut workers = Workers {
+            jobs: Vec::new(),
+            handles: Vec::new(),
+        };
+        for n in 0..threads.max(1) {
+            let (job, jobs) = std::sync::mpsc::channel::<(
+                Vec<DecidedCase>,
+                std::sync::mpsc::Sender<PageResults>,
+            )>();
+            let inputs = inputs.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("simulate-{n}"))
+                .spawn(move || {
+                    for (rows, reply) in jobs {
+                        let results: PageResults = rows
+                            .into_iter()
+                            .map(|row| evaluate::evaluate(&inputs, row))
+                            .collect();
+                        // The run stopped waiting (it failed): nothing to hand over.
+                        let _ = reply.send(results);
+                    }
                 })
-            })
-            .collect();
-        handles
+                .context("starting an assessing thread")?;
+            workers.jobs.push(job);
+            workers.handles.push(handle);
+        }
+        Ok(workers)
+    }
+
+    /// Assesses a page in one contiguous slice per thread; the results keep the page's order.
+    fn evaluate_page(&self, page: Vec<DecidedCase>) -> PageResults {
+        let slice = page.len().div_ceil(self.jobs.len().max(1)).max(1);
+        let mut page = page.into_iter().peekable();
+        let mut replies = Vec::new();
+        for job in &self.jobs {
+            if page.peek().is_none() {
+                break;
+            }
+            let rows: Vec<DecidedCase> = page.by_ref().take(slice).collect();
+            let (reply, results) = std::sync::mpsc::channel();
+            // A thread that panicked earlier is gone: its slice is reported below.
+            let _ = job.send((rows, reply));
+            replies.push(results);
+        }
+        replies
             .into_iter()
-            .flat_map(|h| {
+            .flat_map(|results| {
                 // A panicking evaluation is a defect; its slice is reported, not lost silently.
-                h.join().unwrap_or_else(|_| {
+                results.recv().unwrap_or_else(|_| {
                     vec![Err((String::new(), Skip::Unassessable("panic".into())))]
                 })
             })
             .collect()
-    })
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        // Closing the channels ends the threads' loops.
+        self.jobs.clear();
+        for handle in self.handles.drain(..) {
+            let _ = handle.join();
+        }
+    }
 }
 
 fn text_report(inputs: &Inputs, run: &Run, csv: Option<&Path>) -> String {

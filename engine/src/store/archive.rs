@@ -174,8 +174,9 @@ pub(crate) const CANDIDATES_SQL: &str = "SELECT i.id FROM instances i \
 
 /// The statements of a batch, in order; `{ids}` is the batch's list of case ids, `$1`
 /// (where present) the archiving time. The first copies the instance rows, the last
-/// deletes them: the batch checks both touched every case.
-pub(crate) const STATEMENTS: [&str; 11] = [
+/// deletes them: the batch checks both touched every case. The assessment inputs (engine
+/// migration 13) are not archived: they are derived from the state, which is.
+pub(crate) const STATEMENTS: [&str; 12] = [
     "INSERT INTO archived_instances (id, process_id, process_version, status, outcome, unit, \
      state, version, created_at, updated_at, history_hash, head_mac, archived_at) \
      SELECT id, process_id, process_version, status, outcome, unit, state, version, created_at, \
@@ -201,6 +202,7 @@ pub(crate) const STATEMENTS: [&str; 11] = [
     "DELETE FROM task_roles WHERE task_id IN (SELECT id FROM tasks WHERE instance_id IN ({ids}))",
     "DELETE FROM tasks WHERE instance_id IN ({ids})",
     "DELETE FROM history WHERE instance_id IN ({ids})",
+    "DELETE FROM assessment_inputs WHERE instance_id IN ({ids})",
     "DELETE FROM instances WHERE id IN ({ids})",
 ];
 

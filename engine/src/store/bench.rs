@@ -2,8 +2,8 @@
 //! probe that calibrates a run, row counts to check a run, query plans, and a throw-away
 //! PostgreSQL database. The engine itself never calls anything here.
 //!
-//! Seeding writes exactly the rows a start step writes (instance, first history link, tasks,
-//! timers, outbox), but many cases per multi-row statement and without the per-step version
+//! Seeding writes exactly the rows a start step writes (instance, first history link, the
+//! assessment inputs of a case decided at once, tasks, timers, outbox), but many cases per multi-row statement and without the per-step version
 //! check: a million pending timers or open tasks are seeded in seconds, not in the hours a
 //! benchmark would spend committing them one by one.
 
@@ -95,6 +95,31 @@ macro_rules! seed_rows {
                     .bind(link.state_hash.as_deref());
             }
             query.execute(&mut *conn).await?;
+
+            // The assessment inputs of the cases decided at their start, as a commit
+            // writes them (`assessment_inputs`).
+            let decided: Vec<&StepCommit> =
+                chunk.iter().filter(|s| s.instance.outcome.is_some()).collect();
+            if !decided.is_empty() {
+                let sql = shared::multi_row_insert(
+                    "assessment_inputs (instance_id, process_id, status, outcome, unit, updated_at, inputs)",
+                    7,
+                    decided.len(),
+                );
+                let mut query = sqlx::query(&sql);
+                for step in decided {
+                    let instance = &step.instance;
+                    query = query
+                        .bind(&instance.id)
+                        .bind(&instance.process_id)
+                        .bind(&instance.status)
+                        .bind(instance.outcome.as_deref())
+                        .bind(&instance.unit)
+                        .bind(ms(instance.updated_at))
+                        .bind(super::assessment_inputs::inputs_of_state(instance.state.as_str()));
+                }
+                query.execute(&mut *conn).await?;
+            }
         }
 
         let tasks: Vec<&super::TaskRow> = steps.iter().flat_map(|s| &s.tasks_opened).collect();

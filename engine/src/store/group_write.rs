@@ -546,6 +546,7 @@ async fn insert_effects<T: WriteTx>(
     prepared: &[PreparedStep],
 ) -> Result<(), StoreError> {
     super::keys::write_keys(tx, steps, prepared).await?;
+    super::assessment_inputs::write_inputs(tx, steps, prepared).await?;
     insert_rows(
         tx,
         "history (instance_id, seq, at, actor, event, node, data, prev_hash, hash, scheme, state_hash)",

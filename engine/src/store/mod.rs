@@ -11,6 +11,7 @@
 //! All times are stored as epoch milliseconds UTC, so they keep millisecond precision.
 
 pub mod archive;
+pub mod assessment_inputs;
 #[cfg(feature = "bench")]
 mod bench;
 mod case_incidents;

@@ -68,6 +68,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "archives",
         include_str!("../../migrations/postgres/0012_archives.sql"),
     ),
+    (
+        13,
+        "assessment_inputs",
+        include_str!("../../migrations/postgres/0013_assessment_inputs.sql"),
+    ),
 ];
 
 const CLAIM_TIMERS_SQL: &str = "UPDATE timers SET available_at = $1, claimed_by = $2, attempts = attempts + 1 \

@@ -33,6 +33,8 @@ pub struct DecidedPage {
     /// A unit path: cases of this unit and every unit below it.
     pub unit: Option<String>,
     pub limit: u32,
+    /// Read the assessment inputs rather than the states ([`Store::has_assessment_inputs`]).
+    pub inputs: bool,
 }
 
 /// The variables the simulation reads, cut out of the state by SQLite: one `json_extract`
@@ -54,22 +56,63 @@ const FROM_POSTGRES: &str = "instances CROSS JOIN LATERAL jsonb_to_record(\
     AS v(household jsonb, area jsonb, request jsonb, applicant_name jsonb, bank jsonb, \
     assessment jsonb)";
 
+/// The same read from the narrow rows of engine migration 13, written with each decided
+/// instance ([`super::assessment_inputs`]): a few hundred bytes a case instead of the state.
+const COLUMNS_INPUTS: &str =
+    "instance_id AS id, process_id, status, outcome, unit, updated_at, inputs AS vars";
+
+/// The first engine migration with [`super::assessment_inputs`].
+const INPUTS_VERSION: i64 = 13;
+
 impl Store {
-    /// The next page of cases with an outcome, in id order.
+    /// Whether this database has the assessment inputs (engine migration 13). A store opened
+    /// read-only is not migrated, so an older database is read from the states instead.
+    pub async fn has_assessment_inputs(&self) -> Result<bool, StoreError> {
+        const SQL: &str =
+            "SELECT MAX(version) FROM _sqlx_migrations WHERE version BETWEEN $1 AND $2";
+        let (low, high) = (INPUTS_VERSION, *super::migrations::ENGINE_VERSIONS.end());
+        let newest: Option<i64> = match &self.backend {
+            Backend::Sqlite(s) => sqlx::query_scalar(SQL)
+                .bind(low)
+                .bind(high)
+                .fetch_one(&s.reader)
+                .await
+                .map_err(super::sqlite::classify)?,
+            Backend::Postgres(p) => sqlx::query_scalar(SQL)
+                .bind(low)
+                .bind(high)
+                .fetch_one(&p.reader)
+                .await
+                .map_err(super::postgres::classify)?,
+        };
+        Ok(newest.is_some())
+    }
+
+    /// The next page of cases with an outcome, in id order: from the assessment inputs
+    /// when `page.inputs` (see [`Store::has_assessment_inputs`]), else from the states.
     pub async fn decided_cases(&self, page: &DecidedPage) -> Result<Vec<DecidedCase>, StoreError> {
-        let (columns, from) = match self.backend {
-            Backend::Sqlite(_) => (COLUMNS_SQLITE, "instances"),
-            Backend::Postgres(_) => (COLUMNS_POSTGRES, FROM_POSTGRES),
+        let (columns, from, id, decided) = match (&self.backend, page.inputs) {
+            (_, true) => (COLUMNS_INPUTS, "assessment_inputs", "instance_id", ""),
+            (Backend::Sqlite(_), false) => (
+                COLUMNS_SQLITE,
+                "instances",
+                "id",
+                "outcome IS NOT NULL AND ",
+            ),
+            (Backend::Postgres(_), false) => (
+                COLUMNS_POSTGRES,
+                FROM_POSTGRES,
+                "id",
+                "outcome IS NOT NULL AND ",
+            ),
         };
         let bounds = page.unit.as_deref().map(shared::subtree_bounds);
         let unit_clause = if bounds.is_some() {
-            " AND (unit = $2 OR (unit >= $3 AND unit < $4)) ORDER BY id LIMIT $5"
+            format!(" AND (unit = $2 OR (unit >= $3 AND unit < $4)) ORDER BY {id} LIMIT $5")
         } else {
-            " ORDER BY id LIMIT $2"
+            format!(" ORDER BY {id} LIMIT $2")
         };
-        let sql = format!(
-            "SELECT {columns} FROM {from} WHERE outcome IS NOT NULL AND id > $1{unit_clause}"
-        );
+        let sql = format!("SELECT {columns} FROM {from} WHERE {decided}{id} > $1{unit_clause}");
         let limit = i64::from(page.limit.max(1));
         macro_rules! fetch {
             ($pool:expr, $classify:path) => {{

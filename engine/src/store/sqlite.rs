@@ -73,6 +73,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "archives",
         include_str!("../../migrations/sqlite/0012_archives.sql"),
     ),
+    (
+        13,
+        "assessment_inputs",
+        include_str!("../../migrations/sqlite/0013_assessment_inputs.sql"),
+    ),
 ];
 
 /// Page size of a database file this store creates (an existing file keeps its own). A step
