@@ -421,11 +421,34 @@ fn history(i: usize) -> Vec<serde_json::Value> {
 /// taken, often: its current terms (every entry in force in the month) and the replay of
 /// its entries (an entry dated after the month); and the terms follow entries recorded
 /// between two runs (the first effect of each history before January's run, the rest
-/// after).
+/// after). Benefits of the bulk path (`seed_benefits`) are held to the same.
 async fn the_run_pays_what_the_entries_say_whatever_the_history(ctx: Ctx) -> Result<()> {
     let ledger = Ledger::open(&ctx.store).await?.with_run_page(7);
     let cases = 96;
     let histories: Vec<Vec<serde_json::Value>> = (0..cases).map(history).collect();
+    // And benefits written by the bulk path, stopped before, at or after their start.
+    let seeds: Vec<SeedBenefit> = (0..24)
+        .map(|i| SeedBenefit {
+            case_id: format!("dibao-s{i:03}"),
+            program: "dibao".into(),
+            unit: "双鸭山市/尖山区/乡镇02".into(),
+            amount: pick(i, 1, &["0.00", "705.00", "0.01", "1305.10"])
+                .parse()
+                .expect("an amount"),
+            from: month(pick(i, 2, &["2026-01", "2026-02", "2026-04"])),
+            payee: Payee {
+                name: format!("户主s{i}"),
+                id_number: (i % 2 == 0).then(|| "11010519491231002X".into()),
+                account: (i % 3 != 0).then(|| format!("6222{i:012}")),
+            },
+            stopped_from: (i % 3 != 2)
+                .then(|| month(pick(i, 3, &["2026-01", "2026-02", "2026-06"]))),
+        })
+        .collect();
+    let benefits: Vec<String> = (0..cases)
+        .map(|i| format!("dibao-h{i:03}:dibao"))
+        .chain(seeds.iter().map(|s| format!("{}:dibao", s.case_id)))
+        .collect();
     let (mut paid, mut unpaid, mut by_terms, mut replayed) = (0, 0, 0, 0);
     let may = at("2026-05-05T09:00:00+08:00");
     for (round, months) in [
@@ -442,14 +465,16 @@ async fn the_run_pays_what_the_entries_say_whatever_the_history(ctx: Ctx) -> Res
                 ledger.apply_effect(effect, march()).await?;
             }
         }
+        if round == 0 {
+            ledger.seed_benefits(&seeds, march()).await?;
+        }
         for m in months {
             let run_month = month(m);
             let summary = ledger.run_month(run_month, may).await?;
             let written = ledger.instructions(Some(run_month), None).await?;
             ensure!(summary.created == written.len() as u64, "{m}: {summary:?}");
-            for i in 0..cases {
-                let benefit = format!("dibao-h{i:03}:dibao");
-                let entries = ledger.entries(&benefit).await?;
+            for benefit in &benefits {
+                let entries = ledger.entries(benefit).await?;
                 if entries.iter().any(|e| e.effective_month > run_month) {
                     replayed += 1;
                 } else {

@@ -14,7 +14,7 @@ use super::ledger::{
     Applied, Instruction, InstructionKind, InstructionStatus, PreparedBatch, SeedBenefit,
     ops_outcome::Recorded,
 };
-use super::model::{BenefitEntry, EntryKind, Payee, YearMonth, split_installments};
+use super::model::{BenefitEntry, EntryKind, Payee, YearMonth, due_in_month, split_installments};
 use super::results::{PaymentResult, ResultOutcome};
 
 /// The ledger's tables: the adapters' own migrations, versions 1000–1999 of the database's
@@ -178,13 +178,13 @@ const RUN_PAGE_INSERT_POSTGRES: &str = run_page_insert!("");
 /// A benefit's `benefit_terms` row written from all its entries (what [`due_in_month`]
 /// gives for any month from the latest effective one on; see adapters migration 1006,
 /// whose backfill is the same SELECT), for the benefits `$where` picks (a condition on
-/// `b`, the benefit; `head` and `tail` are the text around it): run by the transaction
-/// that appends an entry.
+/// `b`, the benefit): run by the transaction that appends an entry.
 ///
 /// [`due_in_month`]: super::model::due_in_month
 macro_rules! terms_upsert {
-    (head) => {
-        "INSERT INTO benefit_terms (benefit_id, case_id, program, unit, from_month, amount, \
+    ($where:literal) => {
+        concat!(
+            "INSERT INTO benefit_terms (benefit_id, case_id, program, unit, from_month, amount, \
              until_month, payee_name, id_number, account) \
              SELECT b.id, b.case_id, b.program, b.unit, \
              (SELECT MAX(e.effective_month) FROM benefit_entries e WHERE e.benefit_id = b.id), \
@@ -204,17 +204,14 @@ macro_rules! terms_upsert {
               AND e.id_number IS NOT NULL ORDER BY e.effective_month DESC, e.seq DESC LIMIT 1), \
              (SELECT e.account FROM benefit_entries e WHERE e.benefit_id = b.id \
               AND e.account IS NOT NULL ORDER BY e.effective_month DESC, e.seq DESC LIMIT 1) \
-             FROM benefits b WHERE "
-    };
-    (tail) => {
-        " AND EXISTS (SELECT 1 FROM benefit_entries e WHERE e.benefit_id = b.id) \
+             FROM benefits b WHERE ",
+            $where,
+            " AND EXISTS (SELECT 1 FROM benefit_entries e WHERE e.benefit_id = b.id) \
              ON CONFLICT (benefit_id) DO UPDATE SET from_month = excluded.from_month, \
              amount = excluded.amount, until_month = excluded.until_month, \
              payee_name = excluded.payee_name, id_number = excluded.id_number, \
              account = excluded.account"
-    };
-    ($where:literal) => {
-        concat!(terms_upsert!(head), $where, terms_upsert!(tail))
+        )
     };
 }
 
@@ -337,6 +334,42 @@ fn one_off_instructions(order: &PaymentOrder, unit: &str, today: NaiveDate) -> V
             .collect(),
         (k, _) => vec![make(order.id.clone(), order.amount, first_due, k)],
     }
+}
+
+/// A seeded benefit's current terms (see [`terms_upsert!`]): its latest effective month and
+/// the amount it pays from then on, the text its entry holds (`None`: nothing), read by
+/// [`due_in_month`] from the entries the seed writes. A seed has no end month, and its
+/// payee is the one it records.
+fn seed_terms(seed: &SeedBenefit) -> (YearMonth, Option<String>) {
+    let mut entries = vec![BenefitEntry {
+        seq: 1,
+        kind: EntryKind::Created,
+        effective_month: seed.from,
+        monthly_amount: Some(seed.amount),
+        until_month: None,
+        review_on: None,
+        payee_name: Some(seed.payee.name.clone()),
+        id_number: seed.payee.id_number.clone(),
+        account: seed.payee.account.clone(),
+    }];
+    if let Some(stop) = seed.stopped_from {
+        entries.push(BenefitEntry {
+            seq: 2,
+            kind: EntryKind::Stopped,
+            effective_month: stop,
+            monthly_amount: None,
+            until_month: None,
+            review_on: None,
+            payee_name: None,
+            id_number: None,
+            account: None,
+        });
+    }
+    let latest = seed
+        .stopped_from
+        .map_or(seed.from, |stop| stop.max(seed.from));
+    let amount = due_in_month(&entries, latest).map(|due| due.amount.to_string());
+    (latest, amount)
 }
 
 #[macro_use]
@@ -895,14 +928,26 @@ macro_rules! backend_ops {
                     });
                     query.push(" ON CONFLICT DO NOTHING");
                     query.build().execute(&mut *tx).await?;
-                    // The chunk's benefits' current terms, in the same transaction.
-                    let mut query = QueryBuilder::<Db>::new(concat!(terms_upsert!(head), "b.id IN ("));
-                    let mut ids = query.separated(", ");
-                    for seed in chunk {
-                        ids.push_bind(benefit_id(&seed.case_id, &seed.program));
-                    }
-                    ids.push_unseparated(")");
-                    query.push(terms_upsert!(tail));
+                    // The chunk's benefits' current terms, in the same transaction (a
+                    // benefit there already keeps its entries, and so its terms).
+                    let mut query = QueryBuilder::<Db>::new(
+                        "INSERT INTO benefit_terms (benefit_id, case_id, program, unit, \
+                         from_month, amount, until_month, payee_name, id_number, account) ",
+                    );
+                    query.push_values(chunk, |mut b, seed| {
+                        let (latest, amount) = seed_terms(seed);
+                        b.push_bind(benefit_id(&seed.case_id, &seed.program))
+                            .push_bind(seed.case_id.as_str())
+                            .push_bind(seed.program.as_str())
+                            .push_bind(seed.unit.as_str())
+                            .push_bind(latest.to_string())
+                            .push_bind(amount)
+                            .push_bind(None::<String>)
+                            .push_bind(seed.payee.name.as_str())
+                            .push_bind(seed.payee.id_number.as_deref())
+                            .push_bind(seed.payee.account.as_deref());
+                    });
+                    query.push(" ON CONFLICT DO NOTHING");
                     query.build().execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
