@@ -138,6 +138,25 @@ async fn a_database_whose_engine_owned_the_ledger_opens_with_its_data(ctx: Ctx) 
          'temporary_aid', 'gd', 'payee', '1200.00', '2026-02-10', 0, 0)",
     )
     .await?;
+    // And a benefit: 500.00 from January, 600.00 to a new account from March.
+    jiuzhu_testkit::raw(
+        ctx.db,
+        &ctx.url,
+        "INSERT INTO benefits (id, case_id, program, unit, created_at) \
+         VALUES ('case-2:dibao', 'case-2', 'dibao', 'gd', 0)",
+    )
+    .await?;
+    jiuzhu_testkit::raw(
+        ctx.db,
+        &ctx.url,
+        "INSERT INTO benefit_entries (id, benefit_id, seq, kind, effective_month, \
+         monthly_amount, payee_name, account, effect_id, recorded_at) VALUES \
+         ('case-2-e1', 'case-2:dibao', 1, 'created', '2026-01', '500.00', 'payee', '6222-1', \
+          'case-2-e1', 0), \
+         ('case-2-e2', 'case-2:dibao', 2, 'amount_changed', '2026-03', '600.00', NULL, \
+          '6222-2', 'case-2-e2', 0)",
+    )
+    .await?;
     ensure!(applied_versions(&ctx).await? == [1, 2, 3, 4, 5]);
 
     // The engine no longer has a migration 3 and must not refuse the row it left.
@@ -148,11 +167,29 @@ async fn a_database_whose_engine_owned_the_ledger_opens_with_its_data(ctx: Ctx) 
         .await?
         .context("the old instruction is still there")?;
     ensure!(old.amount == Decimal::new(120_000, 2), "{old:?}");
+    // Its benefit's terms were written by migration 1006: February replays the entries
+    // (March's is dated after it), March reads the terms.
+    let now = chrono::DateTime::parse_from_rfc3339("2026-03-05T09:00:00+08:00")?.to_utc();
+    for (month, amount, account) in [("2026-02", 50_000, "6222-1"), ("2026-03", 60_000, "6222-2")] {
+        let month = month.parse()?;
+        ensure!(ledger.run_month(month, now).await?.created == 1, "{month}");
+        let paid = ledger
+            .instruction(&format!("case-2:dibao:{month}"))
+            .await?
+            .context("the month's instruction")?;
+        ensure!(
+            paid.amount == Decimal::new(amount, 2)
+                && paid.amount.to_string() == format!("{}.00", amount / 100)
+                && paid.payee.name == "payee"
+                && paid.payee.account.as_deref() == Some(account),
+            "{paid:?}"
+        );
+    }
     // The adapters' 1001 found its tables there and recorded itself.
     ensure!(
         applied_versions(&ctx).await?
             == [
-                1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 1001, 1002, 1003, 1004, 1005
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 1001, 1002, 1003, 1004, 1005, 1006
             ]
     );
     store.close().await;
@@ -165,7 +202,7 @@ async fn a_database_whose_engine_owned_the_ledger_opens_with_its_data(ctx: Ctx) 
     ensure!(
         applied_versions(&ctx).await?
             == [
-                1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 1001, 1002, 1003, 1004, 1005
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 1001, 1002, 1003, 1004, 1005, 1006
             ]
     );
     Ok(())
@@ -183,7 +220,9 @@ async fn a_fresh_database_gets_the_ledger_from_the_adapters(ctx: Ctx) -> Result<
     ensure!(ledger.instruction("nothing").await?.is_none());
     ensure!(
         applied_versions(&ctx).await?
-            == [1, 2, 4, 5, 6, 7, 8, 9, 11, 12, 1001, 1002, 1003, 1004, 1005]
+            == [
+                1, 2, 4, 5, 6, 7, 8, 9, 11, 12, 1001, 1002, 1003, 1004, 1005, 1006
+            ]
     );
     jiuzhu_testkit::raw(ctx.db, &ctx.url, "SELECT 1 FROM payment_instructions").await?;
     store.close().await;
@@ -202,7 +241,7 @@ async fn each_component_refuses_only_a_newer_schema_of_its_own(ctx: Ctx) -> Resu
     let store = Store::open(&ctx.url).await?;
     match Ledger::open(&store).await {
         Err(PaymentError::Store(StoreError::SchemaTooNew { found, supported })) => {
-            ensure!((found, supported) == (1500, 1005), "{found} {supported}");
+            ensure!((found, supported) == (1500, 1006), "{found} {supported}");
         }
         other => bail!("expected SchemaTooNew, got {other:?}"),
     }

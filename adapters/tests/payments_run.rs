@@ -367,8 +367,9 @@ fn pick<'a>(i: usize, n: usize, choices: &[&'a str]) -> &'a str {
 }
 
 /// Benefit `i`'s history as effects: created from some month (some with an end, some of
-/// zero), then zero to two amount changes (some from before the start, some without an
-/// account or ID number), some stopped; each payee field changed in some.
+/// zero), then zero to two amount changes (some from before the start, some dated months
+/// ahead, some without an account or ID number), some stopped; each payee field changed in
+/// some.
 fn history(i: usize) -> Vec<serde_json::Value> {
     let months = [
         "2025-12-01",
@@ -376,6 +377,7 @@ fn history(i: usize) -> Vec<serde_json::Value> {
         "2026-02-01",
         "2026-03-01",
         "2026-04-01",
+        "2026-06-01",
     ];
     let amounts = ["705.00", "0.00", "1305.10", "0.01", "100.00", "20.50"];
     let case = format!("dibao-h{i:03}");
@@ -415,47 +417,97 @@ fn history(i: usize) -> Vec<serde_json::Value> {
 /// The run computes each page's instructions in the database; whatever a benefit's history,
 /// what it writes is what `due_in_month` (the ledger's one definition of a month's due
 /// payment) says of the benefit's entries: paid or not, the amount to the fen and its text,
-/// and the payee's name, ID number and account.
+/// and the payee's name, ID number and account. Both ways the run reads a benefit are
+/// taken, often: its current terms (every entry in force in the month) and the replay of
+/// its entries (an entry dated after the month); and the terms follow entries recorded
+/// between two runs (the first effect of each history before January's run, the rest
+/// after). Benefits of the bulk path (`seed_benefits`) are held to the same.
 async fn the_run_pays_what_the_entries_say_whatever_the_history(ctx: Ctx) -> Result<()> {
     let ledger = Ledger::open(&ctx.store).await?.with_run_page(7);
     let cases = 96;
-    for i in 0..cases {
-        for effect in history(i) {
-            ledger.apply_effect(&effect, march()).await?;
+    let histories: Vec<Vec<serde_json::Value>> = (0..cases).map(history).collect();
+    // And benefits written by the bulk path, stopped before, at or after their start.
+    let seeds: Vec<SeedBenefit> = (0..24)
+        .map(|i| SeedBenefit {
+            case_id: format!("dibao-s{i:03}"),
+            program: "dibao".into(),
+            unit: "双鸭山市/尖山区/乡镇02".into(),
+            amount: pick(i, 1, &["0.00", "705.00", "0.01", "1305.10"])
+                .parse()
+                .expect("an amount"),
+            from: month(pick(i, 2, &["2026-01", "2026-02", "2026-04"])),
+            payee: Payee {
+                name: format!("户主s{i}"),
+                id_number: (i % 2 == 0).then(|| "11010519491231002X".into()),
+                account: (i % 3 != 0).then(|| format!("6222{i:012}")),
+            },
+            stopped_from: (i % 3 != 2)
+                .then(|| month(pick(i, 3, &["2026-01", "2026-02", "2026-06"]))),
+        })
+        .collect();
+    let benefits: Vec<String> = (0..cases)
+        .map(|i| format!("dibao-h{i:03}:dibao"))
+        .chain(seeds.iter().map(|s| format!("{}:dibao", s.case_id)))
+        .collect();
+    let (mut paid, mut unpaid, mut by_terms, mut replayed) = (0, 0, 0, 0);
+    let may = at("2026-05-05T09:00:00+08:00");
+    for (round, months) in [
+        (0, &["2026-01"][..]),
+        (1, &["2026-02", "2026-03", "2026-05"][..]),
+    ] {
+        for effects in &histories {
+            let recorded = if round == 0 {
+                &effects[..1]
+            } else {
+                &effects[1..]
+            };
+            for effect in recorded {
+                ledger.apply_effect(effect, march()).await?;
+            }
         }
-    }
-    let (mut paid, mut unpaid) = (0, 0);
-    for m in ["2026-01", "2026-02", "2026-03"] {
-        let run_month = month(m);
-        let summary = ledger.run_month(run_month, march()).await?;
-        let written = ledger.instructions(Some(run_month), None).await?;
-        ensure!(summary.created == written.len() as u64, "{m}: {summary:?}");
-        for i in 0..cases {
-            let benefit = format!("dibao-h{i:03}:dibao");
-            let entries = ledger.entries(&benefit).await?;
-            let expected = due_in_month(&entries, run_month);
-            let got = written
-                .iter()
-                .find(|w| w.benefit_id.as_deref() == Some(benefit.as_str()));
-            match (expected, got) {
-                (None, None) => unpaid += 1,
-                (Some(due), Some(got)) => {
-                    ensure!(
-                        got.reference == format!("{benefit}:{m}")
-                            && got.amount == due.amount
-                            && got.amount.to_string() == due.amount.to_string()
-                            && got.payee == due.payee
-                            && got.due_on == run_month.first_day()
-                            && got.status == InstructionStatus::Scheduled,
-                        "{benefit} in {m}: wrote {got:?}, due {due:?}"
-                    );
-                    paid += 1;
+        if round == 0 {
+            ledger.seed_benefits(&seeds, march()).await?;
+        }
+        for m in months {
+            let run_month = month(m);
+            let summary = ledger.run_month(run_month, may).await?;
+            let written = ledger.instructions(Some(run_month), None).await?;
+            ensure!(summary.created == written.len() as u64, "{m}: {summary:?}");
+            for benefit in &benefits {
+                let entries = ledger.entries(benefit).await?;
+                if entries.iter().any(|e| e.effective_month > run_month) {
+                    replayed += 1;
+                } else {
+                    by_terms += 1;
                 }
-                (expected, got) => bail!("{benefit} in {m}: due {expected:?}, wrote {got:?}"),
+                let expected = due_in_month(&entries, run_month);
+                let got = written
+                    .iter()
+                    .find(|w| w.benefit_id.as_deref() == Some(benefit.as_str()));
+                match (expected, got) {
+                    (None, None) => unpaid += 1,
+                    (Some(due), Some(got)) => {
+                        ensure!(
+                            got.reference == format!("{benefit}:{m}")
+                                && got.amount == due.amount
+                                && got.amount.to_string() == due.amount.to_string()
+                                && got.payee == due.payee
+                                && got.due_on == run_month.first_day()
+                                && got.status == InstructionStatus::Scheduled,
+                            "{benefit} in {m}: wrote {got:?}, due {due:?}"
+                        );
+                        paid += 1;
+                    }
+                    (expected, got) => bail!("{benefit} in {m}: due {expected:?}, wrote {got:?}"),
+                }
             }
         }
     }
-    // The histories reach both outcomes, often.
-    ensure!(paid > 60 && unpaid > 60, "{paid} paid, {unpaid} not");
+    // The histories reach both outcomes and both readings, often.
+    ensure!(paid > 80 && unpaid > 80, "{paid} paid, {unpaid} not");
+    ensure!(
+        by_terms > 80 && replayed > 80,
+        "{by_terms} read from the terms, {replayed} replayed"
+    );
     Ok(())
 }

@@ -48,6 +48,11 @@ pub(super) const MIGRATIONS: ComponentMigrations = ComponentMigrations {
             "batch_once",
             include_str!("../../migrations/sqlite/1005_batch_once.sql"),
         ),
+        (
+            1006,
+            "benefit_terms",
+            include_str!("../../migrations/sqlite/1006_benefit_terms.sql"),
+        ),
     ],
     postgres: &[
         (
@@ -75,73 +80,20 @@ pub(super) const MIGRATIONS: ComponentMigrations = ComponentMigrations {
             "batch_once",
             include_str!("../../migrations/postgres/1005_batch_once.sql"),
         ),
+        (
+            1006,
+            "benefit_terms",
+            include_str!("../../migrations/postgres/1006_benefit_terms.sql"),
+        ),
     ],
 };
 
 /// Rows per multi-row INSERT: 19 parameters a row stays far below both databases' limits.
 const ROWS_PER_INSERT: usize = 200;
 
-/// One page of a monthly run, `$1 < benefit <= $2`, for month `$3` (due on `$4`, written at
-/// `$5`): what [`due_in_month`] decides for each benefit, in SQL, so a page is one
-/// statement and no row of it travels to the ledger and back. The entries in force are
-/// those effective by the month, in (month, seq) order; the last `created`,
-/// `amount_changed` or `stopped` of them decides: a stop pays nothing, otherwise its amount
-/// is paid when above zero and the month is not after its `until_month`; the payee's name,
-/// ID number and account are each the last one recorded. Amounts are copied as the exact
-/// text they were stored in (whole fen, from [`to_fen`]), never computed; "above zero" is
-/// read off the text (a digit other than 0, no sign). The unique (benefit, month) keeps the
-/// first instruction of a benefit's month (a resumed or concurrent run): `$skip_paid`
-/// may add a cheaper check before the row is computed.
-///
-/// [`to_fen`]: super::model::to_fen
-/// [`due_in_month`]: super::model::due_in_month
-macro_rules! run_page_insert {
-    ($skip_paid:literal) => {
-        concat!(
-            "INSERT INTO payment_instructions (id, kind, benefit_id, case_id, program, unit, \
-             payee_name, id_number, account, amount, month, due_on, status, created_at, \
-             updated_at) \
-             SELECT d.id || ':' || $3, 'monthly', d.id, d.case_id, d.program, d.unit, ",
-            "COALESCE((SELECT e.payee_name FROM benefit_entries e WHERE e.benefit_id = d.id \
-             AND e.effective_month <= $3 AND e.payee_name IS NOT NULL \
-             ORDER BY e.effective_month DESC, e.seq DESC LIMIT 1), ''), ",
-            "(SELECT e.id_number FROM benefit_entries e WHERE e.benefit_id = d.id \
-             AND e.effective_month <= $3 AND e.id_number IS NOT NULL \
-             ORDER BY e.effective_month DESC, e.seq DESC LIMIT 1), ",
-            "(SELECT e.account FROM benefit_entries e WHERE e.benefit_id = d.id \
-             AND e.effective_month <= $3 AND e.account IS NOT NULL \
-             ORDER BY e.effective_month DESC, e.seq DESC LIMIT 1), ",
-            "a.monthly_amount, $3, $4, 'scheduled', $5, $5 \
-             FROM (SELECT b.id, b.case_id, b.program, b.unit, \
-                     (SELECT e.seq FROM benefit_entries e WHERE e.benefit_id = b.id \
-                      AND e.effective_month <= $3 \
-                      AND e.kind IN ('created', 'amount_changed', 'stopped') \
-                      ORDER BY e.effective_month DESC, e.seq DESC LIMIT 1) AS seq \
-                   FROM benefits b WHERE b.id > $1 AND b.id <= $2) d \
-             JOIN benefit_entries a ON a.benefit_id = d.id AND a.seq = d.seq \
-             AND a.benefit_id > $1 AND a.benefit_id <= $2 ",
-            "WHERE a.kind <> 'stopped' AND a.monthly_amount IS NOT NULL \
-             AND a.monthly_amount NOT LIKE '-%' \
-             AND REPLACE(REPLACE(a.monthly_amount, '0', ''), '.', '') <> '' \
-             AND (a.until_month IS NULL OR a.until_month >= $3)",
-            $skip_paid,
-            " ON CONFLICT DO NOTHING"
-        )
-    };
-}
-
-/// SQLite: a benefit paid for the month already is passed over by a probe of the unique
-/// (benefit, month) index before its row is computed (a rerun pass costs one probe each).
-const RUN_PAGE_INSERT_SQLITE: &str = run_page_insert!(
-    " AND NOT EXISTS (SELECT 1 FROM payment_instructions i \
-     WHERE i.benefit_id = d.id AND i.month = $3)"
-);
-
-/// PostgreSQL: the conflict clause alone. The planner would pick an anti-join's method
-/// from the instructions' statistics, and with a table analysed while empty it scans the
-/// table for every benefit (quadratic in the month); the insert's own unique check is
-/// always an index probe.
-const RUN_PAGE_INSERT_POSTGRES: &str = run_page_insert!("");
+#[macro_use]
+mod run_sql;
+use run_sql::{RUN_PAGE_INSERT_POSTGRES, RUN_PAGE_INSERT_SQLITE, TERMS_UPSERT_ONE, seed_terms};
 
 /// How a monthly run starts.
 pub(super) enum RunStart {
@@ -425,6 +377,11 @@ macro_rules! backend_ops {
                 .bind(at)
                 .execute(&mut **tx)
                 .await?;
+                // The benefit's current terms, in the entry's transaction.
+                sqlx::query(TERMS_UPSERT_ONE)
+                    .bind(benefit)
+                    .execute(&mut **tx)
+                    .await?;
                 Ok(())
             }
 
@@ -809,6 +766,27 @@ macro_rules! backend_ops {
                             .push_bind(seed.and_then(|s| s.payee.account.clone()))
                             .push_bind(id.as_str())
                             .push_bind(at);
+                    });
+                    query.push(" ON CONFLICT DO NOTHING");
+                    query.build().execute(&mut *tx).await?;
+                    // The chunk's benefits' current terms, in the same transaction (a
+                    // benefit there already keeps its entries, and so its terms).
+                    let mut query = QueryBuilder::<Db>::new(
+                        "INSERT INTO benefit_terms (benefit_id, case_id, program, unit, \
+                         from_month, amount, until_month, payee_name, id_number, account) ",
+                    );
+                    query.push_values(chunk, |mut b, seed| {
+                        let (latest, amount) = seed_terms(seed);
+                        b.push_bind(benefit_id(&seed.case_id, &seed.program))
+                            .push_bind(seed.case_id.as_str())
+                            .push_bind(seed.program.as_str())
+                            .push_bind(seed.unit.as_str())
+                            .push_bind(latest.to_string())
+                            .push_bind(amount)
+                            .push_bind(None::<String>)
+                            .push_bind(seed.payee.name.as_str())
+                            .push_bind(seed.payee.id_number.as_deref())
+                            .push_bind(seed.payee.account.as_deref());
                     });
                     query.push(" ON CONFLICT DO NOTHING");
                     query.build().execute(&mut *tx).await?;
