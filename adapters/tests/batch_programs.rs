@@ -204,29 +204,18 @@ struct Teardown {
 async fn setup(db: Db) -> (Ctx, Teardown) {
     let database = TestDatabase::create(db, "batch_programs").await;
     let dir = database.dir().join("processes");
-    let copy_dir = |name: &str| {
-        std::fs::create_dir_all(dir.join(name)).expect("project dir");
-        for file in std::fs::read_dir(repo_path("processes").join(name)).expect(name) {
-            let file = file.expect("file");
-            // Policy files only: the section declarations (`sections/`) are built in.
-            if !file.path().is_file() {
-                continue;
-            }
-            std::fs::copy(file.path(), dir.join(name).join(file.file_name())).expect("copy");
-        }
-    };
-    copy_dir("policies");
-    copy_dir("rules");
-    copy_dir("calendars");
-    for file in [
-        "org.yaml",
-        "dibao.yaml",
-        "dibao_review.yaml",
-        "heating_aid.yaml",
-        "price_subsidy.yaml",
-    ] {
-        std::fs::copy(repo_path("processes").join(file), dir.join(file)).expect(file);
-    }
+    jiuzhu_testkit::copy_project(
+        &repo_path("processes"),
+        &dir,
+        &[
+            "org.yaml",
+            "dibao.yaml",
+            "dibao_review.yaml",
+            "heating_aid.yaml",
+            "price_subsidy.yaml",
+        ],
+        &["policies", "rules", "calendars"],
+    );
     let store = Store::open(&database.url).await.expect("open store");
     let project = Arc::new(
         Project::load(&dir)

@@ -121,21 +121,12 @@ struct Teardown {
 async fn setup(db: Db) -> (Ctx, Teardown) {
     let database = TestDatabase::create(db, "batches").await;
     let dir = database.dir().join("processes");
-    std::fs::create_dir_all(dir.join("policies")).expect("project dir");
-    std::fs::copy(repo_path("processes/org.yaml"), dir.join("org.yaml")).expect("org");
-    std::fs::copy(
-        repo_path("processes/heating_aid.yaml"),
-        dir.join("heating_aid.yaml"),
-    )
-    .expect("heating_aid");
-    for file in std::fs::read_dir(repo_path("processes/policies")).expect("policies") {
-        let file = file.expect("policy");
-        // Policy files only: the section declarations (`sections/`) are built in.
-        if !file.path().is_file() {
-            continue;
-        }
-        std::fs::copy(file.path(), dir.join("policies").join(file.file_name())).expect("copy");
-    }
+    jiuzhu_testkit::copy_project(
+        &repo_path("processes"),
+        &dir,
+        &["org.yaml", "heating_aid.yaml"],
+        &["policies"],
+    );
     let store = Store::open(&database.url).await.expect("open store");
     let project = Arc::new(
         Project::load(&dir)

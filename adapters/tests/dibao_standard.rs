@@ -90,22 +90,17 @@ struct Teardown {
 async fn setup(db: Db) -> (Ctx, Teardown) {
     let database = TestDatabase::create(db, "dibaostd").await;
     let dir = database.dir().join("processes");
-    std::fs::create_dir_all(dir.join("policies")).expect("project dir");
-    for file in [
-        "org.yaml",
-        "dibao.yaml",
-        "dibao_review.yaml",
-        "dibao_standard.yaml",
-    ] {
-        std::fs::copy(repo_path(&format!("processes/{file}")), dir.join(file)).expect(file);
-    }
-    for file in std::fs::read_dir(repo_path("processes/policies")).expect("policies") {
-        let file = file.expect("policy");
-        if !file.path().is_file() {
-            continue;
-        }
-        std::fs::copy(file.path(), dir.join("policies").join(file.file_name())).expect("copy");
-    }
+    jiuzhu_testkit::copy_project(
+        &repo_path("processes"),
+        &dir,
+        &[
+            "org.yaml",
+            "dibao.yaml",
+            "dibao_review.yaml",
+            "dibao_standard.yaml",
+        ],
+        &["policies"],
+    );
     let store = Store::open(&database.url).await.expect("open store");
     let project = Arc::new(
         Project::load(&dir)

@@ -189,7 +189,7 @@ async fn a_database_whose_engine_owned_the_ledger_opens_with_its_data(ctx: Ctx) 
     ensure!(
         applied_versions(&ctx).await?
             == [
-                1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 1001, 1002, 1003, 1004, 1005, 1006
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 1001, 1002, 1003, 1004, 1005, 1006
             ]
     );
     store.close().await;
@@ -202,7 +202,7 @@ async fn a_database_whose_engine_owned_the_ledger_opens_with_its_data(ctx: Ctx) 
     ensure!(
         applied_versions(&ctx).await?
             == [
-                1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 1001, 1002, 1003, 1004, 1005, 1006
+                1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 1001, 1002, 1003, 1004, 1005, 1006
             ]
     );
     Ok(())
@@ -210,7 +210,7 @@ async fn a_database_whose_engine_owned_the_ledger_opens_with_its_data(ctx: Ctx) 
 
 async fn a_fresh_database_gets_the_ledger_from_the_adapters(ctx: Ctx) -> Result<()> {
     let store = Store::open(&ctx.url).await?;
-    ensure!(applied_versions(&ctx).await? == [1, 2, 4, 5, 6, 7, 8, 9, 11, 12]);
+    ensure!(applied_versions(&ctx).await? == [1, 2, 4, 5, 6, 7, 8, 9, 11, 12, 13]);
     // The engine alone made no ledger tables.
     let missing = jiuzhu_testkit::raw(ctx.db, &ctx.url, "SELECT 1 FROM payment_instructions").await;
     ensure!(missing.is_err(), "the engine created the ledger's tables");
@@ -221,7 +221,7 @@ async fn a_fresh_database_gets_the_ledger_from_the_adapters(ctx: Ctx) -> Result<
     ensure!(
         applied_versions(&ctx).await?
             == [
-                1, 2, 4, 5, 6, 7, 8, 9, 11, 12, 1001, 1002, 1003, 1004, 1005, 1006
+                1, 2, 4, 5, 6, 7, 8, 9, 11, 12, 13, 1001, 1002, 1003, 1004, 1005, 1006
             ]
     );
     jiuzhu_testkit::raw(ctx.db, &ctx.url, "SELECT 1 FROM payment_instructions").await?;

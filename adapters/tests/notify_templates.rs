@@ -73,6 +73,11 @@ fn sample_effect(template: &str) -> Json {
             json!({"to": null, "to_role": "county_staff", "month": "2026-06",
                    "paid_households": 12, "total": "1250.00", "note": ""})
         }
+        "dibao_standard_adjusted" => {
+            json!({"to": null, "to_role": "county_staff", "effective_from": "2026-07-01",
+                   "adjusted": 12, "total": "8460.00", "rise_urban": "30.00",
+                   "rise_rural": "25.00", "note": ""})
+        }
         "referral_sent" | "referral_reminder" => json!({"to": null, "to_department": "medical",
             "need": "medical"}),
         other => panic!("no sample effect for {other}"),

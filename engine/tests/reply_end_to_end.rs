@@ -114,16 +114,7 @@ fn repo(path: &str) -> PathBuf {
 async fn setup(db: Db) -> (Ctx, Teardown) {
     let database = TestDatabase::create(db, "reply_e2e").await;
     let dir = database.dir().join("processes");
-    std::fs::create_dir_all(dir.join("policies")).expect("project dir");
-    std::fs::copy(repo("processes/org.yaml"), dir.join("org.yaml")).expect("org");
-    for file in std::fs::read_dir(repo("processes/policies")).expect("policies") {
-        let file = file.expect("policy file");
-        // Policy files only: the section declarations (`sections/`) are built in.
-        if !file.path().is_file() {
-            continue;
-        }
-        std::fs::copy(file.path(), dir.join("policies").join(file.file_name())).expect("copy");
-    }
+    jiuzhu_testkit::copy_project(&repo("processes"), &dir, &["org.yaml"], &["policies"]);
     std::fs::write(dir.join("relay_parent.yaml"), PARENT).expect("parent");
     std::fs::write(dir.join("relay_child.yaml"), CHILD).expect("child");
     let project = Project::load(&dir).unwrap_or_else(|problems| {

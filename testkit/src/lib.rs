@@ -33,6 +33,28 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Makes a test project at `to` from the shipped `processes` folder: the named definition
+/// files, and the files (not the subfolders) of each named folder — policy files without
+/// the built-in section declarations (`policies/sections/`), rule files, calendars.
+/// Panics, naming the file, when the file system refuses.
+pub fn copy_project(processes: &Path, to: &Path, files: &[&str], folders: &[&str]) {
+    std::fs::create_dir_all(to).expect("project dir");
+    for file in files {
+        std::fs::copy(processes.join(file), to.join(file)).expect(file);
+    }
+    for folder in folders {
+        std::fs::create_dir_all(to.join(folder)).expect(folder);
+        for entry in std::fs::read_dir(processes.join(folder))
+            .expect(folder)
+            .flatten()
+        {
+            if entry.path().is_file() {
+                std::fs::copy(entry.path(), to.join(folder).join(entry.file_name())).expect(folder);
+            }
+        }
+    }
+}
+
 /// The server the PostgreSQL half uses unless `JIUZHU_TEST_PG` names another.
 pub const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/test";
 

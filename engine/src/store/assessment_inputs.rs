@@ -52,10 +52,15 @@ pub fn inputs_of_state(state: &str) -> Option<String> {
     let parsed: State<'_> = serde_json::from_str(state).ok()?;
     // A part of the wrong shape (vars or an assessment that is not an object) reads as
     // having none of its values, as a path through it does in the database.
-    let vars: Option<Vars<'_>> = parsed.vars.and_then(|v| serde_json::from_str(v.get()).ok());
+    // (serde would also read a struct from an array, by position: only objects count.)
+    let vars: Option<Vars<'_>> = parsed
+        .vars
+        .filter(|v| is_object(v))
+        .and_then(|v| serde_json::from_str(v.get()).ok());
     let vars = vars.as_ref();
     let assessment: Option<Assessment<'_>> = vars
         .and_then(|v| v.assessment)
+        .filter(|a| is_object(a))
         .and_then(|a| serde_json::from_str(a.get()).ok());
     let values = [
         vars.and_then(|v| v.household),
@@ -82,6 +87,11 @@ pub fn inputs_of_state(state: &str) -> Option<String> {
     }
     out.push(']');
     Some(out)
+}
+
+/// Whether a raw JSON value is an object.
+fn is_object(value: &RawValue) -> bool {
+    value.get().trim_start().starts_with('{')
 }
 
 const UPSERT_HEAD: &str =
