@@ -25,19 +25,6 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create dir");
-    for entry in std::fs::read_dir(from).expect("read dir").flatten() {
-        let path = entry.path();
-        let target = to.join(entry.file_name());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).expect("copy file");
-        }
-    }
-}
-
 fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
@@ -52,7 +39,7 @@ fn ok(out: &Output) -> String {
 fn provisional_due_dates_are_marked_counted_warned_and_recounted() {
     let dir = tempfile::tempdir().expect("temp dir");
     let project = dir.path();
-    copy_dir(
+    jiuzhu_testkit::copy_dir(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("processes"),
         &project.join("processes"),
     );

@@ -15,13 +15,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{Result, anyhow, ensure};
+use anyhow::{Result, ensure};
 use chrono::{DateTime, TimeZone, Utc};
 use jiuzhu_adapters::dispatch::{DispatchConfig, Dispatcher, Outcome, TickReport};
 use jiuzhu_adapters::payments::Ledger;
 use jiuzhu_engine::clock::{Clock, ManualClock};
 use jiuzhu_engine::core::Actor;
-use jiuzhu_engine::project::Project;
 use jiuzhu_engine::runtime::Engine;
 use jiuzhu_engine::store::Store;
 use jiuzhu_rules::Value;
@@ -216,19 +215,10 @@ async fn setup(db: Db) -> (Ctx, Teardown) {
         ],
         &["policies", "rules", "calendars"],
     );
-    let store = Store::open(&database.url).await.expect("open store");
-    let project = Arc::new(
-        Project::load(&dir)
-            .map_err(|problems| anyhow!(problems.join("\n")))
-            .expect("project loads"),
-    );
-    let clock = Arc::new(ManualClock::new(july()));
-    let engine = Engine::new(store.clone(), project, clock.clone(), "node-a").expect("engine");
-    engine.deploy().await.expect("deploy");
-    let ledger = Ledger::open(&store).await.expect("ledger");
+    let (store, clock, engine, ledger) = support::deployed_node(&database.url, &dir, july()).await;
     let ctx = Ctx {
         clock,
-        engine: Arc::new(engine),
+        engine,
         ledger,
     };
     (ctx, Teardown { database, store })

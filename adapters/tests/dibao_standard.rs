@@ -17,7 +17,6 @@ use jiuzhu_adapters::dispatch::{DispatchConfig, Dispatcher};
 use jiuzhu_adapters::payments::Ledger;
 use jiuzhu_engine::clock::ManualClock;
 use jiuzhu_engine::core::Actor;
-use jiuzhu_engine::project::Project;
 use jiuzhu_engine::runtime::Engine;
 use jiuzhu_engine::scheduler::Scheduler;
 use jiuzhu_engine::store::Store;
@@ -101,19 +100,11 @@ async fn setup(db: Db) -> (Ctx, Teardown) {
         ],
         &["policies"],
     );
-    let store = Store::open(&database.url).await.expect("open store");
-    let project = Arc::new(
-        Project::load(&dir)
-            .map_err(|problems| anyhow!(problems.join("\n")))
-            .expect("project loads"),
-    );
-    let clock = Arc::new(ManualClock::new(deployed()));
-    let engine = Engine::new(store.clone(), project, clock.clone(), "node-a").expect("engine");
-    engine.deploy().await.expect("deploy");
-    let ledger = Ledger::open(&store).await.expect("ledger");
+    let (store, clock, engine, ledger) =
+        support::deployed_node(&database.url, &dir, deployed()).await;
     let ctx = Ctx {
         clock,
-        engine: Arc::new(engine),
+        engine,
         ledger,
     };
     (ctx, Teardown { database, store })

@@ -166,6 +166,23 @@ impl Compiler<'_, '_> {
         out
     }
 
+    /// A schedule's start `data:`: each value a literal or an `=expression` in `scope`.
+    fn schedule_data(
+        &mut self,
+        data: Option<&Yaml>,
+        scope: &dyn TypeEnv,
+    ) -> BTreeMap<String, ValueTemplate> {
+        let mut out = BTreeMap::new();
+        if let Some(d) = data {
+            for (key, value) in self.ctx.entries(d, "data") {
+                if let Some(t) = self.template(value, scope, None) {
+                    out.insert(key.name.clone(), t);
+                }
+            }
+        }
+        out
+    }
+
     /// One `schedules:` item: a cron schedule, or (`on: policy_changed`) a start on each
     /// policy day.
     pub(super) fn schedule(&mut self, y: &Yaml) -> Option<Schedule> {
@@ -202,14 +219,7 @@ impl Compiler<'_, '_> {
                     "previous_policy",
                     jiuzhu_rules::policy::Policy::value_type(),
                 );
-            let mut data = BTreeMap::new();
-            if let Some(d) = f.get("data") {
-                for (key, value) in self.ctx.entries(d, "data") {
-                    if let Some(t) = self.template(value, &scope, None) {
-                        data.insert(key.name.clone(), t);
-                    }
-                }
-            }
+            let data = self.schedule_data(f.get("data"), &scope);
             f.finish(self.ctx);
             on?;
             return Some(Schedule::Policy(PolicyStartDecl { id: id?, data }));
@@ -233,15 +243,7 @@ impl Compiler<'_, '_> {
             }
         });
         let base = self.base.clone();
-        let scope = Scope::new(&base);
-        let mut data = BTreeMap::new();
-        if let Some(d) = f.get("data") {
-            for (key, value) in self.ctx.entries(d, "data") {
-                if let Some(t) = self.template(value, &scope, None) {
-                    data.insert(key.name.clone(), t);
-                }
-            }
-        }
+        let data = self.schedule_data(f.get("data"), &Scope::new(&base));
         f.finish(self.ctx);
         Some(Schedule::Cron(ScheduleDecl {
             id: id?,
